@@ -1,0 +1,4 @@
+"""Deployments.
+
+Built out in its own issue; registered now so the project layout is final.
+"""

@@ -1,0 +1,4 @@
+"""OpenAI-compatible gateway.
+
+Built out in its own issue; registered now so the project layout is final.
+"""

@@ -1,0 +1,41 @@
+"""Shared pieces of the REST API: the one error type services raise and its handler."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class ApplicationError(Exception):
+    """A business rule said no. `field_errors` maps field names to messages, if any apply."""
+
+    def __init__(self, message: str, *, field_errors: dict[str, list[str]] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field_errors = field_errors or {}
+
+
+def _django_validation_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
+    if hasattr(exc, "error_dict"):
+        return {field: [m for e in errors for m in e.messages] for field, errors in
+                exc.error_dict.items()}
+    return {"non_field_errors": exc.messages}
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(_django_validation_errors(exc))
+    if isinstance(exc, ApplicationError):
+        body = {"detail": exc.message}
+        if exc.field_errors:
+            body["errors"] = exc.field_errors
+        return Response(body, status=status.HTTP_400_BAD_REQUEST)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, exceptions.ValidationError):
+        errors = response.data
+        if isinstance(errors, list):
+            errors = {"non_field_errors": errors}
+        response.data = {"detail": "The request has invalid fields.", "errors": errors}
+    return response

@@ -1,0 +1,10 @@
+"""Every periodic task of the portal, in one place (read by settings.CELERY_BEAT_SCHEDULE)."""
+
+from celery.schedules import crontab
+
+SCHEDULE = {
+    "audit-verify-chain-hourly": {
+        "task": "audit.tasks.verify_chain",
+        "schedule": crontab(minute=7),
+    },
+}

@@ -1,0 +1,46 @@
+"""Small presentation helpers shared by every template."""
+
+from django import template
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+register = template.Library()
+
+# Stroke icons drawn for the portal (24×24 grid).
+_ICONS = {
+    "building": '<path d="M4 21V5l8-2v18M12 9h8v12M8 8h0M8 12h0M8 16h0M16 13h0M16 17h0"/>',
+    "shield": '<path d="M12 3l8 3v6c0 5-3.5 8-8 9-4.5-1-8-4-8-9V6z"/><path d="M9 12l2 2 4-4"/>',
+    "home": '<path d="M3 11l9-7 9 7M5 10v10h5v-6h4v6h5V10"/>',
+    "users": '<circle cx="9" cy="8" r="3.5"/><path d="M2.5 20c.8-3.5 3.4-5.5 6.5-5.5s5.7 2 6.5 5.5'
+             'M16 4.5a3.5 3.5 0 010 7M18 14.8c1.8.7 3 2.4 3.5 5.2"/>',
+    "user": '<circle cx="12" cy="8" r="4"/><path d="M4 21c1-4 4-6 8-6s7 2 8 6"/>',
+}
+
+
+@register.simple_tag
+def icon(name: str) -> str:
+    return format_html(
+        '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8" '
+        'stroke-linecap="round" stroke-linejoin="round" aria-hidden="true">{}</svg>',
+        mark_safe(_ICONS.get(name, "")),  # noqa: S308 — constant markup defined above
+    )
+
+
+@register.simple_tag(takes_context=True)
+def current_if(context, url: str, exact: bool = False) -> str:
+    """`aria-current="page"` when the request is at (or below) `url`."""
+    path = context["request"].path
+    active = path == url if exact else path.startswith(url)
+    return mark_safe(' aria-current="page"') if active else ""
+
+
+_STATUS_BADGES = {
+    "active": "badge-ok",
+    "suspended": "badge-danger",
+    "tenant_admin": "badge-brand",
+}
+
+
+@register.filter
+def badge_class(value: str) -> str:
+    return _STATUS_BADGES.get(str(value), "")

@@ -1,0 +1,25 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from portal import health
+from tenants import views as tenant_views
+
+urlpatterns = [
+    path("", tenant_views.home, name="home"),
+    path("", include("tenants.urls")),
+    path("invitations/<str:token>/", tenant_views.invitation_accept, name="invitation_accept"),
+    path("audit/", include("audit.urls")),
+    path("accounts/", include("allauth.urls")),
+    path("api/", include("tenants.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"),
+         name="api-docs"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("django-admin/", admin.site.urls),
+]
+
+handler404 = "portal.errors.not_found"
+handler403 = "portal.errors.forbidden"
+handler500 = "portal.errors.server_error"

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Make sure the services the test suite talks to are up: PostgreSQL, Redis and Chromium.
+# Uses what is running; installs missing pieces from Debian's packages and starts them.
+source "$(dirname "$0")/_common.sh"
+
+PG_HOST=127.0.0.1 PG_PORT=5432 REDIS_PORT=6379
+
+start_postgres() {
+  local version
+  version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1 || true)"
+  if [ -z "$version" ]; then
+    apt_install postgresql
+    version="$(ls /etc/postgresql | sort -V | tail -1)"
+  fi
+  say "Starting PostgreSQL $version"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null ||
+    as_root pg_ctlcluster "$version" main start
+  for _ in $(seq 1 30); do port_open "$PG_HOST" "$PG_PORT" && break; sleep 1; done
+  # A fresh Debian cluster wants a password over TCP: give the postgres role the one the
+  # test settings use (a no-op where trust authentication is configured).
+  as_root su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+}
+
+start_redis() {
+  command -v redis-server >/dev/null || apt_install redis-server
+  say "Starting Redis"
+  as_root mkdir -p /var/lib/redis /var/log/redis
+  as_root redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" \
+    --appendonly no --dir /var/lib/redis --logfile /var/log/redis/portal-tests.log
+  for _ in $(seq 1 20); do port_open 127.0.0.1 "$REDIS_PORT" && break; sleep 0.5; done
+}
+
+port_open "$PG_HOST" "$PG_PORT" || start_postgres
+port_open "$PG_HOST" "$PG_PORT" || die "PostgreSQL is not answering on $PG_HOST:$PG_PORT."
+port_open 127.0.0.1 "$REDIS_PORT" || start_redis
+port_open 127.0.0.1 "$REDIS_PORT" || die "Redis is not answering on 127.0.0.1:$REDIS_PORT."
+command -v chromium >/dev/null || apt_install chromium
+say "PostgreSQL, Redis and Chromium are ready"

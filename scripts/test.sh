@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# `make test`: the whole suite against PostgreSQL and Redis, browser tests included.
+# Extra arguments go to pytest, e.g. scripts/test.sh tests/audit -x
+source "$(dirname "$0")/_common.sh"
+
+"$ROOT/scripts/ensure-services.sh"
+ensure_venv dev
+
+export PORTAL_IGNORE_DOTENV=1
+export DEBUG=false
+export SECRET_KEY="test-only-secret-key-not-for-production"
+export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/portal}"
+export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
+export STATIC_MANIFEST=false
+export SECURE_COOKIES=false
+mkdir -p var/staticfiles
+export CHROMIUM_PATH="${CHROMIUM_PATH:-$(command -v chromium)}"
+
+exec "$VENV/bin/python" -m pytest "$@"

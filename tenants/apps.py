@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class TenantsConfig(AppConfig):
+    name = "tenants"
+    verbose_name = "Tenants and people"
+
+    def ready(self) -> None:
+        from tenants import auth_events  # noqa: F401  (connects the sign-in receivers)

@@ -1,0 +1,39 @@
+"""Sign-in and sign-out go into the audit trail. allauth and Django announce them through
+signals, which is the only hook they offer; the receivers only record."""
+
+from allauth.account.signals import user_logged_in, user_logged_out
+from allauth.mfa.signals import authenticator_added, authenticator_removed
+from django.contrib.auth.signals import user_login_failed
+from django.dispatch import receiver
+
+import audit
+
+
+@receiver(user_logged_in)
+def _logged_in(sender, request, user, **kwargs):
+    audit.record(action="auth.login_succeeded", actor=user, target=user,
+                 details={"method": "password"})
+
+
+@receiver(user_logged_out)
+def _logged_out(sender, request, user, **kwargs):
+    if user is not None:
+        audit.record(action="auth.logged_out", actor=user, target=user)
+
+
+@receiver(user_login_failed)
+def _login_failed(sender, credentials, request=None, **kwargs):
+    email = str(credentials.get("email") or credentials.get("username") or "")[:254]
+    audit.record(action="auth.login_failed", actor="anonymous", details={"email": email})
+
+
+@receiver(authenticator_added)
+def _mfa_added(sender, request, user, authenticator, **kwargs):
+    audit.record(action="auth.mfa_added", actor=user, target=user,
+                 details={"type": authenticator.type})
+
+
+@receiver(authenticator_removed)
+def _mfa_removed(sender, request, user, authenticator, **kwargs):
+    audit.record(action="auth.mfa_removed", actor=user, target=user,
+                 details={"type": authenticator.type})

@@ -1,0 +1,96 @@
+"""Every access decision of the portal, in one place, for pages and the API alike.
+
+Two kinds of permission: platform permissions come from platform roles (the operator's
+staff); tenant permissions come from the person's membership in that tenant. MSP admins
+hold every tenant permission in every tenant. Callers distinguish "not yours" (→ 404,
+exactly like a missing object) from "yours, but not allowed" (→ 403) through
+`can_see_tenant` and `has_tenant_perm`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tenants.models import Membership, PlatformRole, Tenant, TenantRole
+
+
+class PlatformPerm(StrEnum):
+    TENANTS_MANAGE = "tenants.manage"
+    AUDIT_VIEW = "audit.view"
+
+
+class TenantPerm(StrEnum):
+    TENANT_VIEW = "tenant.view"
+    MEMBERS_VIEW = "members.view"
+    MEMBERS_MANAGE = "members.manage"
+
+
+PLATFORM_GRANTS: dict[PlatformPerm, frozenset[str]] = {
+    PlatformPerm.TENANTS_MANAGE: frozenset({PlatformRole.MSP_ADMIN}),
+    PlatformPerm.AUDIT_VIEW: frozenset({PlatformRole.MSP_ADMIN, PlatformRole.COMPLIANCE_OFFICER}),
+}
+
+TENANT_GRANTS: dict[TenantPerm, frozenset[str]] = {
+    TenantPerm.TENANT_VIEW: frozenset(TenantRole.values),
+    TenantPerm.MEMBERS_VIEW: frozenset(TenantRole.values),
+    TenantPerm.MEMBERS_MANAGE: frozenset({TenantRole.TENANT_ADMIN}),
+}
+
+def platform_roles(user) -> frozenset[str]:
+    """The user's platform roles, loaded once per request object."""
+    if not getattr(user, "is_authenticated", False):
+        return frozenset()
+    cached = getattr(user, "_platform_roles_cache", None)
+    if cached is None:
+        cached = frozenset(user.platform_roles.values_list("role", flat=True))
+        user._platform_roles_cache = cached
+    return cached
+
+
+def memberships(user) -> dict[int, Membership]:
+    """tenant id → membership, loaded once per request object."""
+    if not getattr(user, "is_authenticated", False):
+        return {}
+    cached = getattr(user, "_memberships_cache", None)
+    if cached is None:
+        cached = {
+            m.tenant_id: m for m in Membership.objects.filter(user=user).select_related("tenant")
+        }
+        user._memberships_cache = cached
+    return cached
+
+
+def forget(user) -> None:
+    """Drop the per-request caches after the user's roles changed."""
+    for attr in ("_platform_roles_cache", "_memberships_cache"):
+        if hasattr(user, attr):
+            delattr(user, attr)
+
+
+def is_msp_admin(user) -> bool:
+    return PlatformRole.MSP_ADMIN in platform_roles(user)
+
+
+def is_compliance_officer(user) -> bool:
+    return PlatformRole.COMPLIANCE_OFFICER in platform_roles(user)
+
+
+def has_platform_perm(user, perm: PlatformPerm) -> bool:
+    return bool(platform_roles(user) & PLATFORM_GRANTS[perm])
+
+
+def tenant_role(user, tenant: Tenant) -> str | None:
+    membership = memberships(user).get(tenant.pk)
+    return membership.role if membership else None
+
+
+def can_see_tenant(user, tenant: Tenant) -> bool:
+    return is_msp_admin(user) or tenant_role(user, tenant) is not None
+
+
+def has_tenant_perm(user, tenant: Tenant, perm: TenantPerm) -> bool:
+    if is_msp_admin(user):
+        return True
+    role = tenant_role(user, tenant)
+    return role is not None and role in TENANT_GRANTS[perm]
+

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from tenants import permissions
+from tenants.models import Invitation, Membership, Tenant, TenantStatus, User
+
+
+def tenant_list(*, user: User, search: str = "", status: str = "") -> QuerySet[Tenant]:
+    """MSP admins see every tenant; everyone else the tenants they belong to."""
+    qs = Tenant.objects.annotate(member_count=Count("memberships", distinct=True))
+    if not permissions.is_msp_admin(user):
+        qs = qs.filter(pk__in=permissions.memberships(user).keys())
+    if search:
+        qs = qs.filter(Q(name__icontains=search) | Q(slug__icontains=search)
+                       | Q(contact_email__icontains=search))
+    if status in TenantStatus.values:
+        qs = qs.filter(status=status)
+    return qs.order_by("name")
+
+
+def tenant_get(*, user: User, slug: str) -> Tenant:
+    """The tenant, if the user may see it; otherwise 404, exactly as if it did not exist."""
+    tenant = Tenant.objects.filter(slug=slug).first()
+    if tenant is None or not permissions.can_see_tenant(user, tenant):
+        raise Http404("No such tenant.")
+    return tenant
+
+
+def membership_list(*, tenant: Tenant) -> QuerySet[Membership]:
+    return Membership.objects.for_tenant(tenant).select_related("user").order_by("user__email")
+
+
+def membership_get(*, tenant: Tenant, pk: int) -> Membership:
+    membership = membership_list(tenant=tenant).filter(pk=pk).first()
+    if membership is None:
+        raise Http404("No such member.")
+    return membership
+
+
+def invitation_list_open(*, tenant: Tenant) -> QuerySet[Invitation]:
+    return (Invitation.objects.for_tenant(tenant)
+            .filter(accepted_at__isnull=True, revoked_at__isnull=True,
+                    expires_at__gt=timezone.now())
+            .select_related("invited_by").order_by("-created_at"))
+
+
+def invitation_get(*, tenant: Tenant, pk: int) -> Invitation:
+    invitation = Invitation.objects.for_tenant(tenant).filter(pk=pk).first()
+    if invitation is None:
+        raise Http404("No such invitation.")
+    return invitation
+
+
+def tenants_for_switcher(*, user: User) -> list[Tenant]:
+    """The tenants a person works in (MSP admins reach others through the tenant list)."""
+    return sorted((m.tenant for m in permissions.memberships(user).values()),
+                  key=lambda t: t.name.lower())
+
+
+def tenant_id_for_slug(slug: str) -> int | None:
+    return Tenant.objects.filter(slug=slug).values_list("pk", flat=True).first()
+
+
+def tenant_options() -> list[tuple[str, str]]:
+    """(slug, name) of every tenant, for platform staff's filters."""
+    return list(Tenant.objects.order_by("name").values_list("slug", "name"))

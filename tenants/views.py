@@ -1,0 +1,250 @@
+from __future__ import annotations
+
+from allauth.account.adapter import get_adapter as get_account_adapter
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from portal.api import ApplicationError
+from portal.forms import add_service_errors
+from tenants import permissions, selectors, services
+from tenants.access import CURRENT_TENANT_SESSION_KEY, platform_view, tenant_view
+from tenants.adapters import INVITATION_SESSION_KEY
+from tenants.forms import InviteForm, RoleForm, SuspendForm, TenantForm
+from tenants.models import TenantRole, TenantStatus
+from tenants.permissions import PlatformPerm, TenantPerm
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    """Send each person to where their work starts."""
+    user = request.user
+    if permissions.is_msp_admin(user):
+        return redirect("tenants:list")
+    tenants = selectors.tenants_for_switcher(user=user)
+    if tenants:
+        remembered = request.session.get(CURRENT_TENANT_SESSION_KEY)
+        tenant = next((t for t in tenants if t.slug == remembered), tenants[0])
+        return redirect("tenants:overview", tenant_slug=tenant.slug)
+    if permissions.has_platform_perm(user, PlatformPerm.AUDIT_VIEW):
+        return redirect("audit:list")
+    return render(request, "tenants/no_access.html")
+
+
+# --- MSP admin: tenants ----------------------------------------------------------------
+
+
+@platform_view(PlatformPerm.TENANTS_MANAGE)
+def tenant_list(request: HttpRequest) -> HttpResponse:
+    search = request.GET.get("q", "").strip()
+    status = request.GET.get("status", "")
+    context = {
+        "tenants": selectors.tenant_list(user=request.user, search=search, status=status),
+        "search": search,
+        "status": status,
+        "statuses": TenantStatus.choices,
+    }
+    if request.htmx and not request.htmx.boosted:
+        return render(request, "tenants/partials/_tenant_table.html", context)
+    return render(request, "tenants/tenant_list.html", context)
+
+
+@platform_view(PlatformPerm.TENANTS_MANAGE)
+def tenant_create(request: HttpRequest) -> HttpResponse:
+    form = TenantForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            tenant = services.tenant_create(actor=request.user, **form.cleaned_data)
+        except (ValidationError, ApplicationError) as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Tenant {tenant.name} created. Invite its first admin.")
+            return redirect("tenants:detail", tenant_slug=tenant.slug)
+    return render(request, "tenants/tenant_form.html", {"form": form})
+
+
+@platform_view(PlatformPerm.TENANTS_MANAGE)
+def tenant_detail(request: HttpRequest, tenant_slug: str) -> HttpResponse:
+    tenant = selectors.tenant_get(user=request.user, slug=tenant_slug)
+    return render(request, "tenants/tenant_detail.html", {
+        "tenant": tenant,
+        "suspend_form": SuspendForm(),
+        **_members_context(request, tenant),
+    })
+
+
+@platform_view(PlatformPerm.TENANTS_MANAGE)
+def tenant_edit(request: HttpRequest, tenant_slug: str) -> HttpResponse:
+    tenant = selectors.tenant_get(user=request.user, slug=tenant_slug)
+    form = TenantForm(request.POST or None, instance=tenant)
+    if request.method == "POST" and form.is_valid():
+        values = {name: form.cleaned_data[name] for name in form.changed_data if name != "slug"}
+        # ModelForm.is_valid() already copied the values onto the instance; reload it so the
+        # service sees the stored state and records what really changed.
+        tenant.refresh_from_db()
+        try:
+            services.tenant_update(actor=request.user, tenant=tenant, **values)
+        except (ValidationError, ApplicationError) as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Saved changes to {tenant.name}.")
+            return redirect("tenants:detail", tenant_slug=tenant.slug)
+    return render(request, "tenants/tenant_form.html", {"form": form, "tenant": tenant})
+
+
+@require_POST
+@platform_view(PlatformPerm.TENANTS_MANAGE)
+def tenant_set_status(request: HttpRequest, tenant_slug: str, status: str) -> HttpResponse:
+    tenant = selectors.tenant_get(user=request.user, slug=tenant_slug)
+    form = SuspendForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    try:
+        services.tenant_set_status(actor=request.user, tenant=tenant, status=status, reason=reason)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        verb = "suspended" if status == TenantStatus.SUSPENDED else "reactivated"
+        messages.success(request, f"{tenant.name} is {verb}.")
+    return redirect("tenants:detail", tenant_slug=tenant.slug)
+
+
+# --- Tenant pages ----------------------------------------------------------------------
+
+
+@tenant_view(TenantPerm.TENANT_VIEW)
+def tenant_overview(request: HttpRequest) -> HttpResponse:
+    tenant = request.tenant
+    return render(request, "tenants/overview.html", {
+        "tenant": tenant,
+        "member_count": selectors.membership_list(tenant=tenant).count(),
+        "open_invitations": selectors.invitation_list_open(tenant=tenant).count(),
+    })
+
+
+def _members_context(request: HttpRequest, tenant, **extra) -> dict:
+    return {
+        "tenant": tenant,
+        "memberships": selectors.membership_list(tenant=tenant),
+        "invitations": selectors.invitation_list_open(tenant=tenant),
+        "can_manage": permissions.has_tenant_perm(request.user, tenant,
+                                                  TenantPerm.MEMBERS_MANAGE),
+        "invite_form": extra.pop("invite_form", None) or InviteForm(),
+        "role_choices": RoleForm.base_fields["role"].choices,
+        **extra,
+    }
+
+
+def _members_response(request: HttpRequest, *, status: int = 200, **extra) -> HttpResponse:
+    """After a member action: the members section for HTMX, else back to the page."""
+    if request.htmx:
+        return render(request, "tenants/partials/_members.html",
+                      _members_context(request, request.tenant, **extra), status=status)
+    if extra.get("error"):
+        messages.error(request, extra["error"])
+    elif extra.get("notice"):
+        messages.success(request, extra["notice"])
+    invite_form = extra.get("invite_form")
+    if invite_form is not None and invite_form.errors:
+        return render(request, "tenants/members.html",
+                      _members_context(request, request.tenant, **extra), status=status)
+    return redirect(_members_page(request))
+
+
+def _members_page(request: HttpRequest) -> str:
+    if permissions.is_msp_admin(request.user) and request.POST.get("from") == "msp":
+        return reverse("tenants:detail", kwargs={"tenant_slug": request.tenant.slug})
+    return reverse("tenants:members", kwargs={"tenant_slug": request.tenant.slug})
+
+
+@tenant_view(TenantPerm.MEMBERS_VIEW)
+def member_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "tenants/members.html", _members_context(request, request.tenant))
+
+
+@require_POST
+@tenant_view(TenantPerm.MEMBERS_MANAGE)
+def member_invite(request: HttpRequest) -> HttpResponse:
+    form = InviteForm(request.POST)
+    if form.is_valid():
+        try:
+            invitation, _token = services.invitation_create(
+                actor=request.user, tenant=request.tenant, **form.cleaned_data)
+        except (ValidationError, ApplicationError) as exc:
+            add_service_errors(form, exc)
+        else:
+            return _members_response(
+                request, notice=f"Invitation sent to {invitation.email}.")
+    return _members_response(request, invite_form=form, status=422)
+
+
+@require_POST
+@tenant_view(TenantPerm.MEMBERS_MANAGE)
+def member_change_role(request: HttpRequest, pk: int) -> HttpResponse:
+    membership = selectors.membership_get(tenant=request.tenant, pk=pk)
+    form = RoleForm(request.POST)
+    if not form.is_valid():
+        return _members_response(request, error="Choose a valid role.", status=422)
+    try:
+        services.membership_change_role(actor=request.user, membership=membership,
+                                        role=form.cleaned_data["role"])
+    except (ValidationError, ApplicationError) as exc:
+        return _members_response(request, error=_message(exc), status=422)
+    role_label = TenantRole(form.cleaned_data["role"]).label
+    return _members_response(request, notice=f"{membership.user.email} is now {role_label}.")
+
+
+@require_POST
+@tenant_view(TenantPerm.MEMBERS_MANAGE)
+def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    membership = selectors.membership_get(tenant=request.tenant, pk=pk)
+    try:
+        services.membership_remove(actor=request.user, membership=membership)
+    except ApplicationError as exc:
+        return _members_response(request, error=exc.message, status=422)
+    return _members_response(request, notice=f"Removed {membership.user.email}.")
+
+
+@require_POST
+@tenant_view(TenantPerm.MEMBERS_MANAGE)
+def invitation_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    invitation = selectors.invitation_get(tenant=request.tenant, pk=pk)
+    try:
+        services.invitation_revoke(actor=request.user, invitation=invitation)
+    except ApplicationError as exc:
+        return _members_response(request, error=exc.message, status=422)
+    return _members_response(request, notice=f"Invitation for {invitation.email} revoked.")
+
+
+def _message(exc: ValidationError | ApplicationError) -> str:
+    if isinstance(exc, ApplicationError):
+        return exc.message
+    return " ".join(exc.messages)
+
+
+# --- Invitations -----------------------------------------------------------------------
+
+
+def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
+    """Landing page of the e-mailed link: sign in (or sign up) as the invited address, accept."""
+    invitation = services.invitation_for_token(token)
+    if invitation is None or not invitation.is_open:
+        return render(request, "tenants/invitation_invalid.html", status=404)
+    if not request.user.is_authenticated:
+        request.session[INVITATION_SESSION_KEY] = token
+        # The link arrived by e-mail, so signing up with that address needs no second check.
+        get_account_adapter(request).stash_verified_email(request, invitation.email)
+        return render(request, "tenants/invitation_accept.html", {"invitation": invitation})
+    if request.method == "POST":
+        try:
+            membership = services.invitation_accept(user=request.user, token=token)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            request.session.pop(INVITATION_SESSION_KEY, None)
+            messages.success(request, f"Welcome to {membership.tenant.name}.")
+            return redirect("tenants:overview", tenant_slug=membership.tenant.slug)
+    return render(request, "tenants/invitation_accept.html", {"invitation": invitation})

@@ -1,0 +1,30 @@
+import pytest
+from django.core.management import CommandError, call_command
+
+from audit.models import AuditEvent
+from tenants.models import Membership, PlatformRoleGrant, Tenant, User
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_is_idempotent_and_audited(settings, capsys):
+    settings.DEBUG = True
+    call_command("seed_demo")
+    counts = (User.objects.count(), Tenant.objects.count(), Membership.objects.count(),
+              PlatformRoleGrant.objects.count(), AuditEvent.objects.count())
+    assert counts[:4] == (7, 2, 6, 2)
+    call_command("seed_demo")
+    assert (User.objects.count(), Tenant.objects.count(), Membership.objects.count(),
+            PlatformRoleGrant.objects.count(), AuditEvent.objects.count()) == counts
+    out = capsys.readouterr().out
+    assert "msp@demo.example" in out and "Sovereign-demo-2026" in out
+    user = User.objects.get(email="dev@acme.example")
+    assert user.check_password("Sovereign-demo-2026")
+    assert user.emailaddress_set.get().verified
+
+
+def test_seed_demo_refuses_without_debug(settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="DEBUG=true"):
+        call_command("seed_demo")
+    assert not User.objects.exists()

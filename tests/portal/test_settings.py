@@ -1,0 +1,65 @@
+"""Wrong or missing configuration stops the process at start-up, naming the variable."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD = {"SECRET_KEY": "x" * 50, "DEBUG": "false", "PORTAL_IGNORE_DOTENV": "1",
+        "DATABASE_URL": "sqlite:////tmp/portal-settings-test.sqlite3"}
+
+
+def _check(**overrides: str | None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"SECRET_KEY", "DEBUG", "DATABASE_URL", "REDIS_URL", "EMAIL_URL"}}
+    env.update(GOOD)
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_good_settings_pass():
+    result = _check()
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("overrides,named", [
+    ({"SECRET_KEY": None}, "SECRET_KEY is not set"),
+    ({"DEBUG": "maybe"}, "DEBUG='maybe' is not a boolean"),
+    ({"DATABASE_URL": "mysql://u@h/db"}, "DATABASE_URL must be a postgres://"),
+    ({"REDIS_URL": "http://127.0.0.1:6379"}, "REDIS_URL='http://127.0.0.1:6379'"),
+    ({"SECRET_KEY": None, "SECRET_KEY_FILE": "/nonexistent/secret"}, "SECRET_KEY_FILE"),
+    ({"SECRET_KEY_FILE": "/etc/hostname"}, "Set either SECRET_KEY or SECRET_KEY_FILE"),
+    ({"ALLOWED_HOSTS": "a", "CSRF_TRUSTED_ORIGINS": "portal.example"}, "CSRF_TRUSTED_ORIGINS"),
+    ({"SESSION_COOKIE_AGE": "soon"}, "SESSION_COOKIE_AGE='soon' is not a whole number"),
+    ({"TRUSTED_PROXIES": "10.0.0.0/33"}, "TRUSTED_PROXIES"),
+])
+def test_bad_settings_fail_fast_naming_the_variable(overrides, named):
+    result = _check(**overrides)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert named in result.stderr
+
+
+def test_secret_from_file(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 50 + "\n")
+    assert _check(SECRET_KEY=None, SECRET_KEY_FILE=str(secret)).returncode == 0
+
+
+def test_env_example_documents_every_variable_settings_read():
+    import re
+
+    readers = r"(?:env_bool|env_int|env_list|env_secret|os\.environ\.get)"
+    settings_source = (ROOT / "portal" / "settings.py").read_text()
+    read = set(re.findall(readers + r'\(\s*"([A-Z_]+)"', settings_source))
+    documented = set(re.findall(r"^#?\s*([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    internal = {"PORTAL_IGNORE_DOTENV", "PORTAL_VAR_DIR"}
+    assert read - internal <= documented, f"undocumented: {sorted(read - internal - documented)}"

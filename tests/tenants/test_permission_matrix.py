@@ -1,0 +1,185 @@
+"""Who may do what, on every page and endpoint of the foundation.
+
+Each row: method, URL (with `{slug}` for the tenant, `{member}` / `{invitation}` for its
+objects), and the expected status per person. `login` means a redirect to the sign-in page.
+Anonymous API calls get 403 (DRF's answer for session authentication without a session).
+"""
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from tenants.models import Invitation, Membership, TenantRole
+from tests.factories import MembershipFactory, UserFactory
+
+PEOPLE = ["anonymous", "outsider", "viewer", "developer", "tenant_admin", "compliance_officer",
+          "msp_admin"]
+
+# (method, url, body, {person: expected}); people not listed expect the "default" entry.
+PAGES = [
+    ("get", "/msp/tenants/", None,
+     {"anonymous": "login", "msp_admin": 200, "default": 403}),
+    ("get", "/msp/tenants/new/", None,
+     {"anonymous": "login", "msp_admin": 200, "default": 403}),
+    ("post", "/msp/tenants/new/",
+     {"name": "New Co", "slug": "new-co", "contact_email": "a@new.test", "jurisdiction": "DE",
+      "max_gpus": 0, "max_api_keys": 5, "budget_currency": "EUR"},
+     {"anonymous": "login", "msp_admin": 302, "default": 403}),
+    ("get", "/msp/tenants/{slug}/", None,
+     {"anonymous": "login", "msp_admin": 200, "default": 403}),
+    ("get", "/msp/tenants/{slug}/edit/", None,
+     {"anonymous": "login", "msp_admin": 200, "default": 403}),
+    ("post", "/msp/tenants/{slug}/suspend/", {"reason": "test"},
+     {"anonymous": "login", "msp_admin": 302, "default": 403}),
+    ("get", "/t/{slug}/", None,
+     {"anonymous": "login", "outsider": 404, "compliance_officer": 404, "default": 200}),
+    ("get", "/t/{slug}/members/", None,
+     {"anonymous": "login", "outsider": 404, "compliance_officer": 404, "default": 200}),
+    ("post", "/t/{slug}/members/invite/", {"email": "new@acme.test", "role": "developer"},
+     {"anonymous": "login", "outsider": 404, "compliance_officer": 404, "viewer": 403,
+      "developer": 403, "default": 302}),
+    ("post", "/t/{slug}/members/{member}/role/", {"role": "viewer"},
+     {"anonymous": "login", "outsider": 404, "compliance_officer": 404, "viewer": 403,
+      "developer": 403, "default": 302}),
+    ("post", "/t/{slug}/members/{member}/remove/", {},
+     {"anonymous": "login", "outsider": 404, "compliance_officer": 404, "viewer": 403,
+      "developer": 403, "default": 302}),
+    ("post", "/t/{slug}/invitations/{invitation}/revoke/", {},
+     {"anonymous": "login", "outsider": 404, "compliance_officer": 404, "viewer": 403,
+      "developer": 403, "default": 302}),
+    ("get", "/audit/", None,
+     {"anonymous": "login", "msp_admin": 200, "compliance_officer": 200, "default": 403}),
+]
+
+API = [
+    ("get", "/api/tenants/", None, {"anonymous": 403, "default": 200}),
+    ("post", "/api/tenants/",
+     {"name": "New Co", "slug": "new-co", "contact_email": "a@new.test", "jurisdiction": "DE"},
+     {"msp_admin": 201, "default": 403}),
+    ("get", "/api/tenants/{slug}/", None,
+     {"anonymous": 403, "outsider": 404, "compliance_officer": 404, "default": 200}),
+    ("patch", "/api/tenants/{slug}/", {"max_gpus": 4},
+     {"anonymous": 403, "outsider": 404, "compliance_officer": 404, "msp_admin": 200,
+      "default": 403}),
+    ("post", "/api/tenants/{slug}/suspend/", {},
+     {"anonymous": 403, "outsider": 404, "compliance_officer": 404, "msp_admin": 200,
+      "default": 403}),
+    ("get", "/api/tenants/{slug}/members/", None,
+     {"anonymous": 403, "outsider": 404, "compliance_officer": 404, "default": 200}),
+    ("patch", "/api/tenants/{slug}/members/{member}/", {"role": "viewer"},
+     {"anonymous": 403, "outsider": 404, "compliance_officer": 404, "viewer": 403,
+      "developer": 403, "default": 200}),
+    ("delete", "/api/tenants/{slug}/members/{member}/", None,
+     {"anonymous": 403, "outsider": 404, "compliance_officer": 404, "viewer": 403,
+      "developer": 403, "default": 204}),
+    ("get", "/api/tenants/{slug}/invitations/", None,
+     {"anonymous": 403, "outsider": 404, "compliance_officer": 404, "default": 200}),
+    ("post", "/api/tenants/{slug}/invitations/", {"email": "new@acme.test", "role": "viewer"},
+     {"anonymous": 403, "outsider": 404, "compliance_officer": 404, "viewer": 403,
+      "developer": 403, "default": 201}),
+    ("delete", "/api/tenants/{slug}/invitations/{invitation}/", None,
+     {"anonymous": 403, "outsider": 404, "compliance_officer": 404, "viewer": 403,
+      "developer": 403, "default": 204}),
+]
+
+
+@pytest.fixture
+def world(request, tenant, tenant_admin, developer, viewer, outsider, msp_admin,
+          compliance_officer, django_capture_on_commit_callbacks):
+    """The tenant with one of every kind of person, a member to act on and an invitation."""
+    target = MembershipFactory(tenant=tenant, role=TenantRole.DEVELOPER,
+                               user=UserFactory(email="target@acme.test"))
+    from tenants import services
+
+    with django_capture_on_commit_callbacks(execute=False):
+        invitation, _ = services.invitation_create(actor=msp_admin, tenant=tenant,
+                                                   email="pending@acme.test", role="viewer")
+    people = {name: (None if name == "anonymous" else request.getfixturevalue(name))
+              for name in PEOPLE}
+    return {"tenant": tenant, "member": target, "invitation": invitation, "people": people}
+
+
+def _expected(rule: dict, person: str):
+    return rule.get(person, rule["default"])
+
+
+def _url(template: str, world: dict) -> str:
+    return template.format(slug=world["tenant"].slug, member=world["member"].pk,
+                           invitation=world["invitation"].pk)
+
+
+def _call(client, method, url, body, *, json_body: bool):
+    if body is None:
+        return getattr(client, method)(url)
+    if json_body:
+        return getattr(client, method)(url, data=json.dumps(body),
+                                       content_type="application/json")
+    return getattr(client, method)(url, data=body)
+
+
+@pytest.mark.parametrize("person", PEOPLE)
+@pytest.mark.parametrize("method,url,body,rule", PAGES,
+                         ids=[f"{m.upper()} {u}" for m, u, _b, _r in PAGES])
+def test_pages(client, world, django_capture_on_commit_callbacks, person, method, url, body,
+               rule):
+    user = world["people"][person]
+    if user:
+        client.force_login(user)
+    with django_capture_on_commit_callbacks(execute=False):
+        response = _call(client, method, _url(url, world), body, json_body=False)
+    expected = _expected(rule, person)
+    if expected == "login":
+        assert response.status_code == 302
+        assert response.url.startswith(reverse("account_login"))
+    else:
+        assert response.status_code == expected, response.content[:500]
+
+
+@pytest.mark.parametrize("person", PEOPLE)
+@pytest.mark.parametrize("method,url,body,rule", API,
+                         ids=[f"{m.upper()} {u}" for m, u, _b, _r in API])
+def test_api(client, world, django_capture_on_commit_callbacks, person, method, url, body, rule):
+    user = world["people"][person]
+    if user:
+        client.force_login(user)
+    with django_capture_on_commit_callbacks(execute=False):
+        response = _call(client, method, _url(url, world), body, json_body=True)
+    assert response.status_code == _expected(rule, person), response.content[:500]
+
+
+def test_writes_that_succeed_change_state(client, world, django_capture_on_commit_callbacks):
+    """The success cells of the matrix are real: the state changed."""
+    client.force_login(world["people"]["tenant_admin"])
+    member = world["member"]
+    client.post(f"/t/{world['tenant'].slug}/members/{member.pk}/role/", {"role": "viewer"})
+    member.refresh_from_db()
+    assert member.role == TenantRole.VIEWER
+    client.post(f"/t/{world['tenant'].slug}/members/{member.pk}/remove/")
+    assert not Membership.objects.filter(pk=member.pk).exists()
+    client.post(f"/t/{world['tenant'].slug}/invitations/{world['invitation'].pk}/revoke/")
+    world["invitation"].refresh_from_db()
+    assert world["invitation"].revoked_at is not None
+
+
+def test_tenant_list_api_shows_only_own_tenants(client, world, other_tenant):
+    client.force_login(world["people"]["developer"])
+    slugs = [t["slug"] for t in client.get("/api/tenants/").json()]
+    assert slugs == [world["tenant"].slug]
+    client.force_login(world["people"]["msp_admin"])
+    slugs = {t["slug"] for t in client.get("/api/tenants/").json()}
+    assert slugs == {world["tenant"].slug, other_tenant.slug}
+
+
+def test_objects_of_another_tenant_are_404_even_for_their_admin(client, world, outsider,
+                                                                 other_tenant):
+    """An admin of globex addressing acme's member through globex's URL gets 404."""
+    client.force_login(outsider)
+    member = world["member"]
+    response = client.post(f"/t/{other_tenant.slug}/members/{member.pk}/remove/")
+    assert response.status_code == 404
+    assert Membership.objects.filter(pk=member.pk).exists()
+    response = client.delete(f"/api/tenants/{other_tenant.slug}/invitations/"
+                             f"{world['invitation'].pk}/")
+    assert response.status_code == 404
+    assert Invitation.objects.get(pk=world["invitation"].pk).revoked_at is None

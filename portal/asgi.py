@@ -1,8 +1,23 @@
-"""ASGI entry point: the web server (uvicorn) serves the whole portal from here."""
+"""ASGI entry point. `/v1/*` goes to the gateway's lean ASGI app (gateway.app), everything
+else to Django. The gateway owns the lifespan: it opens its Redis connection and HTTP client
+pool per worker at start-up and flushes usage at shutdown."""
 
 import os
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+from gateway.app import GatewayApp  # noqa: E402  (needs Django set up first)
+
+gateway = GatewayApp()
+
+
+async def application(scope, receive, send):
+    if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+        await gateway(scope, receive, send)
+    elif scope["type"] == "lifespan":
+        await gateway.lifespan(scope, receive, send)
+    else:
+        await django_application(scope, receive, send)

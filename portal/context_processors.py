@@ -44,6 +44,11 @@ def navigation(request: HttpRequest) -> dict:
     if current is not None and permissions.has_tenant_perm(user, current, TenantPerm.TENANT_VIEW):
         tenant_nav.append(NavItem("Overview", reverse("tenants:overview", args=[current.slug]),
                                   "home"))
+        if permissions.has_tenant_perm(user, current, TenantPerm.PLAYGROUND_USE):
+            tenant_nav.append(NavItem("Playground",
+                                      reverse("gateway:playground", args=[current.slug]), "chat"))
+        tenant_nav.append(NavItem("API keys", reverse("gateway:keys", args=[current.slug]),
+                                  "key"))
         tenant_nav.append(NavItem("Members", reverse("tenants:members", args=[current.slug]),
                                   "users"))
     return {

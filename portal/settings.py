@@ -86,6 +86,19 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "insecure-development-key-only-used-with-DEBUG-true"
 
+# Key for secrets stored encrypted (Fernet: 32 url-safe base64 bytes). See portal/crypto.py.
+FIELD_ENCRYPTION_KEY = env_secret("FIELD_ENCRYPTION_KEY")
+if FIELD_ENCRYPTION_KEY:
+    try:
+        from cryptography.fernet import Fernet
+
+        Fernet(FIELD_ENCRYPTION_KEY.encode())
+    except ValueError:
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEY must be 32 url-safe base64-encoded bytes; generate one with "
+            "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key())'."
+        ) from None
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 for _origin in CSRF_TRUSTED_ORIGINS:
@@ -295,6 +308,19 @@ for _net in env_list("TRUSTED_PROXIES", []):
         TRUSTED_PROXIES.append(ipaddress.ip_network(_net, strict=False))
     except ValueError:
         raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_net!r} is not an IP network.") from None
+
+# --- Gateway (/v1/*) --------------------------------------------------------------------
+
+GATEWAY_KEY_EXPIRY_REQUIRED = env_bool("GATEWAY_KEY_EXPIRY_REQUIRED", False)
+GATEWAY_KEY_MAX_DAYS = env_int("GATEWAY_KEY_MAX_DAYS", 0, minimum=0)
+if GATEWAY_KEY_EXPIRY_REQUIRED and not GATEWAY_KEY_MAX_DAYS:
+    raise ImproperlyConfigured(
+        "GATEWAY_KEY_EXPIRY_REQUIRED=true needs GATEWAY_KEY_MAX_DAYS (the longest allowed life)."
+    )
+GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024)
+GATEWAY_CONNECT_TIMEOUT = env_int("GATEWAY_CONNECT_TIMEOUT", 5, minimum=1)
+GATEWAY_UPSTREAM_TIMEOUT = env_int("GATEWAY_UPSTREAM_TIMEOUT", 600, minimum=1)
+GATEWAY_CACHE_TTL = env_int("GATEWAY_CACHE_TTL", 60, minimum=1)
 
 # --- Internationalisation ---------------------------------------------------------------
 

@@ -8,10 +8,12 @@ from tenants import views as tenant_views
 urlpatterns = [
     path("", tenant_views.home, name="home"),
     path("", include("tenants.urls")),
+    path("", include("gateway.urls")),
     path("invitations/<str:token>/", tenant_views.invitation_accept, name="invitation_accept"),
     path("audit/", include("audit.urls")),
     path("accounts/", include("allauth.urls")),
     path("api/", include("tenants.api_urls")),
+    path("api/", include("gateway.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"),
          name="api-docs"),

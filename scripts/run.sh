@@ -16,6 +16,33 @@ if [ ! -f .env ]; then
   } > .env
 fi
 
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  say "Stopping"
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+# The /v1 gateway needs Redis (rate limits, usage stream). Without REDIS_URL, start a private
+# Redis for this session when the machine has redis-server; otherwise run without the gateway.
+if [ -z "${REDIS_URL:-}" ] && ! grep -qs '^REDIS_URL=.' .env; then
+  if command -v redis-server >/dev/null; then
+    REDIS_PORT="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+      --dir "$ROOT/var" --logfile "$ROOT/var/redis.log" &
+    pids+=($!)
+    export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+    for _ in $(seq 1 20); do port_open 127.0.0.1 "$REDIS_PORT" && break; sleep 0.2; done
+    BROKER_NOTE="private Redis on 127.0.0.1:$REDIS_PORT (this session only)"
+  else
+    BROKER_NOTE="embedded (filesystem, var/broker) — the /v1 gateway needs Redis: install redis-server or set REDIS_URL"
+  fi
+else
+  BROKER_NOTE="Redis (REDIS_URL)"
+fi
+
 PORT="${PORT:-8000}"
 HOST="${HOST:-127.0.0.1}"
 export PORTAL_BASE_URL="${PORTAL_BASE_URL:-http://$HOST:$PORT}"
@@ -26,29 +53,21 @@ say "Migrating the database"
 "$PY" manage.py seed_demo > var/demo-logins.txt
 "$PY" manage.py collectstatic --no-input -v 0
 
-pids=()
-stop() {
-  trap - INT TERM EXIT
-  say "Stopping"
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap stop INT TERM EXIT
-
 "$VENV/bin/celery" -A portal worker --loglevel INFO --concurrency 2 --hostname "worker@%h" \
   > var/celery-worker.log 2>&1 &
 pids+=($!)
 "$VENV/bin/celery" -A portal beat --loglevel INFO > var/celery-beat.log 2>&1 &
 pids+=($!)
 "$VENV/bin/uvicorn" portal.asgi:application --host "$HOST" --port "$PORT" \
-  --lifespan off --no-access-log &
+  --lifespan on --no-access-log &
 pids+=($!)
 
 sleep 2
 cat <<MSG
 
   Sovereign Model Portal is running at  http://$HOST:$PORT
-  Database: $("$PY" -c 'from django.conf import settings; import django, os; os.environ.setdefault("DJANGO_SETTINGS_MODULE","portal.settings"); django.setup(); print(settings.DATABASES["default"]["ENGINE"].rsplit(".",1)[-1])')   Broker: ${REDIS_URL:+redis}${REDIS_URL:-embedded (filesystem, var/broker)}
+  OpenAI-compatible API (gateway):       http://$HOST:$PORT/v1
+  Database: $("$PY" -c 'from django.conf import settings; import django, os; os.environ.setdefault("DJANGO_SETTINGS_MODULE","portal.settings"); django.setup(); print(settings.DATABASES["default"]["ENGINE"].rsplit(".",1)[-1])')   Broker: $BROKER_NOTE
   Worker and beat logs: var/celery-worker.log, var/celery-beat.log
   E-mails (invitations, verification) are printed in the worker log unless EMAIL_URL is set.
 

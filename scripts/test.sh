@@ -13,7 +13,7 @@ export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1
 export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 export STATIC_MANIFEST=false
 export SECURE_COOKIES=false
-mkdir -p var/staticfiles
+"$VENV/bin/python" manage.py collectstatic --no-input -v 0
 export CHROMIUM_PATH="${CHROMIUM_PATH:-$(command -v chromium)}"
 
 exec "$VENV/bin/python" -m pytest "$@"

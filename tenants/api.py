@@ -31,7 +31,7 @@ def _require_platform(request: Request, perm: PlatformPerm) -> None:
         raise PermissionDenied("Only the platform operator's staff may do this.")
 
 
-def _tenant(request: Request, slug: str, perm: TenantPerm) -> Tenant:
+def tenant_for_api(request: Request, slug: str, perm: TenantPerm) -> Tenant:
     tenant = selectors.tenant_get(user=request.user, slug=slug)
     if not permissions.has_tenant_perm(request.user, tenant, perm):
         raise PermissionDenied("Your role in this tenant does not allow this.")
@@ -59,11 +59,12 @@ class TenantListApi(APIView):
 class TenantDetailApi(APIView):
     @extend_schema(responses=TenantOutputSerializer)
     def get(self, request: Request, slug: str) -> Response:
-        return Response(TenantOutputSerializer(_tenant(request, slug, TenantPerm.TENANT_VIEW)).data)
+        tenant = tenant_for_api(request, slug, TenantPerm.TENANT_VIEW)
+        return Response(TenantOutputSerializer(tenant).data)
 
     @extend_schema(request=TenantUpdateSerializer, responses=TenantOutputSerializer)
     def patch(self, request: Request, slug: str) -> Response:
-        tenant = _tenant(request, slug, TenantPerm.TENANT_VIEW)
+        tenant = tenant_for_api(request, slug, TenantPerm.TENANT_VIEW)
         _require_platform(request, PlatformPerm.TENANTS_MANAGE)
         data = TenantUpdateSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
@@ -76,7 +77,7 @@ class TenantStatusApi(APIView):
 
     @extend_schema(request=StatusChangeSerializer, responses=TenantOutputSerializer)
     def post(self, request: Request, slug: str) -> Response:
-        tenant = _tenant(request, slug, TenantPerm.TENANT_VIEW)
+        tenant = tenant_for_api(request, slug, TenantPerm.TENANT_VIEW)
         _require_platform(request, PlatformPerm.TENANTS_MANAGE)
         data = StatusChangeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -96,7 +97,7 @@ class TenantReactivateApi(TenantStatusApi):
 class MemberListApi(APIView):
     @extend_schema(responses=MembershipOutputSerializer(many=True))
     def get(self, request: Request, slug: str) -> Response:
-        tenant = _tenant(request, slug, TenantPerm.MEMBERS_VIEW)
+        tenant = tenant_for_api(request, slug, TenantPerm.MEMBERS_VIEW)
         return Response(MembershipOutputSerializer(selectors.membership_list(tenant=tenant),
                                                    many=True).data)
 
@@ -104,7 +105,7 @@ class MemberListApi(APIView):
 class MemberDetailApi(APIView):
     @extend_schema(request=MembershipRoleSerializer, responses=MembershipOutputSerializer)
     def patch(self, request: Request, slug: str, pk: int) -> Response:
-        tenant = _tenant(request, slug, TenantPerm.MEMBERS_MANAGE)
+        tenant = tenant_for_api(request, slug, TenantPerm.MEMBERS_MANAGE)
         membership = selectors.membership_get(tenant=tenant, pk=pk)
         data = MembershipRoleSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -114,7 +115,7 @@ class MemberDetailApi(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, slug: str, pk: int) -> Response:
-        tenant = _tenant(request, slug, TenantPerm.MEMBERS_MANAGE)
+        tenant = tenant_for_api(request, slug, TenantPerm.MEMBERS_MANAGE)
         services.membership_remove(actor=request.user,
                                    membership=selectors.membership_get(tenant=tenant, pk=pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -123,13 +124,13 @@ class MemberDetailApi(APIView):
 class InvitationListApi(APIView):
     @extend_schema(responses=InvitationOutputSerializer(many=True))
     def get(self, request: Request, slug: str) -> Response:
-        tenant = _tenant(request, slug, TenantPerm.MEMBERS_VIEW)
+        tenant = tenant_for_api(request, slug, TenantPerm.MEMBERS_VIEW)
         return Response(InvitationOutputSerializer(selectors.invitation_list_open(tenant=tenant),
                                                    many=True).data)
 
     @extend_schema(request=InvitationCreateSerializer, responses={201: InvitationOutputSerializer})
     def post(self, request: Request, slug: str) -> Response:
-        tenant = _tenant(request, slug, TenantPerm.MEMBERS_MANAGE)
+        tenant = tenant_for_api(request, slug, TenantPerm.MEMBERS_MANAGE)
         data = InvitationCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         invitation, _token = services.invitation_create(actor=request.user, tenant=tenant,
@@ -141,7 +142,7 @@ class InvitationListApi(APIView):
 class InvitationDetailApi(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, slug: str, pk: int) -> Response:
-        tenant = _tenant(request, slug, TenantPerm.MEMBERS_MANAGE)
+        tenant = tenant_for_api(request, slug, TenantPerm.MEMBERS_MANAGE)
         invitation = get_object_or_404(selectors.invitation_list_open(tenant=tenant), pk=pk)
         services.invitation_revoke(actor=request.user, invitation=invitation)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -5,13 +5,15 @@ from tenants.models import Tenant, TenantRole
 
 class TenantForm(forms.ModelForm):
     PROFILE_FIELDS = ("name", "slug", "contact_email", "jurisdiction")
-    QUOTA_FIELDS = ("max_gpus", "max_api_keys", "default_monthly_budget", "budget_currency")
+    QUOTA_FIELDS = ("max_gpus", "max_api_keys", "rate_limit_rpm", "rate_limit_tpm",
+                    "default_monthly_budget", "budget_currency")
 
     class Meta:
         model = Tenant
         fields = [
             "name", "slug", "contact_email", "jurisdiction",
-            "max_gpus", "max_api_keys", "default_monthly_budget", "budget_currency",
+            "max_gpus", "max_api_keys", "rate_limit_rpm", "rate_limit_tpm",
+            "default_monthly_budget", "budget_currency",
         ]
         help_texts = {
             "slug": "Short identifier used in URLs and API paths; it can't be changed later.",

@@ -108,6 +108,12 @@ class Tenant(models.Model):
     )
     max_gpus = models.PositiveIntegerField("GPU quota", default=0)
     max_api_keys = models.PositiveIntegerField("API key quota", default=20)
+    rate_limit_rpm = models.PositiveIntegerField(
+        "requests per minute", null=True, blank=True,
+        help_text="For all the tenant's API keys together; empty for no limit.")
+    rate_limit_tpm = models.PositiveIntegerField(
+        "tokens per minute", null=True, blank=True,
+        help_text="For all the tenant's API keys together; empty for no limit.")
     default_monthly_budget = models.DecimalField(
         max_digits=12, decimal_places=2, null=True, blank=True,
         validators=[MinValueValidator(Decimal("0"))],

@@ -23,6 +23,10 @@ class TenantPerm(StrEnum):
     TENANT_VIEW = "tenant.view"
     MEMBERS_VIEW = "members.view"
     MEMBERS_MANAGE = "members.manage"
+    KEYS_VIEW = "keys.view"
+    KEYS_CREATE = "keys.create"  # and manage one's own keys
+    KEYS_MANAGE_ALL = "keys.manage_all"
+    PLAYGROUND_USE = "playground.use"
 
 
 PLATFORM_GRANTS: dict[PlatformPerm, frozenset[str]] = {
@@ -34,6 +38,10 @@ TENANT_GRANTS: dict[TenantPerm, frozenset[str]] = {
     TenantPerm.TENANT_VIEW: frozenset(TenantRole.values),
     TenantPerm.MEMBERS_VIEW: frozenset(TenantRole.values),
     TenantPerm.MEMBERS_MANAGE: frozenset({TenantRole.TENANT_ADMIN}),
+    TenantPerm.KEYS_VIEW: frozenset(TenantRole.values),
+    TenantPerm.KEYS_CREATE: frozenset({TenantRole.TENANT_ADMIN, TenantRole.DEVELOPER}),
+    TenantPerm.KEYS_MANAGE_ALL: frozenset({TenantRole.TENANT_ADMIN}),
+    TenantPerm.PLAYGROUND_USE: frozenset({TenantRole.TENANT_ADMIN, TenantRole.DEVELOPER}),
 }
 
 def platform_roles(user) -> frozenset[str]:
@@ -94,3 +102,10 @@ def has_tenant_perm(user, tenant: Tenant, perm: TenantPerm) -> bool:
     role = tenant_role(user, tenant)
     return role is not None and role in TENANT_GRANTS[perm]
 
+
+
+def can_manage_key(user, key) -> bool:
+    """Tenant admins manage every key of their tenant; developers their own."""
+    if has_tenant_perm(user, key.tenant, TenantPerm.KEYS_MANAGE_ALL):
+        return True
+    return has_tenant_perm(user, key.tenant, TenantPerm.KEYS_CREATE) and key.owner_id == user.pk

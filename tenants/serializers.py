@@ -8,8 +8,8 @@ class TenantOutputSerializer(serializers.ModelSerializer):
         model = Tenant
         fields = [
             "slug", "name", "status", "contact_email", "jurisdiction", "max_gpus",
-            "max_api_keys", "default_monthly_budget", "budget_currency", "created_at",
-            "updated_at",
+            "max_api_keys", "rate_limit_rpm", "rate_limit_tpm", "default_monthly_budget",
+            "budget_currency", "created_at", "updated_at",
         ]
 
 
@@ -20,6 +20,10 @@ class TenantCreateSerializer(serializers.Serializer):
     jurisdiction = serializers.CharField(max_length=8)
     max_gpus = serializers.IntegerField(min_value=0, required=False, default=0)
     max_api_keys = serializers.IntegerField(min_value=0, required=False, default=20)
+    rate_limit_rpm = serializers.IntegerField(min_value=1, required=False, allow_null=True,
+                                              default=None)
+    rate_limit_tpm = serializers.IntegerField(min_value=1, required=False, allow_null=True,
+                                              default=None)
     default_monthly_budget = serializers.DecimalField(
         max_digits=12, decimal_places=2, min_value=0, required=False, allow_null=True,
         default=None)
@@ -32,6 +36,8 @@ class TenantUpdateSerializer(serializers.Serializer):
     jurisdiction = serializers.CharField(max_length=8, required=False)
     max_gpus = serializers.IntegerField(min_value=0, required=False)
     max_api_keys = serializers.IntegerField(min_value=0, required=False)
+    rate_limit_rpm = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    rate_limit_tpm = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     default_monthly_budget = serializers.DecimalField(
         max_digits=12, decimal_places=2, min_value=0, required=False, allow_null=True)
     budget_currency = serializers.CharField(max_length=3, required=False)

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 import audit
 from portal.api import ApplicationError
+from portal.gateway_config import bump_gateway_config
 from tenants.models import (
     Invitation,
     Membership,
@@ -27,7 +28,10 @@ from tenants.models import (
 )
 
 TENANT_EDITABLE_FIELDS = ("name", "contact_email", "jurisdiction")
-TENANT_QUOTA_FIELDS = ("max_gpus", "max_api_keys", "default_monthly_budget", "budget_currency")
+TENANT_QUOTA_FIELDS = (
+    "max_gpus", "max_api_keys", "rate_limit_rpm", "rate_limit_tpm", "default_monthly_budget",
+    "budget_currency",
+)
 
 
 def _changes(instance, values: dict) -> dict[str, dict]:
@@ -50,13 +54,16 @@ def tenant_create(
     jurisdiction: str,
     max_gpus: int = 0,
     max_api_keys: int = 20,
+    rate_limit_rpm: int | None = None,
+    rate_limit_tpm: int | None = None,
     default_monthly_budget: Decimal | None = None,
     budget_currency: str = "EUR",
 ) -> Tenant:
     tenant = Tenant(
         slug=slug, name=name, contact_email=contact_email, jurisdiction=jurisdiction,
-        max_gpus=max_gpus, max_api_keys=max_api_keys,
-        default_monthly_budget=default_monthly_budget, budget_currency=budget_currency,
+        max_gpus=max_gpus, max_api_keys=max_api_keys, rate_limit_rpm=rate_limit_rpm,
+        rate_limit_tpm=rate_limit_tpm, default_monthly_budget=default_monthly_budget,
+        budget_currency=budget_currency,
     )
     tenant.full_clean()
     tenant.save()
@@ -87,6 +94,8 @@ def tenant_update(*, actor: User | str, tenant: Tenant, **values) -> Tenant:
     if quotas:
         audit.record(action="tenant.quotas_changed", actor=actor, tenant=tenant, target=tenant,
                      details={"changes": quotas})
+    if quotas:
+        bump_gateway_config()
     return tenant
 
 
@@ -105,6 +114,7 @@ def tenant_set_status(
     action = "tenant.suspended" if status == TenantStatus.SUSPENDED else "tenant.reactivated"
     audit.record(action=action, actor=actor, tenant=tenant, target=tenant,
                  details={"reason": reason} if reason else {})
+    bump_gateway_config()
     return tenant
 
 

@@ -12,6 +12,8 @@ from tests.factories import (
     make_msp_admin,
 )
 
+pytest_plugins = ["tests.support.gateway_fixtures", "tests.support.browser"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _test_teardown_may_empty_the_audit_table():

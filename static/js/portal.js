@@ -9,6 +9,16 @@
       close.closest(".message").remove();
       return;
     }
+    // Copy a secret to the clipboard: <button data-copy="#input-id">.
+    var copy = event.target.closest("[data-copy]");
+    if (copy) {
+      var field = document.querySelector(copy.getAttribute("data-copy"));
+      field.select();
+      (navigator.clipboard ? navigator.clipboard.writeText(field.value) : Promise.reject())
+        .catch(function () { document.execCommand("copy"); });
+      copy.textContent = "Copied";
+      return;
+    }
     // Close open menus when clicking elsewhere.
     document.querySelectorAll("details.menu[open]").forEach(function (menu) {
       if (!menu.contains(event.target)) menu.removeAttribute("open");

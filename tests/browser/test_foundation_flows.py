@@ -1,13 +1,16 @@
 import re
 
+import pytest
 from playwright.sync_api import expect
 
 from audit.models import AuditEvent
 from tenants import services
 from tenants.models import Invitation, Membership, PlatformRole, PlatformRoleGrant, Tenant
-from tests.browser.conftest import ForeignRequests, sign_in
 from tests.factories import PASSWORD, TOTP_SECRET, MembershipFactory, TenantFactory, UserFactory
+from tests.support.browser import ForeignRequests, sign_in
 from tests.totp import totp_code
+
+pytestmark = pytest.mark.browser
 
 
 def test_msp_admin_sets_up_mfa_creates_a_tenant_and_invites_a_member(page, transactional_db):

@@ -10,6 +10,7 @@ import json
 import pytest
 from django.urls import reverse
 
+from gateway import services as gateway_services
 from tenants.models import Invitation, Membership, TenantRole
 from tests.factories import MembershipFactory, UserFactory
 
@@ -48,6 +49,17 @@ PAGES = [
     ("post", "/t/{slug}/invitations/{invitation}/revoke/", {},
      {"anonymous": "login", "outsider": 404, "compliance_officer": 404, "viewer": 403,
       "developer": 403, "default": 302}),
+    ("get", "/t/{slug}/keys/", None,
+     {"anonymous": "login", "outsider": 404, "compliance_officer": 404, "default": 200}),
+    ("post", "/t/{slug}/keys/new/", {"name": "from the page"},
+     {"anonymous": "login", "outsider": 404, "compliance_officer": 404, "viewer": 403,
+      "default": 200}),
+    ("post", "/t/{slug}/keys/{key}/revoke/", {},
+     {"anonymous": "login", "outsider": 404, "compliance_officer": 404, "viewer": 403,
+      "developer": 403, "default": 200}),
+    ("post", "/t/{slug}/keys/{key}/rotate/", {"grace_hours": "1"},
+     {"anonymous": "login", "outsider": 404, "compliance_officer": 404, "viewer": 403,
+      "developer": 403, "default": 200}),
     ("get", "/audit/", None,
      {"anonymous": "login", "msp_admin": 200, "compliance_officer": 200, "default": 403}),
 ]
@@ -78,6 +90,19 @@ API = [
     ("post", "/api/tenants/{slug}/invitations/", {"email": "new@acme.test", "role": "viewer"},
      {"anonymous": 403, "outsider": 404, "compliance_officer": 404, "viewer": 403,
       "developer": 403, "default": 201}),
+    ("get", "/api/tenants/{slug}/keys/", None,
+     {"anonymous": 403, "outsider": 404, "compliance_officer": 404, "default": 200}),
+    ("post", "/api/tenants/{slug}/keys/", {"name": "from the api"},
+     {"anonymous": 403, "outsider": 404, "compliance_officer": 404, "viewer": 403,
+      "default": 201}),
+    ("get", "/api/tenants/{slug}/keys/{key}/", None,
+     {"anonymous": 403, "outsider": 404, "compliance_officer": 404, "default": 200}),
+    ("post", "/api/tenants/{slug}/keys/{key}/revoke/", {},
+     {"anonymous": 403, "outsider": 404, "compliance_officer": 404, "viewer": 403,
+      "developer": 403, "default": 200}),
+    ("post", "/api/tenants/{slug}/keys/{key}/rotate/", {"grace_seconds": 60},
+     {"anonymous": 403, "outsider": 404, "compliance_officer": 404, "viewer": 403,
+      "developer": 403, "default": 200}),
     ("delete", "/api/tenants/{slug}/invitations/{invitation}/", None,
      {"anonymous": 403, "outsider": 404, "compliance_officer": 404, "viewer": 403,
       "developer": 403, "default": 204}),
@@ -95,9 +120,13 @@ def world(request, tenant, tenant_admin, developer, viewer, outsider, msp_admin,
     with django_capture_on_commit_callbacks(execute=False):
         invitation, _ = services.invitation_create(actor=msp_admin, tenant=tenant,
                                                    email="pending@acme.test", role="viewer")
+        # Owned by the target member: a developer who isn't the owner may not change it.
+        key, _token = gateway_services.apikey_create(actor=msp_admin, tenant=tenant,
+                                                     name="target's key", owner=target.user)
     people = {name: (None if name == "anonymous" else request.getfixturevalue(name))
               for name in PEOPLE}
-    return {"tenant": tenant, "member": target, "invitation": invitation, "people": people}
+    return {"tenant": tenant, "member": target, "invitation": invitation, "key": key,
+            "people": people}
 
 
 def _expected(rule: dict, person: str):
@@ -106,7 +135,7 @@ def _expected(rule: dict, person: str):
 
 def _url(template: str, world: dict) -> str:
     return template.format(slug=world["tenant"].slug, member=world["member"].pk,
-                           invitation=world["invitation"].pk)
+                           invitation=world["invitation"].pk, key=world["key"].pk)
 
 
 def _call(client, method, url, body, *, json_body: bool):
@@ -160,6 +189,20 @@ def test_writes_that_succeed_change_state(client, world, django_capture_on_commi
     client.post(f"/t/{world['tenant'].slug}/invitations/{world['invitation'].pk}/revoke/")
     world["invitation"].refresh_from_db()
     assert world["invitation"].revoked_at is not None
+
+
+def test_developer_manages_own_keys_and_sees_the_secret_once(client, world):
+    developer = world["people"]["developer"]
+    client.force_login(developer)
+    page = client.post(f"/t/{world['tenant'].slug}/keys/new/", {"name": "mine"}).content.decode()
+    assert "shown <strong>only once</strong>" in page and "smp_" in page
+    mine = world["tenant"].apikeys.get(name="mine")
+    assert mine.owner == developer
+    assert client.post(f"/t/{world['tenant'].slug}/keys/{mine.pk}/revoke/").status_code == 200
+    mine.refresh_from_db()
+    assert mine.revoked_at is not None
+    listing = client.get(f"/t/{world['tenant'].slug}/keys/").content.decode()
+    assert mine.secret_hash not in listing and "smp_" + mine.prefix in listing
 
 
 def test_tenant_list_api_shows_only_own_tenants(client, world, other_tenant):

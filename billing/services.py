@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from django.db import transaction
+
+from billing.models import UsageRecord
+from models_catalog.models import ModelPrice
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+_MILLION = Decimal(1_000_000)
+
+
+def _price_lookup(model_ids: set[int]):
+    """price_at(model_id, when) over the prices of the batch's models, loaded once."""
+    prices: dict[int, list[ModelPrice]] = defaultdict(list)
+    for price in ModelPrice.objects.filter(model_id__in=model_ids).order_by("effective_from"):
+        prices[price.model_id].append(price)
+
+    def price_at(model_id: int, when: datetime) -> ModelPrice | None:
+        found = None
+        for price in prices.get(model_id, ()):
+            if price.effective_from <= when:
+                found = price
+            else:
+                break
+        return found
+
+    return price_at
+
+
+@transaction.atomic
+def usage_records_ingest(*, events: list[dict]) -> int:
+    """Store gateway usage events as records, charged at the price in force when served.
+
+    Idempotent: an event delivered twice (at-least-once delivery) is stored once, by its
+    request id. Returns how many records were new.
+    """
+    known_tenants = set(Tenant.objects.filter(
+        pk__in={e["tenant_id"] for e in events}).values_list("pk", flat=True))
+    unknown = [e["request_id"] for e in events if e["tenant_id"] not in known_tenants]
+    if unknown:
+        # Tenants are never deleted, so this is a corrupt event: skip it rather than let it
+        # block every later batch, and leave a trace.
+        logger.error("Skipped %d usage events of unknown tenants: %s", len(unknown), unknown[:5])
+        events = [e for e in events if e["tenant_id"] in known_tenants]
+    if not events:
+        return 0
+    price_at = _price_lookup({e["model_id"] for e in events if e.get("model_id")})
+    records = []
+    for event in events:
+        created = datetime.fromtimestamp(event["ts"], tz=UTC)
+        price = price_at(event["model_id"], created) if event.get("model_id") else None
+        cost = Decimal(0)
+        if price is not None:
+            cost = (event["input_tokens"] * price.input_per_million
+                    + event["output_tokens"] * price.output_per_million) / _MILLION
+        records.append(UsageRecord(
+            tenant_id=event["tenant_id"], request_id=event["request_id"], created_at=created,
+            api_key_id=event.get("key_id"), model_id=event.get("model_id"),
+            model_slug=event["model"], deployment_id=event.get("deployment_id"),
+            endpoint=event["endpoint"], status_code=event["status"], streamed=event["streamed"],
+            input_tokens=event["input_tokens"], output_tokens=event["output_tokens"],
+            estimated=event["estimated"], latency_ms=event["latency_ms"],
+            ttft_ms=event.get("ttft_ms"),
+            input_price_per_million=price.input_per_million if price else None,
+            output_price_per_million=price.output_per_million if price else None,
+            currency=price.currency if price else "", cost=cost))
+    before = UsageRecord.objects.filter(
+        request_id__in=[r.request_id for r in records]).count()
+    UsageRecord.objects.bulk_create(records, ignore_conflicts=True, batch_size=1000)
+    return len(records) - before

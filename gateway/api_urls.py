@@ -1,0 +1,12 @@
+from django.urls import path
+
+from gateway import api
+
+urlpatterns = [
+    path("tenants/<slug:slug>/keys/", api.ApiKeyListApi.as_view(), name="api-keys"),
+    path("tenants/<slug:slug>/keys/<int:pk>/", api.ApiKeyDetailApi.as_view(), name="api-key"),
+    path("tenants/<slug:slug>/keys/<int:pk>/revoke/", api.ApiKeyRevokeApi.as_view(),
+         name="api-key-revoke"),
+    path("tenants/<slug:slug>/keys/<int:pk>/rotate/", api.ApiKeyRotateApi.as_view(),
+         name="api-key-rotate"),
+]

@@ -1,0 +1,527 @@
+"""The OpenAI-compatible gateway: a small ASGI app for /v1/*, routed before Django.
+
+Per request: find the key by its public prefix in the worker's cache and compare the secret's
+hash in constant time; resolve `model` to an upstream the tenant may use; one Redis EVALSHA
+for rate limits; forward with the worker's pooled aiohttp session (streams pass through chunk
+by chunk); read `usage`; queue a usage event. No database query, no Django request cycle, no
+prompt or answer content kept anywhere. See DESIGN.md for why it is not a Django view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import orjson
+import redis.asyncio as aioredis
+from django.conf import settings
+
+from gateway import errors, ratelimit
+from gateway.directory import Directory, KeyInfo, Route, TenantInfo, Upstream
+from gateway.errors import GatewayError
+from gateway.keys import hash_token, prefix_of
+from gateway.tokens import estimate_prompt_tokens
+from gateway.usage import UsageRecorder
+from portal.gateway_config import CONFIG_VERSION_KEY
+from portal.request_context import client_ip
+
+logger = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
+# endpoint path → (catalog tasks it serves, upstream path)
+ENDPOINTS = {
+    "/v1/chat/completions": (("chat",), "/chat/completions"),
+    "/v1/completions": (("completion", "chat"), "/completions"),
+    "/v1/embeddings": (("embeddings",), "/embeddings"),
+}
+_JSON = [(b"content-type", b"application/json")]
+_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+        (b"x-accel-buffering", b"no")]
+_CONFIG_POLL_SECONDS = 0.25
+
+
+class PreRequestCheck:
+    """A check that may refuse a request after authentication and before forwarding.
+
+    The rate limiter is one; the billing issue's budget check plugs in the same way. Checks
+    read only cached or Redis state: never the database.
+    """
+
+    async def __call__(self, app: GatewayApp, key: KeyInfo, tenant: TenantInfo,
+                       route: Route) -> list[tuple[bytes, bytes]]:
+        raise NotImplementedError
+
+
+class RateLimitCheck(PreRequestCheck):
+    async def __call__(self, app, key, tenant, route):
+        limits = (key.rpm, key.tpm, tenant.rpm, tenant.tpm)
+        if not any(limits):
+            return []
+        now = ratelimit.now()
+        windows = ratelimit.window_keys(key.id, tenant.id, now)
+        result = await app.redis.evalsha(app.ratelimit_sha, 4, *windows, *limits,
+                                         ratelimit.WINDOW_SECONDS * 2)
+        decision = ratelimit.decide([int(v) for v in result], limits, now)
+        if decision.refused:
+            who = "this API key" if decision.scope == "key" else "your organisation"
+            raise GatewayError(
+                429, f"Rate limit reached for {who}: {decision.refused} per minute. Retry after "
+                     f"{decision.retry_after} s, or ask your admin for a higher limit.",
+                type="requests", code="rate_limit_exceeded", headers=decision.headers)
+        return decision.headers
+
+
+class GatewayApp:
+    def __init__(self) -> None:
+        self.directory = Directory(ttl=settings.GATEWAY_CACHE_TTL)
+        self.checks: list[PreRequestCheck] = [RateLimitCheck()]
+        self.redis: aioredis.Redis | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.usage: UsageRecorder | None = None
+        self.ratelimit_sha = ""
+        self._config_version: bytes | None = None
+        self._watcher: asyncio.Task | None = None
+        self.ready = False
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        if not settings.REDIS_URL:
+            logger.warning("REDIS_URL is not set: the /v1 gateway answers 503 until it is.")
+            return
+        self.redis = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=5,
+                                             health_check_interval=30)
+        self.ratelimit_sha = await self.redis.script_load(ratelimit.LUA)
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            timeout=aiohttp.ClientTimeout(total=settings.GATEWAY_UPSTREAM_TIMEOUT,
+                                          sock_connect=settings.GATEWAY_CONNECT_TIMEOUT),
+            auto_decompress=False)
+        self.usage = UsageRecorder(self.redis)
+        self.usage.start()
+        self._config_version = await self.redis.get(CONFIG_VERSION_KEY)
+        await self.directory.reload()
+        self._watcher = asyncio.create_task(self._watch_config(), name="config-watcher")
+        self.ready = True
+
+    async def shutdown(self) -> None:
+        if self._watcher:
+            self._watcher.cancel()
+        if self.usage:
+            await self.usage.close()
+        if self.session:
+            await self.session.close()
+        if self.redis:
+            await self.redis.aclose()
+
+    async def _watch_config(self) -> None:
+        """Reload within a second of any change in the portal (a revoked key, a new route)."""
+        while True:
+            await asyncio.sleep(_CONFIG_POLL_SECONDS)
+            try:
+                version = await self.redis.get(CONFIG_VERSION_KEY)
+                if version != self._config_version or self.directory.stale():
+                    self._config_version = version
+                    await self.directory.reload()
+            except Exception:  # keep serving from the cache; log and try again
+                logger.exception("Gateway configuration reload failed.")
+
+    async def lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    logger.exception("Gateway start-up failed.")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # --- requests --------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = "req_" + uuid.uuid4().hex
+        started = time.perf_counter()
+        try:
+            if not self.ready:
+                raise GatewayError(503, "The gateway is not available: the operator must set "
+                                        "REDIS_URL.", type="server_error")
+            await self._handle(scope, receive, send, request_id, started)
+        except GatewayError as exc:
+            await _respond(send, exc.status, exc.body(), _JSON + exc.headers, request_id)
+        except Exception:
+            logger.exception("Gateway error on %s", scope.get("path"))
+            await _respond(send, 500, GatewayError(500, "The gateway hit an internal error; it "
+                                                        "has been logged.",
+                                                   type="server_error").body(),
+                           _JSON, request_id)
+
+    async def _handle(self, scope, receive, send, request_id: str, started: float) -> None:
+        path, method = scope["path"], scope["method"]
+        key, tenant = await self._authenticate(scope)
+        if path in ("/v1/models", "/v1/models/"):
+            if method != "GET":
+                raise GatewayError(405, "Use GET for /v1/models.")
+            body = orjson.dumps({"object": "list", "data": [
+                _model_entry(route) for route in self._visible_routes(key, tenant)]})
+            await _respond(send, 200, body, _JSON, request_id)
+            return
+        if path.startswith("/v1/models/"):
+            route = self._route_for(path[len("/v1/models/"):], key, tenant)
+            await _respond(send, 200, orjson.dumps(_model_entry(route)), _JSON, request_id)
+            return
+        endpoint = ENDPOINTS.get(path.rstrip("/"))
+        if endpoint is None:
+            raise GatewayError(404, f"Unknown request URL: {method} {path}.",
+                               code="unknown_url")
+        if method != "POST":
+            raise GatewayError(405, f"Use POST for {path}.")
+        request = _parse_body(await _read_body(receive, settings.GATEWAY_MAX_BODY_BYTES), path)
+        route = self._route_for(request["model"], key, tenant)
+        tasks, upstream_path = endpoint
+        if route.task not in tasks:
+            raise errors.bad_request(
+                f"`{route.slug}` is a {route.task} model; it can't serve {path}.", param="model")
+        headers = [(b"x-request-id", request_id.encode())]
+        for check in self.checks:
+            headers += await check(self, key, tenant, route)
+        if route.lifecycle == "deprecated":
+            headers.append((b"warning", f'299 - "Model {route.slug} is deprecated and will be '
+                                        'retired; move to its successor."'.encode()))
+        await Forwarder(self, scope, receive, send, request_id, started, key, tenant, route,
+                        path, upstream_path, request, headers).run()
+
+    async def _authenticate(self, scope: Scope) -> tuple[KeyInfo, TenantInfo]:
+        authorization = ""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise errors.missing_key()
+        prefix = prefix_of(token)
+        key = await self.directory.key(prefix) if prefix else None
+        if key is None:
+            raise errors.invalid_key()
+        presented = hash_token(token)
+        now = time.time()
+        matches = hmac.compare_digest(presented, key.secret_hash) or bool(
+            key.previous_secret_hash and key.previous_valid_until
+            and now < key.previous_valid_until
+            and hmac.compare_digest(presented, key.previous_secret_hash))
+        if not matches:
+            raise errors.invalid_key()
+        if key.revoked:
+            raise errors.invalid_key("This API key has been revoked.")
+        if key.expires_at is not None and now >= key.expires_at:
+            raise errors.invalid_key("This API key has expired; create a new one in the portal.")
+        tenant = self.directory.tenants.get(key.tenant_id)
+        if tenant is None or not tenant.active:
+            raise GatewayError(403, "Your organisation's access is suspended; contact your "
+                                    "platform operator.", type="permission_error",
+                               code="tenant_suspended")
+        if key.networks:
+            address = _client_address(scope)
+            if address is None or not any(address in net for net in key.networks):
+                raise GatewayError(403, "This API key may not be used from your network "
+                                        f"address ({address}).", type="permission_error",
+                                   code="ip_not_allowed")
+        return key, tenant
+
+    def _visible_routes(self, key: KeyInfo, tenant: TenantInfo) -> list[Route]:
+        return [route for route in self.directory.routes.values()
+                if route.visible_to(tenant.id)
+                and (not key.model_ids or route.model_id in key.model_ids)]
+
+    def _route_for(self, model: str, key: KeyInfo, tenant: TenantInfo) -> Route:
+        route = self.directory.routes.get(model)
+        if (route is None or not route.visible_to(tenant.id)
+                or (key.model_ids and route.model_id not in key.model_ids)):
+            raise errors.model_not_found(model)
+        return route
+
+
+class Forwarder:
+    """One request's trip to an upstream and back, and its usage event."""
+
+    def __init__(self, app: GatewayApp, scope, receive, send, request_id, started, key, tenant,
+                 route: Route, path: str, upstream_path: str, request: dict, headers):
+        self.app, self.scope, self.receive, self.send = app, scope, receive, send
+        self.request_id, self.started = request_id, started
+        self.key, self.tenant, self.route = key, tenant, route
+        self.path, self.upstream_path, self.request = path, upstream_path, request
+        self.headers = headers
+        self.stream = request.get("stream") is True
+        self.client_wants_usage = bool(
+            self.stream and isinstance(request.get("stream_options"), dict)
+            and request["stream_options"].get("include_usage"))
+        self.upstream: Upstream | None = None
+        self.status = 0
+        self.usage: dict | None = None
+        self.output_chunks = 0
+        self.ttft_ms: int | None = None
+
+    async def run(self) -> None:
+        try:
+            response = await self._connect()
+        except GatewayError as exc:
+            self.status = exc.status
+            self._record()
+            raise
+        try:
+            if self.stream and response.status == 200:
+                await self._relay_stream(response)
+            else:
+                await self._relay_whole(response)
+        finally:
+            response.release()
+            self._record()
+
+    def _payload(self, upstream: Upstream) -> bytes:
+        body = dict(self.request)
+        body["model"] = upstream.model_name
+        if self.stream:
+            options = dict(body.get("stream_options") or {})
+            options["include_usage"] = True
+            body["stream_options"] = options
+        return orjson.dumps(body)
+
+    async def _connect(self) -> aiohttp.ClientResponse:
+        upstreams = self.route.upstreams_for(self.tenant.id)
+        last_error = "no upstream"
+        for upstream in upstreams:
+            headers = {"Content-Type": "application/json", "X-Request-ID": self.request_id}
+            if upstream.auth_header:
+                headers["Authorization"] = upstream.auth_header
+            self.upstream = upstream
+            try:
+                return await self.app.session.post(upstream.url + self.upstream_path,
+                                                   data=self._payload(upstream), headers=headers)
+            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+                last_error = exc.__class__.__name__
+                continue  # the request never reached that upstream: try the next one
+            except TimeoutError:
+                raise GatewayError(504, f"The model server for `{self.route.slug}` did not "
+                                        "answer in time.", type="server_error",
+                                   code="upstream_timeout") from None
+            except aiohttp.ClientError as exc:
+                raise GatewayError(502, f"The model server for `{self.route.slug}` failed "
+                                        f"({exc.__class__.__name__}).", type="server_error",
+                                   code="upstream_error") from None
+        raise GatewayError(503, f"No model server for `{self.route.slug}` is reachable right "
+                                f"now ({last_error}); try again shortly.", type="server_error",
+                           code="upstream_unavailable")
+
+    async def _relay_whole(self, response: aiohttp.ClientResponse) -> None:
+        try:
+            body = await response.read()
+        except TimeoutError:
+            self.status = 504
+            raise GatewayError(504, f"The model server for `{self.route.slug}` did not finish "
+                                    "in time.", type="server_error",
+                               code="upstream_timeout") from None
+        self.status = response.status
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = None
+        if response.status >= 400 and not (isinstance(data, dict) and "error" in data):
+            self.status = 502
+            raise GatewayError(502, f"The model server for `{self.route.slug}` answered HTTP "
+                                    f"{response.status} without an error description.",
+                               type="server_error", code="upstream_error")
+        if isinstance(data, dict):
+            if isinstance(data.get("usage"), dict):
+                self.usage = data["usage"]
+            if response.status < 400 and self.upstream.model_name != self.route.slug:
+                data["model"] = self.route.slug
+                body = orjson.dumps(data)
+        self.ttft_ms = _elapsed_ms(self.started)
+        await _respond(self.send, self.status, body, _JSON + self.headers)
+
+    async def _relay_stream(self, response: aiohttp.ClientResponse) -> None:
+        self.status = 200
+        disconnected = asyncio.Event()
+        watcher = asyncio.create_task(_watch_disconnect(self.receive, disconnected))
+        await self.send({"type": "http.response.start", "status": 200,
+                         "headers": _SSE + self.headers})
+        rename = (self.upstream.model_name != self.route.slug,
+                  f'"model":"{self.upstream.model_name}"'.encode(),
+                  f'"model":"{self.route.slug}"'.encode())
+        pending = b""
+        try:
+            async for chunk in response.content.iter_any():
+                if disconnected.is_set():
+                    self.status = 499  # client closed the request; charged for what was made
+                    break
+                pending += chunk
+                events, _, pending = pending.rpartition(b"\n\n")
+                if not events:
+                    continue
+                out = self._filter_events(events + b"\n\n", rename)
+                if out:
+                    await self.send({"type": "http.response.body", "body": out,
+                                     "more_body": True})
+            if pending and not disconnected.is_set():
+                await self.send({"type": "http.response.body",
+                                 "body": self._filter_events(pending, rename) or b"",
+                                 "more_body": True})
+        except TimeoutError:
+            self.status = 504
+        finally:
+            watcher.cancel()
+        if not disconnected.is_set():
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _filter_events(self, events: bytes, rename: tuple[bool, bytes, bytes]) -> bytes:
+        """Count content chunks, capture `usage`, drop the usage-only chunk the client didn't
+        ask for, and show the catalog's model name."""
+        kept = []
+        for event in events.split(b"\n\n"):
+            if not event:
+                continue
+            if self.ttft_ms is None:
+                self.ttft_ms = _elapsed_ms(self.started)
+            if b'"usage"' in event and b'"usage":null' not in event:
+                data_line = event.partition(b"data:")[2].strip()
+                try:
+                    chunk = orjson.loads(data_line)
+                except orjson.JSONDecodeError:
+                    chunk = None
+                if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
+                    self.usage = chunk["usage"]
+                    if not chunk.get("choices") and not self.client_wants_usage:
+                        continue
+            elif event.startswith(b"data:") and b"[DONE]" not in event:
+                self.output_chunks += 1
+            if rename[0]:
+                event = event.replace(rename[1], rename[2])
+            kept.append(event)
+        return b"\n\n".join(kept) + b"\n\n" if kept else b""
+
+    def _record(self) -> None:
+        usage = self.usage or {}
+        exact = isinstance(usage.get("prompt_tokens"), int)
+        if exact:
+            input_tokens = usage["prompt_tokens"]
+            output_tokens = int(usage.get("completion_tokens") or 0)
+        elif self.status and self.status < 400 or self.status == 499:
+            input_tokens = estimate_prompt_tokens(self.request)
+            output_tokens = self.output_chunks
+        else:
+            input_tokens = output_tokens = 0
+        tokens = input_tokens + output_tokens
+        windows = ratelimit.window_keys(self.key.id, self.tenant.id, time.time())
+        self.app.usage.record({
+            "request_id": self.request_id, "ts": time.time(), "tenant_id": self.tenant.id,
+            "key_id": self.key.id, "model_id": self.route.model_id, "model": self.route.slug,
+            "deployment_id": self.upstream.deployment_id if self.upstream else None,
+            "endpoint": self.path.rstrip("/").rsplit("/v1/", 1)[-1], "status": self.status,
+            "streamed": self.stream, "input_tokens": input_tokens,
+            "output_tokens": output_tokens, "estimated": not exact and tokens > 0,
+            "latency_ms": _elapsed_ms(self.started), "ttft_ms": self.ttft_ms,
+        }, (windows[1], windows[3]), tokens)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _model_entry(route: Route) -> dict:
+    return {"id": route.slug, "object": "model", "created": route.created,
+            "owned_by": route.owned_by}
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+def _client_address(scope: Scope):
+    import ipaddress
+
+    client = scope.get("client")
+    meta = {"REMOTE_ADDR": client[0] if client else ""}
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-for":
+            meta["HTTP_X_FORWARDED_FOR"] = value.decode("latin-1")
+    try:
+        return ipaddress.ip_address(client_ip(meta) or "")
+    except ValueError:
+        return None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise GatewayError(400, "The client closed the connection before sending the body.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise errors.bad_request(f"The request body is larger than {limit} bytes.",
+                                     code="request_too_large")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+_FIELD_TYPES = {"messages": list, "stream": bool, "max_tokens": int, "n": int,
+                "temperature": (int, float), "top_p": (int, float), "stream_options": dict}
+
+
+def _parse_body(raw: bytes, path: str) -> dict:
+    try:
+        request = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise errors.bad_request("The request body is not valid JSON.") from None
+    if not isinstance(request, dict):
+        raise errors.bad_request("The request body must be a JSON object.")
+    model = request.get("model")
+    if not isinstance(model, str) or not model:
+        raise errors.bad_request("You must provide a model parameter.", param="model")
+    for name, expected in _FIELD_TYPES.items():
+        value = request.get(name)
+        if value is not None and (not isinstance(value, expected)
+                                  or (expected is int and isinstance(value, bool))):
+            raise errors.bad_request(f"Invalid type for '{name}'.", param=name,
+                                     code="invalid_type")
+    if path.endswith("chat/completions") and not request.get("messages"):
+        raise errors.bad_request("'messages' is required and must be a non-empty array.",
+                                 param="messages")
+    if path.endswith("/embeddings") and not isinstance(request.get("input"), str | list):
+        raise errors.bad_request("'input' is required: a string or an array.", param="input")
+    if path.endswith("/v1/completions") and request.get("prompt") is None:
+        raise errors.bad_request("'prompt' is required.", param="prompt")
+    return request
+
+
+async def _watch_disconnect(receive: Receive, disconnected: asyncio.Event) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            disconnected.set()
+            return
+
+
+async def _respond(send: Send, status: int, body: bytes, headers, request_id: str | None = None
+                   ) -> None:
+    if request_id:
+        headers = [*headers, (b"x-request-id", request_id.encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,164 @@
+"""What the gateway knows about keys, tenants and routes, cached in each worker.
+
+Routes and tenants are loaded whole (they are small) at start-up and whenever the portal
+bumps the configuration version; keys are loaded one by one on first use and cached, unknown
+prefixes too. The ORM is reached only on a miss, in a thread, never on the hot path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: int
+    tenant_id: int
+    secret_hash: str
+    previous_secret_hash: str
+    previous_valid_until: float | None
+    expires_at: float | None
+    revoked: bool
+    model_ids: frozenset[int]
+    rpm: int
+    tpm: int
+    networks: tuple
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    id: int
+    slug: str
+    active: bool
+    rpm: int
+    tpm: int
+
+
+@dataclass(frozen=True)
+class Upstream:
+    deployment_id: int
+    tenant_id: int | None
+    url: str
+    model_name: str
+    auth_header: str
+
+
+@dataclass
+class Route:
+    model_id: int
+    slug: str
+    task: str
+    lifecycle: str
+    all_tenants: bool
+    entitled: frozenset[int]
+    created: int
+    owned_by: str
+    upstreams: list[Upstream] = field(default_factory=list)
+    _turn: itertools.count = field(default_factory=itertools.count)
+
+    def upstreams_for(self, tenant_id: int) -> list[Upstream]:
+        """Shared upstreams plus this tenant's dedicated ones, rotated for load balancing."""
+        usable = [u for u in self.upstreams if u.tenant_id in (None, tenant_id)]
+        if len(usable) > 1:
+            start = next(self._turn) % len(usable)
+            usable = usable[start:] + usable[:start]
+        return usable
+
+    def visible_to(self, tenant_id: int) -> bool:
+        return (self.lifecycle != "retired" and (self.all_tenants or tenant_id in self.entitled)
+                and any(u.tenant_id in (None, tenant_id) for u in self.upstreams))
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return value.timestamp() if value else None
+
+
+def _tenant_info(tenant) -> TenantInfo:
+    return TenantInfo(tenant.pk, tenant.slug, tenant.is_active, tenant.rate_limit_rpm or 0,
+                      tenant.rate_limit_tpm or 0)
+
+
+def _load_key(prefix: str) -> tuple[KeyInfo, TenantInfo] | None:
+    from gateway.models import ApiKey
+
+    close_old_connections()
+    key = (ApiKey.objects.filter(prefix=prefix).select_related("tenant")
+           .prefetch_related("allowed_models").first())
+    if key is None:
+        return None
+    return KeyInfo(
+        id=key.pk, tenant_id=key.tenant_id, secret_hash=key.secret_hash,
+        previous_secret_hash=key.previous_secret_hash,
+        previous_valid_until=_epoch(key.previous_valid_until),
+        expires_at=_epoch(key.expires_at), revoked=key.revoked_at is not None,
+        model_ids=frozenset(m.pk for m in key.allowed_models.all()),
+        rpm=key.rpm_limit or 0, tpm=key.tpm_limit or 0,
+        networks=tuple(ipaddress.ip_network(n) for n in key.allowed_networks),
+    ), _tenant_info(key.tenant)
+
+
+def _load_routes_and_tenants() -> tuple[dict[str, Route], dict[int, TenantInfo]]:
+    from deployments.models import Deployment, DeploymentStatus
+    from models_catalog.models import Model
+    from portal import crypto
+    from tenants.models import Tenant
+
+    close_old_connections()
+    tenants = {t.pk: _tenant_info(t) for t in Tenant.objects.all()}
+    routes: dict[str, Route] = {}
+    for model in Model.objects.prefetch_related("entitled_tenants"):
+        routes[model.slug] = Route(
+            model_id=model.pk, slug=model.slug, task=model.task, lifecycle=model.lifecycle,
+            all_tenants=model.available_to_all_tenants,
+            entitled=frozenset(t.pk for t in model.entitled_tenants.all()),
+            created=int(model.created_at.timestamp()), owned_by=model.provider or "platform")
+    by_id = {route.model_id: route for route in routes.values()}
+    for deployment in Deployment.objects.filter(status=DeploymentStatus.READY).select_related(
+            "model"):
+        key = crypto.decrypt(deployment.upstream_api_key_encrypted)
+        by_id[deployment.model_id].upstreams.append(Upstream(
+            deployment_id=deployment.pk, tenant_id=deployment.tenant_id,
+            url=deployment.base_url.rstrip("/"), model_name=deployment.served_model_name,
+            auth_header=f"Bearer {key}" if key else ""))
+    return routes, tenants
+
+
+class Directory:
+    def __init__(self, ttl: float):
+        self.ttl = ttl
+        self.routes: dict[str, Route] = {}
+        self.tenants: dict[int, TenantInfo] = {}
+        self._keys: dict[str, tuple[KeyInfo | None, float]] = {}
+        self.loaded_at = 0.0
+
+    async def reload(self) -> None:
+        routes, tenants = await sync_to_async(_load_routes_and_tenants, thread_sensitive=False)()
+        self.routes, self.tenants = routes, tenants
+        self._keys = {}
+        self.loaded_at = time.monotonic()
+
+    async def key(self, prefix: str) -> KeyInfo | None:
+        cached = self._keys.get(prefix)
+        now = time.monotonic()
+        if cached is not None and now - cached[1] < self.ttl:
+            return cached[0]
+        loaded = await sync_to_async(_load_key, thread_sensitive=False)(prefix)
+        info = None
+        if loaded is not None:
+            info, tenant = loaded
+            # A tenant created after the last reload arrives with its key.
+            self.tenants.setdefault(tenant.id, tenant)
+        if len(self._keys) > 100_000:  # bounded: garbage prefixes can't grow it forever
+            self._keys.clear()
+        self._keys[prefix] = (info, now)
+        return info
+
+    def stale(self) -> bool:
+        return time.monotonic() - self.loaded_at >= self.ttl

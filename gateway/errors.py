@@ -1,0 +1,42 @@
+"""OpenAI's error shape for everything under /v1/: {"error": {message, type, param, code}}."""
+
+from __future__ import annotations
+
+import orjson
+
+
+class GatewayError(Exception):
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 code: str | None = None, param: str | None = None,
+                 headers: list[tuple[bytes, bytes]] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.headers = headers or []
+
+    def body(self) -> bytes:
+        return orjson.dumps({"error": {"message": self.message, "type": self.type,
+                                       "param": self.param, "code": self.code}})
+
+
+def missing_key() -> GatewayError:
+    return GatewayError(401, "You didn't provide an API key. Send it in the Authorization "
+                             "header as 'Bearer YOUR_KEY'; create keys in the portal under "
+                             "API keys.")
+
+
+def invalid_key(reason: str = "Incorrect API key provided.") -> GatewayError:
+    return GatewayError(401, reason, code="invalid_api_key")
+
+
+def model_not_found(model: str) -> GatewayError:
+    return GatewayError(404, f"The model `{model}` does not exist or you do not have access "
+                             "to it.", code="model_not_found", param="model")
+
+
+def bad_request(message: str, *, param: str | None = None, code: str | None = None
+                ) -> GatewayError:
+    return GatewayError(400, message, param=param, code=code)

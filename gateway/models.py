@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from models_catalog.models import Model
+from tenants.models import TenantOwned, User
+
+
+class ApiKey(TenantOwned):
+    """A tenant's credential for /v1/*. Only SHA-256 hashes of the secret are stored.
+
+    The token reads `smp_<prefix>_<secret>`: the prefix is public (shown in lists, used to find
+    the key), the secret is 256 random bits. Rotation keeps the prefix and moves the old hash to
+    `previous_secret_hash`, which keeps working until `previous_valid_until`.
+    """
+
+    name = models.CharField(max_length=100)
+    owner = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="api_keys")
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    previous_secret_hash = models.CharField(max_length=64, blank=True)
+    previous_valid_until = models.DateTimeField(null=True, blank=True)
+    allowed_models = models.ManyToManyField(Model, blank=True, related_name="+",
+                                            help_text="Empty: every model the tenant may use.")
+    rpm_limit = models.PositiveIntegerField("requests per minute", null=True, blank=True)
+    tpm_limit = models.PositiveIntegerField("tokens per minute", null=True, blank=True)
+    allowed_networks = models.JSONField(default=list, blank=True,
+                                        help_text="Client networks (CIDR); empty: any.")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    audit_actor_type = "api_key"
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.display_prefix})"
+
+    @property
+    def display_prefix(self) -> str:
+        return f"smp_{self.prefix}_…"
+
+    @property
+    def audit_label(self) -> str:
+        return f"api key {self.display_prefix} ({self.name})"
+
+    @property
+    def status(self) -> str:
+        if self.revoked_at:
+            return "revoked"
+        if self.expires_at and self.expires_at <= timezone.now():
+            return "expired"
+        return "active"

@@ -1,0 +1,142 @@
+"""Writes for API keys: create, revoke, rotate. Each is audited and tells gateway workers."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+import audit
+from gateway.keys import hash_token, new_token, token_for
+from gateway.models import ApiKey
+from models_catalog.models import Model
+from portal.api import ApplicationError
+from portal.gateway_config import bump_gateway_config
+from tenants.models import Tenant, User
+
+
+def _normalized_networks(networks: list[str]) -> list[str]:
+    cleaned = []
+    for raw in networks:
+        try:
+            cleaned.append(str(ipaddress.ip_network(raw.strip(), strict=False)))
+        except ValueError:
+            raise ValidationError({"allowed_networks": [
+                f"{raw!r} is not a network: use CIDR notation such as 203.0.113.0/24."]}) from None
+    return cleaned
+
+
+def _check_expiry(expires_at: datetime | None) -> None:
+    now = timezone.now()
+    max_days = settings.GATEWAY_KEY_MAX_DAYS
+    if expires_at is None:
+        if settings.GATEWAY_KEY_EXPIRY_REQUIRED:
+            raise ValidationError({"expires_at": [
+                f"Keys must expire on this platform: choose a date within {max_days} days."]})
+        return
+    if expires_at <= now:
+        raise ValidationError({"expires_at": ["Choose a time in the future."]})
+    if max_days and expires_at > now + timedelta(days=max_days):
+        raise ValidationError({"expires_at": [
+            f"Keys may live at most {max_days} days on this platform."]})
+
+
+@transaction.atomic
+def apikey_create(
+    *, actor, tenant: Tenant, name: str, owner: User | None = None,
+    expires_at: datetime | None = None, allowed_models: list[Model] | None = None,
+    rpm_limit: int | None = None, tpm_limit: int | None = None,
+    allowed_networks: list[str] | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key; returns it and its token, which is shown once and never stored."""
+    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    if not tenant.is_active:
+        raise ApplicationError(f"{tenant.name} is suspended: no new API keys.")
+    active = ApiKey.objects.for_tenant(tenant).filter(revoked_at__isnull=True).exclude(
+        expires_at__lte=timezone.now()).count()
+    if active >= tenant.max_api_keys:
+        raise ApplicationError(
+            f"{tenant.name} already has {active} active API keys, its quota. Revoke one you no "
+            "longer use, or ask your operator for a higher quota.")
+    _check_expiry(expires_at)
+    prefix, token = new_token()
+    key = ApiKey(tenant=tenant, name=name.strip(), owner=owner, prefix=prefix,
+                 secret_hash=hash_token(token), expires_at=expires_at, rpm_limit=rpm_limit,
+                 tpm_limit=tpm_limit,
+                 allowed_networks=_normalized_networks(allowed_networks or []))
+    key.full_clean()
+    key.save()
+    models = list(allowed_models or [])
+    key.allowed_models.set(models)
+    audit.record(action="apikey.created", actor=actor, tenant=tenant, target=key, details={
+        "name": key.name, "prefix": key.prefix, "owner": owner.email if owner else None,
+        "expires_at": expires_at, "models": sorted(m.slug for m in models),
+        "rpm_limit": rpm_limit, "tpm_limit": tpm_limit, "networks": key.allowed_networks})
+    bump_gateway_config()
+    return key, token
+
+
+@transaction.atomic
+def apikey_revoke(*, actor, key: ApiKey) -> ApiKey:
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if key.revoked_at:
+        raise ApplicationError("This key is already revoked.")
+    key.revoked_at = timezone.now()
+    key.save(update_fields=["revoked_at"])
+    audit.record(action="apikey.revoked", actor=actor, tenant=key.tenant, target=key,
+                 details={"prefix": key.prefix, "name": key.name})
+    bump_gateway_config()
+    return key
+
+
+@transaction.atomic
+def apikey_rotate(*, actor, key: ApiKey, grace: timedelta = timedelta(hours=24)
+                  ) -> tuple[ApiKey, str]:
+    """A new secret for the same key; the old one keeps working for `grace`."""
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if key.status != "active":
+        raise ApplicationError(f"This key is {key.status}; create a new one instead.")
+    if grace < timedelta(0) or grace > timedelta(days=30):
+        raise ValidationError({"grace": ["Choose a grace period between 0 and 30 days."]})
+    token = token_for(key.prefix)
+    key.previous_secret_hash = key.secret_hash if grace else ""
+    key.previous_valid_until = timezone.now() + grace if grace else None
+    key.secret_hash = hash_token(token)
+    key.save(update_fields=["secret_hash", "previous_secret_hash", "previous_valid_until"])
+    audit.record(action="apikey.rotated", actor=actor, tenant=key.tenant, target=key,
+                 details={"prefix": key.prefix, "grace_seconds": int(grace.total_seconds())})
+    bump_gateway_config()
+    return key, token
+
+
+def apikeys_mark_used(*, last_used: dict[int, datetime]) -> None:
+    """Record when keys were last used (operational data from usage events, not audited)."""
+    for key_id, when in last_used.items():
+        ApiKey.objects.filter(pk=key_id).exclude(last_used_at__gte=when).update(
+            last_used_at=when)
+
+
+PLAYGROUND_KEY_NAME = "Playground"
+PLAYGROUND_KEY_LIFETIME = timedelta(hours=24)
+
+
+@transaction.atomic
+def playground_token(*, user: User, tenant: Tenant) -> str:
+    """A token for the person's own playground key: created on first use (expiring after a
+    day), otherwise rotated, since secrets are never stored. Other open playground tabs keep
+    working for an hour."""
+    key = (ApiKey.objects.for_tenant(tenant)
+           .filter(owner=user, name=PLAYGROUND_KEY_NAME, revoked_at__isnull=True,
+                   expires_at__gt=timezone.now() + timedelta(hours=1))
+           .order_by("-created_at").first())
+    if key is None:
+        _key, token = apikey_create(actor=user, tenant=tenant, name=PLAYGROUND_KEY_NAME,
+                                    owner=user,
+                                    expires_at=timezone.now() + PLAYGROUND_KEY_LIFETIME)
+        return token
+    _key, token = apikey_rotate(actor=user, key=key, grace=timedelta(hours=1))
+    return token

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from gateway import views
+
+app_name = "gateway"
+
+urlpatterns = [
+    path("t/<slug:tenant_slug>/keys/", views.key_list, name="keys"),
+    path("t/<slug:tenant_slug>/keys/new/", views.key_create, name="key_create"),
+    path("t/<slug:tenant_slug>/keys/<int:pk>/revoke/", views.key_revoke, name="key_revoke"),
+    path("t/<slug:tenant_slug>/keys/<int:pk>/rotate/", views.key_rotate, name="key_rotate"),
+    path("t/<slug:tenant_slug>/playground/", views.playground, name="playground"),
+]

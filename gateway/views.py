@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_POST
+
+from gateway import selectors, services
+from gateway.forms import ApiKeyForm, RotateForm
+from portal.api import ApplicationError
+from portal.forms import add_service_errors
+from tenants import permissions
+from tenants.access import tenant_view
+from tenants.permissions import TenantPerm
+
+
+def _page(request: HttpRequest, *, form: ApiKeyForm | None = None, status: int = 200,
+          **extra) -> HttpResponse:
+    tenant = request.tenant
+    keys = list(selectors.apikey_list(tenant=tenant))
+    for key in keys:
+        key.can_manage = permissions.can_manage_key(request.user, key)
+    context = {
+        "tenant": tenant,
+        "keys": keys,
+        "form": form or ApiKeyForm(tenant=tenant),
+        "rotate_form": RotateForm(),
+        "can_create": permissions.has_tenant_perm(request.user, tenant, TenantPerm.KEYS_CREATE),
+        "active_count": sum(1 for k in keys if k.status == "active"),
+        **extra,
+    }
+    template = ("gateway/partials/_keys.html" if request.htmx and not request.htmx.boosted
+                else "gateway/keys.html")
+    return render(request, template, context, status=status)
+
+
+@tenant_view(TenantPerm.KEYS_VIEW)
+def key_list(request: HttpRequest) -> HttpResponse:
+    return _page(request)
+
+
+@require_POST
+@tenant_view(TenantPerm.KEYS_CREATE)
+def key_create(request: HttpRequest) -> HttpResponse:
+    form = ApiKeyForm(request.POST, tenant=request.tenant)
+    if form.is_valid():
+        try:
+            key, token = services.apikey_create(actor=request.user, tenant=request.tenant,
+                                                owner=request.user, **form.service_values())
+        except (ValidationError, ApplicationError) as exc:
+            add_service_errors(form, exc)
+        else:
+            return _page(request, new_token=token, new_key=key)
+    return _page(request, form=form, status=422)
+
+
+def _managed_key(request: HttpRequest, pk: int):
+    key = selectors.apikey_get(tenant=request.tenant, pk=pk)
+    if not permissions.can_manage_key(request.user, key):
+        raise PermissionDenied("Only the key's owner or a tenant admin may change it.")
+    return key
+
+
+@require_POST
+@tenant_view(TenantPerm.KEYS_CREATE)
+def key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    key = _managed_key(request, pk)
+    try:
+        services.apikey_revoke(actor=request.user, key=key)
+    except ApplicationError as exc:
+        return _page(request, error=exc.message, status=422)
+    return _page(request, notice=f"Key “{key.name}” revoked. Requests with it now fail.")
+
+
+@require_POST
+@tenant_view(TenantPerm.KEYS_CREATE)
+def key_rotate(request: HttpRequest, pk: int) -> HttpResponse:
+    key = _managed_key(request, pk)
+    form = RotateForm(request.POST)
+    if not form.is_valid():
+        return _page(request, error="Choose how long the old secret keeps working.", status=422)
+    try:
+        key, token = services.apikey_rotate(
+            actor=request.user, key=key, grace=timedelta(hours=form.cleaned_data["grace_hours"]))
+    except (ValidationError, ApplicationError) as exc:
+        message = exc.message if isinstance(exc, ApplicationError) else " ".join(exc.messages)
+        return _page(request, error=message, status=422)
+    return _page(request, new_token=token, new_key=key, rotated=True)
+
+
+@tenant_view(TenantPerm.PLAYGROUND_USE)
+def playground(request: HttpRequest) -> HttpResponse:
+    from deployments.selectors import served_models_for_tenant
+
+    models = list(served_models_for_tenant(tenant=request.tenant, task="chat"))
+    context = {"tenant": request.tenant, "models": models, "token": ""}
+    if models and request.tenant.is_active:
+        try:
+            context["token"] = services.playground_token(user=request.user,
+                                                         tenant=request.tenant)
+        except ApplicationError as exc:
+            context["error"] = exc.message
+    return render(request, "gateway/playground.html", context)

@@ -1,0 +1,39 @@
+"""The playground in a real browser against the real ASGI server (pages and /v1 together)."""
+
+import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from playwright.sync_api import expect
+
+from billing.models import UsageRecord
+from tenants.models import TenantRole
+from tests.factories import PASSWORD, MembershipFactory, UserFactory
+from tests.support.browser import ForeignRequests, new_page, sign_in
+from tests.support.gateway_fixtures import drained
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_developer_chats_with_a_model_through_the_gateway(browser, gateway_server, served):
+    developer = MembershipFactory(tenant=served.tenant, role=TenantRole.DEVELOPER,
+                                  user=UserFactory(email="dev@acme.test")).user
+    # The server process hashes with the production hasher, not the suite's fast one.
+    developer.password = PBKDF2PasswordHasher().encode(PASSWORD, "playgroundsalt")
+    developer.save(update_fields=["password"])
+    page = new_page(browser, gateway_server.url)
+    requests_seen = ForeignRequests(page, gateway_server.url)
+    try:
+        sign_in(page, developer.email, PASSWORD)
+        page.get_by_role("link", name="Playground").click()
+        expect(page.locator("#pg-model")).to_have_value("chat-small")
+        page.fill("#pg-message", "Hello from the browser")
+        page.get_by_role("button", name="Send").click()
+        answer = page.locator(".turn-assistant .turn-text")
+        expect(answer).to_have_text("Sovereign models answer from inside the boundary .")
+        expect(page.locator("#pg-status")).to_contain_text("4 prompt + 8 completion tokens")
+        assert requests_seen.foreign == []
+    finally:
+        page.context.close()
+    assert drained(1) == 1
+    record = UsageRecord.objects.get()
+    assert (record.streamed, record.input_tokens, record.output_tokens) == (True, 4, 8)
+    assert record.api_key_id == developer.api_keys.get(name="Playground").pk

@@ -1,0 +1,98 @@
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+import redis
+import requests
+from django.conf import settings
+from django.db import connection
+
+from deployments import services as deployment_services
+from gateway import services as gateway_services
+from gateway.drain import drain_usage_stream
+from gateway.usage import STREAM
+from models_catalog import services as catalog_services
+from tests.factories import TenantFactory
+from tests.support.processes import free_port, portal_env, start_upstream, stop, wait_until_up
+
+UPSTREAM_TIMEOUT = 3
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    process, base = start_upstream()
+    yield base
+    stop(process)
+
+
+@pytest.fixture(scope="session")
+def gateway_server(django_db_setup, django_db_blocker):
+    """The portal's real ASGI server (uvicorn, two worker processes) on loopback."""
+    port = free_port()
+    with django_db_blocker.unblock():
+        database = dict(connection.settings_dict)
+    env = portal_env(database, settings.REDIS_URL,
+                     GATEWAY_UPSTREAM_TIMEOUT=str(UPSTREAM_TIMEOUT))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "2", "--lifespan", "on", "--no-access-log"],
+        env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(url + "/healthz", process)
+    yield SimpleNamespace(url=url, process=process)
+    stop(process)
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05):
+    """Poll until `predicate` returns something other than False/None (a falsy HTTP response
+    such as a 503 counts as an answer)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if (result is not None and result is not False) or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
+
+
+@pytest.fixture
+def served(transactional_db, upstream, gateway_server):
+    """A tenant with a key, a chat and an embeddings model served by the test upstream."""
+    actor = "system:test"
+    # Start with an empty usage stream: the previous test's tenants are gone.
+    redis.Redis.from_url(settings.REDIS_URL).delete(STREAM)
+    tenant = TenantFactory(slug="acme", name="Acme Research")
+    chat = catalog_services.model_create(actor=actor, slug="chat-small", name="Chat Small",
+                                         task="chat", provider="test")
+    embed = catalog_services.model_create(actor=actor, slug="embed-small", name="Embed Small",
+                                          task="embeddings")
+    completion = catalog_services.model_create(actor=actor, slug="completion-small",
+                                               name="Completion Small", task="completion")
+    for model in (chat, embed, completion):
+        deployment = deployment_services.external_endpoint_register(actor=actor, model=model,
+                                                                    base_url=upstream)
+        assert deployment.status == "ready", deployment.status_reason
+    key, token = gateway_services.apikey_create(actor=actor, tenant=tenant, name="test")
+    base = gateway_server.url + "/v1"
+    # The portal told the gateway workers; wait until both have reloaded.
+    def all_workers_see_the_models():
+        return all(len(requests.get(base + "/models", timeout=5, headers={
+            "Authorization": f"Bearer {token}"}).json().get("data", [])) == 3 for _ in range(8))
+
+    assert wait_for(all_workers_see_the_models), "the gateway did not reload its configuration"
+    return SimpleNamespace(tenant=tenant, chat=chat, embed=embed, completion=completion,
+                           key=key, token=token, base=base, actor=actor, upstream=upstream)
+
+
+def drained(expected: int, timeout: float = 5.0) -> int:
+    """Drain the usage stream until `expected` records were created (or time runs out)."""
+    total = 0
+
+    def step():
+        nonlocal total
+        total += drain_usage_stream()
+        return total >= expected
+
+    wait_for(step, timeout=timeout, interval=0.05)
+    return total

@@ -1,0 +1,140 @@
+"""A small, fast OpenAI-compatible model server for tests and benchmarks (a stand-in for vLLM).
+
+Answers deterministically: a completion echoes how many words the prompt had; `usage` counts
+words. Run: python tests/support/openai_upstream.py --port 9100 [--models a,b] [--no-usage]
+[--api-key K] [--chunk-delay 0.01]. Serves /v1/models, /v1/chat/completions (streaming with
+stream_options.include_usage, like vLLM), /v1/completions, /v1/embeddings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import orjson
+from aiohttp import web
+
+ANSWER_WORDS = ["Sovereign", "models", "answer", "from", "inside", "the", "boundary", "."]
+
+
+def _words(value) -> int:
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, list):
+        return sum(_words(v) for v in value)
+    if isinstance(value, dict):
+        return _words(value.get("content"))
+    return 0
+
+
+def build_app(models: list[str], with_usage: bool, api_key: str, chunk_delay: float,
+              delay: float = 0.0):
+    stats = {"requests": 0}
+
+    def authorized(request: web.Request) -> bool:
+        return not api_key or request.headers.get("Authorization") == f"Bearer {api_key}"
+
+    def error(status: int, message: str) -> web.Response:
+        return web.Response(status=status, content_type="application/json", body=orjson.dumps(
+            {"error": {"message": message, "type": "invalid_request_error", "param": None,
+                       "code": None}}))
+
+    async def list_models(request):
+        if not authorized(request):
+            return error(401, "bad upstream key")
+        return web.json_response({"object": "list", "data": [
+            {"id": m, "object": "model", "created": 0, "owned_by": "test"} for m in models]},
+            dumps=lambda o: orjson.dumps(o).decode())
+
+    async def completions(request):
+        stats["requests"] += 1
+        if not authorized(request):
+            return error(401, "bad upstream key")
+        body = orjson.loads(await request.read())
+        if delay:
+            await asyncio.sleep(delay)
+        if body.get("model") not in models:
+            return error(404, f"model {body.get('model')} not served here")
+        chat = request.path.endswith("chat/completions")
+        prompt_tokens = _words(body.get("messages") if chat else body.get("prompt"))
+        limit = body.get("max_tokens") or len(ANSWER_WORDS)
+        words = ANSWER_WORDS[: max(1, min(limit, len(ANSWER_WORDS)))]
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
+                 "total_tokens": prompt_tokens + len(words)}
+        base = {"id": "cmpl-test", "created": int(time.time()), "model": body["model"]}
+        if not body.get("stream"):
+            if chat:
+                choice = {"index": 0, "finish_reason": "stop",
+                          "message": {"role": "assistant", "content": " ".join(words)}}
+                payload = {**base, "object": "chat.completion", "choices": [choice]}
+            else:
+                payload = {**base, "object": "text_completion",
+                           "choices": [{"index": 0, "text": " ".join(words),
+                                        "finish_reason": "stop"}]}
+            if with_usage:
+                payload["usage"] = usage
+            return web.Response(body=orjson.dumps(payload), content_type="application/json")
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        kind = "chat.completion.chunk" if chat else "text_completion"
+        for index, word in enumerate(words):
+            delta = ({"delta": {"content": (" " if index else "") + word}} if chat
+                     else {"text": (" " if index else "") + word})
+            chunk = {**base, "object": kind, "choices": [{"index": 0, **delta,
+                                                          "finish_reason": None}]}
+            if with_usage and body.get("stream_options", {}).get("include_usage"):
+                chunk["usage"] = None
+            await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            if chunk_delay:
+                await asyncio.sleep(chunk_delay)
+        if with_usage and body.get("stream_options", {}).get("include_usage"):
+            await response.write(b"data: " + orjson.dumps(
+                {**base, "object": kind, "choices": [], "usage": usage}) + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def embeddings(request):
+        stats["requests"] += 1
+        if not authorized(request):
+            return error(401, "bad upstream key")
+        body = orjson.loads(await request.read())
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        tokens = _words(inputs)
+        payload = {"object": "list", "model": body["model"], "data": [
+            {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3, float(i)]}
+            for i in range(len(inputs))]}
+        if with_usage:
+            payload["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return web.Response(body=orjson.dumps(payload), content_type="application/json")
+
+    async def stats_view(request):
+        return web.json_response(stats)
+
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_post("/v1/chat/completions", completions)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_get("/stats", stats_view)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--models", default="chat-small,embed-small,completion-small")
+    parser.add_argument("--no-usage", action="store_true")
+    parser.add_argument("--api-key", default="")
+    parser.add_argument("--chunk-delay", type=float, default=0.0)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before answering")
+    args = parser.parse_args()
+    app = build_app(args.models.split(","), not args.no_usage, args.api_key, args.chunk_delay,
+                    args.delay)
+    web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()

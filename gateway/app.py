@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 from django.conf import settings
 
 from gateway import errors, ratelimit
@@ -27,7 +28,7 @@ from gateway.directory import Directory, KeyInfo, Route, TenantInfo, Upstream
 from gateway.errors import GatewayError
 from gateway.keys import hash_token, prefix_of
 from gateway.tokens import estimate_prompt_tokens
-from gateway.usage import UsageRecorder
+from gateway.usage import ScriptBatcher, UsageRecorder
 from portal.gateway_config import CONFIG_VERSION_KEY
 from portal.request_context import client_ip
 
@@ -68,8 +69,18 @@ class RateLimitCheck(PreRequestCheck):
             return []
         now = ratelimit.now()
         windows = ratelimit.window_keys(key.id, tenant.id, now)
-        result = await app.redis.evalsha(app.ratelimit_sha, 4, *windows, *limits,
-                                         ratelimit.WINDOW_SECONDS * 2)
+        args = (4, *windows, *limits, ratelimit.WINDOW_SECONDS * 2)
+        try:
+            try:
+                result = await app.scripts.evalsha(app.ratelimit_sha, *args)
+            except NoScriptError:  # Redis restarted and forgot the script
+                app.ratelimit_sha = await app.redis.script_load(ratelimit.LUA)
+                result = await app.scripts.evalsha(app.ratelimit_sha, *args)
+        except (aioredis.RedisError, OSError):
+            logger.exception("Rate limiter unavailable.")
+            raise GatewayError(503, "The gateway can't check rate limits right now; retry "
+                                    "shortly.", type="server_error",
+                               code="rate_limiter_unavailable") from None
         decision = ratelimit.decide([int(v) for v in result], limits, now)
         if decision.refused:
             who = "this API key" if decision.scope == "key" else "your organisation"
@@ -87,6 +98,7 @@ class GatewayApp:
         self.redis: aioredis.Redis | None = None
         self.session: aiohttp.ClientSession | None = None
         self.usage: UsageRecorder | None = None
+        self.scripts: ScriptBatcher | None = None
         self.ratelimit_sha = ""
         self._config_version: bytes | None = None
         self._watcher: asyncio.Task | None = None
@@ -108,6 +120,7 @@ class GatewayApp:
             auto_decompress=False)
         self.usage = UsageRecorder(self.redis)
         self.usage.start()
+        self.scripts = ScriptBatcher(self.redis)
         self._config_version = await self.redis.get(CONFIG_VERSION_KEY)
         await self.directory.reload()
         self._watcher = asyncio.create_task(self._watch_config(), name="config-watcher")

@@ -34,10 +34,38 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-seq"]
+        # Every filter of the explorer has an index that ends in `seq`, so a keyset page
+        # `WHERE <filter> = %s AND seq < %s ORDER BY seq DESC LIMIT 51` is one backward index
+        # range scan that stops after 51 entries, however deep the page. Time ranges become
+        # seq bounds first (see `audit.selectors.seq_bounds`). The details search uses a
+        # trigram GIN index on PostgreSQL (migration 0003), which needs an expression index.
         indexes = [
             models.Index(fields=["tenant_id", "-seq"], name="audit_tenant_seq"),
             models.Index(fields=["action", "-seq"], name="audit_action_seq"),
+            models.Index(fields=["actor_label", "-seq"], name="audit_actor_seq"),
+            models.Index(fields=["target_type", "target_id", "-seq"], name="audit_target_seq"),
         ]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement "the chain's head at `last_seq` was `head_hash`".
+
+    Signed with the platform key (outside the database), over `audit.chain.checkpoint_payload`.
+    Verification compares the chain at `last_seq` against `head_hash`, so rewriting history —
+    even with every hash recomputed — is caught.
+    """
+
+    last_seq = models.BigIntegerField(unique=True)
+    head_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    key_id = models.CharField(max_length=32)
+    signature = models.CharField(max_length=128)
+
+    class Meta:
+        ordering = ["-last_seq"]
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.last_seq}"

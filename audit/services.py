@@ -5,12 +5,13 @@ import logging
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from audit.chain import GENESIS_HASH, VerifyResult, link_hash
-from audit.models import ActorType, AuditEvent
-from portal import request_context
+from audit.chain import GENESIS_HASH, canonical_time, checkpoint_payload, link_hash
+from audit.integrity import IntegrityReport
+from audit.models import ActorType, AuditCheckpoint, AuditEvent
+from portal import request_context, signing
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,13 @@ def _normalized(details: dict[str, Any] | None) -> dict[str, Any]:
     return json.loads(json.dumps(details or {}, cls=DjangoJSONEncoder))
 
 
+def _lock_chain() -> None:
+    """Serialize with every other append (and purge) until the transaction ends."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_APPEND_LOCK_KEY])
+
+
 @transaction.atomic
 def record_event(
     *,
@@ -58,9 +66,7 @@ def record_event(
     `(type, id)` pair. Appends are serialized with a transaction-scoped advisory lock
     (SQLite: the IMMEDIATE write lock), so concurrent writers never fork the chain.
     """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_APPEND_LOCK_KEY])
+    _lock_chain()
     last = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
 
@@ -88,7 +94,34 @@ def record_event(
     return event
 
 
-def chain_verification_record() -> VerifyResult:
+def checkpoint_create(*, actor: Any = None) -> AuditCheckpoint | None:
+    """Sign the current head. None when the head is already checkpointed (nothing new).
+
+    Beat calls this at a fixed interval; people (and report generation) on demand. Only a
+    person's request is itself recorded: recording beat's checkpoints would add an event
+    each time and so never let the head rest.
+    """
+    head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    if head is None or AuditCheckpoint.objects.filter(last_seq__gte=head[0]).exists():
+        return None
+    created_at = timezone.now()
+    payload = checkpoint_payload(last_seq=head[0], head_hash=head[1],
+                                 created_at=canonical_time(created_at))
+    try:
+        with transaction.atomic():
+            checkpoint = AuditCheckpoint.objects.create(
+                last_seq=head[0], head_hash=head[1], created_at=created_at,
+                key_id=signing.platform_key_id(), signature=signing.sign(payload))
+    except IntegrityError:
+        return None  # a concurrent caller checkpointed the same head
+    if actor is not None and not isinstance(actor, str):
+        record_event(action="audit.checkpoint_created", actor=actor, target=checkpoint,
+                     details={"last_seq": checkpoint.last_seq,
+                              "head_hash": checkpoint.head_hash})
+    return checkpoint
+
+
+def chain_verification_record() -> IntegrityReport:
     """Verify the whole chain and record the outcome in it (the periodic integrity check)."""
     from audit.selectors import chain_verify
 
@@ -98,7 +131,8 @@ def chain_verification_record() -> VerifyResult:
             action="audit.chain_verified",
             actor="system:beat",
             details={"first_seq": result.first_seq, "last_seq": result.last_seq,
-                     "head_hash": result.head_hash},
+                     "head_hash": result.head_hash,
+                     "checkpoints_matched": result.checkpoints_matched},
         )
     else:
         logger.error("Audit chain broken: %s", result.error)

@@ -1,10 +1,18 @@
-"""Every periodic task of the portal, in one place (read by settings.CELERY_BEAT_SCHEDULE)."""
+"""Every periodic task of the portal, in one place (settings.CELERY_BEAT_SCHEDULE)."""
+
+from datetime import timedelta
 
 from celery.schedules import crontab
 
-SCHEDULE = {
-    "audit-verify-chain-hourly": {
-        "task": "audit.tasks.verify_chain",
-        "schedule": crontab(minute=7),
-    },
-}
+
+def build_schedule(*, checkpoint_interval_minutes: int) -> dict:
+    return {
+        "audit-verify-chain-hourly": {
+            "task": "audit.tasks.verify_chain",
+            "schedule": crontab(minute=7),
+        },
+        "audit-checkpoint": {
+            "task": "audit.tasks.create_checkpoint",
+            "schedule": timedelta(minutes=checkpoint_interval_minutes),
+        },
+    }

@@ -344,6 +344,32 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# --- Audit: signing key, checkpoints, reports, retention --------------------------------
+
+# The platform's Ed25519 private key (PEM), kept outside the database: it signs audit
+# checkpoints, evidence bundles and model statements. The quickstart (DEBUG) creates one
+# under var/ on first use; production refuses to start without it.
+PLATFORM_SIGNING_KEY_FILE = os.environ.get("PLATFORM_SIGNING_KEY_FILE", "")
+if not PLATFORM_SIGNING_KEY_FILE:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "PLATFORM_SIGNING_KEY_FILE is not set: point it at the platform's Ed25519 private "
+            "key (PEM). Create one with: python -c \"from portal.signing import write_new_key; "
+            "write_new_key('/path/platform-signing-key.pem')\""
+        )
+    PLATFORM_SIGNING_KEY_FILE = str(VAR_DIR / "platform-signing-key.pem")
+elif not Path(PLATFORM_SIGNING_KEY_FILE).is_file():
+    raise ImproperlyConfigured(
+        f"PLATFORM_SIGNING_KEY_FILE={PLATFORM_SIGNING_KEY_FILE!r} is not a readable file.")
+
+AUDIT_CHECKPOINT_INTERVAL_MINUTES = env_int("AUDIT_CHECKPOINT_INTERVAL_MINUTES", 15, minimum=1)
+COMPLIANCE_REPORTS_DIR = Path(os.environ.get("COMPLIANCE_REPORTS_DIR", VAR_DIR / "reports"))
+
+from portal.beat import build_schedule  # noqa: E402  (needs the intervals above)
+
+CELERY_BEAT_SCHEDULE = build_schedule(
+    checkpoint_interval_minutes=AUDIT_CHECKPOINT_INTERVAL_MINUTES)
+
 # --- Logging ----------------------------------------------------------------------------
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()

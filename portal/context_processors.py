@@ -37,6 +37,7 @@ def navigation(request: HttpRequest) -> dict:
         platform.append(NavItem("Tenants", reverse("tenants:list"), "building"))
     if permissions.has_platform_perm(user, PlatformPerm.AUDIT_VIEW):
         platform.append(NavItem("Audit", reverse("audit:list"), "shield"))
+        platform.append(NavItem("Checkpoints", reverse("compliance:checkpoints"), "key"))
 
     tenants = selectors.tenants_for_switcher(user=user)
     current = _current_tenant(request, tenants)
@@ -46,6 +47,9 @@ def navigation(request: HttpRequest) -> dict:
                                   "home"))
         tenant_nav.append(NavItem("Members", reverse("tenants:members", args=[current.slug]),
                                   "users"))
+    if current is not None and permissions.has_tenant_perm(user, current, TenantPerm.AUDIT_VIEW):
+        tenant_nav.append(NavItem("Audit", reverse("tenant_audit:list", args=[current.slug]),
+                                  "shield"))
     return {
         **context,
         "nav_platform": platform,

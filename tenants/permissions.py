@@ -17,23 +17,35 @@ from tenants.models import Membership, PlatformRole, Tenant, TenantRole
 class PlatformPerm(StrEnum):
     TENANTS_MANAGE = "tenants.manage"
     AUDIT_VIEW = "audit.view"
+    AUDIT_CHECKPOINT = "audit.checkpoint"
+    REPORTS_VIEW = "reports.view"
+    REPORTS_GENERATE = "reports.generate"
 
 
 class TenantPerm(StrEnum):
     TENANT_VIEW = "tenant.view"
     MEMBERS_VIEW = "members.view"
     MEMBERS_MANAGE = "members.manage"
+    AUDIT_VIEW = "tenant_audit.view"
 
 
 PLATFORM_GRANTS: dict[PlatformPerm, frozenset[str]] = {
     PlatformPerm.TENANTS_MANAGE: frozenset({PlatformRole.MSP_ADMIN}),
     PlatformPerm.AUDIT_VIEW: frozenset({PlatformRole.MSP_ADMIN, PlatformRole.COMPLIANCE_OFFICER}),
+    PlatformPerm.AUDIT_CHECKPOINT: frozenset({PlatformRole.MSP_ADMIN,
+                                              PlatformRole.COMPLIANCE_OFFICER}),
+    # Compliance reports cover the whole platform or one tenant: the operator's staff only.
+    PlatformPerm.REPORTS_VIEW: frozenset({PlatformRole.MSP_ADMIN, PlatformRole.COMPLIANCE_OFFICER}),
+    PlatformPerm.REPORTS_GENERATE: frozenset({PlatformRole.MSP_ADMIN,
+                                              PlatformRole.COMPLIANCE_OFFICER}),
 }
 
 TENANT_GRANTS: dict[TenantPerm, frozenset[str]] = {
     TenantPerm.TENANT_VIEW: frozenset(TenantRole.values),
     TenantPerm.MEMBERS_VIEW: frozenset(TenantRole.values),
     TenantPerm.MEMBERS_MANAGE: frozenset({TenantRole.TENANT_ADMIN}),
+    # A tenant admin reads its own tenant's slice of the audit trail.
+    TenantPerm.AUDIT_VIEW: frozenset({TenantRole.TENANT_ADMIN}),
 }
 
 def platform_roles(user) -> frozenset[str]:

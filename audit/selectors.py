@@ -7,14 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import QuerySet, TextField
+from django.db.models import Max, QuerySet, TextField
 from django.db.models.functions import Cast, Upper
 from django.http import Http404
 
 from audit.chain import HASHED_FIELDS, canonical_time, iter_rows
 from audit.filters import EventFilter
 from audit.integrity import IntegrityReport, SignedCheckpoint, verify_chain
-from audit.models import AuditCheckpoint, AuditEvent
+from audit.models import AuditCheckpoint, AuditEvent, ComplianceReport
 from portal import signing
 
 
@@ -203,3 +203,21 @@ def chain_rows(*, low: int | None = None, high: int | None = None
 def chain_verify() -> IntegrityReport:
     """The whole chain, checked link by link and against every signed checkpoint."""
     return verify_chain(chain_rows(), signed_checkpoints(), signing.platform_public_key())
+
+
+def latest_event_by_actor(*, action: str, actor_ids: list[str]) -> dict[str, AuditEvent]:
+    """actor id → that actor's newest event with `action` (e.g. each person's last sign-in)."""
+    newest = (AuditEvent.objects.filter(action=action, actor_type="user", actor_id__in=actor_ids)
+              .values("actor_id").annotate(last=Max("seq")).values_list("last", flat=True))
+    return {e.actor_id: e for e in AuditEvent.objects.filter(seq__in=list(newest))}
+
+
+def report_list(*, limit: int = 200) -> list[ComplianceReport]:
+    return list(ComplianceReport.objects.order_by("-created_at", "-id")[:limit])
+
+
+def report_get(*, pk: int) -> ComplianceReport:
+    report = ComplianceReport.objects.filter(pk=pk).first()
+    if report is None:
+        raise Http404("No such report.")
+    return report

@@ -4,13 +4,23 @@ import json
 import logging
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from audit.chain import GENESIS_HASH, canonical_time, checkpoint_payload, link_hash
 from audit.integrity import IntegrityReport
-from audit.models import ActorType, AuditCheckpoint, AuditEvent
+from audit.models import (
+    ActorType,
+    AuditCheckpoint,
+    AuditEvent,
+    ComplianceReport,
+    ReportOrigin,
+    ReportStatus,
+)
+from audit.reports import generate, periods
 from portal import request_context, signing
 
 logger = logging.getLogger(__name__)
@@ -142,3 +152,114 @@ def chain_verification_record() -> IntegrityReport:
             details={"error": result.error, "broken_seq": result.broken_seq},
         )
     return result
+
+
+# --- Compliance reports -----------------------------------------------------------------
+
+
+def _enqueue_generation(report: ComplianceReport) -> None:
+    from audit.tasks import generate_report
+
+    transaction.on_commit(lambda: generate_report.delay(report.pk))
+
+
+@transaction.atomic
+def report_request(*, actor: Any, period: periods.Period, tenant: Any = None,
+                   origin: str = ReportOrigin.ON_DEMAND, enqueue: bool = True
+                   ) -> ComplianceReport:
+    """Ask for a report of a period that has ended, for the platform or one tenant
+    (any object with `pk` and `slug`). Generation runs in a Celery task after commit."""
+    periods.ensure_over(period, now=timezone.now())
+    report = ComplianceReport(
+        kind=period.kind, period_label=period.label, period_start=period.start,
+        period_end=period.end, tenant_id=getattr(tenant, "pk", None),
+        tenant_slug=getattr(tenant, "slug", "") or "", origin=origin,
+        requested_by=_actor_fields(actor)[2][:254])
+    report.full_clean()
+    report.save()
+    record_event(action="report.requested", actor=actor, tenant=tenant, target=report,
+                 details={"period": period.label, "origin": origin})
+    if enqueue:
+        _enqueue_generation(report)
+    return report
+
+
+def report_generate(*, report_id: int) -> ComplianceReport | None:
+    """Claim a pending report and produce its files. None when someone else holds it.
+
+    The claim is a compare-and-set from pending to running, so a task delivered twice
+    generates once. Failures are kept with their reason, for the retry button."""
+    claimed = ComplianceReport.objects.filter(pk=report_id, status=ReportStatus.PENDING).update(
+        status=ReportStatus.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1,
+        error="")
+    if not claimed:
+        return None
+    report = ComplianceReport.objects.get(pk=report_id)
+    tenant = _ReportTenant(report.tenant_id, report.tenant_slug) if report.tenant_id else None
+    # Sign the head first, so the period's last events are anchored by a checkpoint.
+    checkpoint_create()
+    try:
+        files = generate.produce(
+            report_id=report.pk,
+            period=periods.Period(report.kind, report.period_label, report.period_start,
+                                  report.period_end),
+            tenant_id=report.tenant_id, tenant_slug=report.tenant_slug,
+            generated_at=timezone.now(), directory=generate.reports_dir())
+    except Exception as exc:  # any failure is kept, with its reason, for a retry
+        logger.exception("Report %s failed", report.pk)
+        with transaction.atomic():
+            ComplianceReport.objects.filter(pk=report.pk).update(
+                status=ReportStatus.FAILED, finished_at=timezone.now(),
+                error=f"{type(exc).__name__}: {exc}"[:2000])
+            record_event(action="report.failed", actor="system:reports", tenant=tenant,
+                         target=report, details={"error": f"{type(exc).__name__}: {exc}"[:500]})
+        report.refresh_from_db()
+        return report
+    with transaction.atomic():
+        ComplianceReport.objects.filter(pk=report.pk).update(
+            status=ReportStatus.READY, finished_at=timezone.now(), pdf_name=files.pdf_name,
+            pdf_size=files.pdf_size, bundle_name=files.bundle_name,
+            bundle_size=files.bundle_size, bundle_sha256=files.bundle_sha256)
+        record_event(action="report.generated", actor="system:reports", tenant=tenant,
+                     target=report, details={"period": report.period_label,
+                                             "bundle_sha256": files.bundle_sha256})
+    report.refresh_from_db()
+    return report
+
+
+class _ReportTenant:
+    """The tenant of a report, as audit events record it (id and slug)."""
+
+    def __init__(self, pk: int, slug: str):
+        self.pk, self.slug = pk, slug
+
+
+@transaction.atomic
+def report_retry(*, actor: Any, report: ComplianceReport) -> ComplianceReport:
+    from portal.api import ApplicationError
+
+    if not ComplianceReport.objects.filter(pk=report.pk, status=ReportStatus.FAILED).update(
+            status=ReportStatus.PENDING, error=""):
+        raise ApplicationError("Only a failed report can be retried.")
+    report.refresh_from_db()
+    tenant = _ReportTenant(report.tenant_id, report.tenant_slug) if report.tenant_id else None
+    record_event(action="report.retried", actor=actor, tenant=tenant, target=report,
+                 details={"period": report.period_label, "attempts": report.attempts})
+    _enqueue_generation(report)
+    return report
+
+
+def reports_schedule_due(*, now=None) -> list[ComplianceReport]:
+    """Beat: yesterday's daily report, last week's on Mondays, last month's on the 1st —
+    for the platform. Idempotent: each scheduled report exists once."""
+    created = []
+    for period in periods.previous_periods(now or timezone.now()):
+        if ComplianceReport.objects.filter(origin=ReportOrigin.SCHEDULED,
+                                           period_label=period.label, tenant_slug="").exists():
+            continue
+        try:
+            created.append(report_request(actor="system:beat", period=period,
+                                          origin=ReportOrigin.SCHEDULED))
+        except (IntegrityError, ValidationError):
+            continue  # a concurrent beat run created it
+    return created

@@ -17,3 +17,14 @@ def verify_chain() -> dict:
 def create_checkpoint() -> int | None:
     checkpoint = services.checkpoint_create()
     return checkpoint.last_seq if checkpoint else None
+
+
+@shared_task
+def generate_report(report_id: int) -> str | None:
+    report = services.report_generate(report_id=report_id)
+    return report.status if report else None
+
+
+@shared_task
+def schedule_reports() -> list[int]:
+    return [report.pk for report in services.reports_schedule_due()]

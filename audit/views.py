@@ -7,14 +7,18 @@ import json
 from collections.abc import Iterator
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from audit import selectors, services
 from audit.filters import EventFilter, EventFilterForm
+from audit.forms import ReportRequestForm
+from audit.models import ReportStatus
+from audit.reports import generate
 from portal import signing
+from portal.api import ApplicationError
 from portal.streaming import streaming_download
 from tenants import selectors as tenant_selectors
 from tenants.access import platform_view, tenant_view
@@ -170,3 +174,66 @@ def public_key(request: HttpRequest) -> HttpResponse:
     response["Content-Disposition"] = (
         f'attachment; filename="platform-{signing.platform_key_id()}.pem"')
     return response
+
+
+# --- Compliance reports -----------------------------------------------------------------
+
+
+def _reports_context(form: ReportRequestForm) -> dict:
+    reports = selectors.report_list()
+    return {
+        "form": form,
+        "reports": reports,
+        "in_progress": any(r.status in (ReportStatus.PENDING, ReportStatus.RUNNING)
+                           for r in reports),
+        "tenants": tenant_selectors.tenant_options(),
+        "key_id": signing.platform_key_id(),
+    }
+
+
+@platform_view(PlatformPerm.REPORTS_VIEW)
+def report_list(request: HttpRequest) -> HttpResponse:
+    context = _reports_context(ReportRequestForm())
+    if request.htmx and not request.htmx.boosted:
+        return render(request, "audit/partials/_report_table.html", context)
+    return render(request, "audit/report_list.html", context)
+
+
+@require_POST
+@platform_view(PlatformPerm.REPORTS_GENERATE)
+def report_create(request: HttpRequest) -> HttpResponse:
+    form = ReportRequestForm(request.POST)
+    if form.is_valid():
+        report = services.report_request(actor=request.user,
+                                         period=form.cleaned_data["period"],
+                                         tenant=form.cleaned_data["tenant"])
+        messages.success(request, f"Report {report.period_label} ({report.scope_label}) is being "
+                                  "generated; this page updates when it is ready.")
+        return redirect("compliance:reports")
+    return render(request, "audit/report_list.html", _reports_context(form), status=400)
+
+
+@require_POST
+@platform_view(PlatformPerm.REPORTS_GENERATE)
+def report_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    report = selectors.report_get(pk=pk)
+    try:
+        services.report_retry(actor=request.user, report=report)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Report {report.period_label} is being generated again.")
+    return redirect("compliance:reports")
+
+
+@platform_view(PlatformPerm.REPORTS_VIEW)
+def report_download(request: HttpRequest, pk: int, kind: str) -> FileResponse:
+    report = selectors.report_get(pk=pk)
+    name = {"pdf": report.pdf_name, "bundle": report.bundle_name}.get(kind)
+    path = generate.reports_dir() / name if name else None
+    # Only a finished report's files are offered; a half-written one has no name yet.
+    if not report.is_ready or path is None or not path.is_file():
+        raise Http404("This report has no such file (yet).")
+    content_type = "application/pdf" if kind == "pdf" else "application/zip"
+    return FileResponse(path.open("rb"), as_attachment=True, filename=name,
+                        content_type=content_type)

@@ -11,6 +11,10 @@ def build_schedule(*, checkpoint_interval_minutes: int) -> dict:
             "task": "audit.tasks.verify_chain",
             "schedule": crontab(minute=7),
         },
+        "compliance-reports-daily": {
+            "task": "audit.tasks.schedule_reports",
+            "schedule": crontab(hour=0, minute=20),
+        },
         "audit-checkpoint": {
             "task": "audit.tasks.create_checkpoint",
             "schedule": timedelta(minutes=checkpoint_interval_minutes),

@@ -38,6 +38,8 @@ def navigation(request: HttpRequest) -> dict:
     if permissions.has_platform_perm(user, PlatformPerm.AUDIT_VIEW):
         platform.append(NavItem("Audit", reverse("audit:list"), "shield"))
         platform.append(NavItem("Checkpoints", reverse("compliance:checkpoints"), "key"))
+    if permissions.has_platform_perm(user, PlatformPerm.REPORTS_VIEW):
+        platform.append(NavItem("Reports", reverse("compliance:reports"), "file"))
 
     tenants = selectors.tenants_for_switcher(user=user)
     current = _current_tenant(request, tenants)

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
@@ -11,7 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from audit.chain import GENESIS_HASH, canonical_time, checkpoint_payload, link_hash
-from audit.integrity import IntegrityReport
+from audit.integrity import PURGE_ACTION, IntegrityReport, verify_chain
 from audit.models import (
     ActorType,
     AuditCheckpoint,
@@ -102,6 +105,74 @@ def record_event(
     event.hash = link_hash(vars(event))
     event.save(force_insert=True)
     return event
+
+
+def _retention_horizon(now) -> int | None:
+    """The lowest seq of any event still within its retention (None: every event is past it)."""
+    classes = settings.AUDIT_RETENTION_CLASSES
+    candidates = []
+    for prefix, days in classes.items():
+        candidates.append(AuditEvent.objects.filter(
+            action__startswith=prefix, created_at__gte=now - timedelta(days=days))
+            .order_by("seq").values_list("seq", flat=True).first())
+    others = AuditEvent.objects.filter(
+        created_at__gte=now - timedelta(days=settings.AUDIT_RETENTION_DEFAULT_DAYS))
+    for prefix in classes:
+        others = others.exclude(action__startswith=prefix)
+    candidates.append(others.order_by("seq").values_list("seq", flat=True).first())
+    kept = [seq for seq in candidates if seq is not None]
+    return min(kept) if kept else None
+
+
+@transaction.atomic
+def audit_purge(*, now=None) -> AuditEvent | None:
+    """Remove the oldest events that are past retention, up to a signed checkpoint.
+
+    Purges the longest prefix #first–#P where P is a checkpoint and every event in it is past
+    its class's retention. The prefix is verified first (a tampered prefix is evidence and is
+    never purged: the refusal is recorded instead); then an `audit.purged` event records the
+    range, its size and the SHA-256 over its hashes, and the delete follows in the same
+    transaction (the table's guard lets it through only up to that record, migration 0005).
+    Returns the purge record, or None when there is nothing to purge.
+    """
+    from audit.selectors import chain_rows, chain_tail_seq, signed_checkpoints
+
+    now = now or timezone.now()
+    _lock_chain()
+    first = chain_tail_seq()
+    if first is None:
+        return None
+    horizon = _retention_horizon(now)
+    anchor = (AuditCheckpoint.objects.filter(last_seq__gte=first)
+              .filter(**({"last_seq__lt": horizon} if horizon is not None else {}))
+              .order_by("-last_seq").first())
+    if anchor is None:
+        return None
+    digest = hashlib.sha256()
+
+    def hashed(rows):
+        for row in rows:
+            digest.update(row["hash"].encode())
+            yield row
+
+    result = verify_chain(hashed(chain_rows(low=first, high=anchor.last_seq)),
+                          signed_checkpoints(high=anchor.last_seq),
+                          signing.platform_public_key(), extract=first != 1)
+    if not result.ok or result.last_seq != anchor.last_seq:
+        record_event(action="audit.purge_refused", actor="system:retention",
+                     details={"first_seq": first, "through_seq": anchor.last_seq,
+                              "error": result.error or "the range is incomplete"})
+        logger.error("Retention purge refused: %s", result.error)
+        return None
+    purge = record_event(
+        action=PURGE_ACTION, actor="system:retention",
+        details={"first_seq": first, "through_seq": anchor.last_seq,
+                 "through_hash": anchor.head_hash, "count": result.count,
+                 "range_sha256": digest.hexdigest(),
+                 "retention_days": {"default": settings.AUDIT_RETENTION_DEFAULT_DAYS,
+                                    **settings.AUDIT_RETENTION_CLASSES}})
+    AuditEvent.objects.filter(seq__lte=anchor.last_seq).delete()
+    return purge
 
 
 def checkpoint_create(*, actor: Any = None) -> AuditCheckpoint | None:

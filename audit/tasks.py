@@ -28,3 +28,9 @@ def generate_report(report_id: int) -> str | None:
 @shared_task
 def schedule_reports() -> list[int]:
     return [report.pk for report in services.reports_schedule_due()]
+
+
+@shared_task
+def purge_expired() -> int | None:
+    purged = services.audit_purge()
+    return purged.details["through_seq"] if purged else None

@@ -15,6 +15,10 @@ def build_schedule(*, checkpoint_interval_minutes: int) -> dict:
             "task": "audit.tasks.schedule_reports",
             "schedule": crontab(hour=0, minute=20),
         },
+        "audit-retention-purge": {
+            "task": "audit.tasks.purge_expired",
+            "schedule": crontab(hour=3, minute=40),
+        },
         "audit-checkpoint": {
             "task": "audit.tasks.create_checkpoint",
             "schedule": timedelta(minutes=checkpoint_interval_minutes),

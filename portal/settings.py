@@ -365,6 +365,19 @@ elif not Path(PLATFORM_SIGNING_KEY_FILE).is_file():
 AUDIT_CHECKPOINT_INTERVAL_MINUTES = env_int("AUDIT_CHECKPOINT_INTERVAL_MINUTES", 15, minimum=1)
 COMPLIANCE_REPORTS_DIR = Path(os.environ.get("COMPLIANCE_REPORTS_DIR", VAR_DIR / "reports"))
 
+# Retention of audit events: days per event class (action prefix), the rest by default.
+# Purging removes the oldest events up to a signed checkpoint, and only while every event in
+# that prefix is past its class's retention (see audit.services.audit_purge).
+AUDIT_RETENTION_DEFAULT_DAYS = env_int("AUDIT_RETENTION_DEFAULT_DAYS", 7 * 365, minimum=1)
+AUDIT_RETENTION_CLASSES = {"inference.": 183}
+for _item in env_list("AUDIT_RETENTION_CLASSES", []):
+    _prefix, _, _days = _item.partition("=")
+    if not _prefix.strip() or not _days.strip().isdigit() or int(_days) < 1:
+        raise ImproperlyConfigured(
+            f"AUDIT_RETENTION_CLASSES: {_item!r} must look like 'auth.=365' (action prefix = "
+            "days, at least 1).")
+    AUDIT_RETENTION_CLASSES[_prefix.strip()] = int(_days)
+
 from portal.beat import build_schedule  # noqa: E402  (needs the intervals above)
 
 CELERY_BEAT_SCHEDULE = build_schedule(

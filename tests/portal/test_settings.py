@@ -43,6 +43,7 @@ def test_good_settings_pass():
     ({"PLATFORM_SIGNING_KEY_FILE": None}, "PLATFORM_SIGNING_KEY_FILE is not set"),
     ({"PLATFORM_SIGNING_KEY_FILE": "/nonexistent/key.pem"}, "is not a readable file"),
     ({"AUDIT_CHECKPOINT_INTERVAL_MINUTES": "0"}, "AUDIT_CHECKPOINT_INTERVAL_MINUTES=0"),
+    ({"AUDIT_RETENTION_CLASSES": "auth.=forever"}, "AUDIT_RETENTION_CLASSES: 'auth.=forever'"),
 ])
 def test_bad_settings_fail_fast_naming_the_variable(overrides, named):
     result = _check(**overrides)

@@ -21,7 +21,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from audit.chain import GENESIS_HASH, checkpoint_payload, link_hash
+from audit.chain import GENESIS_HASH, checkpoint_payload, row_hash_matches
 from portal.signing import key_id as public_key_id
 from portal.signing import verify as verify_signature
 
@@ -138,7 +138,7 @@ def verify_chain(
             report.broken_seq = seq
             return report
         row_hash = row["hash"]
-        if not row.get("redacted") and link_hash(row) != row_hash:
+        if not row.get("redacted") and not row_hash_matches(row):
             report.error = f"#{seq} was altered: its contents no longer match its hash"
             report.broken_seq = seq
             return report

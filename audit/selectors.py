@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from django.db import connection
 from django.db.models import Max, QuerySet, TextField
 from django.db.models.functions import Cast, Upper
@@ -177,7 +177,9 @@ def chain_rows(*, low: int | None = None, high: int | None = None
             qs = qs.filter(seq__gte=low)
         if high is not None:
             qs = qs.filter(seq__lte=high)
-        yield from iter_rows(qs)
+        for row in iter_rows(qs):
+            row["created_at"] = canonical_time(row["created_at"])
+            yield row
         return
     conditions, params = [], []
     if low is not None:
@@ -188,7 +190,7 @@ def chain_rows(*, low: int | None = None, high: int | None = None
         params.append(high)
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     names = EXPORT_FIELDS
-    loads = json.loads
+    loads = orjson.loads
     with connection.chunked_cursor() as cursor:
         cursor.execute(_FAST_ROWS_SQL.format(where=where), params)
         while batch := cursor.fetchmany(10000):

@@ -1,16 +1,30 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from audit.chain import GENESIS_HASH, VerifyResult, link_hash
-from audit.models import ActorType, AuditEvent
-from portal import request_context
+from audit.chain import GENESIS_HASH, canonical_time, checkpoint_payload, link_hash
+from audit.integrity import PURGE_ACTION, IntegrityReport, verify_chain
+from audit.models import (
+    ActorType,
+    AuditCheckpoint,
+    AuditEvent,
+    ComplianceReport,
+    ReportOrigin,
+    ReportStatus,
+)
+from audit.reports import generate, periods
+from portal import request_context, signing
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +57,13 @@ def _normalized(details: dict[str, Any] | None) -> dict[str, Any]:
     return json.loads(json.dumps(details or {}, cls=DjangoJSONEncoder))
 
 
+def _lock_chain() -> None:
+    """Serialize with every other append (and purge) until the transaction ends."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_APPEND_LOCK_KEY])
+
+
 @transaction.atomic
 def record_event(
     *,
@@ -58,9 +79,7 @@ def record_event(
     `(type, id)` pair. Appends are serialized with a transaction-scoped advisory lock
     (SQLite: the IMMEDIATE write lock), so concurrent writers never fork the chain.
     """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_APPEND_LOCK_KEY])
+    _lock_chain()
     last = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
 
@@ -88,7 +107,102 @@ def record_event(
     return event
 
 
-def chain_verification_record() -> VerifyResult:
+def _retention_horizon(now) -> int | None:
+    """The lowest seq of any event still within its retention (None: every event is past it)."""
+    classes = settings.AUDIT_RETENTION_CLASSES
+    candidates = []
+    for prefix, days in classes.items():
+        candidates.append(AuditEvent.objects.filter(
+            action__startswith=prefix, created_at__gte=now - timedelta(days=days))
+            .order_by("seq").values_list("seq", flat=True).first())
+    others = AuditEvent.objects.filter(
+        created_at__gte=now - timedelta(days=settings.AUDIT_RETENTION_DEFAULT_DAYS))
+    for prefix in classes:
+        others = others.exclude(action__startswith=prefix)
+    candidates.append(others.order_by("seq").values_list("seq", flat=True).first())
+    kept = [seq for seq in candidates if seq is not None]
+    return min(kept) if kept else None
+
+
+@transaction.atomic
+def audit_purge(*, now=None) -> AuditEvent | None:
+    """Remove the oldest events that are past retention, up to a signed checkpoint.
+
+    Purges the longest prefix #first–#P where P is a checkpoint and every event in it is past
+    its class's retention. The prefix is verified first (a tampered prefix is evidence and is
+    never purged: the refusal is recorded instead); then an `audit.purged` event records the
+    range, its size and the SHA-256 over its hashes, and the delete follows in the same
+    transaction (the table's guard lets it through only up to that record, migration 0005).
+    Returns the purge record, or None when there is nothing to purge.
+    """
+    from audit.selectors import chain_rows, chain_tail_seq, signed_checkpoints
+
+    now = now or timezone.now()
+    _lock_chain()
+    first = chain_tail_seq()
+    if first is None:
+        return None
+    horizon = _retention_horizon(now)
+    anchor = (AuditCheckpoint.objects.filter(last_seq__gte=first)
+              .filter(**({"last_seq__lt": horizon} if horizon is not None else {}))
+              .order_by("-last_seq").first())
+    if anchor is None:
+        return None
+    digest = hashlib.sha256()
+
+    def hashed(rows):
+        for row in rows:
+            digest.update(row["hash"].encode())
+            yield row
+
+    result = verify_chain(hashed(chain_rows(low=first, high=anchor.last_seq)),
+                          signed_checkpoints(high=anchor.last_seq),
+                          signing.platform_public_key(), extract=first != 1)
+    if not result.ok or result.last_seq != anchor.last_seq:
+        record_event(action="audit.purge_refused", actor="system:retention",
+                     details={"first_seq": first, "through_seq": anchor.last_seq,
+                              "error": result.error or "the range is incomplete"})
+        logger.error("Retention purge refused: %s", result.error)
+        return None
+    purge = record_event(
+        action=PURGE_ACTION, actor="system:retention",
+        details={"first_seq": first, "through_seq": anchor.last_seq,
+                 "through_hash": anchor.head_hash, "count": result.count,
+                 "range_sha256": digest.hexdigest(),
+                 "retention_days": {"default": settings.AUDIT_RETENTION_DEFAULT_DAYS,
+                                    **settings.AUDIT_RETENTION_CLASSES}})
+    AuditEvent.objects.filter(seq__lte=anchor.last_seq).delete()
+    return purge
+
+
+def checkpoint_create(*, actor: Any = None) -> AuditCheckpoint | None:
+    """Sign the current head. None when the head is already checkpointed (nothing new).
+
+    Beat calls this at a fixed interval; people (and report generation) on demand. Only a
+    person's request is itself recorded: recording beat's checkpoints would add an event
+    each time and so never let the head rest.
+    """
+    head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    if head is None or AuditCheckpoint.objects.filter(last_seq__gte=head[0]).exists():
+        return None
+    created_at = timezone.now()
+    payload = checkpoint_payload(last_seq=head[0], head_hash=head[1],
+                                 created_at=canonical_time(created_at))
+    try:
+        with transaction.atomic():
+            checkpoint = AuditCheckpoint.objects.create(
+                last_seq=head[0], head_hash=head[1], created_at=created_at,
+                key_id=signing.platform_key_id(), signature=signing.sign(payload))
+    except IntegrityError:
+        return None  # a concurrent caller checkpointed the same head
+    if actor is not None and not isinstance(actor, str):
+        record_event(action="audit.checkpoint_created", actor=actor, target=checkpoint,
+                     details={"last_seq": checkpoint.last_seq,
+                              "head_hash": checkpoint.head_hash})
+    return checkpoint
+
+
+def chain_verification_record() -> IntegrityReport:
     """Verify the whole chain and record the outcome in it (the periodic integrity check)."""
     from audit.selectors import chain_verify
 
@@ -98,7 +212,8 @@ def chain_verification_record() -> VerifyResult:
             action="audit.chain_verified",
             actor="system:beat",
             details={"first_seq": result.first_seq, "last_seq": result.last_seq,
-                     "head_hash": result.head_hash},
+                     "head_hash": result.head_hash,
+                     "checkpoints_matched": result.checkpoints_matched},
         )
     else:
         logger.error("Audit chain broken: %s", result.error)
@@ -108,3 +223,114 @@ def chain_verification_record() -> VerifyResult:
             details={"error": result.error, "broken_seq": result.broken_seq},
         )
     return result
+
+
+# --- Compliance reports -----------------------------------------------------------------
+
+
+def _enqueue_generation(report: ComplianceReport) -> None:
+    from audit.tasks import generate_report
+
+    transaction.on_commit(lambda: generate_report.delay(report.pk))
+
+
+@transaction.atomic
+def report_request(*, actor: Any, period: periods.Period, tenant: Any = None,
+                   origin: str = ReportOrigin.ON_DEMAND, enqueue: bool = True
+                   ) -> ComplianceReport:
+    """Ask for a report of a period that has ended, for the platform or one tenant
+    (any object with `pk` and `slug`). Generation runs in a Celery task after commit."""
+    periods.ensure_over(period, now=timezone.now())
+    report = ComplianceReport(
+        kind=period.kind, period_label=period.label, period_start=period.start,
+        period_end=period.end, tenant_id=getattr(tenant, "pk", None),
+        tenant_slug=getattr(tenant, "slug", "") or "", origin=origin,
+        requested_by=_actor_fields(actor)[2][:254])
+    report.full_clean()
+    report.save()
+    record_event(action="report.requested", actor=actor, tenant=tenant, target=report,
+                 details={"period": period.label, "origin": origin})
+    if enqueue:
+        _enqueue_generation(report)
+    return report
+
+
+def report_generate(*, report_id: int) -> ComplianceReport | None:
+    """Claim a pending report and produce its files. None when someone else holds it.
+
+    The claim is a compare-and-set from pending to running, so a task delivered twice
+    generates once. Failures are kept with their reason, for the retry button."""
+    claimed = ComplianceReport.objects.filter(pk=report_id, status=ReportStatus.PENDING).update(
+        status=ReportStatus.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1,
+        error="")
+    if not claimed:
+        return None
+    report = ComplianceReport.objects.get(pk=report_id)
+    tenant = _ReportTenant(report.tenant_id, report.tenant_slug) if report.tenant_id else None
+    # Sign the head first, so the period's last events are anchored by a checkpoint.
+    checkpoint_create()
+    try:
+        files = generate.produce(
+            report_id=report.pk,
+            period=periods.Period(report.kind, report.period_label, report.period_start,
+                                  report.period_end),
+            tenant_id=report.tenant_id, tenant_slug=report.tenant_slug,
+            generated_at=timezone.now(), directory=generate.reports_dir())
+    except Exception as exc:  # any failure is kept, with its reason, for a retry
+        logger.exception("Report %s failed", report.pk)
+        with transaction.atomic():
+            ComplianceReport.objects.filter(pk=report.pk).update(
+                status=ReportStatus.FAILED, finished_at=timezone.now(),
+                error=f"{type(exc).__name__}: {exc}"[:2000])
+            record_event(action="report.failed", actor="system:reports", tenant=tenant,
+                         target=report, details={"error": f"{type(exc).__name__}: {exc}"[:500]})
+        report.refresh_from_db()
+        return report
+    with transaction.atomic():
+        ComplianceReport.objects.filter(pk=report.pk).update(
+            status=ReportStatus.READY, finished_at=timezone.now(), pdf_name=files.pdf_name,
+            pdf_size=files.pdf_size, bundle_name=files.bundle_name,
+            bundle_size=files.bundle_size, bundle_sha256=files.bundle_sha256)
+        record_event(action="report.generated", actor="system:reports", tenant=tenant,
+                     target=report, details={"period": report.period_label,
+                                             "bundle_sha256": files.bundle_sha256})
+    report.refresh_from_db()
+    return report
+
+
+class _ReportTenant:
+    """The tenant of a report, as audit events record it (id and slug)."""
+
+    def __init__(self, pk: int, slug: str):
+        self.pk, self.slug = pk, slug
+
+
+@transaction.atomic
+def report_retry(*, actor: Any, report: ComplianceReport) -> ComplianceReport:
+    from portal.api import ApplicationError
+
+    if not ComplianceReport.objects.filter(pk=report.pk, status=ReportStatus.FAILED).update(
+            status=ReportStatus.PENDING, error=""):
+        raise ApplicationError("Only a failed report can be retried.")
+    report.refresh_from_db()
+    tenant = _ReportTenant(report.tenant_id, report.tenant_slug) if report.tenant_id else None
+    record_event(action="report.retried", actor=actor, tenant=tenant, target=report,
+                 details={"period": report.period_label, "attempts": report.attempts})
+    _enqueue_generation(report)
+    return report
+
+
+def reports_schedule_due(*, now=None) -> list[ComplianceReport]:
+    """Beat: yesterday's daily report, last week's on Mondays, last month's on the 1st —
+    for the platform. Idempotent: each scheduled report exists once."""
+    created = []
+    for period in periods.previous_periods(now or timezone.now()):
+        if ComplianceReport.objects.filter(origin=ReportOrigin.SCHEDULED,
+                                           period_label=period.label, tenant_slug="").exists():
+            continue
+        try:
+            created.append(report_request(actor="system:beat", period=period,
+                                          origin=ReportOrigin.SCHEDULED))
+        except (IntegrityError, ValidationError):
+            continue  # a concurrent beat run created it
+    return created

@@ -118,7 +118,8 @@ def prepare_data(upstream: str) -> str:
     actor = "system:bench"
     tenant = Tenant.objects.filter(slug="bench").first() or tenant_create(
         actor=actor, slug="bench", name="Bench", contact_email="bench@example.test",
-        jurisdiction="DE", max_api_keys=1000, rate_limit_rpm=2_000_000_000, rate_limit_tpm=2_000_000_000)
+        jurisdiction="DE", max_api_keys=1000, rate_limit_rpm=2_000_000_000,
+        rate_limit_tpm=2_000_000_000)
     model = Model.objects.filter(slug="chat-small").first()
     if model is None:
         model = model_create(actor=actor, slug="chat-small", name="Chat Small", task="chat")

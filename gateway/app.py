@@ -20,8 +20,8 @@ from typing import Any
 import aiohttp
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 from django.conf import settings
+from redis.exceptions import NoScriptError
 
 from gateway import errors, ratelimit
 from gateway.directory import Directory, KeyInfo, Route, TenantInfo, Upstream

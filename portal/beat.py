@@ -1,15 +1,31 @@
-"""Every periodic task of the portal, in one place (read by settings.CELERY_BEAT_SCHEDULE)."""
+"""Every periodic task of the portal, in one place (settings.CELERY_BEAT_SCHEDULE)."""
+
+from datetime import timedelta
 
 from celery.schedules import crontab
 
-SCHEDULE = {
-    "gateway-drain-usage": {
-        "task": "gateway.tasks.drain_usage",
-        "schedule": 2.0,
-        "options": {"expires": 10},
-    },
-    "audit-verify-chain-hourly": {
-        "task": "audit.tasks.verify_chain",
-        "schedule": crontab(minute=7),
-    },
-}
+
+def build_schedule(*, checkpoint_interval_minutes: int) -> dict:
+    return {
+        "gateway-drain-usage": {
+            "task": "gateway.tasks.drain_usage",
+            "schedule": 2.0,
+            "options": {"expires": 10},
+        },
+        "audit-verify-chain-hourly": {
+            "task": "audit.tasks.verify_chain",
+            "schedule": crontab(minute=7),
+        },
+        "compliance-reports-daily": {
+            "task": "audit.tasks.schedule_reports",
+            "schedule": crontab(hour=0, minute=20),
+        },
+        "audit-retention-purge": {
+            "task": "audit.tasks.purge_expired",
+            "schedule": crontab(hour=3, minute=40),
+        },
+        "audit-checkpoint": {
+            "task": "audit.tasks.create_checkpoint",
+            "schedule": timedelta(minutes=checkpoint_interval_minutes),
+        },
+    }

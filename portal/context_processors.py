@@ -37,6 +37,9 @@ def navigation(request: HttpRequest) -> dict:
         platform.append(NavItem("Tenants", reverse("tenants:list"), "building"))
     if permissions.has_platform_perm(user, PlatformPerm.AUDIT_VIEW):
         platform.append(NavItem("Audit", reverse("audit:list"), "shield"))
+        platform.append(NavItem("Checkpoints", reverse("compliance:checkpoints"), "key"))
+    if permissions.has_platform_perm(user, PlatformPerm.REPORTS_VIEW):
+        platform.append(NavItem("Reports", reverse("compliance:reports"), "file"))
 
     tenants = selectors.tenants_for_switcher(user=user)
     current = _current_tenant(request, tenants)
@@ -51,6 +54,9 @@ def navigation(request: HttpRequest) -> dict:
                                   "key"))
         tenant_nav.append(NavItem("Members", reverse("tenants:members", args=[current.slug]),
                                   "users"))
+    if current is not None and permissions.has_tenant_perm(user, current, TenantPerm.AUDIT_VIEW):
+        tenant_nav.append(NavItem("Audit", reverse("tenant_audit:list", args=[current.slug]),
+                                  "shield"))
     return {
         **context,
         "nav_platform": platform,

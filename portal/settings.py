@@ -370,6 +370,45 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# --- Audit: signing key, checkpoints, reports, retention --------------------------------
+
+# The platform's Ed25519 private key (PEM), kept outside the database: it signs audit
+# checkpoints, evidence bundles and model statements. The quickstart (DEBUG) creates one
+# under var/ on first use; production refuses to start without it.
+PLATFORM_SIGNING_KEY_FILE = os.environ.get("PLATFORM_SIGNING_KEY_FILE", "")
+if not PLATFORM_SIGNING_KEY_FILE:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "PLATFORM_SIGNING_KEY_FILE is not set: point it at the platform's Ed25519 private "
+            "key (PEM). Create one with: python -c \"from portal.signing import write_new_key; "
+            "write_new_key('/path/platform-signing-key.pem')\""
+        )
+    PLATFORM_SIGNING_KEY_FILE = str(VAR_DIR / "platform-signing-key.pem")
+elif not Path(PLATFORM_SIGNING_KEY_FILE).is_file():
+    raise ImproperlyConfigured(
+        f"PLATFORM_SIGNING_KEY_FILE={PLATFORM_SIGNING_KEY_FILE!r} is not a readable file.")
+
+AUDIT_CHECKPOINT_INTERVAL_MINUTES = env_int("AUDIT_CHECKPOINT_INTERVAL_MINUTES", 15, minimum=1)
+COMPLIANCE_REPORTS_DIR = Path(os.environ.get("COMPLIANCE_REPORTS_DIR", VAR_DIR / "reports"))
+
+# Retention of audit events: days per event class (action prefix), the rest by default.
+# Purging removes the oldest events up to a signed checkpoint, and only while every event in
+# that prefix is past its class's retention (see audit.services.audit_purge).
+AUDIT_RETENTION_DEFAULT_DAYS = env_int("AUDIT_RETENTION_DEFAULT_DAYS", 7 * 365, minimum=1)
+AUDIT_RETENTION_CLASSES = {"inference.": 183}
+for _item in env_list("AUDIT_RETENTION_CLASSES", []):
+    _prefix, _, _days = _item.partition("=")
+    if not _prefix.strip() or not _days.strip().isdigit() or int(_days) < 1:
+        raise ImproperlyConfigured(
+            f"AUDIT_RETENTION_CLASSES: {_item!r} must look like 'auth.=365' (action prefix = "
+            "days, at least 1).")
+    AUDIT_RETENTION_CLASSES[_prefix.strip()] = int(_days)
+
+from portal.beat import build_schedule  # noqa: E402  (needs the intervals above)
+
+CELERY_BEAT_SCHEDULE = build_schedule(
+    checkpoint_interval_minutes=AUDIT_CHECKPOINT_INTERVAL_MINUTES)
+
 # --- Logging ----------------------------------------------------------------------------
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()

@@ -13,6 +13,12 @@ export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1
 export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 export STATIC_MANIFEST=false
 export SECURE_COOKIES=false
+# The suite signs checkpoints and bundles with a key of its own, created once.
+export PLATFORM_SIGNING_KEY_FILE="${PLATFORM_SIGNING_KEY_FILE:-$ROOT/var/test-platform-signing-key.pem}"
+[ -f "$PLATFORM_SIGNING_KEY_FILE" ] || "$VENV/bin/python" -c \
+  'import sys; from portal.signing import write_new_key; write_new_key(sys.argv[1])' \
+  "$PLATFORM_SIGNING_KEY_FILE"
+export COMPLIANCE_REPORTS_DIR="$ROOT/var/test-reports"
 "$VENV/bin/python" manage.py collectstatic --no-input -v 0
 export CHROMIUM_PATH="${CHROMIUM_PATH:-$(command -v chromium)}"
 

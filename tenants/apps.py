@@ -6,4 +6,7 @@ class TenantsConfig(AppConfig):
     verbose_name = "Tenants and people"
 
     def ready(self) -> None:
-        from tenants import auth_events  # noqa: F401  (connects the sign-in receivers)
+        from tenants import (
+            auth_events,  # noqa: F401  (connects the sign-in receivers)
+            report_sections,  # noqa: F401  (registers the access review)
+        )

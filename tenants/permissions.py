@@ -17,6 +17,9 @@ from tenants.models import Membership, PlatformRole, Tenant, TenantRole
 class PlatformPerm(StrEnum):
     TENANTS_MANAGE = "tenants.manage"
     AUDIT_VIEW = "audit.view"
+    AUDIT_CHECKPOINT = "audit.checkpoint"
+    REPORTS_VIEW = "reports.view"
+    REPORTS_GENERATE = "reports.generate"
 
 
 class TenantPerm(StrEnum):
@@ -27,11 +30,18 @@ class TenantPerm(StrEnum):
     KEYS_CREATE = "keys.create"  # and manage one's own keys
     KEYS_MANAGE_ALL = "keys.manage_all"
     PLAYGROUND_USE = "playground.use"
+    AUDIT_VIEW = "tenant_audit.view"
 
 
 PLATFORM_GRANTS: dict[PlatformPerm, frozenset[str]] = {
     PlatformPerm.TENANTS_MANAGE: frozenset({PlatformRole.MSP_ADMIN}),
     PlatformPerm.AUDIT_VIEW: frozenset({PlatformRole.MSP_ADMIN, PlatformRole.COMPLIANCE_OFFICER}),
+    PlatformPerm.AUDIT_CHECKPOINT: frozenset({PlatformRole.MSP_ADMIN,
+                                              PlatformRole.COMPLIANCE_OFFICER}),
+    # Compliance reports cover the whole platform or one tenant: the operator's staff only.
+    PlatformPerm.REPORTS_VIEW: frozenset({PlatformRole.MSP_ADMIN, PlatformRole.COMPLIANCE_OFFICER}),
+    PlatformPerm.REPORTS_GENERATE: frozenset({PlatformRole.MSP_ADMIN,
+                                              PlatformRole.COMPLIANCE_OFFICER}),
 }
 
 TENANT_GRANTS: dict[TenantPerm, frozenset[str]] = {
@@ -42,6 +52,8 @@ TENANT_GRANTS: dict[TenantPerm, frozenset[str]] = {
     TenantPerm.KEYS_CREATE: frozenset({TenantRole.TENANT_ADMIN, TenantRole.DEVELOPER}),
     TenantPerm.KEYS_MANAGE_ALL: frozenset({TenantRole.TENANT_ADMIN}),
     TenantPerm.PLAYGROUND_USE: frozenset({TenantRole.TENANT_ADMIN, TenantRole.DEVELOPER}),
+    # A tenant admin reads its own tenant's slice of the audit trail.
+    TenantPerm.AUDIT_VIEW: frozenset({TenantRole.TENANT_ADMIN}),
 }
 
 def platform_roles(user) -> frozenset[str]:

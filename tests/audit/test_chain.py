@@ -145,3 +145,41 @@ def test_concurrent_appends_never_fork_the_chain():
     assert result.count == threads_count * per_thread
     assert list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True)) == list(
         range(1, threads_count * per_thread + 1))
+
+
+@pytest.mark.parametrize("value", [
+    {"k" + chr(cp): "v" + chr(cp) for cp in range(0, 0x3000, 7)},
+    {"b": [1, {"d": None, "c": True}], "a": "ü\u2028\U0001f600"},
+    {"small": 1e-05, "big": 1e16, "plain": 12.5, "neg": -0.0},
+    {"huge": 2**80, "n": -(2**63)},
+])
+def test_fast_canonical_json_writes_exactly_what_the_standard_library_writes(value):
+    import json
+
+    from audit.chain import canonical_json
+
+    expected = json.dumps(value, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False).encode()
+    assert canonical_json(value) == expected
+
+
+@pytest.mark.django_db
+def test_fast_chain_reader_round_trips_awkward_values():
+    """The COPY-based reader that audit_verify uses decodes escapes exactly."""
+    from audit.selectors import chain_rows
+
+    awkward = "tab\there, newline\nthere, back\\slash, \\N, quote\", \x0b\x0c\r, ✓ \U0001f600"
+    token = request_context.bind(request_context.RequestContext("req\tid", "2001:db8::1"))
+    try:
+        audit.record(action="test.awkward", actor=awkward, details={
+            "text": awkward, "nested": {"z": [1, None, True, awkward]}, "n": 2**40})
+    finally:
+        request_context.reset(token)
+    audit.record(action="test.plain", actor="system:test", target=("a\tb", "c\\d"))
+    rows = list(chain_rows())
+    stored = list(AuditEvent.objects.order_by("seq").values(*rows[0].keys()))
+    for row, orm in zip(rows, stored, strict=True):
+        orm["created_at"] = row["created_at"]
+        assert row == orm
+    result = chain_verify()
+    assert result.ok, result.error

@@ -40,6 +40,10 @@ def test_good_settings_pass():
     ({"ALLOWED_HOSTS": "a", "CSRF_TRUSTED_ORIGINS": "portal.example"}, "CSRF_TRUSTED_ORIGINS"),
     ({"SESSION_COOKIE_AGE": "soon"}, "SESSION_COOKIE_AGE='soon' is not a whole number"),
     ({"TRUSTED_PROXIES": "10.0.0.0/33"}, "TRUSTED_PROXIES"),
+    ({"PLATFORM_SIGNING_KEY_FILE": None}, "PLATFORM_SIGNING_KEY_FILE is not set"),
+    ({"PLATFORM_SIGNING_KEY_FILE": "/nonexistent/key.pem"}, "is not a readable file"),
+    ({"AUDIT_CHECKPOINT_INTERVAL_MINUTES": "0"}, "AUDIT_CHECKPOINT_INTERVAL_MINUTES=0"),
+    ({"AUDIT_RETENTION_CLASSES": "auth.=forever"}, "AUDIT_RETENTION_CLASSES: 'auth.=forever'"),
 ])
 def test_bad_settings_fail_fast_naming_the_variable(overrides, named):
     result = _check(**overrides)

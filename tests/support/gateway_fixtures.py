@@ -80,6 +80,9 @@ def served(transactional_db, upstream, gateway_server):
         return all(len(requests.get(base + "/models", timeout=5, headers={
             "Authorization": f"Bearer {token}"}).json().get("data", [])) == 3 for _ in range(8))
 
+    # Workers still holding the previous test's routes (same slugs, older ids) also list three
+    # models: give every worker its reload window (it polls every 250 ms) before checking.
+    time.sleep(0.6)
     assert wait_for(all_workers_see_the_models), "the gateway did not reload its configuration"
     return SimpleNamespace(tenant=tenant, chat=chat, embed=embed, completion=completion,
                            key=key, token=token, base=base, actor=actor, upstream=upstream)

@@ -1,0 +1,72 @@
+"""REST endpoints for audit events: the explorer's filters and keyset pages, as JSON."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit import selectors
+from audit.filters import EventFilterForm
+from audit.serializers import AuditEventOutputSerializer, AuditEventPageSerializer
+from tenants import permissions
+from tenants import selectors as tenant_selectors
+from tenants.permissions import PlatformPerm, TenantPerm
+
+PAGE_SIZE = 100
+_FILTER_PARAMS = [
+    OpenApiParameter(name, OpenApiTypes.STR, description=description) for name, description in [
+        ("since", "ISO time; events at or after it"), ("until", "ISO time; events before it"),
+        ("actor", "exact actor label (e-mail or system label)"),
+        ("action", "exact action, or a prefix ending in '.'"),
+        ("target", "type or type:id"), ("q", "text anywhere in the details"),
+        ("before", "keyset cursor: events older than this seq"),
+        ("after", "keyset cursor: events newer than this seq"),
+    ]
+]
+
+
+def _page(request: Request, *, tenant_id: int | None, allow_tenant_param: bool) -> Response:
+    form = EventFilterForm(request.query_params)
+    if not form.is_valid():
+        raise ValidationError(form.errors.get_json_data())
+    if allow_tenant_param and form.cleaned_data.get("tenant"):
+        tenant_id = tenant_selectors.tenant_id_for_slug(form.cleaned_data["tenant"])
+        if tenant_id is None:
+            raise ValidationError({"tenant": ["No tenant has this slug."]})
+    page = selectors.event_page(filters=form.event_filter(tenant_id=tenant_id),
+                                before=form.cleaned_data.get("before"),
+                                after=form.cleaned_data.get("after"), limit=PAGE_SIZE)
+    return Response(AuditEventPageSerializer({
+        "results": page.events, "older_cursor": page.older_cursor,
+        "newer_cursor": page.newer_cursor}).data)
+
+
+class AuditEventListApi(APIView):
+    @extend_schema(parameters=[*_FILTER_PARAMS, OpenApiParameter("tenant", OpenApiTypes.STR)],
+                   responses=AuditEventPageSerializer, operation_id="audit_events_list")
+    def get(self, request: Request) -> Response:
+        if not permissions.has_platform_perm(request.user, PlatformPerm.AUDIT_VIEW):
+            raise PermissionDenied("Only the platform operator's staff may read the whole trail.")
+        return _page(request, tenant_id=None, allow_tenant_param=True)
+
+
+class AuditEventDetailApi(APIView):
+    @extend_schema(responses=AuditEventOutputSerializer, operation_id="audit_events_retrieve")
+    def get(self, request: Request, seq: int) -> Response:
+        if not permissions.has_platform_perm(request.user, PlatformPerm.AUDIT_VIEW):
+            raise PermissionDenied("Only the platform operator's staff may read the whole trail.")
+        return Response(AuditEventOutputSerializer(selectors.event_get(seq=seq)).data)
+
+
+class TenantAuditEventListApi(APIView):
+    @extend_schema(parameters=_FILTER_PARAMS, responses=AuditEventPageSerializer,
+                   operation_id="tenant_audit_events_list")
+    def get(self, request: Request, slug: str) -> Response:
+        tenant = tenant_selectors.tenant_get(user=request.user, slug=slug)
+        if not permissions.has_tenant_perm(request.user, tenant, TenantPerm.AUDIT_VIEW):
+            raise PermissionDenied("Your role in this tenant does not allow this.")
+        return _page(request, tenant_id=tenant.pk, allow_tenant_param=False)

@@ -1,0 +1,1 @@
+"""Compliance reports: periods, pluggable sections, the PDF and the signed evidence bundle."""

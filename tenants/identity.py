@@ -204,19 +204,33 @@ def has_usable_access(user: User | None, plan: AccessPlan, known: dict[str, Tena
             or PlatformRoleGrant.objects.filter(user=user).exclude(source=source).exists())
 
 
-def _create_suspended_tenant(plan: AccessPlan, alias: str, user: User, actor: str):
-    try:
-        slug_validator(alias)
-    except ValidationError:
-        return None
-    tenant = services.tenant_create(
-        actor=actor, slug=alias, name=alias, contact_email=user.email,
-        jurisdiction=plan.provider.new_tenant_jurisdiction,
-    )
-    return services.tenant_set_status(
-        actor=actor, tenant=tenant, status=TenantStatus.SUSPENDED,
-        reason=f"Created from the {plan.provider.name} organization claim; awaiting MSP review.",
-    )
+@transaction.atomic
+def onboarding_tenants_create(*, plan: AccessPlan, known: dict[str, Tenant],
+                              contact_email: str) -> list[Tenant]:
+    """Under `unknown_organization: create_suspended`, create each organization the portal
+    does not know as a suspended tenant for the MSP to review (nobody works in it until an
+    MSP admin reactivates it). Aliases that can't be tenant slugs stay unknown."""
+    if plan.provider.unknown_organization != "create_suspended":
+        return []
+    actor = f"system:{plan.provider.source}"
+    created = []
+    for alias in list(plan.unknown_organizations):
+        try:
+            slug_validator(alias)
+        except ValidationError:
+            continue
+        tenant = services.tenant_create(
+            actor=actor, slug=alias, name=alias, contact_email=contact_email,
+            jurisdiction=plan.provider.new_tenant_jurisdiction,
+        )
+        tenant = services.tenant_set_status(
+            actor=actor, tenant=tenant, status=TenantStatus.SUSPENDED,
+            reason=f"Created from a {plan.provider.name} sign-in; awaiting MSP review.",
+        )
+        known[alias] = tenant
+        plan.unknown_organizations.remove(alias)
+        created.append(tenant)
+    return created
 
 
 @transaction.atomic
@@ -230,13 +244,6 @@ def identity_sync(*, user: User, plan: AccessPlan, known: dict[str, Tenant]) -> 
     provider = plan.provider
     actor = f"system:{provider.source}"
     kept: list[str] = []
-    if provider.unknown_organization == "create_suspended":
-        for alias in list(plan.unknown_organizations):
-            tenant = _create_suspended_tenant(plan, alias, user, actor)
-            if tenant is not None:
-                known[alias] = tenant
-                plan.unknown_organizations.remove(alias)
-
     held = {m.tenant_id: m for m in Membership.objects.filter(user=user).select_related("tenant")}
     wanted = {known[slug].pk: granted for slug, granted in plan.tenants.items() if slug in known}
     for tenant_id, granted in wanted.items():

@@ -43,6 +43,8 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         known = identity.resolve_tenants(plan)
         user = sociallogin.user if sociallogin.is_existing else None
         email = str(claims.get("email") or "").strip().lower()
+        if email:
+            identity.onboarding_tenants_create(plan=plan, known=known, contact_email=email)
 
         if user is None:
             if not email:
@@ -58,7 +60,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
                     "provider": provider,
                     "reason": f"The portal already has an account for {email}, and it is not "
                               f"linked to your {provider.name} identity. Accounts are never "
-                              "linked by e-mail address alone: ask an MSP admin to link them.",
+                              "linked by e-mail address alone: ask the platform operator for help.",
                 })
         else:
             identity.identity_sync(user=user, plan=plan, known=known)

@@ -27,7 +27,7 @@ const provider = new Provider(config.issuer, {
   acrValues: config.acr_values_supported ?? [],
   scopes: ['openid', 'email', 'profile', 'organization', 'groups', 'roles', 'offline_access'],
   claims: {
-    openid: ['sub'],
+    openid: ['sub', 'acr', 'amr', 'auth_time'],
     email: ['email', 'email_verified'],
     profile: ['name', 'given_name', 'family_name'],
     organization: ['organization'],

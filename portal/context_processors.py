@@ -29,7 +29,7 @@ def _current_tenant(request: HttpRequest, tenants: list):
 
 def navigation(request: HttpRequest) -> dict:
     user = getattr(request, "user", None)
-    context = {"site_name": settings.SITE_NAME}
+    context = {"site_name": settings.SITE_NAME, "local_login": settings.LOCAL_LOGIN}
     if user is None or not user.is_authenticated:
         return context
     platform: list[NavItem] = []

@@ -15,6 +15,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from portal.oidc_settings import parse_providers
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var"))
 
@@ -123,6 +125,8 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "django_htmx",
     "rest_framework",
     "drf_spectacular",
@@ -276,6 +280,40 @@ MFA_TOTP_ISSUER = SITE_NAME
 MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = DEBUG
 INVITATION_VALID_DAYS = env_int("INVITATION_VALID_DAYS", 7, minimum=1)
 
+# --- Auth: single sign-on (OpenID Connect) ----------------------------------------------
+
+# A JSON list of identity providers (README, "Connect Keycloak"), inline or in a file.
+OIDC_PROVIDERS = parse_providers(
+    env_secret("OIDC_PROVIDERS"),
+    "OIDC_PROVIDERS_FILE" if os.environ.get("OIDC_PROVIDERS_FILE") else "OIDC_PROVIDERS",
+)
+LOCAL_LOGIN = os.environ.get("LOCAL_LOGIN", "enabled").strip().lower()
+if LOCAL_LOGIN not in {"enabled", "hidden", "disabled"}:
+    raise ImproperlyConfigured(
+        f"LOCAL_LOGIN={LOCAL_LOGIN!r} must be enabled, hidden or disabled.")
+if LOCAL_LOGIN == "disabled" and not OIDC_PROVIDERS:
+    raise ImproperlyConfigured(
+        "LOCAL_LOGIN=disabled needs at least one provider in OIDC_PROVIDERS.")
+# Seconds a provider's discovery document and signing keys are reused by the API's
+# bearer-token check before they are fetched again.
+OIDC_KEYS_CACHE_SECONDS = env_int("OIDC_KEYS_CACHE_SECONDS", 600, minimum=30)
+# Audit at most this many rejected bearer tokens a minute (each distinct token once).
+OIDC_REJECTIONS_AUDITED_PER_MINUTE = env_int(
+    "OIDC_REJECTIONS_AUDITED_PER_MINUTE", 60, minimum=0)
+SOCIALACCOUNT_ADAPTER = "tenants.social.SocialAccountAdapter"
+SOCIALACCOUNT_PROVIDERS = {
+    "openid_connect": {"APPS": [provider.allauth_app() for provider in OIDC_PROVIDERS]},
+}
+# People are matched by (provider, sub) only: an e-mail address never links two identities.
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = False
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_EMAIL_REQUIRED = True
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_LOGIN_ON_GET = False
+SOCIALACCOUNT_REQUESTS_TIMEOUT = 5
+
 # --- E-mail -----------------------------------------------------------------------------
 
 _email_url = env_secret("EMAIL_URL", "consolemail://")
@@ -350,6 +388,8 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First, so that an unauthenticated request is answered 401 with a Bearer challenge.
+        "tenants.bearer.OidcBearerAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

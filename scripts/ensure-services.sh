@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure the services the test suite talks to are up: PostgreSQL, Redis and Chromium.
+# Make sure the services the test suite talks to are up: PostgreSQL, Redis and Chromium,
+# and the Node.js test OpenID Provider (tests/oidc) is installed from its lock file.
 # Uses what is running; installs missing pieces from Debian's packages and starts them.
 source "$(dirname "$0")/_common.sh"
 
@@ -35,4 +36,17 @@ port_open "$PG_HOST" "$PG_PORT" || die "PostgreSQL is not answering on $PG_HOST:
 port_open 127.0.0.1 "$REDIS_PORT" || start_redis
 port_open 127.0.0.1 "$REDIS_PORT" || die "Redis is not answering on 127.0.0.1:$REDIS_PORT."
 command -v chromium >/dev/null || apt_install chromium
-say "PostgreSQL, Redis and Chromium are ready"
+
+ensure_test_openid_provider() {
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+  local dir="$ROOT/tests/oidc"
+  local digest; digest="$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
+  local stamp="$dir/node_modules/.portal-lock-digest"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
+    say "Installing the test OpenID Provider (npm ci in tests/oidc)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$digest" > "$stamp"
+  fi
+}
+ensure_test_openid_provider
+say "PostgreSQL, Redis, Chromium and the test OpenID Provider are ready"

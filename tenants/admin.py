@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from portal.admin import ReadOnlyAdmin
-from tenants.models import Invitation, Membership, PlatformRoleGrant, Tenant, User
+from tenants.models import Invitation, Membership, OidcLogin, PlatformRoleGrant, Tenant, User
 
 
 @admin.register(User)
@@ -32,3 +32,10 @@ class InvitationAdmin(ReadOnlyAdmin):
 @admin.register(PlatformRoleGrant)
 class PlatformRoleGrantAdmin(ReadOnlyAdmin):
     list_display = ["user", "role", "source", "granted_at"]
+
+
+@admin.register(OidcLogin)
+class OidcLoginAdmin(ReadOnlyAdmin):
+    list_display = ["user", "provider_id", "acr", "mfa", "logged_in_at"]
+    list_filter = ["provider_id", "mfa"]
+    search_fields = ["user__email", "subject"]

@@ -1,5 +1,6 @@
 """Sign-in and sign-out go into the audit trail. allauth and Django announce them through
-signals, which is the only hook they offer; the receivers only record."""
+signals, which is the only hook they offer; the receivers record, and a provider sign-in's
+facts are also kept in the session (see `tenants.social.remember_sign_in` for why here)."""
 
 from allauth.account.signals import user_logged_in, user_logged_out
 from allauth.mfa.signals import authenticator_added, authenticator_removed
@@ -10,9 +11,22 @@ import audit
 
 
 @receiver(user_logged_in)
-def _logged_in(sender, request, user, **kwargs):
+def _logged_in(sender, request, user, sociallogin=None, **kwargs):
+    from tenants.social import OIDC_SESSION_KEY, remember_sign_in
+
+    plan = remember_sign_in(request, sociallogin) if sociallogin is not None else None
+    if plan is None:
+        request.session.pop(OIDC_SESSION_KEY, None)
+        audit.record(action="auth.login_succeeded", actor=user, target=user,
+                     details={"method": "password"})
+        return
     audit.record(action="auth.login_succeeded", actor=user, target=user,
-                 details={"method": "password"})
+                 details={"method": "oidc", "provider": plan.provider.id, "acr": plan.acr,
+                          "amr": plan.amr})
+    if plan.withheld:
+        audit.record(action="auth.loa_insufficient", actor=user, target=user,
+                     details={"provider": plan.provider.id, "acr": plan.acr,
+                              "withheld": plan.withheld, "step_up_to": plan.step_up_acr})
 
 
 @receiver(user_logged_out)

@@ -212,3 +212,35 @@ class Invitation(TenantOwned):
 
         return (self.accepted_at is None and self.revoked_at is None
                 and self.expires_at > timezone.now())
+
+
+class OidcLogin(models.Model):
+    """The facts of a person's latest sign-in through one identity provider, kept for access
+    reviews ("which level of assurance did each admin last sign in with?") and the account
+    page ("which claim gave me this role?")."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="oidc_logins")
+    provider_id = models.CharField(max_length=40)
+    issuer = models.CharField(max_length=300)
+    subject = models.CharField(max_length=255)
+    acr = models.CharField(max_length=200, blank=True)
+    amr = models.JSONField(default=list, blank=True)
+    mfa = models.BooleanField(
+        default=False, help_text="The provider reported a multi-factor method (amr)."
+    )
+    access = models.JSONField(
+        default=dict, blank=True,
+        help_text="Tenants and roles granted at this sign-in, each with the claim that gave it, "
+                  "and those withheld for a too-low level of assurance.",
+    )
+    logged_in_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "provider_id"],
+                                    name="one_latest_oidc_login_per_provider"),
+        ]
+        ordering = ["-logged_in_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user} via {self.provider_id} ({self.acr or 'no acr'})"

@@ -58,7 +58,7 @@ TENANT_GRANTS: dict[TenantPerm, frozenset[str]] = {
 
 def platform_roles(user) -> frozenset[str]:
     """The user's platform roles, loaded once per request object."""
-    if not getattr(user, "is_authenticated", False):
+    if not getattr(user, "is_authenticated", False) or getattr(user, "is_service_account", False):
         return frozenset()
     cached = getattr(user, "_platform_roles_cache", None)
     if cached is None:
@@ -71,6 +71,9 @@ def memberships(user) -> dict[int, Membership]:
     """tenant id → membership, loaded once per request object."""
     if not getattr(user, "is_authenticated", False):
         return {}
+    if getattr(user, "is_service_account", False):
+        # A service account's one membership comes from configuration, not the database.
+        return {user.membership.tenant_id: user.membership}
     cached = getattr(user, "_memberships_cache", None)
     if cached is None:
         cached = {

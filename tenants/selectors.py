@@ -5,7 +5,15 @@ from django.http import Http404
 from django.utils import timezone
 
 from tenants import permissions
-from tenants.models import Invitation, Membership, Tenant, TenantStatus, User
+from tenants.models import (
+    Invitation,
+    Membership,
+    OidcLogin,
+    PlatformRoleGrant,
+    Tenant,
+    TenantStatus,
+    User,
+)
 
 
 def tenant_list(*, user: User, search: str = "", status: str = "") -> QuerySet[Tenant]:
@@ -67,3 +75,20 @@ def tenant_id_for_slug(slug: str) -> int | None:
 def tenant_options() -> list[tuple[str, str]]:
     """(slug, name) of every tenant, for platform staff's filters."""
     return list(Tenant.objects.order_by("name").values_list("slug", "name"))
+
+
+def identity_overview(*, user: User) -> dict:
+    """The person's memberships and platform roles, each with the claim of the latest sign-in
+    that gave it (for those a provider manages), and their latest sign-in per provider."""
+    logins = list(OidcLogin.objects.filter(user=user).order_by("-logged_in_at"))
+    claims = {f"oidc:{login.provider_id}": login.access or {} for login in logins}
+    memberships = list(Membership.objects.filter(user=user).select_related("tenant")
+                       .order_by("tenant__name"))
+    for membership in memberships:
+        given = claims.get(membership.source, {}).get("tenants", {}).get(membership.tenant.slug)
+        membership.claim = given["claim"] if given else ""
+    grants = list(PlatformRoleGrant.objects.filter(user=user).order_by("role"))
+    for grant in grants:
+        given = claims.get(grant.source, {}).get("platform_roles", {}).get(grant.role)
+        grant.claim = given["claim"] if given else ""
+    return {"memberships": memberships, "platform_roles": grants, "logins": logins}

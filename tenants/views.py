@@ -1,22 +1,26 @@
 from __future__ import annotations
 
+import requests
 from allauth.account.adapter import get_adapter as get_account_adapter
+from allauth.socialaccount.providers.openid_connect import views as oidc_views
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_not_required, login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+import audit
 from portal.api import ApplicationError
 from portal.forms import add_service_errors
-from tenants import permissions, selectors, services
+from tenants import identity, permissions, selectors, services
 from tenants.access import CURRENT_TENANT_SESSION_KEY, platform_view, tenant_view
 from tenants.adapters import INVITATION_SESSION_KEY
 from tenants.forms import InviteForm, RoleForm, SuspendForm, TenantForm
 from tenants.models import TenantRole, TenantStatus
 from tenants.permissions import PlatformPerm, TenantPerm
+from tenants.social import OIDC_SESSION_KEY
 
 
 @login_required
@@ -248,3 +252,33 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
             messages.success(request, f"Welcome to {membership.tenant.name}.")
             return redirect("tenants:overview", tenant_slug=membership.tenant.slug)
     return render(request, "tenants/invitation_accept.html", {"invitation": invitation})
+
+
+# --- Single sign-on ----------------------------------------------------------------------
+
+
+@login_not_required
+def provider_login(request: HttpRequest, provider_id: str) -> HttpResponse:
+    """allauth's start of an OIDC sign-in, with a clear page when the provider can't be
+    reached (allauth lets that error through as a 500)."""
+    try:
+        return oidc_views.login(request, provider_id)
+    except requests.RequestException as exc:
+        provider = identity.provider_get(provider_id)
+        audit.record(action="auth.login_failed", actor="anonymous",
+                     details={"provider": provider_id, "error": "provider unreachable",
+                              "exception": type(exc).__name__})
+        return render(request, "tenants/identity/provider_error.html",
+                      {"provider_name": provider.name if provider else provider_id,
+                       "unreachable": True}, status=502)
+
+
+@login_required
+def identity_page(request: HttpRequest) -> HttpResponse:
+    facts = request.session.get(OIDC_SESSION_KEY) or {}
+    return render(request, "tenants/identity/page.html", {
+        "overview": selectors.identity_overview(user=request.user),
+        "session_facts": facts,
+        "session_provider": identity.provider_get(facts.get("provider", "")),
+        "step_up_params": identity.step_up_params(facts.get("step_up_acr", "")),
+    })

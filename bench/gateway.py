@@ -37,6 +37,8 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 ENV = {**os.environ, "DATABASE_URL": DATABASE_URL, "REDIS_URL": REDIS_URL, "DEBUG": "false",
        "SECRET_KEY": "bench-only-secret-key-0123456789abcdef", "PORTAL_IGNORE_DOTENV": "1",
        "STATIC_MANIFEST": "false"}
+SIGNING_KEY = ROOT / "var/bench-platform-signing-key.pem"
+ENV["PLATFORM_SIGNING_KEY_FILE"] = str(SIGNING_KEY)
 os.environ.update({k: v for k, v in ENV.items() if k != "PATH"})
 os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
 
@@ -231,6 +233,11 @@ def main() -> None:
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     wrk = ensure_wrk()
+    if not SIGNING_KEY.exists():
+        from portal.signing import write_new_key
+
+        SIGNING_KEY.parent.mkdir(exist_ok=True)
+        write_new_key(str(SIGNING_KEY))
     prepare_database()
 
     upstream_port = free_port()

@@ -32,6 +32,9 @@ class UsageRecord(TenantOwned):
     output_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True)
     currency = models.CharField(max_length=3, blank=True)
     cost = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+    sealed_by = models.BigIntegerField(
+        null=True, db_index=True,
+        help_text="Sequence number of the audit event whose hash covers this record.")
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "created_at"], name="usage_tenant_time")]

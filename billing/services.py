@@ -7,7 +7,9 @@ from decimal import Decimal
 
 from django.db import transaction
 
+import audit
 from billing.models import UsageRecord
+from billing.seals import SEAL_ACTION, batch_digest
 from models_catalog.models import ModelPrice
 from tenants.models import Tenant
 
@@ -39,7 +41,8 @@ def usage_records_ingest(*, events: list[dict]) -> int:
     """Store gateway usage events as records, charged at the price in force when served.
 
     Idempotent: an event delivered twice (at-least-once delivery) is stored once, by its
-    request id. Returns how many records were new.
+    request id. The new records are sealed by one audit event (billing.seals). Returns how
+    many records were new.
     """
     known_tenants = set(Tenant.objects.filter(
         pk__in={e["tenant_id"] for e in events}).values_list("pk", flat=True))
@@ -71,7 +74,19 @@ def usage_records_ingest(*, events: list[dict]) -> int:
             input_price_per_million=price.input_per_million if price else None,
             output_price_per_million=price.output_per_million if price else None,
             currency=price.currency if price else "", cost=cost))
-    before = UsageRecord.objects.filter(
-        request_id__in=[r.request_id for r in records]).count()
-    UsageRecord.objects.bulk_create(records, ignore_conflicts=True, batch_size=1000)
-    return len(records) - before
+    existing = set(UsageRecord.objects.filter(
+        request_id__in=[r.request_id for r in records]).values_list("request_id", flat=True))
+    records = [r for r in records if r.request_id not in existing]
+    if not records:
+        return 0
+    seal = audit.record(action=SEAL_ACTION, actor="system:usage-drain", details={
+        "records": len(records), "sha256": batch_digest(records),
+        "first_request_id": min(r.request_id for r in records),
+        "last_request_id": max(r.request_id for r in records),
+        "from": min(r.created_at for r in records), "to": max(r.created_at for r in records)})
+    for record in records:
+        record.sealed_by = seal.seq
+    # A concurrent drainer storing the same event makes this fail and roll back as a whole;
+    # the batch stays unacknowledged and is retried, then finds those records already stored.
+    UsageRecord.objects.bulk_create(records, batch_size=1000)
+    return len(records)

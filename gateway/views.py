@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 from gateway import selectors, services
 from gateway.forms import ApiKeyForm, RotateForm
 from portal.api import ApplicationError
-from portal.forms import add_service_errors
+from portal.forms import add_service_errors, service_error_message
 from tenants import permissions
 from tenants.access import tenant_view
 from tenants.permissions import TenantPerm
@@ -85,8 +85,7 @@ def key_rotate(request: HttpRequest, pk: int) -> HttpResponse:
         key, token = services.apikey_rotate(
             actor=request.user, key=key, grace=timedelta(hours=form.cleaned_data["grace_hours"]))
     except (ValidationError, ApplicationError) as exc:
-        message = exc.message if isinstance(exc, ApplicationError) else " ".join(exc.messages)
-        return _page(request, error=message, status=422)
+        return _page(request, error=service_error_message(exc), status=422)
     return _page(request, new_token=token, new_key=key, rotated=True)
 
 

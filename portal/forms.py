@@ -17,3 +17,10 @@ def add_service_errors(form: forms.Form, exc: ValidationError | ApplicationError
             form.add_error(field if field in form.fields else None, errors)
     else:
         form.add_error(None, exc)
+
+
+def service_error_message(exc: ValidationError | ApplicationError) -> str:
+    """One sentence for a refusal shown outside a form (a flash message, a partial)."""
+    if isinstance(exc, ApplicationError):
+        return exc.message
+    return " ".join(exc.messages)

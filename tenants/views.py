@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 import audit
 from portal.api import ApplicationError
-from portal.forms import add_service_errors
+from portal.forms import add_service_errors, service_error_message
 from tenants import identity, permissions, selectors, services
 from tenants.access import CURRENT_TENANT_SESSION_KEY, platform_view, tenant_view
 from tenants.adapters import INVITATION_SESSION_KEY
@@ -196,7 +196,7 @@ def member_change_role(request: HttpRequest, pk: int) -> HttpResponse:
         services.membership_change_role(actor=request.user, membership=membership,
                                         role=form.cleaned_data["role"])
     except (ValidationError, ApplicationError) as exc:
-        return _members_response(request, error=_message(exc), status=422)
+        return _members_response(request, error=service_error_message(exc), status=422)
     role_label = TenantRole(form.cleaned_data["role"]).label
     return _members_response(request, notice=f"{membership.user.email} is now {role_label}.")
 
@@ -221,12 +221,6 @@ def invitation_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     except ApplicationError as exc:
         return _members_response(request, error=exc.message, status=422)
     return _members_response(request, notice=f"Invitation for {invitation.email} revoked.")
-
-
-def _message(exc: ValidationError | ApplicationError) -> str:
-    if isinstance(exc, ApplicationError):
-        return exc.message
-    return " ".join(exc.messages)
 
 
 # --- Invitations -----------------------------------------------------------------------

@@ -49,3 +49,14 @@ _STATUS_BADGES = {
 @register.filter
 def badge_class(value: str) -> str:
     return _STATUS_BADGES.get(str(value), "")
+
+
+@register.filter
+def role_label(value: str) -> str:
+    """`tenant_admin` → `Tenant admin`, for tenant and platform roles alike."""
+    from tenants.models import PlatformRole, TenantRole
+
+    for choices in (TenantRole, PlatformRole):
+        if value in choices.values:
+            return choices(value).label
+    return str(value)

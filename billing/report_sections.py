@@ -1,0 +1,54 @@
+"""Compliance report section for inference volume, from billing's usage records (registered
+by `BillingConfig.ready()`; the report core never imports this app)."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Q, Sum
+
+from audit.reports.sections import Chart, ReportScope, Section, Table, register_section
+from billing.models import UsageRecord
+from billing.selectors import usage_seals_verify
+
+
+@register_section("inference_volume", order=40)
+def inference_volume(scope: ReportScope) -> Section:
+    records = UsageRecord.objects.filter(created_at__gte=scope.period.start,
+                                         created_at__lt=scope.period.end)
+    if scope.tenant_id is not None:
+        records = records.filter(tenant_id=scope.tenant_id)
+    totals = records.aggregate(requests=Count("id"), input=Sum("input_tokens"),
+                               output=Sum("output_tokens"),
+                               failed=Count("id", filter=Q(status_code__gte=400)),
+                               estimated=Count("id", filter=Q(estimated=True)))
+    by_tenant_model = list(
+        records.values("tenant__slug", "model_slug")
+        .annotate(requests=Count("id"), input=Sum("input_tokens"), output=Sum("output_tokens"),
+                  failed=Count("id", filter=Q(status_code__gte=400)))
+        .order_by("tenant__slug", "model_slug"))
+    checked, problems = usage_seals_verify(start=scope.period.start, end=scope.period.end)
+    section = Section(
+        key="inference_volume",
+        title="Inference volume",
+        intro=("Requests served through the OpenAI-compatible gateway, per tenant and model, "
+               "from the metered usage records (which never contain prompts or answers). "
+               "Each batch of records is sealed in the audit chain."),
+        figures={"Requests": totals["requests"], "Input tokens": totals["input"] or 0,
+                 "Output tokens": totals["output"] or 0, "Failed requests": totals["failed"],
+                 "Requests with estimated token counts": totals["estimated"],
+                 "Usage batches sealed and verified": checked - len(problems),
+                 "Usage batches failing their seal": len(problems)},
+        findings=[f"Usage records tampered with: {p.message}." for p in problems[:20]],
+    )
+    section.tables.append(Table(
+        "Requests per tenant and model",
+        ["Tenant", "Model", "Requests", "Input tokens", "Output tokens", "Failed"],
+        [[row["tenant__slug"], row["model_slug"], row["requests"], row["input"] or 0,
+          row["output"] or 0, row["failed"]] for row in by_tenant_model]))
+    per_model: dict[str, int] = {}
+    for row in by_tenant_model:
+        per_model[row["model_slug"]] = (per_model.get(row["model_slug"], 0) + (row["input"] or 0)
+                                        + (row["output"] or 0))
+    if per_model:
+        section.charts.append(Chart("Tokens per model", list(per_model),
+                                    list(per_model.values()), unit="tokens"))
+    return section

@@ -250,7 +250,8 @@ def main() -> None:
     gateway_port = free_port()
     gateway = start([sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host",
                      "127.0.0.1", "--port", str(gateway_port), "--workers", "2", "--loop",
-                     "uvloop", "--http", "httptools", "--no-access-log", "--lifespan", "on"],
+                     "uvloop", "--http", "httptools", "--no-access-log", "--no-proxy-headers",
+                     "--lifespan", "on"],
                     cwd=ROOT, env=ENV)
     wait_for_port(gateway_port)
     time.sleep(2)

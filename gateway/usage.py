@@ -104,6 +104,8 @@ class ScriptBatcher:
         future = loop.create_future()
         self._pending.append((args, future))
         if len(self._pending) == 1:
+            # Two loop turns before sending: every request that became ready meanwhile joins
+            # the batch (measured: fewer, larger pipelines beat sending one turn earlier).
             loop.call_soon(lambda: asyncio.ensure_future(self._send()))
         return future
 

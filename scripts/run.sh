@@ -70,8 +70,8 @@ cat <<MSG
   Database: $("$PY" -c 'from django.conf import settings; import django, os; os.environ.setdefault("DJANGO_SETTINGS_MODULE","portal.settings"); django.setup(); print(settings.DATABASES["default"]["ENGINE"].rsplit(".",1)[-1])')   Broker: $BROKER_NOTE
   Worker and beat logs: var/celery-worker.log, var/celery-beat.log
   E-mails (invitations, verification) are printed in the worker log unless EMAIL_URL is set.
-  manage.py commands in another shell (endpoint_register, apikey_create, …) reach the running
-  gateway at once with:  export REDIS_URL=$REDIS_URL  (otherwise within GATEWAY_CACHE_TTL)
+${REDIS_URL:+  manage.py commands in another shell (endpoint_register, apikey_create, …) reach the
+  running gateway at once with:  export REDIS_URL=$REDIS_URL}
 
 $(sed -n '2,$p' var/demo-logins.txt)
 

@@ -19,16 +19,15 @@ from typing import Any
 
 import aiohttp
 import orjson
-import redis.asyncio as aioredis
 from django.conf import settings
-from redis.exceptions import NoScriptError
 
 from gateway import errors, ratelimit
 from gateway.directory import Directory, KeyInfo, Route, TenantInfo, Upstream
 from gateway.errors import GatewayError
 from gateway.keys import hash_token, prefix_of
+from gateway.redis_pipe import PipelinedRedis, RedisReplyError
 from gateway.tokens import estimate_prompt_tokens
-from gateway.usage import ScriptBatcher, UsageRecorder
+from gateway.usage import UsageRecorder
 from portal.gateway_config import CONFIG_VERSION_KEY
 from portal.request_context import client_ip
 
@@ -72,11 +71,14 @@ class RateLimitCheck(PreRequestCheck):
         args = (4, *windows, *limits, ratelimit.WINDOW_SECONDS * 2)
         try:
             try:
-                result = await app.scripts.evalsha(app.ratelimit_sha, *args)
-            except NoScriptError:  # Redis restarted and forgot the script
-                app.ratelimit_sha = await app.redis.script_load(ratelimit.LUA)
-                result = await app.scripts.evalsha(app.ratelimit_sha, *args)
-        except (aioredis.RedisError, OSError):
+                result = await app.redis.execute("EVALSHA", app.ratelimit_sha, *args)
+            except RedisReplyError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                # Redis restarted and forgot the script.
+                app.ratelimit_sha = await app.load_scripts()
+                result = await app.redis.execute("EVALSHA", app.ratelimit_sha, *args)
+        except (RedisReplyError, ConnectionError, OSError):
             logger.exception("Rate limiter unavailable.")
             raise GatewayError(503, "The gateway can't check rate limits right now; retry "
                                     "shortly.", type="server_error",
@@ -95,10 +97,9 @@ class GatewayApp:
     def __init__(self) -> None:
         self.directory = Directory(ttl=settings.GATEWAY_CACHE_TTL)
         self.checks: list[PreRequestCheck] = [RateLimitCheck()]
-        self.redis: aioredis.Redis | None = None
+        self.redis: PipelinedRedis | None = None
         self.session: aiohttp.ClientSession | None = None
         self.usage: UsageRecorder | None = None
-        self.scripts: ScriptBatcher | None = None
         self.ratelimit_sha = ""
         self._config_version: bytes | None = None
         self._watcher: asyncio.Task | None = None
@@ -110,9 +111,8 @@ class GatewayApp:
         if not settings.REDIS_URL:
             logger.warning("REDIS_URL is not set: the /v1 gateway answers 503 until it is.")
             return
-        self.redis = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=5,
-                                             health_check_interval=30)
-        self.ratelimit_sha = await self.redis.script_load(ratelimit.LUA)
+        self.redis = PipelinedRedis(settings.REDIS_URL)
+        self.ratelimit_sha = await self.load_scripts()
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(total=settings.GATEWAY_UPSTREAM_TIMEOUT,
@@ -120,8 +120,7 @@ class GatewayApp:
             auto_decompress=False)
         self.usage = UsageRecorder(self.redis)
         self.usage.start()
-        self.scripts = ScriptBatcher(self.redis)
-        self._config_version = await self.redis.get(CONFIG_VERSION_KEY)
+        self._config_version = await self.redis.execute("GET", CONFIG_VERSION_KEY)
         await self.directory.reload()
         self._watcher = asyncio.create_task(self._watch_config(), name="config-watcher")
         self.ready = True
@@ -134,14 +133,18 @@ class GatewayApp:
         if self.session:
             await self.session.close()
         if self.redis:
-            await self.redis.aclose()
+            await self.redis.close()
+
+    async def load_scripts(self) -> str:
+        sha = await self.redis.execute("SCRIPT", "LOAD", ratelimit.LUA)
+        return sha.decode() if isinstance(sha, bytes) else sha
 
     async def _watch_config(self) -> None:
         """Reload within a second of any change in the portal (a revoked key, a new route)."""
         while True:
             await asyncio.sleep(_CONFIG_POLL_SECONDS)
             try:
-                version = await self.redis.get(CONFIG_VERSION_KEY)
+                version = await self.redis.execute("GET", CONFIG_VERSION_KEY)
                 if version != self._config_version or self.directory.stale():
                     self._config_version = version
                     await self.directory.reload()

@@ -14,7 +14,8 @@ import logging
 from collections import deque
 
 import orjson
-import redis.asyncio as aioredis
+
+from gateway.redis_pipe import PipelinedRedis, RedisReplyError
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ _MAX_BUFFER = 200_000
 
 
 class UsageRecorder:
-    def __init__(self, client: aioredis.Redis):
+    def __init__(self, client: PipelinedRedis):
         self.client = client
         self._events: deque[bytes] = deque()
         self._tokens: dict[str, int] = {}
@@ -64,15 +65,15 @@ class UsageRecorder:
             return
         events = [self._events.popleft() for _ in range(len(self._events))]
         tokens, self._tokens = self._tokens, {}
-        pipe = self.client.pipeline(transaction=False)
-        for payload in events:
-            pipe.xadd(STREAM, {b"e": payload}, maxlen=STREAM_MAXLEN, approximate=True)
-        for window, count in tokens.items():
-            pipe.incrby(window, count)
-            pipe.expire(window, 120)
         try:
-            await pipe.execute()
-        except (aioredis.RedisError, OSError):
+            await self.client.ensure()
+            replies = [self.client.command("XADD", STREAM, "MAXLEN", "~", STREAM_MAXLEN, "*",
+                                           "e", payload) for payload in events]
+            for window, count in tokens.items():
+                replies.append(self.client.command("INCRBY", window, count))
+                replies.append(self.client.command("EXPIRE", window, 120))
+            await asyncio.gather(*replies)
+        except (RedisReplyError, ConnectionError, OSError):
             logger.warning("Could not send %d usage events to Redis; retrying.", len(events))
             self._events.extendleft(reversed(events))
             for window, count in tokens.items():
@@ -86,46 +87,3 @@ class UsageRecorder:
             await self.flush()
             if not self._events:
                 return
-
-
-class ScriptBatcher:
-    """Sends the script calls made during one event-loop turn as one pipelined round trip.
-
-    Under load many requests reach their rate-limit check in the same turn; batching them
-    costs one write and one read instead of one each, which is most of the Redis cost.
-    """
-
-    def __init__(self, client: aioredis.Redis):
-        self.client = client
-        self._pending: list[tuple[tuple, asyncio.Future]] = []
-
-    def evalsha(self, *args) -> asyncio.Future:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._pending.append((args, future))
-        if len(self._pending) == 1:
-            # Two loop turns before sending: every request that became ready meanwhile joins
-            # the batch (measured: fewer, larger pipelines beat sending one turn earlier).
-            loop.call_soon(lambda: asyncio.ensure_future(self._send()))
-        return future
-
-    async def _send(self) -> None:
-        batch, self._pending = self._pending, []
-        pipe = self.client.pipeline(transaction=False)
-        for args, _future in batch:
-            pipe.evalsha(*args)
-        try:
-            results = await pipe.execute(raise_on_error=False)
-        except (aioredis.RedisError, OSError) as exc:
-            for _args, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_args, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-

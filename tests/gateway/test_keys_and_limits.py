@@ -190,3 +190,15 @@ def test_usage_survives_killed_gateway_workers_and_a_crashed_drainer(served, gat
             return False
 
     assert wait_for(serves_again, timeout=30)
+
+
+def test_rate_limits_survive_redis_forgetting_the_script(served):
+    """After a Redis restart the Lua script is gone (NOSCRIPT): the gateway reloads it."""
+    _key, token = services.apikey_create(actor=served.actor, tenant=served.tenant,
+                                         name="limited", rpm_limit=100)
+    assert call(served, token).status_code == 200
+    redis.Redis.from_url(settings.REDIS_URL).script_flush()
+    for _ in range(4):  # both workers meet the missing script
+        response = call(served, token)
+        assert response.status_code == 200, response.text
+        assert response.headers["x-ratelimit-limit-requests"] == "100"

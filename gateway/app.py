@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -49,24 +50,23 @@ _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")
 _CONFIG_POLL_SECONDS = 0.25
 
 
-class PreRequestCheck:
-    """A check that may refuse a request after authentication and before forwarding.
-
-    The rate limiter is one; the billing issue's budget check plugs in the same way. Checks
-    read only cached or Redis state: never the database.
-    """
+class PreRequestCheck(Protocol):
+    """What `GatewayApp.checks` holds: a check that may refuse a request (by raising
+    GatewayError) after authentication and before forwarding, and otherwise returns headers
+    for the response. The rate limiter is one; the billing issue's budget check plugs in the
+    same way. Checks read only cached or Redis state: never the database."""
 
     async def __call__(self, app: GatewayApp, key: KeyInfo, tenant: TenantInfo,
+                       route: Route) -> list[tuple[bytes, bytes]]: ...
+
+
+class RateLimitCheck:
+    async def __call__(self, app: GatewayApp, key: KeyInfo, tenant: TenantInfo,
                        route: Route) -> list[tuple[bytes, bytes]]:
-        raise NotImplementedError
-
-
-class RateLimitCheck(PreRequestCheck):
-    async def __call__(self, app, key, tenant, route):
         limits = (key.rpm, key.tpm, tenant.rpm, tenant.tpm)
         if not any(limits):
             return []
-        now = ratelimit.now()
+        now = time.time()
         windows = ratelimit.window_keys(key.id, tenant.id, now)
         args = (4, *windows, *limits, ratelimit.WINDOW_SECONDS * 2)
         try:
@@ -467,9 +467,7 @@ def _elapsed_ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
 
-def _client_address(scope: Scope):
-    import ipaddress
-
+def _client_address(scope: Scope) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     client = scope.get("client")
     meta = {"REMOTE_ADDR": client[0] if client else ""}
     for name, value in scope["headers"]:

@@ -8,7 +8,6 @@ pipeline; a request is refused once the minute's tokens reached the limit.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 LUA = """
@@ -64,7 +63,3 @@ def decide(result: list[int], limits: tuple[int, int, int, int], now: float) -> 
         return Decision(None, None, headers, 0)
     refused, scope = _WHICH[which]
     return Decision(refused, scope, headers + [(b"retry-after", str(reset).encode())], reset)
-
-
-def now() -> float:
-    return time.time()

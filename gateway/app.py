@@ -443,7 +443,10 @@ class Forwarder:
         else:
             input_tokens = output_tokens = 0
         tokens = input_tokens + output_tokens
-        windows = ratelimit.window_keys(self.key.id, self.tenant.id, time.time())
+        # Token counters feed only tokens-per-minute limits: skip them when none applies.
+        windows = None
+        if self.key.tpm or self.tenant.tpm:
+            windows = ratelimit.window_keys(self.key.id, self.tenant.id, time.time())
         self.app.usage.record({
             "request_id": self.request_id, "ts": time.time(), "tenant_id": self.tenant.id,
             "key_id": self.key.id, "model_id": self.route.model_id, "model": self.route.slug,
@@ -452,7 +455,7 @@ class Forwarder:
             "streamed": self.stream, "input_tokens": input_tokens,
             "output_tokens": output_tokens, "estimated": not exact and tokens > 0,
             "latency_ms": _elapsed_ms(self.started), "ttft_ms": self.ttft_ms,
-        }, (windows[1], windows[3]), tokens)
+        }, (windows[1], windows[3]) if windows else None, tokens)
 
 
 # --- helpers ------------------------------------------------------------------------------

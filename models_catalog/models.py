@@ -27,6 +27,7 @@ class Model(models.Model):
     name = models.CharField(max_length=200)
     task = models.CharField(max_length=16, choices=ModelTask.choices)
     description = models.TextField(blank=True)
+    model_card = models.TextField(blank=True, help_text="Markdown; rendered without raw HTML.")
     provider = models.CharField("provider / family", max_length=100, blank=True)
     license = models.CharField(max_length=100, blank=True)
     context_length = models.PositiveIntegerField(null=True, blank=True)
@@ -70,3 +71,130 @@ class ModelPrice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model}: {self.input_per_million}/{self.output_per_million} {self.currency}"
+
+
+class VersionStatus(models.TextChoices):
+    """The supply-chain gate a version passes through; changed only by services, each audited."""
+
+    UPLOADING = "uploading", "Uploading"
+    QUARANTINED = "quarantined", "Quarantined"
+    SCANNING = "scanning", "Scanning"
+    REJECTED = "rejected", "Rejected"
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    PUBLISHED = "published", "Published"
+    DEPRECATED = "deprecated", "Deprecated"
+    RETIRED = "retired", "Retired"
+
+
+# Which status may follow which. Anything else is refused by the services.
+VERSION_TRANSITIONS: dict[str, frozenset[str]] = {
+    VersionStatus.UPLOADING: frozenset({VersionStatus.QUARANTINED, VersionStatus.REJECTED}),
+    VersionStatus.QUARANTINED: frozenset({VersionStatus.SCANNING, VersionStatus.REJECTED}),
+    # A scan that could not finish (registry down) returns the version to quarantine.
+    VersionStatus.SCANNING: frozenset({VersionStatus.REJECTED, VersionStatus.AWAITING_APPROVAL,
+                                       VersionStatus.QUARANTINED}),
+    VersionStatus.AWAITING_APPROVAL: frozenset({VersionStatus.PUBLISHED,
+                                                VersionStatus.REJECTED}),
+    VersionStatus.PUBLISHED: frozenset({VersionStatus.DEPRECATED, VersionStatus.RETIRED}),
+    VersionStatus.DEPRECATED: frozenset({VersionStatus.PUBLISHED, VersionStatus.RETIRED}),
+    VersionStatus.REJECTED: frozenset(),
+    VersionStatus.RETIRED: frozenset(),
+}
+
+DEPLOYABLE_STATUSES = frozenset({VersionStatus.PUBLISHED})
+
+
+class ScanVerdict(models.TextChoices):
+    CLEAN = "clean", "Clean"
+    SUSPICIOUS = "suspicious", "Suspicious"
+    MALICIOUS = "malicious", "Malicious"
+
+
+digest_validator = RegexValidator(r"^sha256:[0-9a-f]{64}$",
+                                  "A digest looks like sha256:<64 hex digits>.")
+
+
+class ModelVersion(models.Model):
+    """One ModelCar image of a model: an OCI image with the weights under /models.
+
+    The image is pinned by its manifest digest from upload on; publishing copies exactly that
+    digest from the landing (quarantine) repository to the trusted one, and the signed
+    statement binds digest, file digests, SBOM and verdict together.
+    """
+
+    model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="versions")
+    version = models.CharField(max_length=64, validators=[RegexValidator(
+        r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "Use letters, digits, dots, dashes and underscores.")])
+    status = models.CharField(max_length=20, choices=VersionStatus.choices,
+                              default=VersionStatus.UPLOADING)
+    status_reason = models.TextField(blank=True)
+
+    landing_repository = models.CharField(max_length=255, blank=True)
+    trusted_repository = models.CharField(max_length=255, blank=True)
+    manifest_digest = models.CharField(max_length=71, blank=True, validators=[digest_validator])
+    manifest_media_type = models.CharField(max_length=100, blank=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+
+    base_model = models.CharField(max_length=200, blank=True)
+    training_data = models.CharField("training data snapshot", max_length=500, blank=True)
+    source_commit = models.CharField(max_length=200, blank=True)
+    hyperparameters = models.JSONField(default=dict, blank=True)
+
+    scan_verdict = models.CharField(max_length=16, choices=ScanVerdict.choices, blank=True)
+    scan_report = models.JSONField(null=True, blank=True)
+    scan_progress = models.JSONField(default=dict, blank=True,
+                                     help_text="Phase, done and total of a running scan.")
+    scanned_at = models.DateTimeField(null=True, blank=True)
+
+    sbom = models.TextField(blank=True, help_text="CycloneDX 1.6 JSON")
+    sbom_digest = models.CharField(max_length=71, blank=True)
+
+    signed_statement = models.TextField(blank=True, help_text="Canonical JSON that was signed")
+    signature = models.TextField(blank=True, help_text="Base64 Ed25519 signature")
+    signature_key_id = models.CharField(max_length=32, blank=True)
+    signature_artifact_digest = models.CharField(max_length=71, blank=True)
+    signed_at = models.DateTimeField(null=True, blank=True)
+
+    uploaded_by = models.ForeignKey("tenants.User", null=True, blank=True,
+                                    on_delete=models.SET_NULL, related_name="+")
+    approved_by = models.ForeignKey("tenants.User", null=True, blank=True,
+                                    on_delete=models.SET_NULL, related_name="+")
+    approved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "version"], name="one_label_per_model"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.slug}:{self.version}"
+
+    @property
+    def is_deployable(self) -> bool:
+        return self.status in DEPLOYABLE_STATUSES
+
+    def storage_uri(self, registry_host: str) -> str:
+        """KServe's `storageUri` for this ModelCar, pinned by digest."""
+        return f"oci://{registry_host}/{self.trusted_repository}@{self.manifest_digest}"
+
+
+class ModelFile(models.Model):
+    """One file under /models in a version's image, as found by the scan."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=1000)
+    size_bytes = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    format = models.CharField(max_length=32)
+
+    class Meta:
+        ordering = ["version", "path"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "path"], name="one_entry_per_path"),
+        ]
+
+    def __str__(self) -> str:
+        return self.path

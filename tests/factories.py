@@ -63,3 +63,29 @@ def make_compliance_officer(**kwargs) -> User:
     user = UserFactory(**kwargs)
     PlatformRoleGrant.objects.create(user=user, role=PlatformRole.COMPLIANCE_OFFICER)
     return user
+
+
+def published_version(model=None, *, version: str = "1.0", approver=None, files=None,
+                      repository: str | None = None, digest: str | None = None):
+    """A signed, published ModelVersion without a registry: for tests of what consumes
+    versions (deployments, reports). The catalog's own tests publish through the registry."""
+    import hashlib
+
+    from models_catalog.models import Model, ModelFile, ModelVersion, ScanVerdict, VersionStatus
+    from models_catalog.signing import version_sign
+
+    if model is None:
+        model = Model.objects.create(slug=f"model-{Model.objects.count() + 1}",
+                                     name="Test model", task="chat")
+    digest = digest or "sha256:" + hashlib.sha256(f"{model.slug}:{version}".encode()).hexdigest()
+    mv = ModelVersion.objects.create(
+        model=model, version=version, status=VersionStatus.PUBLISHED,
+        trusted_repository=repository or f"trusted/{model.slug}", manifest_digest=digest,
+        landing_repository=f"landing/{model.slug}", scan_verdict=ScanVerdict.CLEAN,
+        sbom='{"bomFormat": "CycloneDX"}', approved_by=approver)
+    for path, content in (files or {"config.json": b"{}", "model.safetensors": b"x"}).items():
+        ModelFile.objects.create(version=mv, path=path, size_bytes=len(content),
+                                 sha256=hashlib.sha256(content).hexdigest(), format="json")
+    version_sign(mv, approver_email=approver.email if approver else "approver@example.test")
+    mv.save()
+    return mv

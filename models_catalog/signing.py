@@ -1,0 +1,97 @@
+"""Signed statements that bind a published ModelCar to what the supply-chain gate saw.
+
+On approval the platform key signs a statement naming the image digest, every file's
+SHA-256, the SBOM's digest, the scan verdict, the approver and the time. Deployments call
+`version_verify` before every deploy: a version whose digest, files or SBOM changed after
+signing — or that was never signed — does not verify.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from django.utils import timezone
+
+from models_catalog.models import ModelVersion, VersionStatus
+from portal import signing
+
+STATEMENT_TYPE = "https://sovereign-portal.example/model-approval/v1"
+
+
+def sha256_digest(data: str | bytes) -> str:
+    if isinstance(data, str):
+        data = data.encode()
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def canonical(statement: dict) -> bytes:
+    return json.dumps(statement, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode()
+
+
+def statement_for(version: ModelVersion, *, approver_email: str, signed_at) -> dict:
+    return {
+        "_type": STATEMENT_TYPE,
+        "model": version.model.slug,
+        "version": version.version,
+        "image": {"repository": version.trusted_repository, "digest": version.manifest_digest},
+        "files": [{"path": f.path, "sha256": f.sha256}
+                  for f in version.files.order_by("path")],
+        "sbom_digest": sha256_digest(version.sbom),
+        "scan_verdict": version.scan_verdict,
+        "approver": approver_email,
+        "signed_at": signed_at.isoformat(),
+        "key_id": signing.platform_key_id(),
+    }
+
+
+def version_sign(version: ModelVersion, *, approver_email: str) -> None:
+    """Fill in the version's statement and signature (the caller saves and audits)."""
+    signed_at = timezone.now()
+    data = canonical(statement_for(version, approver_email=approver_email, signed_at=signed_at))
+    version.signed_statement = data.decode()
+    version.signature = signing.sign(data)
+    version.signature_key_id = signing.platform_key_id()
+    version.signed_at = signed_at
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def version_verify(version: ModelVersion, *, public_key=None) -> Verification:
+    """Does the signed statement still match the version exactly? Never raises."""
+    if version.status not in (VersionStatus.PUBLISHED, VersionStatus.DEPRECATED):
+        return Verification(False, f"version is {version.get_status_display().lower()}, "
+                                   "not published")
+    if not (version.signed_statement and version.signature):
+        return Verification(False, "version is not signed")
+    public_key = public_key or signing.platform_public_key()
+    data = version.signed_statement.encode()
+    if not signing.verify(public_key, data, version.signature):
+        return Verification(False, "signature does not verify with the platform key "
+                                   f"{signing.key_id(public_key)}")
+    try:
+        statement = json.loads(data)
+    except ValueError:
+        return Verification(False, "signed statement is not JSON")
+    if statement.get("image", {}).get("digest") != version.manifest_digest:
+        return Verification(False, "image digest differs from the signed one")
+    if statement.get("image", {}).get("repository") != version.trusted_repository:
+        return Verification(False, "trusted repository differs from the signed one")
+    if statement.get("sbom_digest") != sha256_digest(version.sbom):
+        return Verification(False, "SBOM differs from the signed one")
+    files = [{"path": f.path, "sha256": f.sha256} for f in version.files.order_by("path")]
+    if statement.get("files") != files:
+        return Verification(False, "file inventory differs from the signed one")
+    if statement.get("scan_verdict") != version.scan_verdict:
+        return Verification(False, "scan verdict differs from the signed one")
+    return Verification(True, f"signed by key {statement.get('key_id')} for "
+                              f"{statement.get('approver')} at {statement.get('signed_at')}")

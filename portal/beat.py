@@ -20,6 +20,10 @@ def build_schedule(*, checkpoint_interval_minutes: int) -> dict:
             "task": "audit.tasks.schedule_reports",
             "schedule": crontab(hour=0, minute=20),
         },
+        "compliance-reports-reclaim": {
+            "task": "audit.tasks.reclaim_stale_reports",
+            "schedule": timedelta(minutes=5),
+        },
         "audit-retention-purge": {
             "task": "audit.tasks.purge_expired",
             "schedule": crontab(hour=3, minute=40),

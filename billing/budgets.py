@@ -334,7 +334,10 @@ def _announce(alert: BudgetAlert) -> None:
         Notification(tenant_id=alert.tenant_id, user=user, alert=alert, title=title, body=body,
                      level="danger" if alert.threshold >= 100 else "warning")
         for user in admins])
-    audit.record(action="billing.budget_alert", actor="system:budgets",
+    # A block is also a security event (the compliance report lists actions ending in
+    # ".blocked").
+    audit.record(action="billing.budget.blocked" if alert.blocked else "billing.budget_alert",
+                 actor="system:budgets",
                  tenant=alert.budget.tenant, target=alert.budget,
                  details={"threshold": alert.threshold, "consumed": str(alert.consumed),
                           "period_start": alert.period_start, "blocked": alert.blocked})

@@ -150,3 +150,23 @@ def test_tenant_default_budget_becomes_a_notify_only_budget(tenant):
     budgets.tenant_default_budgets_sync()
     budget.refresh_from_db()
     assert budget.amount == Decimal("800") and Budget.objects.count() == 1
+
+
+def test_a_block_is_a_security_event_in_the_compliance_report(tenant, tenant_admin, chat,
+                                                              django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from audit.reports.audit_sections import security_events
+    from audit.reports.periods import Period
+    from audit.reports.sections import ReportScope
+
+    budgets.budget_create(actor=tenant_admin, tenant=tenant, name="Cap", unit="tokens",
+                          amount=Decimal(1000), action="block", thresholds=[100])
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest(event(tenant, chat))
+    now = datetime.now(UTC)
+    scope = ReportScope(period=Period("custom", "today", now - timedelta(hours=1),
+                                      now + timedelta(hours=1)),
+                        tenant_id=tenant.pk, tenant_slug=tenant.slug, generated_at=now)
+    section = security_events(scope)
+    assert section.figures["· billing.budget.blocked"] == 1

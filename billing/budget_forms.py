@@ -9,10 +9,14 @@ from billing.budget_models import BudgetAction, BudgetPeriod, BudgetUnit
 from models_catalog.selectors import model_list_for_tenant
 
 
-def tenant_api_keys(tenant):
+def api_key_model():
     # The key model belongs to the gateway app, which depends on billing: looked up by name.
-    return apps.get_model("gateway", "ApiKey").objects.filter(
-        tenant=tenant, revoked_at__isnull=True).order_by("name")
+    return apps.get_model("gateway", "ApiKey")
+
+
+def tenant_api_keys(tenant):
+    return api_key_model().objects.filter(tenant=tenant, revoked_at__isnull=True).order_by(
+        "name")
 
 
 class BudgetForm(forms.Form):

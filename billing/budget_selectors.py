@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.http import Http404
 
-from billing.budget_forms import tenant_api_keys
+from billing.budget_forms import api_key_model
 from billing.budget_models import (
     Budget,
     BudgetAlert,
@@ -31,7 +31,7 @@ def budget_get(*, tenant: Tenant, pk: int) -> Budget:
 
 def budget_rows(*, tenant: Tenant) -> list[dict]:
     """Each budget with its key's name and its current consumption (one Redis read each)."""
-    keys = {k.pk: k.name for k in tenant_api_keys(tenant).model.objects.filter(tenant=tenant)}
+    keys = dict(api_key_model().objects.filter(tenant=tenant).values_list("pk", "name"))
     return [{"budget": b, "key_name": keys.get(b.api_key_id), **budget_consumption(b)}
             for b in budget_list(tenant=tenant)]
 

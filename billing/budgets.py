@@ -400,10 +400,10 @@ def _validate(budget: Budget) -> None:
         if budget.amount is not None and budget.amount != budget.amount.to_integral_value():
             errors["amount"] = ["A token budget is a whole number of tokens."]
     if budget.api_key_id is not None:
-        from django.apps import apps
+        from billing.budget_forms import api_key_model
 
-        api_key = apps.get_model("gateway", "ApiKey")
-        if not api_key.objects.filter(pk=budget.api_key_id, tenant_id=budget.tenant_id).exists():
+        if not api_key_model().objects.filter(pk=budget.api_key_id,
+                                              tenant_id=budget.tenant_id).exists():
             errors["api_key_id"] = ["Choose one of this tenant's API keys."]
     if errors:
         raise ValidationError(errors)

@@ -15,6 +15,8 @@ urlpatterns = [
          name="notifications_read"),
     path("t/<slug:tenant_slug>/webhooks/", views.webhook_list, name="webhooks"),
     path("t/<slug:tenant_slug>/webhooks/new/", views.webhook_create, name="webhook_create"),
+    path("t/<slug:tenant_slug>/webhooks/<int:pk>/test/", views.webhook_ping,
+         name="webhook_ping"),
     path("t/<slug:tenant_slug>/webhooks/<int:pk>/delete/", views.webhook_delete,
          name="webhook_delete"),
     path("t/<slug:tenant_slug>/statements/", views.statement_list, name="statements"),

@@ -134,6 +134,16 @@ def webhook_create(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @tenant_view(TenantPerm.BUDGETS_MANAGE)
+def webhook_ping(request: HttpRequest, pk: int) -> HttpResponse:
+    endpoint = selectors.webhook_endpoint_get(tenant=request.tenant, pk=pk)
+    webhooks.webhook_endpoint_ping(actor=request.user, endpoint=endpoint)
+    messages.success(request, f"Test event queued for “{endpoint.name}”: its result appears "
+                              "in the delivery log within seconds.")
+    return redirect("billing:webhooks", request.tenant.slug)
+
+
+@require_POST
+@tenant_view(TenantPerm.BUDGETS_MANAGE)
 def webhook_delete(request: HttpRequest, pk: int) -> HttpResponse:
     endpoint = selectors.webhook_endpoint_get(tenant=request.tenant, pk=pk)
     webhooks.webhook_endpoint_delete(actor=request.user, endpoint=endpoint)

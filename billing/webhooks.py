@@ -93,6 +93,22 @@ def webhook_endpoint_delete(*, actor, endpoint: WebhookEndpoint) -> None:
     endpoint.delete()
 
 
+@transaction.atomic
+def webhook_endpoint_ping(*, actor, endpoint: WebhookEndpoint) -> WebhookDelivery:
+    """Queue a `ping` delivery to one endpoint, to check the receiver and its signature
+    verification; it shows in the delivery log like any other."""
+    from billing.budget_tasks import webhook_deliver
+
+    delivery = WebhookDelivery.objects.create(
+        tenant_id=endpoint.tenant_id, endpoint=endpoint, event="ping",
+        payload={"event": "ping", "tenant": endpoint.tenant.slug, "endpoint_id": endpoint.pk,
+                 "sent_by": getattr(actor, "audit_label", str(actor)),
+                 "created_at": timezone.now().isoformat()},
+        next_attempt_at=timezone.now())
+    transaction.on_commit(lambda: webhook_deliver.delay(delivery.pk))
+    return delivery
+
+
 def deliveries_create(*, alert: BudgetAlert | None, event: str, payload: dict,
                       tenant_id: int | None = None) -> list[WebhookDelivery]:
     """Queue one delivery per active endpoint of the tenant; the worker sends them after

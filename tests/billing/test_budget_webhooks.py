@@ -132,3 +132,26 @@ def test_webhook_urls_that_are_not_public_http_are_refused(tenant, tenant_admin,
     with pytest.raises(ValidationError) as caught:
         webhooks.webhook_endpoint_create(actor=tenant_admin, tenant=tenant, name="x", url=url)
     assert message in " ".join(caught.value.message_dict["url"])
+
+
+def test_test_event_is_signed_and_logged(client, tenant, tenant_admin, receiver,
+                                         django_capture_on_commit_callbacks):
+    url, received = receiver
+    endpoint, secret = webhooks.webhook_endpoint_create(actor=tenant_admin, tenant=tenant,
+                                                        name="Ops", url=url)
+    client.force_login(tenant_admin)
+    with django_capture_on_commit_callbacks(execute=False):
+        page = client.post(f"/t/{tenant.slug}/webhooks/{endpoint.pk}/test/", follow=True)
+    assert "Test event queued" in page.content.decode()
+    delivery = WebhookDelivery.objects.get(event="ping")
+    for _ in range(3):  # the receiver fails twice first
+        webhooks.delivery_attempt(delivery_id=delivery.pk)
+        _due_now(delivery)
+    delivery.refresh_from_db()
+    assert delivery.status == "succeeded"
+    headers, body = received[-1]
+    assert headers["X-Portal-Event"] == "ping"
+    assert headers["X-Portal-Signature"] == webhooks.sign(
+        secret, int(headers["X-Portal-Timestamp"]), body)
+    log = client.get(f"/t/{tenant.slug}/webhooks/").content.decode()
+    assert "Delivered" in log and "HTTP 204" in log

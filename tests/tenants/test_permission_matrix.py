@@ -82,6 +82,7 @@ PAGES = [
     ("post", "/t/{slug}/notifications/read/", {},
      {"anonymous": "login", "outsider": 404, "compliance_officer": 404, "default": 302}),
     ("get", "/t/{slug}/webhooks/", None, READ_PAGE),
+    ("post", "/t/{slug}/webhooks/{webhook}/test/", {}, ADMIN_PAGE_302),
     ("post", "/t/{slug}/webhooks/{webhook}/delete/", {}, ADMIN_PAGE_302),
     ("get", "/t/{slug}/statements/", None, ADMIN_PAGE_200),
     ("get", "/t/{slug}/statements/{month}/", None, ADMIN_PAGE_200),

@@ -215,17 +215,20 @@ def _consumed_in_db(budget: Budget, start: date, end: date) -> int:
     return int((cost or 0) * MONEY_SCALE)
 
 
-@transaction.atomic
 def budget_reconcile(*, budget: Budget, now: datetime | None = None) -> int | None:
     """Recompute the budget's current-period counter from the usage records; returns it."""
     period = period_of(budget, now or datetime.now(UTC))
     if period is None or not settings.REDIS_URL:
         return None
-    _lock(shared=False)
-    consumed = _consumed_in_db(budget, *period)
-    _redis().set(counter_key(budget.pk, period[0]), consumed,
-                 exat=_expire_at(period[1]))
-    _raise_alerts(budget, period[0], consumed)
+    with transaction.atomic():
+        _lock(shared=False)
+        consumed = _consumed_in_db(budget, *period)
+        _redis().set(counter_key(budget.pk, period[0]), consumed,
+                     exat=_expire_at(period[1]))
+    # Alerts after the lock is released: raising one appends to the audit chain, whose lock a
+    # drain may hold while it waits for ours.
+    with transaction.atomic():
+        _raise_alerts(budget, period[0], consumed)
     return consumed
 
 

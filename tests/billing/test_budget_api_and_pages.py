@@ -110,3 +110,13 @@ def test_openapi_schema_lists_the_endpoints(client, tenant_admin):
     assert {"get", "patch", "delete"} <= set(next(
         v for p, v in paths.items() if p.startswith("/api/tenants/{slug}/budgets/{")))
     assert sum(1 for p in paths if "statements" in p and "month" in p) == 2
+
+
+def test_budget_table_refreshes_itself_with_htmx(client, tenant, viewer):
+    budgets.budget_create(actor="system:test", tenant=tenant, name="Monthly",
+                          amount=Decimal(10), currency="EUR")
+    client.force_login(viewer)
+    page = client.get(f"/t/{tenant.slug}/budgets/").content.decode()
+    assert 'hx-trigger="every 30s"' in page and "New budget" not in page  # viewers read only
+    partial = client.get(f"/t/{tenant.slug}/budgets/", HTTP_HX_REQUEST="true").content.decode()
+    assert 'id="budget-table"' in partial and "<html" not in partial and "Monthly" in partial

@@ -62,7 +62,7 @@ def test_token_budget_per_key_and_model_counts_only_its_usage(tenant, tenant_adm
         ingest(event(tenant, chat, key_id=key.pk), event(tenant, other, key_id=key.pk),
                event(tenant, chat, key_id=None))
     assert budgets.budget_consumption(budget)["consumed"] == 1500
-    assert _redis().get(counter_key(budget.pk, date.today().replace(day=1))) == b"1500"
+    assert _redis().get(counter_key(budget.pk, datetime.now(UTC).date().replace(day=1))) == b"1500"
 
 
 def test_counters_lost_by_redis_are_rebuilt_from_the_records(tenant, tenant_admin, chat,
@@ -170,3 +170,43 @@ def test_a_block_is_a_security_event_in_the_compliance_report(tenant, tenant_adm
                         tenant_id=tenant.pk, tenant_slug=tenant.slug, generated_at=now)
     section = security_events(scope)
     assert section.figures["· billing.budget.blocked"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reconcile_running_during_drains_neither_loses_nor_doubles_usage(tenant, tenant_admin):
+    chat = make_model()
+    budget = budgets.budget_create(actor=tenant_admin, tenant=tenant, name="Tokens",
+                                   unit="tokens", amount=Decimal(10**9))
+    done = threading.Event()
+    errors = []
+
+    def drain():
+        try:
+            for _ in range(15):
+                ingest(event(tenant, chat), event(tenant, chat))
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def reconcile():
+        try:
+            while not done.is_set():
+                budgets.budget_reconcile(budget=budget)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    reconciler = threading.Thread(target=reconcile)
+    reconciler.start()
+    drains = [threading.Thread(target=drain) for _ in range(2)]
+    for thread in drains:
+        thread.start()
+    for thread in drains:
+        thread.join()
+    done.set()
+    reconciler.join()
+    assert not errors
+    # 2 drains × 15 batches × 2 records × 1500 tokens, counted exactly once.
+    assert int(_redis().get(counter_key(budget.pk, datetime.now(UTC).date().replace(day=1)))) == 90_000

@@ -209,4 +209,5 @@ def test_reconcile_running_during_drains_neither_loses_nor_doubles_usage(tenant,
     reconciler.join()
     assert not errors
     # 2 drains × 15 batches × 2 records × 1500 tokens, counted exactly once.
-    assert int(_redis().get(counter_key(budget.pk, datetime.now(UTC).date().replace(day=1)))) == 90_000
+    month = datetime.now(UTC).date().replace(day=1)
+    assert int(_redis().get(counter_key(budget.pk, month))) == 90_000

@@ -192,6 +192,7 @@ def msp_statements(request: HttpRequest) -> HttpResponse:
     previous = month_start(current - timedelta(days=1))
     return render(request, "billing/msp_statements.html", {
         "rows": selectors.statement_overview(), "previous": previous,
+        "pending": statements.statements_pending(period_start=previous),
         "closable": [previous, month_start(previous - timedelta(days=1))],
         })
 

@@ -210,17 +210,23 @@ def statement_close(*, actor, tenant: Tenant, period_start: date) -> Statement:
     return statement
 
 
+def statements_pending(*, period_start: date) -> list[StatementData]:
+    """The month's statements not closed yet, of every tenant with lines (the MSP's preview)."""
+    period_start = month_start(period_start)
+    closed = set(Statement.objects.filter(period_start=period_start)
+                 .values_list("tenant_id", flat=True))
+    pending = []
+    for tenant in Tenant.objects.exclude(pk__in=closed).order_by("name"):
+        data = statement_get(tenant=tenant, period_start=period_start)
+        if data.lines:
+            pending.append(data)
+    return pending
+
+
 def statements_close(*, actor, period_start: date) -> list[Statement]:
     """Close the month for every tenant that has usage in it or corrections due."""
-    period_start = month_start(period_start)
-    closed = []
-    for tenant in Tenant.objects.order_by("pk"):
-        if Statement.objects.filter(tenant=tenant, period_start=period_start).exists():
-            continue
-        if statement_get(tenant=tenant, period_start=period_start).lines:
-            closed.append(statement_close(actor=actor, tenant=tenant,
-                                          period_start=period_start))
-    return closed
+    return [statement_close(actor=actor, tenant=data.tenant, period_start=data.period_start)
+            for data in statements_pending(period_start=period_start)]
 
 
 # --- downloads ------------------------------------------------------------------------

@@ -91,6 +91,8 @@ def test_msp_closes_last_month_from_the_page_and_the_command(client, tenant, msp
     last = budgets.month_start(today.replace(day=1) - timedelta(days=1))
     ingest(event(tenant, chat, when=datetime(last.year, last.month, 2, tzinfo=UTC)))
     client.force_login(msp_admin)
+    preview = client.get("/msp/statements/").content.decode()
+    assert "not closed yet" in preview and tenant.name in preview and "0.01 EUR" in preview
     this_month = client.post("/msp/statements/close/", {"month": f"{today:%Y-%m}"}, follow=True)
     assert "is not over yet" in this_month.content.decode()
     closed = client.post("/msp/statements/close/", {"month": f"{last:%Y-%m}"}, follow=True)

@@ -17,6 +17,8 @@ from datetime import datetime
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
+from billing.budgets import BudgetRule, gateway_budget_rules
+
 
 @dataclass(frozen=True)
 class KeyInfo:
@@ -136,6 +138,7 @@ class Directory:
         self.ttl = ttl
         self.routes: dict[str, Route] = {}
         self.tenants: dict[int, TenantInfo] = {}
+        self.budgets: dict[int, list[BudgetRule]] = {}
         self._keys: dict[str, tuple[KeyInfo | None, float]] = {}
         self._loading: dict[str, asyncio.Future] = {}
         self._generation = 0  # bumped by every reload; a lookup begun before one isn't kept
@@ -143,7 +146,8 @@ class Directory:
 
     async def reload(self) -> None:
         routes, tenants = await sync_to_async(_load_routes_and_tenants, thread_sensitive=False)()
-        self.routes, self.tenants = routes, tenants
+        budgets = await sync_to_async(gateway_budget_rules, thread_sensitive=False)()
+        self.routes, self.tenants, self.budgets = routes, tenants, budgets
         self._keys = {}
         self._generation += 1
         self.loaded_at = time.monotonic()

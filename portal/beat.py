@@ -12,6 +12,16 @@ def build_schedule(*, checkpoint_interval_minutes: int) -> dict:
             "schedule": 2.0,
             "options": {"expires": 10},
         },
+        "billing-budgets-reconcile": {
+            "task": "billing.budget_tasks.budgets_reconcile",
+            "schedule": 60.0,
+            "options": {"expires": 50},
+        },
+        "billing-webhook-deliveries-due": {
+            "task": "billing.budget_tasks.webhook_deliveries_due",
+            "schedule": 60.0,
+            "options": {"expires": 50},
+        },
         "audit-verify-chain-hourly": {
             "task": "audit.tasks.verify_chain",
             "schedule": crontab(minute=7),

@@ -20,6 +20,7 @@ class PlatformPerm(StrEnum):
     AUDIT_CHECKPOINT = "audit.checkpoint"
     REPORTS_VIEW = "reports.view"
     REPORTS_GENERATE = "reports.generate"
+    STATEMENTS_CLOSE = "statements.close"
 
 
 class TenantPerm(StrEnum):
@@ -31,6 +32,9 @@ class TenantPerm(StrEnum):
     KEYS_MANAGE_ALL = "keys.manage_all"
     PLAYGROUND_USE = "playground.use"
     AUDIT_VIEW = "tenant_audit.view"
+    BUDGETS_VIEW = "budgets.view"
+    BUDGETS_MANAGE = "budgets.manage"  # budgets and webhook endpoints
+    STATEMENTS_VIEW = "statements.view"
 
 
 PLATFORM_GRANTS: dict[PlatformPerm, frozenset[str]] = {
@@ -42,6 +46,7 @@ PLATFORM_GRANTS: dict[PlatformPerm, frozenset[str]] = {
     PlatformPerm.REPORTS_VIEW: frozenset({PlatformRole.MSP_ADMIN, PlatformRole.COMPLIANCE_OFFICER}),
     PlatformPerm.REPORTS_GENERATE: frozenset({PlatformRole.MSP_ADMIN,
                                               PlatformRole.COMPLIANCE_OFFICER}),
+    PlatformPerm.STATEMENTS_CLOSE: frozenset({PlatformRole.MSP_ADMIN}),
 }
 
 TENANT_GRANTS: dict[TenantPerm, frozenset[str]] = {
@@ -54,6 +59,10 @@ TENANT_GRANTS: dict[TenantPerm, frozenset[str]] = {
     TenantPerm.PLAYGROUND_USE: frozenset({TenantRole.TENANT_ADMIN, TenantRole.DEVELOPER}),
     # A tenant admin reads its own tenant's slice of the audit trail.
     TenantPerm.AUDIT_VIEW: frozenset({TenantRole.TENANT_ADMIN}),
+    TenantPerm.BUDGETS_VIEW: frozenset(TenantRole.values),
+    TenantPerm.BUDGETS_MANAGE: frozenset({TenantRole.TENANT_ADMIN}),
+    # Money: the tenant's admins (and the MSP) read the statements.
+    TenantPerm.STATEMENTS_VIEW: frozenset({TenantRole.TENANT_ADMIN}),
 }
 
 def platform_roles(user) -> frozenset[str]:

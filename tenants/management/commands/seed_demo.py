@@ -50,8 +50,21 @@ class Command(BaseCommand):
                     if not Membership.objects.filter(tenant=tenants[slug], user=user).exists():
                         services.membership_create(actor=ACTOR, tenant=tenants[slug], user=user,
                                                    role=role)
+            self._budget(tenants["acme"])
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write(self.logins())
+
+    @staticmethod
+    def _budget(tenant: Tenant) -> None:
+        from decimal import Decimal
+
+        from billing import budgets  # the demo spans apps; tenants itself never needs billing
+        from billing.budget_models import Budget
+
+        if not Budget.objects.filter(tenant=tenant).exists():
+            budgets.budget_create(actor=ACTOR, tenant=tenant, name="Monthly spend",
+                                  amount=Decimal("250.00"), currency=tenant.budget_currency,
+                                  thresholds=[50, 80, 100], action="notify")
 
     def _tenant(self, spec: dict) -> Tenant:
         return Tenant.objects.filter(slug=spec["slug"]).first() or services.tenant_create(

@@ -458,6 +458,19 @@ for _item in env_list("AUDIT_RETENTION_CLASSES", []):
             "days, at least 1).")
     AUDIT_RETENTION_CLASSES[_prefix.strip()] = int(_days)
 
+# --- Model scanning (the catalog's supply-chain gate) -----------------------------------
+
+# safetensors_gguf_only: weights must be safetensors or GGUF; any pickle-based file is refused
+# even when clean. pickle_allowed_when_clean: pickles pass when picklescan finds nothing.
+MODEL_SCAN_POLICY = os.environ.get("MODEL_SCAN_POLICY", "safetensors_gguf_only")
+if MODEL_SCAN_POLICY not in {"safetensors_gguf_only", "pickle_allowed_when_clean"}:
+    raise ImproperlyConfigured(
+        f"MODEL_SCAN_POLICY={MODEL_SCAN_POLICY!r} must be safetensors_gguf_only or "
+        "pickle_allowed_when_clean.")
+# Caps on what one image may unpack to under /models (archive bombs stop at the cap).
+MODEL_SCAN_MAX_BYTES = env_int("MODEL_SCAN_MAX_BYTES", 200 * 1024**3, minimum=1)
+MODEL_SCAN_MAX_FILES = env_int("MODEL_SCAN_MAX_FILES", 10_000, minimum=1)
+
 from portal.beat import build_schedule  # noqa: E402  (needs the intervals above)
 
 CELERY_BEAT_SCHEDULE = build_schedule(

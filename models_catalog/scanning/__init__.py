@@ -1,0 +1,137 @@
+"""The supply-chain scanner: verify an image, unpack /models safely, inventory and check
+every file, and judge the result against the platform's policy.
+
+Pure library code: no database, no registry. The catalog's scan task feeds it layers it
+fetched by digest; `manage.py model_scan` feeds it a local archive or directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import IO
+
+from models_catalog.scanning import formats
+from models_catalog.scanning.extract import ROOT, extract_models
+from models_catalog.scanning.oci import OciImage, UnreadableArchive, read_oci_archive
+from models_catalog.scanning.policy import (
+    ScanLimits,
+    ScanPolicy,
+    limits_from_settings,
+    policy_from_settings,
+)
+from models_catalog.scanning.report import POLICY_CODE, FileEntry, Finding, ScanReport
+
+__all__ = ["FileEntry", "Finding", "OciImage", "ScanLimits", "ScanPolicy", "ScanReport",
+           "UnreadableArchive", "policy_from_settings", "read_oci_archive", "scan_directory",
+           "scan_layers", "scan_oci_archive"]
+
+Progress = Callable[[int, int, str], None]
+_CHUNK = 1024 * 1024
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for package in ("picklescan",):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "unknown"
+    return found
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _inventory(root: Path, report: ScanReport, policy: ScanPolicy, limits: ScanLimits,
+               progress: Progress | None, links: dict[str, str] | None = None) -> None:
+    """Hash, identify and check every regular file under `root` (paths relative to it)."""
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+    if len(paths) > limits.max_files:
+        report.findings.append(Finding(".", "high", "file_count_limit",
+                                       f"The model holds {len(paths)} files, more than the "
+                                       f"platform's cap of {limits.max_files}."))
+        return
+    for done, path in enumerate(paths):
+        rel = path.relative_to(root).as_posix()
+        if progress:
+            progress(done, len(paths), rel)
+        fmt = formats.detect(path)
+        report.files.append(FileEntry(rel, path.stat().st_size, _sha256(path), fmt))
+        report.findings += formats.check(path, rel, fmt)
+        if policy.refuses_format(fmt):
+            report.findings.append(Finding(
+                rel, "high", POLICY_CODE,
+                f"{rel} is a {fmt.replace('_', ' ')} file, which can run code when loaded; the "
+                f"platform's policy ({policy.name}) admits only safetensors and GGUF weights. "
+                "Convert it to safetensors and upload again."))
+    for link, target in sorted((links or {}).items()):
+        report.files.append(FileEntry(link, 0, hashlib.sha256(target.encode()).hexdigest(),
+                                      "symlink"))
+    if progress:
+        progress(len(paths), len(paths), "")
+
+
+def scan_directory(root: Path, *, policy: ScanPolicy, limits: ScanLimits | None = None,
+                   progress: Progress | None = None) -> ScanReport:
+    """Scan a directory that holds the model files (what /models would hold)."""
+    limits = limits or limits_from_settings()
+    report = ScanReport(policy=policy.name, scanner_versions=_versions(), started_at=_now())
+    _inventory(Path(root), report, policy, limits, progress)
+    report.finished_at = _now()
+    return report
+
+
+def scan_layers(layers: list[tuple[str, IO[bytes]]], *, policy: ScanPolicy,
+                limits: ScanLimits | None, workdir: Path,
+                progress: Progress | None = None) -> ScanReport:
+    """Unpack /models from an image's layers (media type, stream) into `workdir`, then scan.
+
+    Raises UnreadableArchive when a layer isn't a readable tar."""
+    limits = limits or limits_from_settings()
+    report = ScanReport(policy=policy.name, scanner_versions=_versions(), started_at=_now())
+    dest = Path(workdir)
+    shutil.rmtree(dest, ignore_errors=True)
+    try:
+        extraction = extract_models([stream for _, stream in layers], dest, limits, progress)
+        report.findings += extraction.findings
+        stopped = any(f.code in ("size_limit", "file_count_limit") for f in extraction.findings)
+        models = dest / ROOT
+        if not stopped:
+            if models.is_dir():
+                _inventory(models, report, policy, limits, progress,
+                           {p[len(ROOT) + 1:]: t for p, t in extraction.links.items()})
+            if not report.files:
+                report.findings.append(Finding(
+                    "/models", "high", "no_model_files",
+                    "The image has no files under /models: a ModelCar keeps its weights "
+                    "there (COPY them to /models in the Containerfile)."))
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+    report.finished_at = _now()
+    return report
+
+
+def scan_oci_archive(path: Path, *, policy: ScanPolicy, limits: ScanLimits | None = None,
+                     workdir: Path, progress: Progress | None = None) -> ScanReport:
+    """Verify an image archive (every blob against its digest), then scan its layers."""
+    image = read_oci_archive(path)
+    with ExitStack() as stack:
+        streams = [(layer.media_type, stack.enter_context(image.open_blob(layer.digest)))
+                   for layer in image.layers]
+        return scan_layers(streams, policy=policy, limits=limits, workdir=workdir,
+                           progress=progress)

@@ -1,0 +1,175 @@
+"""Unpacking the /models tree of an image's layers without trusting them.
+
+Layers are applied in order, with OCI whiteouts, into a fresh directory. Nothing is written
+outside it: absolute paths, `..`, links that leave /models and device files are refused (and
+reported), links are never created on disk, and the byte and file caps stop an archive bomb
+while it streams.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shutil
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from models_catalog.scanning.oci import UnreadableArchive
+from models_catalog.scanning.policy import ScanLimits
+from models_catalog.scanning.report import Finding
+
+ROOT = "models"
+_CHUNK = 1024 * 1024
+
+
+class LimitExceeded(Exception):
+    def __init__(self, finding: Finding):
+        super().__init__(finding.message)
+        self.finding = finding
+
+
+class Extraction:
+    def __init__(self, dest: Path, limits: ScanLimits):
+        self.dest, self.limits = dest, limits
+        self.findings: list[Finding] = []
+        self.links: dict[str, str] = {}  # symlinks inside /models: path → target
+        self.files = 0
+        self.bytes = 0
+
+    # --- one layer --------------------------------------------------------------------
+
+    def apply_layer(self, stream: IO[bytes]) -> None:
+        try:
+            with tarfile.open(fileobj=stream, mode="r|*") as tar:
+                for member in tar:
+                    self._entry(tar, member)
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise UnreadableArchive(f"A layer is not a readable tar ({exc}); the image is "
+                                    "corrupt. Build and push it again.") from None
+
+    def _entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        raw = member.name
+        if raw.startswith("/"):
+            self._refuse(raw, "absolute_path", "an absolute path: unpacking it would write "
+                         "outside the image root")
+            return
+        parts = [p for p in raw.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            self._refuse(raw, "path_traversal", "a path with '..': unpacking it would write "
+                         "outside the image root (a path-traversal attack)")
+            return
+        if not parts or parts[0] != ROOT:
+            return  # outside /models: the base image, not the model
+        path = "/".join(parts)
+        name = parts[-1]
+        if name == ".wh..wh..opq":
+            self._clear_directory("/".join(parts[:-1]))
+            return
+        if name.startswith(".wh."):
+            self._remove("/".join([*parts[:-1], name[4:]]))
+            return
+        if member.ischr() or member.isblk() or member.isfifo():
+            self._refuse(path, "special_file", "a device or FIFO file: a model needs none, "
+                         "and one can reach host devices")
+            return
+        if member.issym():
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(path),
+                                                       member.linkname))
+            if member.linkname.startswith("/") or not _inside(target):
+                self._refuse(path, "link_escape", f"a symbolic link to {member.linkname!r}, "
+                             "outside /models: following it would read or overwrite other "
+                             "files")
+                return
+            self.links[path] = target
+            return
+        if member.islnk():
+            target = posixpath.normpath(member.linkname)
+            if member.linkname.startswith("/") or ".." in member.linkname.split("/") \
+                    or not _inside(target):
+                self._refuse(path, "link_escape", f"a hard link to {member.linkname!r}, "
+                             "outside /models")
+                return
+            source = self.dest / target
+            if source.is_file():
+                self._count(path, source.stat().st_size)
+                destination = self._target(path)
+                shutil.copyfile(source, destination)
+            return
+        if member.isdir():
+            self._target(path, directory=True)
+            return
+        if member.isfile():
+            self._count(path, member.size)
+            destination = self._target(path)
+            handle = tar.extractfile(member)
+            with destination.open("wb") as out:
+                while chunk := handle.read(_CHUNK):
+                    out.write(chunk)
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _refuse(self, path: str, code: str, what: str) -> None:
+        self.findings.append(Finding(path, "critical", code, f"The image contains {what}."))
+
+    def _count(self, path: str, size: int) -> None:
+        self.files += 1
+        self.bytes += size
+        if self.files > self.limits.max_files:
+            raise LimitExceeded(Finding(path, "high", "file_count_limit",
+                                        f"/models holds more than {self.limits.max_files} files "
+                                        "(the platform's cap; an archive bomb?). Scanning "
+                                        "stopped."))
+        if self.bytes > self.limits.max_bytes:
+            raise LimitExceeded(Finding(path, "high", "size_limit",
+                                        f"/models unpacks to more than {self.limits.max_bytes} "
+                                        "bytes (the platform's cap; an archive bomb?). Scanning "
+                                        "stopped."))
+
+    def _target(self, path: str, *, directory: bool = False) -> Path:
+        target = self.dest / path
+        if directory:
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_dir():
+                shutil.rmtree(target)
+        self.links.pop(path, None)
+        return target
+
+    def _remove(self, path: str) -> None:
+        self.links.pop(path, None)
+        target = self.dest / path
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+
+    def _clear_directory(self, path: str) -> None:
+        target = self.dest / path
+        if target.is_dir():
+            for child in target.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        prefix = path + "/"
+        for link in [p for p in self.links if p.startswith(prefix)]:
+            del self.links[link]
+
+
+def _inside(path: str) -> bool:
+    return path == ROOT or path.startswith(ROOT + "/")
+
+
+def extract_models(layers: list[IO[bytes]], dest: Path, limits: ScanLimits,
+                   progress: Callable[[int, int, str], None] | None = None) -> Extraction:
+    """Apply `layers` in order into `dest`; refusals and a stop at a cap are findings."""
+    dest.mkdir(parents=True, exist_ok=True)
+    extraction = Extraction(dest, limits)
+    for index, stream in enumerate(layers):
+        if progress:
+            progress(index, len(layers), f"layer {index + 1} of {len(layers)}")
+        try:
+            extraction.apply_layer(stream)
+        except LimitExceeded as stop:
+            extraction.findings.append(stop.finding)
+            break
+    return extraction

@@ -53,3 +53,4 @@ from billing.budget_models import (  # noqa: E402, F401
     WebhookDelivery,
     WebhookEndpoint,
 )
+from billing.usage_models import UsageRollup  # noqa: E402,F401  (a model of this app)

@@ -10,6 +10,7 @@ from django.db import transaction
 import audit
 from billing.budgets import budgets_record_usage
 from billing.models import UsageRecord
+from billing.rollups import rollups_add
 from billing.seals import SEAL_ACTION, batch_digest
 from models_catalog.models import ModelPrice
 from tenants.models import Tenant
@@ -90,6 +91,9 @@ def usage_records_ingest(*, events: list[dict]) -> int:
     # A concurrent drainer storing the same event makes this fail and roll back as a whole;
     # the batch stays unacknowledged and is retried, then finds those records already stored.
     UsageRecord.objects.bulk_create(records, batch_size=1000)
+
+    # --- rollups for the dashboards (billing.rollups) ---
+    rollups_add(records=records)
 
     # --- budgets: counters and threshold alerts (billing.budgets) ---
     budgets_record_usage(records=records)

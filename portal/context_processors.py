@@ -42,6 +42,8 @@ def navigation(request: HttpRequest) -> dict:
         platform.append(NavItem("Checkpoints", reverse("compliance:checkpoints"), "key"))
     if permissions.has_platform_perm(user, PlatformPerm.REPORTS_VIEW):
         platform.append(NavItem("Reports", reverse("compliance:reports"), "file"))
+    if permissions.has_platform_perm(user, PlatformPerm.USAGE_VIEW):
+        platform.append(NavItem("Usage", reverse("usage:platform"), "chart"))
     if permissions.has_platform_perm(user, PlatformPerm.STATEMENTS_CLOSE):
         platform.append(NavItem("Statements", reverse("billing_msp:statements"), "file"))
 
@@ -58,6 +60,8 @@ def navigation(request: HttpRequest) -> dict:
                                   "key"))
         tenant_nav.append(NavItem("Members", reverse("tenants:members", args=[current.slug]),
                                   "users"))
+        tenant_nav.append(NavItem("Usage", reverse("usage:tenant", args=[current.slug]),
+                                  "chart"))
         tenant_nav.append(NavItem("Budgets", reverse("billing:budgets", args=[current.slug]),
                                   "gauge"))
         tenant_nav.append(NavItem("Notifications",

@@ -26,7 +26,7 @@ from tenants.serializers import (
 )
 
 
-def _require_platform(request: Request, perm: PlatformPerm) -> None:
+def require_platform_perm(request: Request, perm: PlatformPerm) -> None:
     if not permissions.has_platform_perm(request.user, perm):
         raise PermissionDenied("Only the platform operator's staff may do this.")
 
@@ -49,7 +49,7 @@ class TenantListApi(APIView):
 
     @extend_schema(request=TenantCreateSerializer, responses={201: TenantOutputSerializer})
     def post(self, request: Request) -> Response:
-        _require_platform(request, PlatformPerm.TENANTS_MANAGE)
+        require_platform_perm(request, PlatformPerm.TENANTS_MANAGE)
         data = TenantCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         tenant = services.tenant_create(actor=request.user, **data.validated_data)
@@ -65,7 +65,7 @@ class TenantDetailApi(APIView):
     @extend_schema(request=TenantUpdateSerializer, responses=TenantOutputSerializer)
     def patch(self, request: Request, slug: str) -> Response:
         tenant = tenant_for_api(request, slug, TenantPerm.TENANT_VIEW)
-        _require_platform(request, PlatformPerm.TENANTS_MANAGE)
+        require_platform_perm(request, PlatformPerm.TENANTS_MANAGE)
         data = TenantUpdateSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         tenant = services.tenant_update(actor=request.user, tenant=tenant, **data.validated_data)
@@ -78,7 +78,7 @@ class TenantStatusApi(APIView):
     @extend_schema(request=StatusChangeSerializer, responses=TenantOutputSerializer)
     def post(self, request: Request, slug: str) -> Response:
         tenant = tenant_for_api(request, slug, TenantPerm.TENANT_VIEW)
-        _require_platform(request, PlatformPerm.TENANTS_MANAGE)
+        require_platform_perm(request, PlatformPerm.TENANTS_MANAGE)
         data = StatusChangeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         tenant = services.tenant_set_status(actor=request.user, tenant=tenant,

@@ -21,6 +21,7 @@ class PlatformPerm(StrEnum):
     REPORTS_VIEW = "reports.view"
     REPORTS_GENERATE = "reports.generate"
     STATEMENTS_CLOSE = "statements.close"
+    USAGE_VIEW = "usage.view"  # usage across every tenant
 
 
 class TenantPerm(StrEnum):
@@ -35,6 +36,8 @@ class TenantPerm(StrEnum):
     BUDGETS_VIEW = "budgets.view"
     BUDGETS_MANAGE = "budgets.manage"  # budgets and webhook endpoints
     STATEMENTS_VIEW = "statements.view"
+    USAGE_VIEW = "usage.view"  # one's own keys' usage
+    USAGE_VIEW_ALL = "usage.view_all"  # the whole tenant's usage
 
 
 PLATFORM_GRANTS: dict[PlatformPerm, frozenset[str]] = {
@@ -47,6 +50,7 @@ PLATFORM_GRANTS: dict[PlatformPerm, frozenset[str]] = {
     PlatformPerm.REPORTS_GENERATE: frozenset({PlatformRole.MSP_ADMIN,
                                               PlatformRole.COMPLIANCE_OFFICER}),
     PlatformPerm.STATEMENTS_CLOSE: frozenset({PlatformRole.MSP_ADMIN}),
+    PlatformPerm.USAGE_VIEW: frozenset({PlatformRole.MSP_ADMIN}),
 }
 
 TENANT_GRANTS: dict[TenantPerm, frozenset[str]] = {
@@ -63,6 +67,9 @@ TENANT_GRANTS: dict[TenantPerm, frozenset[str]] = {
     TenantPerm.BUDGETS_MANAGE: frozenset({TenantRole.TENANT_ADMIN}),
     # Money: the tenant's admins (and the MSP) read the statements.
     TenantPerm.STATEMENTS_VIEW: frozenset({TenantRole.TENANT_ADMIN}),
+    TenantPerm.USAGE_VIEW: frozenset(TenantRole.values),
+    # Developers see their own keys; admins and viewers (read-only oversight) the tenant.
+    TenantPerm.USAGE_VIEW_ALL: frozenset({TenantRole.TENANT_ADMIN, TenantRole.VIEWER}),
 }
 
 def platform_roles(user) -> frozenset[str]:

@@ -54,22 +54,27 @@ def _aggregate(records) -> dict[tuple, dict]:
 
 
 def _upsert(rows: dict[tuple, dict]) -> None:
+    """Add aggregated rows (the SQLite path; PostgreSQL aggregates server-side)."""
     if not rows:
         return
     table = UsageRollup._meta.db_table
     columns = [*_KEY_COLUMNS, "model_slug", *_SUM_COLUMNS]
     updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in _SUM_COLUMNS)
-    sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-           f"({', '.join(['%s'] * len(columns))}) "
-           f"ON CONFLICT ({', '.join(_KEY_COLUMNS)}) DO UPDATE SET {updates}, "
-           f"model_slug = excluded.model_slug")
-    # The same order everywhere, so concurrent drainers lock rows in the same order.
     adapt = connection.ops.adapt_datetimefield_value  # as the ORM stores it (SQLite: text)
+    # The same order everywhere, so concurrent drainers lock rows in the same order.
     params = [[key[0], adapt(key[1]), *key[2:], row["model_slug"],
                *(row[c] for c in _SUM_COLUMNS)]
               for key, row in sorted(rows.items(), key=lambda item: item[0])]
+    conflict = (f"ON CONFLICT ({', '.join(_KEY_COLUMNS)}) DO UPDATE SET {updates}, "
+                "model_slug = excluded.model_slug")
+    placeholder = f"({', '.join(['%s'] * len(columns))})"
+    chunk = 40  # SQLite caps the number of parameters of a statement
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        for start in range(0, len(params), chunk):
+            part = params[start:start + chunk]
+            cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                           f"{', '.join([placeholder] * len(part))} {conflict}",
+                           [value for row in part for value in row])
 
 
 # Drainers add under a shared lock and never wait for each other; a rebuild takes it
@@ -87,6 +92,13 @@ def _lock(*, exclusive: bool) -> None:
 def rollups_add(*, records: list[UsageRecord]) -> None:
     """Add newly stored records to the hourly and daily rollups (caller's transaction)."""
     _lock(exclusive=False)
+    if connection.vendor == "postgresql":
+        # The records are in the table already (this transaction): PostgreSQL sums them,
+        # one statement per granularity, instead of rows travelling back and forth.
+        with connection.cursor() as cursor:
+            _aggregate_in_postgresql(cursor, "id = ANY(%s)",
+                                     [[record.pk for record in records]], upsert=True)
+        return
     _upsert(_aggregate(records))
 
 
@@ -98,6 +110,8 @@ def rollups_rebuild(*, since: datetime, until: datetime) -> int:
     since = bucket_start(since, Granularity.DAY)
     until = bucket_start(until, Granularity.DAY) + timedelta(days=1)
     UsageRollup.objects.filter(bucket__gte=since, bucket__lt=until).delete()
+    if connection.vendor == "postgresql":
+        return _rebuild_in_postgresql(since, until)
     records = (UsageRecord.objects.filter(created_at__gte=since, created_at__lt=until)
                .only("created_at", "tenant_id", "api_key_id", "model_id", "model_slug",
                      "deployment_id", "currency", "status_code", "input_tokens",
@@ -113,6 +127,44 @@ def rollups_rebuild(*, since: datetime, until: datetime) -> int:
     _merge(rows, _aggregate(batch))
     _upsert(rows)
     return count
+
+
+def _aggregate_in_postgresql(cursor, where: str, params: list, *, upsert: bool) -> None:
+    """The same sums as `_aggregate`, computed by PostgreSQL: one GROUP BY per granularity
+    over the records `where` selects, inserted (rebuild) or added (ingest) to the rollups."""
+    table, source = UsageRollup._meta.db_table, UsageRecord._meta.db_table
+    lows = (0, *LATENCY_BOUNDS_MS[:-1])
+    histogram = ", ".join(
+        f"COUNT(*) FILTER (WHERE latency_ms >= {low} AND latency_ms < {high})"
+        for low, high in zip(lows, LATENCY_BOUNDS_MS, strict=True))
+    histogram += f", COUNT(*) FILTER (WHERE latency_ms >= {LATENCY_BOUNDS_MS[-1]})"
+    columns = ", ".join([*_KEY_COLUMNS, "model_slug", *_SUM_COLUMNS])
+    conflict = ""
+    if upsert:
+        updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in _SUM_COLUMNS)
+        conflict = (f"ON CONFLICT ({', '.join(_KEY_COLUMNS)}) DO UPDATE SET {updates}, "
+                    "model_slug = excluded.model_slug")
+    for granularity in Granularity.values:
+        # ORDER BY: concurrent drainers touch rows in the same order, so they can't deadlock.
+        cursor.execute(f"""
+            INSERT INTO {table} ({columns})
+            SELECT %s, date_trunc(%s, created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+                   tenant_id, COALESCE(api_key_id, 0), COALESCE(model_id, 0),
+                   COALESCE(deployment_id, 0), currency, MAX(model_slug), COUNT(*),
+                   COUNT(*) FILTER (WHERE status_code >= 400), SUM(input_tokens),
+                   SUM(output_tokens), SUM(cost), SUM(latency_ms), {histogram}
+            FROM {source} WHERE {where}
+            GROUP BY 2, 3, 4, 5, 6, 7 ORDER BY 2, 3, 4, 5, 6, 7 {conflict}""",
+                       [granularity, granularity, *params])
+
+
+def _rebuild_in_postgresql(since: datetime, until: datetime) -> int:
+    with connection.cursor() as cursor:
+        _aggregate_in_postgresql(cursor, "created_at >= %s AND created_at < %s",
+                                 [since, until], upsert=False)
+        cursor.execute(f"SELECT COUNT(*) FROM {UsageRecord._meta.db_table} "
+                       "WHERE created_at >= %s AND created_at < %s", [since, until])
+        return cursor.fetchone()[0]
 
 
 def _merge(into: dict[tuple, dict], rows: dict[tuple, dict]) -> None:

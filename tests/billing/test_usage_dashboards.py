@@ -205,3 +205,21 @@ def test_msp_overview_ranks_tenants(client, tenant, other_tenant, model, msp_adm
                                      "until": (NOW + timedelta(days=1)).isoformat(),
                                      "group_by": "tenant,model"}).json()
     assert {(r["tenant_id"], r["requests"]) for r in api} == {(tenant.pk, 3), (other_tenant.pk, 5)}
+
+
+def test_the_portable_path_sums_like_postgresql(tenant, model, keys):
+    """`make run` uses SQLite, where rollups are summed in Python and upserted row by row:
+    the same rows as PostgreSQL's server-side sums."""
+    from billing.rollups import _aggregate, _upsert
+
+    usage_records_ingest(events=[event(tenant, model, n, key=keys[n % 2], latency=90 * n,
+                                       status=500 if n == 3 else 200) for n in range(9)])
+    fields = ["granularity", "bucket", "api_key_id", "model_slug", "requests", "errors",
+              "input_tokens", "output_tokens", "cost", "latency_ms_sum",
+              *[f"lat_{i}" for i in range(12)]]
+    server_side = sorted(UsageRollup.objects.values_list(*fields))
+    UsageRollup.objects.all().delete()
+    records = list(UsageRecord.objects.all())
+    _upsert(_aggregate(records[:4]))
+    _upsert(_aggregate(records[4:]))  # the second batch adds to the first one's rows
+    assert sorted(UsageRollup.objects.values_list(*fields)) == server_side

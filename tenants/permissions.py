@@ -20,6 +20,8 @@ class PlatformPerm(StrEnum):
     AUDIT_CHECKPOINT = "audit.checkpoint"
     REPORTS_VIEW = "reports.view"
     REPORTS_GENERATE = "reports.generate"
+    MODELS_VIEW = "models.view"  # every model and version, in every status
+    MODELS_MANAGE = "models.manage"  # upload, approve, entitlements, prices, lifecycle
 
 
 class TenantPerm(StrEnum):
@@ -42,6 +44,9 @@ PLATFORM_GRANTS: dict[PlatformPerm, frozenset[str]] = {
     PlatformPerm.REPORTS_VIEW: frozenset({PlatformRole.MSP_ADMIN, PlatformRole.COMPLIANCE_OFFICER}),
     PlatformPerm.REPORTS_GENERATE: frozenset({PlatformRole.MSP_ADMIN,
                                               PlatformRole.COMPLIANCE_OFFICER}),
+    PlatformPerm.MODELS_VIEW: frozenset({PlatformRole.MSP_ADMIN,
+                                         PlatformRole.COMPLIANCE_OFFICER}),
+    PlatformPerm.MODELS_MANAGE: frozenset({PlatformRole.MSP_ADMIN}),
 }
 
 TENANT_GRANTS: dict[TenantPerm, frozenset[str]] = {

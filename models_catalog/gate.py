@@ -90,8 +90,8 @@ def version_create(*, actor, model: Model, version: str, base_model: str = "",
                    training_data: str = "", source_commit: str = "",
                    hyperparameters: dict | None = None) -> ModelVersion:
     if ModelVersion.objects.filter(model=model, version=version).exists():
-        raise ApplicationError(f"{model.slug} already has a version “{version}”.",
-                               field_errors={"version": ["Choose a new version label."]})
+        message = f"{model.slug} already has a version “{version}”: choose a new label."
+        raise ApplicationError(message, field_errors={"version": [message]})
     mv = ModelVersion(model=model, version=version, status=VersionStatus.UPLOADING,
                       landing_repository=landing_repository(model), base_model=base_model,
                       training_data=training_data, source_commit=source_commit,

@@ -9,7 +9,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from audit.models import AuditEvent
-from models_catalog import gate, registry as oci, services
+from models_catalog import gate, services
+from models_catalog import registry as oci
 from models_catalog.models import ModelFile, ModelVersion, ScanVerdict, VersionStatus
 from models_catalog.signing import version_verify, version_verify_registry
 from portal.api import ApplicationError

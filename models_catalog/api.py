@@ -160,78 +160,59 @@ class VersionDetailApi(APIView):
         return Response(VersionOutputSerializer(_version(request, slug, version)).data)
 
 
-class _VersionActionApi(APIView):
-    input_serializer = None
-
-    def act(self, request: Request, version: ModelVersion, data: dict) -> None:
-        raise NotImplementedError  # each action overrides
-
-    def post(self, request: Request, slug: str, version: str) -> Response:
-        mv = _version(request, slug, version, PlatformPerm.MODELS_MANAGE)
-        data = {}
-        if self.input_serializer is not None:
-            serializer = self.input_serializer(data=request.data)
-            serializer.is_valid(raise_exception=True)
-            data = serializer.validated_data
-        self.act(request, mv, data)
-        return Response(_version_out(mv))
+def _act(request: Request, slug: str, version: str, serializer_class, action) -> Response:
+    """Validate the body (if the action takes one), run the service, return the version."""
+    mv = _version(request, slug, version, PlatformPerm.MODELS_MANAGE)
+    data = {}
+    if serializer_class is not None:
+        serializer = serializer_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+    action(mv, data)
+    return Response(_version_out(mv))
 
 
-class VersionReferenceApi(_VersionActionApi):
+class VersionReferenceApi(APIView):
     """Pin an image already pushed to the landing repository; the scan starts."""
-
-    input_serializer = ReferenceSerializer
 
     @extend_schema(request=ReferenceSerializer, responses=VersionOutputSerializer)
     def post(self, request: Request, slug: str, version: str) -> Response:
-        return super().post(request, slug, version)
+        return _act(request, slug, version, ReferenceSerializer,
+                    lambda mv, data: gate.version_register_reference(
+                        actor=request.user, version=mv, **data))
 
-    def act(self, request, version, data):
-        gate.version_register_reference(actor=request.user, version=version, **data)
 
-
-class VersionSubmitApi(_VersionActionApi):
-    input_serializer = SubmitSerializer
-
+class VersionSubmitApi(APIView):
     @extend_schema(request=SubmitSerializer, responses=VersionOutputSerializer)
     def post(self, request: Request, slug: str, version: str) -> Response:
-        return super().post(request, slug, version)
+        return _act(request, slug, version, SubmitSerializer,
+                    lambda mv, data: gate.version_submit(actor=request.user, version=mv,
+                                                         note=data["note"]))
 
-    def act(self, request, version, data):
-        gate.version_submit(actor=request.user, version=version, note=data["note"])
 
-
-class VersionApproveApi(_VersionActionApi):
+class VersionApproveApi(APIView):
     """Four-eyes approval: sign, copy by digest to the trusted repository, publish."""
 
     @extend_schema(request=None, responses=VersionOutputSerializer)
     def post(self, request: Request, slug: str, version: str) -> Response:
-        return super().post(request, slug, version)
-
-    def act(self, request, version, data):
-        gate.version_approve(actor=request.user, version=version)
+        return _act(request, slug, version, None,
+                    lambda mv, data: gate.version_approve(actor=request.user, version=mv))
 
 
-class VersionRejectApi(_VersionActionApi):
-    input_serializer = RejectSerializer
-
+class VersionRejectApi(APIView):
     @extend_schema(request=RejectSerializer, responses=VersionOutputSerializer)
     def post(self, request: Request, slug: str, version: str) -> Response:
-        return super().post(request, slug, version)
+        return _act(request, slug, version, RejectSerializer,
+                    lambda mv, data: gate.version_reject(actor=request.user, version=mv,
+                                                         reason=data["reason"]))
 
-    def act(self, request, version, data):
-        gate.version_reject(actor=request.user, version=version, reason=data["reason"])
 
-
-class VersionLifecycleApi(_VersionActionApi):
-    input_serializer = VersionLifecycleSerializer
-
+class VersionLifecycleApi(APIView):
     @extend_schema(request=VersionLifecycleSerializer, responses=VersionOutputSerializer)
     def post(self, request: Request, slug: str, version: str) -> Response:
-        return super().post(request, slug, version)
-
-    def act(self, request, version, data):
-        gate.version_set_lifecycle(actor=request.user, version=version, status=data["status"])
+        return _act(request, slug, version, VersionLifecycleSerializer,
+                    lambda mv, data: gate.version_set_lifecycle(actor=request.user, version=mv,
+                                                                status=data["status"]))
 
 
 class VersionSbomApi(APIView):

@@ -24,7 +24,7 @@ class UploadMetadataForm(forms.Form):
         empty_label="A new model", help_text="Add a version to an existing model, or describe a "
                                              "new one below.")
     slug = forms.SlugField(required=False, max_length=100,
-                           help_text="What API clients send as the model name, e.g. mistral-7b-instruct.")
+                           help_text="The model name API clients send, e.g. mistral-7b.")
     name = forms.CharField(required=False, max_length=200)
     task = forms.ChoiceField(required=False, choices=ModelTask.choices)
     provider = forms.CharField(required=False, max_length=100, label="Provider / family")

@@ -97,3 +97,28 @@ def test_without_a_registry_the_wizard_says_so(client, msp_admin, settings):
     response = client.post("/catalog/noreg/v/1/upload/", {"filename": "a.tar", "size": 5},
                            content_type="application/json")
     assert response.status_code == 400 and "REGISTRY_URL" in response.json()["detail"]
+
+
+def test_the_api_upload_resumes_too(client, msp_admin, version):
+    client.force_login(msp_admin)
+    base = f"/api/models/{version.model.slug}/versions/1.0/upload/"
+    payload = b"z" * (CHUNK + 10)
+    created = client.post(base, {"filename": "car.tar", "size_bytes": len(payload)},
+                          content_type="application/json")
+    assert created.status_code == 201
+    upload_url = f"/api/uploads/{created.json()['id']}/"
+    response = client.generic("PUT", upload_url, payload[:CHUNK],
+                              content_type="application/octet-stream",
+                              HTTP_CONTENT_RANGE=f"bytes 0-{CHUNK - 1}/{len(payload)}")
+    assert response.status_code == 200 and response.json()["received_bytes"] == CHUNK
+    again = client.post(base, {"filename": "car.tar", "size_bytes": len(payload)},
+                        content_type="application/json")
+    assert again.status_code == 200 and again.json()["received_bytes"] == CHUNK
+    response = client.generic("PUT", upload_url, payload[:10],
+                              content_type="application/octet-stream",
+                              HTTP_CONTENT_RANGE=f"bytes 0-9/{len(payload)}")
+    assert response.status_code == 409 and response.json()["received_bytes"] == CHUNK
+    client.generic("PUT", upload_url, payload[CHUNK:], content_type="application/octet-stream",
+                   HTTP_CONTENT_RANGE=f"bytes {CHUNK}-{len(payload) - 1}/{len(payload)}")
+    done = client.post(upload_url + "complete/")
+    assert done.status_code == 200 and done.json()["status"] == "received"

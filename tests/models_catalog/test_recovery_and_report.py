@@ -36,7 +36,7 @@ def test_a_dead_scan_is_requeued_then_rejected_after_three_attempts(
     monkeypatch.setattr(gate, "_enqueue_scan", enqueued.append)
     dead = _scanning(model, "dead", attempts=1, minutes_ago=45)
     hopeless = _scanning(model, "hopeless", attempts=3, minutes_ago=45)
-    alive = _scanning(model, "alive", attempts=1, minutes_ago=5)
+    _scanning(model, "alive", attempts=1, minutes_ago=5)
     with django_capture_on_commit_callbacks(execute=True):
         result = gate.versions_recover_stale()
     assert result == {"requeued": [dead.pk], "failed": [hopeless.pk]}

@@ -45,6 +45,10 @@ MAX_SCAN_ATTEMPTS = 3
 TRANSIENT_ERRORS = (oci.RegistryUnavailable, oci.RegistryAuthError, oci.RegistryNotConfigured)
 
 
+class ImageRefused(Exception):
+    """The image's content can't pass the gate (unreadable archive, bad layout)."""
+
+
 class UploadOffsetMismatch(ApplicationError):
     """The chunk does not start where the upload stands; `received` says where it does."""
 
@@ -315,6 +319,11 @@ def version_push_upload(*, version_id: int) -> ModelVersion | None:
                     filename=session.filename)
         path.unlink(missing_ok=True)
         return version
+    except Exception as exc:  # a bug or an unforeseen failure must not leave it stuck
+        logger.exception("Pushing version %s failed", version.pk)
+        _fail_transiently(version, f"Pushing failed unexpectedly ({exc.__class__.__name__}); "
+                                   "retry, and tell the operator if it happens again.")
+        return version
     size = config.size + sum(layer.size for layer in layers)
     with transaction.atomic():
         UploadSession.objects.filter(pk=session.pk).update(status=UploadStatus.PUSHED)
@@ -336,9 +345,6 @@ def version_push_upload(*, version_id: int) -> ModelVersion | None:
 def version_scan(*, version_id: int) -> ModelVersion | None:
     """Claim a quarantined version, fetch its image from the landing repository by digest
     (every blob verified), scan it, store inventory, report, verdict and SBOM."""
-    from models_catalog.sbom import build_sbom
-    from models_catalog.scanning import UnreadableArchive
-
     version = ModelVersion.objects.select_related("model").filter(
         pk=version_id, status=VersionStatus.QUARANTINED, work_error="").first()
     if version is None:
@@ -351,19 +357,22 @@ def version_scan(*, version_id: int) -> ModelVersion | None:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     try:
-        report = _fetch_and_scan(version, workdir)
-        image_reference = (f"{oci.registry_host()}/{version.landing_repository}"
-                           f"@{version.manifest_digest}")
-        sbom = build_sbom(model=version.model, image_reference=image_reference,
-                          manifest_digest=version.manifest_digest, report=report)
+        layers = _fetch_layers(version, workdir)
+        report, sbom = _scan_layers(version, layers, workdir)
     except TRANSIENT_ERRORS as exc:
         _transition(version, to=VersionStatus.QUARANTINED, actor=None, action="scan_interrupted",
                     reason="", work_error=f"The scan could not reach the registry: {exc}",
                     progress_at=None, scan_progress={})
         return version
-    except (UnreadableArchive, oci.DigestMismatch, oci.UnsupportedMediaType,
-            oci.RegistryError) as exc:
+    except (ImageRefused, oci.RegistryError) as exc:
         _reject(version, f"The image failed verification: {exc}")
+        return version
+    except Exception as exc:  # a bug or an unforeseen failure must not leave it "scanning"
+        logger.exception("Scanning version %s failed", version.pk)
+        _transition(version, to=VersionStatus.QUARANTINED, actor=None, action="scan_interrupted",
+                    work_error=f"The scan failed unexpectedly ({exc.__class__.__name__}); "
+                               "retry, and tell the operator if it happens again.",
+                    progress_at=None, scan_progress={})
         return version
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -371,12 +380,11 @@ def version_scan(*, version_id: int) -> ModelVersion | None:
     return version
 
 
-def _fetch_and_scan(version: ModelVersion, workdir: Path):
-    from models_catalog.scanning import policy_from_settings, scan_layers
-
+def _fetch_layers(version: ModelVersion, workdir: Path) -> list[tuple[oci.Descriptor, Path]]:
+    """Download every layer of the pinned manifest to `workdir`, each digest-verified."""
     client = oci.registry_client()
     manifest = client.manifest_get(version.landing_repository, version.manifest_digest)
-    config, layers = manifest.image_blobs()
+    _config, layers = manifest.image_blobs()
     total = sum(layer.size for layer in layers)
     fetched = 0
     paths = []
@@ -389,20 +397,36 @@ def _fetch_and_scan(version: ModelVersion, workdir: Path):
                 if fetched % (64 * 1024 * 1024) < len(chunk):
                     _progress(version, "fetching", fetched, total)
         paths.append((descriptor, path))
-    _progress(version, "scanning", 0, len(paths))
+    return paths
+
+
+def _scan_layers(version: ModelVersion, layers: list[tuple[oci.Descriptor, Path]],
+                 workdir: Path):
+    """Run the scanner over the downloaded layers; build the SBOM. (report, sbom)."""
+    from models_catalog.sbom import build_sbom
+    from models_catalog.scanning import UnreadableArchive, policy_from_settings, scan_layers
+
+    _progress(version, "scanning", 0, len(layers))
 
     def progress(done: int, total: int, path: str = "") -> None:
         _progress(version, "scanning", done, total, current=path)
 
     streams = []
     try:
-        for descriptor, path in paths:
+        for descriptor, path in layers:
             streams.append((descriptor.media_type, path.open("rb")))
-        return scan_layers(streams, policy=policy_from_settings(), limits=None,
-                           workdir=workdir / "extract", progress=progress)
+        report = scan_layers(streams, policy=policy_from_settings(), limits=None,
+                             workdir=workdir / "extract", progress=progress)
+    except UnreadableArchive as exc:
+        raise ImageRefused(str(exc)) from exc
     finally:
         for _, stream in streams:
             stream.close()
+    image_reference = (f"{oci.registry_host()}/{version.landing_repository}"
+                       f"@{version.manifest_digest}")
+    sbom = build_sbom(model=version.model, image_reference=image_reference,
+                      manifest_digest=version.manifest_digest, report=report)
+    return report, sbom
 
 
 def _store_scan_result(version: ModelVersion, report, sbom: str) -> None:

@@ -90,3 +90,36 @@ def registry_settings(settings, oci_registry, tmp_path):
     settings.MODEL_UPLOAD_DIR = tmp_path / "uploads"
     settings.MODEL_SCAN_WORKDIR = tmp_path / "scans"
     return settings
+
+
+@pytest.fixture
+def catalog_worker(transactional_db, registry_settings):
+    """A real Celery worker process (fed through Redis) that pushes and scans model versions
+    against the test registry, with the same upload and scan directories as the test."""
+    import os
+    import sys
+
+    from django.conf import settings
+    from django.db import connection
+
+    from tests.support.processes import ROOT
+
+    db = connection.settings_dict
+    log = open(Path(settings.MODEL_SCAN_WORKDIR).parent / "worker.log", "wb")  # noqa: SIM115
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:"
+                        f"{db['PORT']}/{db['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "REGISTRY_URL": settings.REGISTRY_URL,
+        "MODEL_UPLOAD_DIR": str(settings.MODEL_UPLOAD_DIR),
+        "MODEL_SCAN_WORKDIR": str(settings.MODEL_SCAN_WORKDIR),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "solo",
+         "--loglevel", "INFO", "--without-heartbeat", "--without-gossip", "--without-mingle",
+         "--queues", "celery"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    yield process
+    stop(process)
+    log.close()

@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from models_catalog import gate, registry as oci, services
+from models_catalog import gate, services
+from models_catalog import registry as oci
 from models_catalog.models import VersionStatus
 from portal.api import ApplicationError
 from tests.models_catalog.conftest import models_layer, push_image

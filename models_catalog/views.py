@@ -28,7 +28,7 @@ from models_catalog.forms import (
     VersionLifecycleForm,
 )
 from models_catalog.models import ModelVersion, UploadSession, VersionStatus
-from models_catalog.registry import registry_configured
+from models_catalog.registry import referrers_tag, registry_configured
 from models_catalog.signing import version_verify
 from portal.api import ApplicationError
 from portal.forms import add_service_errors, service_error_message
@@ -254,6 +254,7 @@ def _version_context(request: HttpRequest, version: ModelVersion, **extra) -> di
         "submit_form": extra.pop("submit_form", None) or SubmitForm(),
         "reject_form": extra.pop("reject_form", None) or RejectForm(),
         "lifecycle_form": VersionLifecycleForm(initial={"status": version.status}),
+        "referrers_tag": referrers_tag(version.manifest_digest) if version.manifest_digest else "",
         "chunk_bytes": settings.MODEL_UPLOAD_CHUNK_BYTES,
         "max_bytes": settings.MODEL_UPLOAD_MAX_BYTES,
         "wizard_step": _wizard_step(version),

@@ -5,6 +5,7 @@ import pytest
 from playwright.sync_api import expect
 
 from models_catalog.models import ModelVersion, UploadStatus
+from tests.browser.test_catalog_screens import shot
 from tests.factories import PASSWORD, TOTP_SECRET
 from tests.support.browser import ForeignRequests, new_page, sign_in
 
@@ -63,3 +64,42 @@ def test_wizard_metadata_then_resumable_upload(browser, live_server, msp_admin, 
     assert version.upload.received_bytes == len(payload)
     stored = registry_settings.MODEL_UPLOAD_DIR / f"{version.upload.pk}.tar"
     assert stored.read_bytes() == payload
+
+
+def test_a_second_admin_approves_in_the_browser(browser, live_server, msp_admin, tenant,
+                                                registry_settings):
+    from models_catalog.registry import registry_client
+    from tests.factories import make_msp_admin
+    from tests.models_catalog.conftest import make_submitted_version
+
+    second = make_msp_admin(email="msp2@example.test")
+    version = make_submitted_version(registry_client(), msp_admin, slug="four-eyes")
+    url = f"/catalog/four-eyes/v/{version.version}/"
+
+    page = new_page(browser, live_server.url)
+    try:
+        sign_in(page, msp_admin.email, PASSWORD, TOTP_SECRET)
+        page.goto(url)
+        expect(page.locator("#approval-panel")).to_contain_text("Four-eyes rule")
+        expect(page.locator("#approve-button")).to_have_count(0)
+        shot(page, "08-approval-uploader")
+    finally:
+        page.context.close()
+
+    page = new_page(browser, live_server.url)
+    try:
+        sign_in(page, second.email, PASSWORD, TOTP_SECRET)
+        page.goto("/catalog/")
+        expect(page.locator("#approval-queue")).to_contain_text("Approval test")
+        page.locator("#approval-queue a").first.click()
+        expect(page.locator(".wizard-steps [aria-current=step]")).to_contain_text("Approval")
+        shot(page, "09-approval-second-admin")
+        page.locator("#approve-button").click()
+        expect(page.locator("#version-status")).to_have_text("Published")
+        expect(page.locator("#signature")).to_contain_text("Verified")
+        expect(page.locator("#signature")).to_contain_text("trusted/four-eyes@")
+        shot(page, "10-published")
+    finally:
+        page.context.close()
+    version.refresh_from_db()
+    assert version.approved_by == second and version.signature_artifact_digest

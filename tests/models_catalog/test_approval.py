@@ -1,7 +1,6 @@
 """Four-eyes approval: sign, copy by digest from landing to trusted, attach the signature to
 the image in the real registry, publish; and verification afterwards."""
 
-import hashlib
 import json
 import uuid
 
@@ -11,40 +10,17 @@ from django.core.management import CommandError, call_command
 from audit.models import AuditEvent
 from models_catalog import gate, services
 from models_catalog import registry as oci
-from models_catalog.models import ModelFile, ModelVersion, ScanVerdict, VersionStatus
+from models_catalog.models import ModelVersion, VersionStatus
 from models_catalog.signing import version_verify, version_verify_registry
 from portal.api import ApplicationError
-from tests.models_catalog.conftest import push_image
+from tests.models_catalog.conftest import make_submitted_version
 
 pytestmark = pytest.mark.django_db
-
-FILES = {"config.json": b'{"architecture": "llama"}', "model.safetensors": b"\x08" + b"0" * 64,
-         "tokenizer.json": b"{}"}
 
 
 @pytest.fixture
 def submitted_version(registry_client, msp_admin):
-    """A version pushed to the landing repository, pinned by reference, scanned clean (the
-    scan's results written directly: this module tests what happens after the scan) and
-    submitted by its uploader."""
-    model = services.model_create(actor=msp_admin, slug=f"approve-{uuid.uuid4().hex[:8]}",
-                                  name="Approval test",
-                                  task="chat")
-    version = gate.version_create(actor=msp_admin, model=model, version="1.0",
-                                  base_model="llama-3")
-    push_image(registry_client, f"landing/{model.slug}", "1.0", FILES)
-    gate.version_register_reference(actor=msp_admin, version=version,
-                                    repository=f"landing/{model.slug}", reference="1.0")
-    for path, content in FILES.items():
-        ModelFile.objects.create(version=version, path=path, size_bytes=len(content),
-                                 sha256=hashlib.sha256(content).hexdigest(), format="json")
-    sbom = json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6"})
-    ModelVersion.objects.filter(pk=version.pk).update(
-        status=VersionStatus.AWAITING_APPROVAL, scan_verdict=ScanVerdict.CLEAN,
-        scan_report={"verdict": "clean", "files": [], "findings": []}, sbom=sbom,
-        sbom_digest=oci.sha256_digest(sbom.encode()))
-    version.refresh_from_db()
-    return gate.version_submit(actor=msp_admin, version=version)
+    return make_submitted_version(registry_client, msp_admin)
 
 
 def test_the_uploader_cannot_approve(submitted_version, msp_admin):

@@ -112,7 +112,9 @@ def version_register_reference(*, actor, version: ModelVersion, repository: str,
                                reference: str) -> ModelVersion:
     """Pin an image already pushed to the landing namespace (tag or digest) and quarantine
     the version for scanning."""
-    if version.status != VersionStatus.UPLOADING or hasattr(version, "upload"):
+    partial = UploadSession.objects.filter(version=version).first()
+    if version.status != VersionStatus.UPLOADING or (
+            partial is not None and partial.status != UploadStatus.RECEIVING):
         raise ApplicationError("This version already has an image.")
     repository = repository.strip().strip("/")
     reference = reference.strip()
@@ -141,6 +143,9 @@ def version_register_reference(*, actor, version: ModelVersion, repository: str,
     except oci.RegistryError as exc:
         raise ApplicationError(str(exc)) from None
     size = config.size + sum(layer.size for layer in layers)
+    if partial is not None:  # an interrupted browser upload is abandoned for the reference
+        _upload_path(partial).unlink(missing_ok=True)
+        partial.delete()
     moved = _transition(version, to=VersionStatus.QUARANTINED, actor=actor,
                         action="quarantined", landing_repository=repository,
                         manifest_digest=manifest.digest, manifest_media_type=manifest.media_type,
@@ -161,7 +166,9 @@ def _upload_path(session: UploadSession) -> Path:
 @transaction.atomic
 def upload_session_create(*, actor, version: ModelVersion, filename: str,
                           size_bytes: int) -> UploadSession:
-    if version.status != VersionStatus.UPLOADING or hasattr(version, "upload"):
+    previous = UploadSession.objects.filter(version=version).first()
+    if version.status != VersionStatus.UPLOADING or (
+            previous is not None and previous.status != UploadStatus.RECEIVING):
         raise ApplicationError("This version already has an image.")
     if size_bytes <= 0:
         raise ApplicationError("The file is empty.", field_errors={"size_bytes": ["Empty."]})
@@ -169,6 +176,10 @@ def upload_session_create(*, actor, version: ModelVersion, filename: str,
         raise ApplicationError(
             f"The file is larger than the {settings.MODEL_UPLOAD_MAX_BYTES:,} bytes allowed "
             "(MODEL_UPLOAD_MAX_BYTES).", field_errors={"size_bytes": ["Too large."]})
+    if previous is not None:  # another file than the interrupted one: start over
+        _upload_path(previous).unlink(missing_ok=True)
+        previous.delete()
+        version.upload = None
     session = UploadSession.objects.create(version=version, filename=Path(filename).name[:255],
                                            size_bytes=size_bytes, created_by=actor)
     path = _upload_path(session)

@@ -122,3 +122,19 @@ def test_the_api_upload_resumes_too(client, msp_admin, version):
                    HTTP_CONTENT_RANGE=f"bytes {CHUNK}-{len(payload) - 1}/{len(payload)}")
     done = client.post(upload_url + "complete/")
     assert done.status_code == 200 and done.json()["status"] == "received"
+
+
+def test_another_file_restarts_an_interrupted_upload(msp_admin, version, registry_settings):
+    first = gate.upload_session_create(actor=msp_admin, version=version, filename="wrong.tar",
+                                       size_bytes=100)
+    gate.upload_chunk_append(session=first, offset=0, length=10, stream=io.BytesIO(b"x" * 10))
+    second = gate.upload_session_create(actor=msp_admin, version=version, filename="right.tar",
+                                        size_bytes=50)
+    assert not UploadSession.objects.filter(pk=first.pk).exists()
+    assert not (registry_settings.MODEL_UPLOAD_DIR / f"{first.pk}.tar").exists()
+    assert second.received_bytes == 0
+    second.status = UploadStatus.RECEIVED
+    second.save()
+    with pytest.raises(ApplicationError, match="already has an image"):
+        gate.upload_session_create(actor=msp_admin, version=version, filename="x.tar",
+                                   size_bytes=5)

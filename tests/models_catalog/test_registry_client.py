@@ -88,3 +88,17 @@ def test_basic_auth_challenge_is_answered_and_bad_credentials_refused(oci_regist
         oci.RegistryClient(registry.url, username="portal", password="wrong").ping()
     with pytest.raises(oci.RegistryAuthError):
         oci.RegistryClient(registry.url).manifest_get("landing/authed", digest)
+
+
+def test_bearer_token_challenge_is_answered_per_scope(oci_registry_with_token_auth):
+    registry = oci_registry_with_token_auth
+    client = oci.RegistryClient(registry.url, username=registry.username,
+                                password=registry.password)
+    digest = _push_image(client, "landing/tokened")
+    copied = client.copy_by_digest(source="landing/tokened", target="trusted/tokened",
+                                   digest=digest)
+    assert copied.digest == digest
+    assert registry.tokens.issued >= 2  # one token per scope, reused within it
+    with pytest.raises(oci.RegistryAuthError, match="refused the credentials"):
+        oci.RegistryClient(registry.url, username="portal", password="wrong").manifest_get(
+            "landing/tokened", digest)

@@ -170,6 +170,9 @@ def upload_session_create(*, actor, version: ModelVersion, filename: str,
     if version.status != VersionStatus.UPLOADING or (
             previous is not None and previous.status != UploadStatus.RECEIVING):
         raise ApplicationError("This version already has an image.")
+    if not oci.registry_configured():
+        raise ApplicationError("No registry is configured (REGISTRY_URL): uploads can't be "
+                               "pushed anywhere. Ask the operator to configure one.")
     if size_bytes <= 0:
         raise ApplicationError("The file is empty.", field_errors={"size_bytes": ["Empty."]})
     if size_bytes > settings.MODEL_UPLOAD_MAX_BYTES:

@@ -414,8 +414,6 @@ def upload_create(request: HttpRequest, model_slug: str, version: str) -> JsonRe
         filename = str(body.get("filename") or "modelcar.tar")
     except (ValueError, TypeError):
         return _json_error("Send JSON with the file's name and size.")
-    if not registry_configured():
-        return _json_error("No registry is configured (REGISTRY_URL): uploads can't be pushed.")
     existing = getattr(mv, "upload", None)
     if existing is not None and existing.filename == filename and existing.size_bytes == size:
         session = existing  # the same file again: resume it

@@ -297,8 +297,6 @@ def _fail_transiently(version: ModelVersion, message: str) -> None:
 def version_push_upload(*, version_id: int) -> ModelVersion | None:
     """Push the received archive to the landing repository blob by blob, digest-checked,
     then quarantine the version. Idempotent: blobs already there are skipped."""
-    from models_catalog.scanning import UnreadableArchive, read_oci_archive
-
     version = ModelVersion.objects.select_related("model", "upload").filter(
         pk=version_id, status=VersionStatus.UPLOADING,
         upload__status=UploadStatus.RECEIVED).first()
@@ -307,7 +305,7 @@ def version_push_upload(*, version_id: int) -> ModelVersion | None:
     session = version.upload
     path = _upload_path(session)
     try:
-        image = read_oci_archive(path)
+        image = _read_archive(path)
         manifest = oci.Manifest(raw=image.manifest_bytes, digest=image.manifest_digest,
                                 media_type=oci.manifest_media_type(image.manifest_bytes))
         if oci.sha256_digest(image.manifest_bytes) != image.manifest_digest:
@@ -325,8 +323,7 @@ def version_push_upload(*, version_id: int) -> ModelVersion | None:
     except TRANSIENT_ERRORS as exc:
         _fail_transiently(version, f"Pushing to the landing repository failed: {exc}")
         return version
-    except (UnreadableArchive, oci.DigestMismatch, oci.UnsupportedMediaType,
-            oci.RegistryError) as exc:
+    except (ImageRefused, oci.RegistryError) as exc:
         with transaction.atomic():
             UploadSession.objects.filter(pk=session.pk).update(status=UploadStatus.FAILED)
             _reject(version, f"The uploaded archive was refused: {exc}",
@@ -352,6 +349,16 @@ def version_push_upload(*, version_id: int) -> ModelVersion | None:
             transaction.on_commit(lambda: _enqueue_scan(version.pk))
     path.unlink(missing_ok=True)
     return version
+
+
+def _read_archive(path: Path):
+    """The OCI image in an uploaded archive (OCI layout or `docker save`)."""
+    from models_catalog.scanning import UnreadableArchive, read_oci_archive
+
+    try:
+        return read_oci_archive(path)
+    except UnreadableArchive as exc:
+        raise ImageRefused(f"the archive can't be read: {exc}") from exc
 
 
 # --- Scanning ----------------------------------------------------------------------------

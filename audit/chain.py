@@ -91,7 +91,16 @@ def row_hash_matches(row: dict[str, Any]) -> bool:
     stored = row.pop("hash")
     try:
         if type(row["created_at"]) is str:
-            return hashlib.sha256(canonical_json(row)).hexdigest() == stored
+            # Only `details` can hold a float (the other fields are ints, strings or None),
+            # so the float scan looks there alone.
+            if orjson is not None and not _holds_float(row["details"]):
+                try:
+                    document = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+                except TypeError:
+                    document = canonical_json(row)
+            else:
+                document = canonical_json(row)
+            return hashlib.sha256(document).hexdigest() == stored
         return link_hash(row) == stored
     finally:
         row["hash"] = stored

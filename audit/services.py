@@ -320,6 +320,44 @@ def report_retry(*, actor: Any, report: ComplianceReport) -> ComplianceReport:
     return report
 
 
+# A report of a month with millions of events takes well under ten minutes; one still
+# "running" after an hour lost its worker (restart, OOM kill). A pending one the broker
+# never delivered is sent again after a few minutes.
+REPORT_RUNNING_STALE_AFTER = timedelta(hours=1)
+REPORT_PENDING_RESEND_AFTER = timedelta(minutes=5)
+
+
+def reports_reclaim_stale(*, now=None) -> dict[str, list[int]]:
+    """Beat: fail reports whose worker died mid-generation (the retry button then works),
+    and re-send pending reports whose task was lost. Idempotent and safe beside a live
+    worker: a running report is failed only through a compare-and-set on its start time."""
+    now = now or timezone.now()
+    failed, resent = [], []
+    stale = ComplianceReport.objects.filter(status=ReportStatus.RUNNING,
+                                            started_at__lt=now - REPORT_RUNNING_STALE_AFTER)
+    for report in stale:
+        reason = (f"Generation stopped: the worker working on it since "
+                  f"{report.started_at:%Y-%m-%d %H:%M} UTC went away. Retry the report.")
+        with transaction.atomic():
+            if not ComplianceReport.objects.filter(
+                    pk=report.pk, status=ReportStatus.RUNNING,
+                    started_at=report.started_at).update(
+                        status=ReportStatus.FAILED, finished_at=now, error=reason):
+                continue
+            tenant = (_ReportTenant(report.tenant_id, report.tenant_slug)
+                      if report.tenant_id else None)
+            record_event(action="report.failed", actor="system:reports", tenant=tenant,
+                         target=report, details={"error": reason})
+        failed.append(report.pk)
+    for report in ComplianceReport.objects.filter(
+            status=ReportStatus.PENDING, created_at__lt=now - REPORT_PENDING_RESEND_AFTER):
+        from audit.tasks import generate_report
+
+        generate_report.delay(report.pk)  # the claim makes a duplicate delivery harmless
+        resent.append(report.pk)
+    return {"failed": failed, "resent": resent}
+
+
 def reports_schedule_due(*, now=None) -> list[ComplianceReport]:
     """Beat: yesterday's daily report, last week's on Mondays, last month's on the 1st —
     for the platform. Idempotent: each scheduled report exists once."""

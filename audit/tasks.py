@@ -34,3 +34,8 @@ def schedule_reports() -> list[int]:
 def purge_expired() -> int | None:
     purged = services.audit_purge()
     return purged.details["through_seq"] if purged else None
+
+
+@shared_task
+def reclaim_stale_reports() -> dict[str, list[int]]:
+    return services.reports_reclaim_stale()

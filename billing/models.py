@@ -41,3 +41,15 @@ class UsageRecord(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.model_slug} {self.input_tokens}+{self.output_tokens}"
+
+
+# Budgets, alerts, webhooks and statements live in their own module.
+from billing.budget_models import (  # noqa: E402, F401
+    Budget,
+    BudgetAlert,
+    Notification,
+    Statement,
+    StatementLine,
+    WebhookDelivery,
+    WebhookEndpoint,
+)

@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.db import transaction
 
 import audit
+from billing.budgets import budgets_record_usage
 from billing.models import UsageRecord
 from billing.seals import SEAL_ACTION, batch_digest
 from models_catalog.models import ModelPrice
@@ -89,4 +90,8 @@ def usage_records_ingest(*, events: list[dict]) -> int:
     # A concurrent drainer storing the same event makes this fail and roll back as a whole;
     # the batch stays unacknowledged and is retried, then finds those records already stored.
     UsageRecord.objects.bulk_create(records, batch_size=1000)
+
+    # --- budgets: counters and threshold alerts (billing.budgets) ---
+    budgets_record_usage(records=records)
+
     return len(records)

@@ -93,10 +93,39 @@ class RateLimitCheck:
         return decision.headers
 
 
+class BudgetCheck:
+    """Refuse requests under a blocking budget whose counter reached its limit: nothing when
+    no blocking budget applies, else one MGET of the applicable counters (pipelined with the
+    loop turn's other commands). Counters trail the traffic by the usage drain; see README
+    "Budgets and statements" for the resulting overshoot bound."""
+
+    async def __call__(self, app: GatewayApp, key: KeyInfo, tenant: TenantInfo,
+                       route: Route) -> list[tuple[bytes, bytes]]:
+        rules = app.directory.budgets.get(tenant.id)
+        if not rules:
+            return []
+        now = time.time()
+        applicable = [(rule, counter) for rule in rules if rule.applies(key.id, route.model_id)
+                      and (counter := rule.counter_key(now))]
+        if not applicable:
+            return []
+        try:
+            values = await app.redis.execute("MGET", *[counter for _, counter in applicable])
+        except (RedisReplyError, ConnectionError, OSError):
+            logger.exception("Budget counters unavailable.")
+            raise GatewayError(503, "The gateway can't check budgets right now; retry "
+                                    "shortly.", type="server_error",
+                               code="budget_check_unavailable") from None
+        for (rule, _counter), value in zip(applicable, values, strict=True):
+            if value is not None and int(value) >= rule.limit:
+                raise errors.insufficient_quota(rule.name)
+        return []
+
+
 class GatewayApp:
     def __init__(self) -> None:
         self.directory = Directory(ttl=settings.GATEWAY_CACHE_TTL)
-        self.checks: list[PreRequestCheck] = [RateLimitCheck()]
+        self.checks: list[PreRequestCheck] = [RateLimitCheck(), BudgetCheck()]
         self.redis: PipelinedRedis | None = None
         self.session: aiohttp.ClientSession | None = None
         self.usage: UsageRecorder | None = None

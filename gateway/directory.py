@@ -7,6 +7,7 @@ prefixes too. The ORM is reached only on a miss, in a thread, never on the hot p
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import itertools
 import time
@@ -15,6 +16,8 @@ from datetime import datetime
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
+
+from billing.budgets import BudgetRule, gateway_budget_rules
 
 
 @dataclass(frozen=True)
@@ -135,13 +138,18 @@ class Directory:
         self.ttl = ttl
         self.routes: dict[str, Route] = {}
         self.tenants: dict[int, TenantInfo] = {}
+        self.budgets: dict[int, list[BudgetRule]] = {}
         self._keys: dict[str, tuple[KeyInfo | None, float]] = {}
+        self._loading: dict[str, asyncio.Future] = {}
+        self._generation = 0  # bumped by every reload; a lookup begun before one isn't kept
         self.loaded_at = 0.0
 
     async def reload(self) -> None:
         routes, tenants = await sync_to_async(_load_routes_and_tenants, thread_sensitive=False)()
-        self.routes, self.tenants = routes, tenants
+        budgets = await sync_to_async(gateway_budget_rules, thread_sensitive=False)()
+        self.routes, self.tenants, self.budgets = routes, tenants, budgets
         self._keys = {}
+        self._generation += 1
         self.loaded_at = time.monotonic()
 
     async def key(self, prefix: str) -> KeyInfo | None:
@@ -149,6 +157,16 @@ class Directory:
         now = time.monotonic()
         if cached is not None and now - cached[1] < self.ttl:
             return cached[0]
+        # One database lookup per prefix at a time: the requests that miss together (a cold
+        # worker under load, an expired entry) all wait for the same one.
+        pending = self._loading.get(prefix)
+        if pending is None:
+            pending = asyncio.ensure_future(self._load(prefix, now, self._generation))
+            self._loading[prefix] = pending
+            pending.add_done_callback(lambda _: self._loading.pop(prefix, None))
+        return await asyncio.shield(pending)
+
+    async def _load(self, prefix: str, now: float, generation: int) -> KeyInfo | None:
         loaded = await sync_to_async(_load_key, thread_sensitive=False)(prefix)
         info = None
         if loaded is not None:
@@ -157,7 +175,8 @@ class Directory:
             self.tenants.setdefault(tenant.id, tenant)
         if len(self._keys) > 100_000:  # bounded: garbage prefixes can't grow it forever
             self._keys.clear()
-        self._keys[prefix] = (info, now)
+        if generation == self._generation:
+            self._keys[prefix] = (info, now)
         return info
 
     def stale(self) -> bool:

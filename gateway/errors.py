@@ -40,3 +40,12 @@ def model_not_found(model: str) -> GatewayError:
 def bad_request(message: str, *, param: str | None = None, code: str | None = None
                 ) -> GatewayError:
     return GatewayError(400, message, param=param, code=code)
+
+
+def insufficient_quota(budget_name: str) -> GatewayError:
+    """OpenAI's answer when the account's quota is spent: 429, type and code
+    `insufficient_quota` (clients treat it as "don't retry", unlike a rate limit)."""
+    return GatewayError(429, f"You exceeded your budget “{budget_name}”. Requests under it "
+                             "are refused until its next period starts or an admin raises it "
+                             "in the portal under Budgets.",
+                        type="insufficient_quota", code="insufficient_quota")

@@ -17,6 +17,16 @@ def build_schedule(*, checkpoint_interval_minutes: int) -> dict:
             "schedule": timedelta(minutes=5),
             "options": {"expires": 240},
         },
+        "billing-budgets-reconcile": {
+            "task": "billing.budget_tasks.budgets_reconcile",
+            "schedule": 60.0,
+            "options": {"expires": 50},
+        },
+        "billing-webhook-deliveries-due": {
+            "task": "billing.budget_tasks.webhook_deliveries_due",
+            "schedule": 60.0,
+            "options": {"expires": 50},
+        },
         "audit-verify-chain-hourly": {
             "task": "audit.tasks.verify_chain",
             "schedule": crontab(minute=7),
@@ -24,6 +34,10 @@ def build_schedule(*, checkpoint_interval_minutes: int) -> dict:
         "compliance-reports-daily": {
             "task": "audit.tasks.schedule_reports",
             "schedule": crontab(hour=0, minute=20),
+        },
+        "compliance-reports-reclaim": {
+            "task": "audit.tasks.reclaim_stale_reports",
+            "schedule": timedelta(minutes=5),
         },
         "audit-retention-purge": {
             "task": "audit.tasks.purge_expired",

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.urls import reverse
 
+from billing.budget_selectors import unread_notification_count
 from tenants import permissions, selectors
 from tenants.permissions import PlatformPerm, TenantPerm
 
@@ -17,6 +18,7 @@ class NavItem:
     label: str
     url: str
     icon: str
+    count: int = 0
 
 
 def _current_tenant(request: HttpRequest, tenants: list):
@@ -42,6 +44,8 @@ def navigation(request: HttpRequest) -> dict:
         platform.append(NavItem("Checkpoints", reverse("compliance:checkpoints"), "key"))
     if permissions.has_platform_perm(user, PlatformPerm.REPORTS_VIEW):
         platform.append(NavItem("Reports", reverse("compliance:reports"), "file"))
+    if permissions.has_platform_perm(user, PlatformPerm.STATEMENTS_CLOSE):
+        platform.append(NavItem("Statements", reverse("billing_msp:statements"), "file"))
 
     tenants = selectors.tenants_for_switcher(user=user)
     current = _current_tenant(request, tenants)
@@ -58,6 +62,17 @@ def navigation(request: HttpRequest) -> dict:
                                   "key"))
         tenant_nav.append(NavItem("Members", reverse("tenants:members", args=[current.slug]),
                                   "users"))
+        tenant_nav.append(NavItem("Budgets", reverse("billing:budgets", args=[current.slug]),
+                                  "gauge"))
+        tenant_nav.append(NavItem("Notifications",
+                                  reverse("billing:notifications", args=[current.slug]), "bell",
+                                  unread_notification_count(user=user, tenant=current)))
+        tenant_nav.append(NavItem("Webhooks", reverse("billing:webhooks", args=[current.slug]),
+                                  "link"))
+    if current is not None and permissions.has_tenant_perm(user, current,
+                                                           TenantPerm.STATEMENTS_VIEW):
+        tenant_nav.append(NavItem("Statements",
+                                  reverse("billing:statements", args=[current.slug]), "file"))
     if current is not None and permissions.has_tenant_perm(user, current, TenantPerm.AUDIT_VIEW):
         tenant_nav.append(NavItem("Audit", reverse("tenant_audit:list", args=[current.slug]),
                                   "shield"))

@@ -360,6 +360,20 @@ GATEWAY_CONNECT_TIMEOUT = env_int("GATEWAY_CONNECT_TIMEOUT", 5, minimum=1)
 GATEWAY_UPSTREAM_TIMEOUT = env_int("GATEWAY_UPSTREAM_TIMEOUT", 600, minimum=1)
 GATEWAY_CACHE_TTL = env_int("GATEWAY_CACHE_TTL", 60, minimum=1)
 
+# --- Budgets and budget webhooks --------------------------------------------------------
+
+# Networks a budget webhook may point at although they are private or loopback addresses
+# (comma-separated CIDRs). Everything else non-public is refused: no SSRF through webhooks.
+BUDGET_WEBHOOK_ALLOWED_NETWORKS = env_list("BUDGET_WEBHOOK_ALLOWED_NETWORKS", [])
+try:
+    BUDGET_WEBHOOK_ALLOWED_NETWORKS = [ipaddress.ip_network(n, strict=False)
+                                       for n in BUDGET_WEBHOOK_ALLOWED_NETWORKS]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"BUDGET_WEBHOOK_ALLOWED_NETWORKS: {exc}") from exc
+BUDGET_WEBHOOK_TIMEOUT = env_int("BUDGET_WEBHOOK_TIMEOUT", 10, minimum=1)
+BUDGET_WEBHOOK_MAX_ATTEMPTS = env_int("BUDGET_WEBHOOK_MAX_ATTEMPTS", 10, minimum=1)
+BUDGET_WEBHOOK_RETRY_BASE_SECONDS = env_int("BUDGET_WEBHOOK_RETRY_BASE_SECONDS", 30, minimum=1)
+
 # --- Internationalisation ---------------------------------------------------------------
 
 LANGUAGE_CODE = "en"

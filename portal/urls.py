@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from billing import budget_urls
 from portal import health
 from tenants import views as tenant_views
 
@@ -10,6 +11,8 @@ urlpatterns = [
     path("", include("tenants.urls")),
     path("", include("gateway.urls")),
     path("", include("models_catalog.urls")),
+    path("", include("billing.budget_urls")),
+    path("msp/statements/", include(budget_urls.msp_urlpatterns)),
     path("invitations/<str:token>/", tenant_views.invitation_accept, name="invitation_accept"),
     path("audit/", include("audit.urls")),
     path("t/<slug:tenant_slug>/audit/", include("audit.tenant_urls")),
@@ -20,6 +23,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("api/", include("tenants.api_urls")),
     path("api/", include("gateway.api_urls")),
+    path("api/", include("billing.budget_api_urls")),
     path("api/", include("audit.api_urls")),
     path("api/", include("models_catalog.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

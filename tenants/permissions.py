@@ -22,6 +22,7 @@ class PlatformPerm(StrEnum):
     REPORTS_GENERATE = "reports.generate"
     MODELS_VIEW = "models.view"  # every model and version, in every status
     MODELS_MANAGE = "models.manage"  # upload, approve, entitlements, prices, lifecycle
+    STATEMENTS_CLOSE = "statements.close"
 
 
 class TenantPerm(StrEnum):
@@ -33,6 +34,9 @@ class TenantPerm(StrEnum):
     KEYS_MANAGE_ALL = "keys.manage_all"
     PLAYGROUND_USE = "playground.use"
     AUDIT_VIEW = "tenant_audit.view"
+    BUDGETS_VIEW = "budgets.view"
+    BUDGETS_MANAGE = "budgets.manage"  # budgets and webhook endpoints
+    STATEMENTS_VIEW = "statements.view"
 
 
 PLATFORM_GRANTS: dict[PlatformPerm, frozenset[str]] = {
@@ -47,6 +51,7 @@ PLATFORM_GRANTS: dict[PlatformPerm, frozenset[str]] = {
     PlatformPerm.MODELS_VIEW: frozenset({PlatformRole.MSP_ADMIN,
                                          PlatformRole.COMPLIANCE_OFFICER}),
     PlatformPerm.MODELS_MANAGE: frozenset({PlatformRole.MSP_ADMIN}),
+    PlatformPerm.STATEMENTS_CLOSE: frozenset({PlatformRole.MSP_ADMIN}),
 }
 
 TENANT_GRANTS: dict[TenantPerm, frozenset[str]] = {
@@ -59,6 +64,10 @@ TENANT_GRANTS: dict[TenantPerm, frozenset[str]] = {
     TenantPerm.PLAYGROUND_USE: frozenset({TenantRole.TENANT_ADMIN, TenantRole.DEVELOPER}),
     # A tenant admin reads its own tenant's slice of the audit trail.
     TenantPerm.AUDIT_VIEW: frozenset({TenantRole.TENANT_ADMIN}),
+    TenantPerm.BUDGETS_VIEW: frozenset(TenantRole.values),
+    TenantPerm.BUDGETS_MANAGE: frozenset({TenantRole.TENANT_ADMIN}),
+    # Money: the tenant's admins (and the MSP) read the statements.
+    TenantPerm.STATEMENTS_VIEW: frozenset({TenantRole.TENANT_ADMIN}),
 }
 
 def platform_roles(user) -> frozenset[str]:

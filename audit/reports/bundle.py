@@ -9,6 +9,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from audit import selectors
 from audit.bundle_verify import (
     ARCHIVE_SIGNATURE_PREFIX,
@@ -56,6 +58,9 @@ def _extract_lines(scope: ReportScope, span: tuple[int, int] | None, stats: dict
     if span is None:
         return
     start, end = (canonical_time(scope.period.start), canonical_time(scope.period.end))
+    # JSON Lines as orjson writes them: the verifier parses each line and re-encodes it
+    # canonically, so only the values matter here, not the bytes.
+    dumps, pending = orjson.dumps, []
     for row in selectors.chain_rows(low=span[0], high=span[1]):
         in_scope = (start <= row["created_at"] < end
                     and (scope.tenant_id is None or row["tenant_id"] == scope.tenant_id))
@@ -66,7 +71,12 @@ def _extract_lines(scope: ReportScope, span: tuple[int, int] | None, stats: dict
             line = {"seq": row["seq"], "prev_hash": row["prev_hash"], "hash": row["hash"],
                     "redacted": True}
         stats["links"] += 1
-        yield (json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n").encode()
+        pending.append(dumps(line, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE))
+        if len(pending) == 1000:  # the zip's compressor works best on large writes
+            yield b"".join(pending)
+            pending.clear()
+    if pending:
+        yield b"".join(pending)
 
 
 def write_bundle(path: Path, *, scope: ReportScope, report_json: bytes, pdf: bytes,
@@ -78,7 +88,10 @@ def write_bundle(path: Path, *, scope: ReportScope, report_json: bytes, pdf: byt
                              "first_seq": span[0] if span else None,
                              "last_seq": span[1] if span else None}
     files = []
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED,
+                         # Level 1: half of level 6's time for about a fifth more bytes
+                         # on the JSON Lines that make up nearly all of a bundle.
+                         compresslevel=1) as zf:
         def add(name: str, chunks) -> None:
             with zf.open(name, "w", force_zip64=True) as handle:
                 writer = _HashingWriter(handle)

@@ -286,3 +286,32 @@ def test_scheduled_reports_are_created_once(db, django_capture_on_commit_callbac
     assert sorted(r.period_label for r in created) == ["2025-11", "2025-11-30", "2025-W48"]
     assert again == []
     assert ComplianceReport.objects.filter(origin=ReportOrigin.SCHEDULED).count() == 3
+
+
+def test_a_report_whose_worker_died_is_failed_and_a_lost_task_resent(seeded, msp_admin):
+    now = datetime(2025, 4, 2, 12, 0, tzinfo=UTC)
+    with _at(now - timedelta(hours=2)):
+        abandoned = services.report_request(actor=msp_admin, period=parse_period(PERIOD),
+                                            enqueue=False)
+        lost = services.report_request(actor=msp_admin, period=parse_period("2025-03-10"),
+                                       enqueue=False)
+    ComplianceReport.objects.filter(pk=abandoned.pk).update(
+        status=ReportStatus.RUNNING, started_at=now - timedelta(hours=1, minutes=5))
+    with _at(now - timedelta(minutes=10)):
+        working = services.report_request(actor=msp_admin, period=parse_period("2025-03-11"),
+                                          enqueue=False)
+    ComplianceReport.objects.filter(pk=working.pk).update(
+        status=ReportStatus.RUNNING, started_at=now - timedelta(minutes=10))
+    with mock.patch("audit.tasks.generate_report.delay") as delay:
+        outcome = services.reports_reclaim_stale(now=now)
+    assert outcome == {"failed": [abandoned.pk], "resent": [lost.pk]}
+    assert delay.call_args.args == (lost.pk,)
+    abandoned.refresh_from_db()
+    assert abandoned.status == ReportStatus.FAILED and "Retry the report" in abandoned.error
+    assert AuditEvent.objects.filter(action="report.failed",
+                                     target_id=str(abandoned.pk)).exists()
+    working.refresh_from_db()
+    assert working.status == ReportStatus.RUNNING
+    # The retry button now works for the abandoned one.
+    with mock.patch("audit.tasks.generate_report.delay"):
+        assert services.report_retry(actor=msp_admin, report=abandoned).status == "pending"

@@ -37,3 +37,22 @@ def test_developer_chats_with_a_model_through_the_gateway(browser, gateway_serve
     record = UsageRecord.objects.get()
     assert (record.streamed, record.input_tokens, record.output_tokens) == (True, 4, 8)
     assert record.api_key_id == developer.api_keys.get(name="Playground").pk
+
+
+def test_key_form_errors_show_in_place(browser, gateway_server, served):
+    """Forms posted by htmx answer 422 with their errors; the page must show them."""
+    developer = MembershipFactory(tenant=served.tenant, role=TenantRole.DEVELOPER,
+                                  user=UserFactory(email="dev2@acme.test")).user
+    developer.password = PBKDF2PasswordHasher().encode(PASSWORD, "keyformsalt")
+    developer.save(update_fields=["password"])
+    page = new_page(browser, gateway_server.url)
+    try:
+        sign_in(page, developer.email, PASSWORD)
+        page.goto(f"{gateway_server.url}/t/{served.tenant.slug}/keys/")
+        page.fill("input[name=name]", "ci")
+        page.fill("textarea[name=allowed_networks]", "not-a-network")
+        page.get_by_role("button", name="Create key").click()
+        expect(page.locator("#keys .errorlist")).to_contain_text("not-a-network")
+        expect(page.locator("input[name=name]")).to_have_value("ci")  # nothing typed is lost
+    finally:
+        page.context.close()

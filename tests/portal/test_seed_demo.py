@@ -20,6 +20,9 @@ def test_seed_demo_is_idempotent_and_audited(settings, capsys):
     call_command("seed_demo")
     assert (User.objects.count(), Tenant.objects.count(), Membership.objects.count(),
             PlatformRoleGrant.objects.count(), AuditEvent.objects.count()) == counts
+    from billing.budget_models import Budget
+
+    assert list(Budget.objects.values_list("tenant__slug", "name")) == [("acme", "Monthly spend")]
     out = capsys.readouterr().out
     assert "msp@demo.example" in out and "Sovereign-demo-2026" in out
     user = User.objects.get(email="dev@acme.example")

@@ -6,13 +6,18 @@ Anonymous API calls get 403 (DRF's answer for session authentication without a s
 """
 
 import json
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from django.urls import reverse
 
+from billing import budgets
+from billing.budget_models import WebhookEndpoint
 from gateway import services as gateway_services
 from models_catalog import gate
 from models_catalog import services as catalog_services
+from portal import crypto
 from tenants.models import Invitation, Membership, TenantRole
 from tests.factories import MembershipFactory, UserFactory
 
@@ -20,6 +25,13 @@ PEOPLE = ["anonymous", "outsider", "viewer", "developer", "tenant_admin", "compl
           "msp_admin"]
 
 # (method, url, body, {person: expected}); people not listed expect the "default" entry.
+READ_PAGE = {"anonymous": "login", "outsider": 404, "compliance_officer": 404, "default": 200}
+ADMIN_PAGE_200 = {"anonymous": "login", "outsider": 404, "compliance_officer": 404,
+                  "viewer": 403, "developer": 403, "default": 200}
+ADMIN_PAGE_302 = {**ADMIN_PAGE_200, "default": 302}
+READ_API = {"anonymous": 401, "outsider": 404, "compliance_officer": 404, "default": 200}
+ADMIN_API = {"anonymous": 401, "outsider": 404, "compliance_officer": 404, "viewer": 403,
+             "developer": 403, "default": 200}
 PAGES = [
     ("get", "/msp/tenants/", None,
      {"anonymous": "login", "msp_admin": 200, "default": 403}),
@@ -62,6 +74,26 @@ PAGES = [
     ("post", "/t/{slug}/keys/{key}/rotate/", {"grace_hours": "1"},
      {"anonymous": "login", "outsider": 404, "compliance_officer": 404, "viewer": 403,
       "developer": 403, "default": 200}),
+    ("get", "/t/{slug}/budgets/", None, READ_PAGE),
+    ("post", "/t/{slug}/budgets/new/",
+     {"name": "From the page", "unit": "tokens", "amount": "1000", "period": "monthly",
+      "thresholds": "50, 100", "action": "notify"}, ADMIN_PAGE_302),
+    ("get", "/t/{slug}/budgets/{budget}/edit/", None, ADMIN_PAGE_200),
+    ("post", "/t/{slug}/budgets/{budget}/delete/", {}, ADMIN_PAGE_302),
+    ("get", "/t/{slug}/notifications/", None, READ_PAGE),
+    ("post", "/t/{slug}/notifications/read/", {},
+     {"anonymous": "login", "outsider": 404, "compliance_officer": 404, "default": 302}),
+    ("get", "/t/{slug}/webhooks/", None, READ_PAGE),
+    ("post", "/t/{slug}/webhooks/{webhook}/test/", {}, ADMIN_PAGE_302),
+    ("post", "/t/{slug}/webhooks/{webhook}/delete/", {}, ADMIN_PAGE_302),
+    ("get", "/t/{slug}/statements/", None, ADMIN_PAGE_200),
+    ("get", "/t/{slug}/statements/{month}/", None, ADMIN_PAGE_200),
+    ("get", "/t/{slug}/statements/{month}.csv", None, ADMIN_PAGE_200),
+    ("get", "/t/{slug}/statements/{month}.pdf", None, ADMIN_PAGE_200),
+    ("get", "/msp/statements/", None,
+     {"anonymous": "login", "msp_admin": 200, "default": 403}),
+    ("post", "/msp/statements/close/", {"month": "2020-01"},
+     {"anonymous": "login", "msp_admin": 302, "default": 403}),
     ("get", "/audit/", None,
      {"anonymous": "login", "msp_admin": 200, "compliance_officer": 200, "default": 403}),
     # Model catalog: tenants browse entitled models; the operator's staff see everything.
@@ -127,6 +159,17 @@ API = [
     ("post", "/api/tenants/{slug}/keys/{key}/rotate/", {"grace_seconds": 60},
      {"anonymous": 401, "outsider": 404, "compliance_officer": 404, "viewer": 403,
       "developer": 403, "default": 200}),
+    ("get", "/api/tenants/{slug}/budgets/", None, READ_API),
+    ("post", "/api/tenants/{slug}/budgets/",
+     {"name": "From the API", "unit": "tokens", "amount": "5000", "action": "block"},
+     {**ADMIN_API, "default": 201}),
+    ("get", "/api/tenants/{slug}/budgets/{budget}/", None, READ_API),
+    ("patch", "/api/tenants/{slug}/budgets/{budget}/", {"amount": "50.00"}, ADMIN_API),
+    ("delete", "/api/tenants/{slug}/budgets/{budget}/", None, {**ADMIN_API, "default": 204}),
+    ("get", "/api/tenants/{slug}/budget-alerts/", None, READ_API),
+    ("get", "/api/tenants/{slug}/statements/", None, ADMIN_API),
+    ("get", "/api/tenants/{slug}/statements/{month}/", None, ADMIN_API),
+    ("get", "/api/tenants/{slug}/statements/{month}.csv", None, ADMIN_API),
     ("delete", "/api/tenants/{slug}/invitations/{invitation}/", None,
      {"anonymous": 401, "outsider": 404, "compliance_officer": 404, "viewer": 403,
       "developer": 403, "default": 204}),
@@ -168,10 +211,16 @@ def world(request, tenant, tenant_admin, developer, viewer, outsider, msp_admin,
         catalog_services.model_set_entitlements(actor=msp_admin, model=model,
                                                 all_tenants=False, tenants=[tenant])
         version = gate.version_create(actor=msp_admin, model=model, version="1.0")
+        budget = budgets.budget_create(actor=msp_admin, tenant=tenant, name="Monthly",
+                                       amount=Decimal("100"), currency="EUR")
+    webhook = WebhookEndpoint.objects.create(tenant=tenant, name="Finance",
+                                             url="https://hooks.example.org/budget",
+                                             secret_encrypted=crypto.encrypt("whsec_test"))
     people = {name: (None if name == "anonymous" else request.getfixturevalue(name))
               for name in PEOPLE}
     return {"tenant": tenant, "member": target, "invitation": invitation, "key": key,
-            "model": model, "version": version, "people": people}
+            "budget": budget, "webhook": webhook, "model": model, "version": version,
+            "people": people}
 
 
 def _expected(rule: dict, person: str):
@@ -181,7 +230,9 @@ def _expected(rule: dict, person: str):
 def _url(template: str, world: dict) -> str:
     return template.format(slug=world["tenant"].slug, member=world["member"].pk,
                            invitation=world["invitation"].pk, key=world["key"].pk,
-                           model=world["model"].slug, version=world["version"].version)
+                           model=world["model"].slug, version=world["version"].version,
+                           budget=world["budget"].pk, webhook=world["webhook"].pk,
+                           month=f"{datetime.now(UTC):%Y-%m}")
 
 
 def _call(client, method, url, body, *, json_body: bool):

@@ -71,6 +71,7 @@ class Command(BaseCommand):
                         services.membership_create(actor=ACTOR, tenant=tenants[slug], user=user,
                                                    role=role)
             self._catalog(tenants)
+            self._budget(tenants["acme"])
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write(self.logins())
 
@@ -92,6 +93,16 @@ class Command(BaseCommand):
                                                tenants=[tenants[s] for s in entitled])
             catalog.price_set(actor=ACTOR, model=model, input_per_million=Decimal(price[0]),
                               output_per_million=Decimal(price[1]), currency="EUR")
+
+    @staticmethod
+    def _budget(tenant: Tenant) -> None:
+        from billing import budgets  # the demo spans apps; tenants itself never needs billing
+        from billing.budget_models import Budget
+
+        if not Budget.objects.filter(tenant=tenant).exists():
+            budgets.budget_create(actor=ACTOR, tenant=tenant, name="Monthly spend",
+                                  amount=Decimal("250.00"), currency=tenant.budget_currency,
+                                  thresholds=[50, 80, 100], action="notify")
 
     def _tenant(self, spec: dict) -> Tenant:
         return Tenant.objects.filter(slug=spec["slug"]).first() or services.tenant_create(

@@ -1,0 +1,139 @@
+"""REST endpoints for budgets, budget alerts and statements, tenant-scoped like the keys API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.http import Http404, HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing import budget_selectors as selectors
+from billing import budgets, statements
+from billing.budget_serializers import (
+    BudgetAlertSerializer,
+    BudgetInputSerializer,
+    BudgetOutputSerializer,
+    StatementDetailSerializer,
+    StatementSerializer,
+)
+from billing.budgets import budget_consumption, month_start
+from models_catalog.selectors import model_list_for_tenant
+from portal.api import ApplicationError
+from tenants.api import tenant_for_api
+from tenants.permissions import TenantPerm
+
+
+def _row(budget) -> dict:
+    return {"budget": budget, **budget_consumption(budget)}
+
+
+def _values(tenant, data: dict) -> dict:
+    values = dict(data)
+    slug = values.pop("model", None)
+    values["model"] = None
+    if slug:
+        values["model"] = model_list_for_tenant(tenant=tenant).filter(slug=slug).first()
+        if values["model"] is None:
+            raise ApplicationError("Unknown model.", field_errors={
+                "model": [f"“{slug}” is not a model this tenant may use."]})
+    values["currency"] = (values.get("currency") or "").upper()
+    return values
+
+
+class BudgetListApi(APIView):
+    @extend_schema(responses=BudgetOutputSerializer(many=True), operation_id="budgets_list")
+    def get(self, request: Request, slug: str) -> Response:
+        tenant = tenant_for_api(request, slug, TenantPerm.BUDGETS_VIEW)
+        return Response(BudgetOutputSerializer(selectors.budget_rows(tenant=tenant),
+                                               many=True).data)
+
+    @extend_schema(request=BudgetInputSerializer, responses={201: BudgetOutputSerializer})
+    def post(self, request: Request, slug: str) -> Response:
+        tenant = tenant_for_api(request, slug, TenantPerm.BUDGETS_MANAGE)
+        data = BudgetInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        budget = budgets.budget_create(actor=request.user, tenant=tenant,
+                                       **_values(tenant, data.validated_data))
+        return Response(BudgetOutputSerializer(_row(budget)).data,
+                        status=status.HTTP_201_CREATED)
+
+
+class BudgetDetailApi(APIView):
+    @extend_schema(responses=BudgetOutputSerializer)
+    def get(self, request: Request, slug: str, pk: int) -> Response:
+        tenant = tenant_for_api(request, slug, TenantPerm.BUDGETS_VIEW)
+        return Response(BudgetOutputSerializer(_row(selectors.budget_get(tenant=tenant,
+                                                                         pk=pk))).data)
+
+    @extend_schema(request=BudgetInputSerializer(partial=True), responses=BudgetOutputSerializer)
+    def patch(self, request: Request, slug: str, pk: int) -> Response:
+        tenant = tenant_for_api(request, slug, TenantPerm.BUDGETS_VIEW)
+        budget = selectors.budget_get(tenant=tenant, pk=pk)
+        tenant_for_api(request, slug, TenantPerm.BUDGETS_MANAGE)
+        data = BudgetInputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        if "model" in values:
+            values = {**values, **{"model": _values(tenant, {"model": values["model"]})["model"]}}
+        if "currency" in values:
+            values["currency"] = values["currency"].upper()
+        budget = budgets.budget_update(actor=request.user, budget=budget, **values)
+        return Response(BudgetOutputSerializer(_row(budget)).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, slug: str, pk: int) -> Response:
+        tenant = tenant_for_api(request, slug, TenantPerm.BUDGETS_VIEW)
+        budget = selectors.budget_get(tenant=tenant, pk=pk)
+        tenant_for_api(request, slug, TenantPerm.BUDGETS_MANAGE)
+        budgets.budget_delete(actor=request.user, budget=budget)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class BudgetAlertListApi(APIView):
+    @extend_schema(responses=BudgetAlertSerializer(many=True))
+    def get(self, request: Request, slug: str) -> Response:
+        tenant = tenant_for_api(request, slug, TenantPerm.BUDGETS_VIEW)
+        return Response(BudgetAlertSerializer(selectors.alert_list(tenant=tenant)[:500],
+                                              many=True).data)
+
+
+def _month(value: str):
+    try:
+        month = datetime.strptime(value, "%Y-%m").replace(tzinfo=UTC).date()
+    except ValueError:
+        raise Http404("No such month.") from None
+    if month > month_start(datetime.now(UTC).date()):
+        raise Http404("No statement for a future month.")
+    return month
+
+
+class StatementListApi(APIView):
+    @extend_schema(responses=StatementSerializer(many=True), operation_id="statements_list")
+    def get(self, request: Request, slug: str) -> Response:
+        tenant = tenant_for_api(request, slug, TenantPerm.STATEMENTS_VIEW)
+        return Response(StatementSerializer(statements.statement_list(tenant=tenant),
+                                            many=True).data)
+
+
+class StatementDetailApi(APIView):
+    @extend_schema(responses=StatementDetailSerializer)
+    def get(self, request: Request, slug: str, month: str) -> Response:
+        tenant = tenant_for_api(request, slug, TenantPerm.STATEMENTS_VIEW)
+        data = statements.statement_get(tenant=tenant, period_start=_month(month))
+        return Response(StatementDetailSerializer(data).data)
+
+
+class StatementCsvApi(APIView):
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    def get(self, request: Request, slug: str, month: str) -> HttpResponse:
+        tenant = tenant_for_api(request, slug, TenantPerm.STATEMENTS_VIEW)
+        data = statements.statement_get(tenant=tenant, period_start=_month(month))
+        response = HttpResponse(statements.statement_csv(data), content_type="text/csv")
+        response["Content-Disposition"] = (f'attachment; filename="statement-{tenant.slug}-'
+                                           f'{month}.csv"')
+        return response

@@ -1,0 +1,19 @@
+from django.urls import path, re_path
+
+from billing import budget_api as api
+
+_MONTH = r"(?P<month>\d{4}-\d{2})"
+
+urlpatterns = [
+    path("tenants/<slug:slug>/budgets/", api.BudgetListApi.as_view(), name="api-budgets"),
+    path("tenants/<slug:slug>/budgets/<int:pk>/", api.BudgetDetailApi.as_view(),
+         name="api-budget"),
+    path("tenants/<slug:slug>/budget-alerts/", api.BudgetAlertListApi.as_view(),
+         name="api-budget-alerts"),
+    path("tenants/<slug:slug>/statements/", api.StatementListApi.as_view(),
+         name="api-statements"),
+    re_path(rf"^tenants/(?P<slug>[-a-z0-9]+)/statements/{_MONTH}/$",
+            api.StatementDetailApi.as_view(), name="api-statement"),
+    re_path(rf"^tenants/(?P<slug>[-a-z0-9]+)/statements/{_MONTH}\.csv$",
+            api.StatementCsvApi.as_view(), name="api-statement-csv"),
+]

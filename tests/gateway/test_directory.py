@@ -1,0 +1,54 @@
+"""The gateway's key cache: requests that miss together share one database lookup, and a
+lookup that raced a configuration reload is not kept."""
+
+import asyncio
+
+import pytest
+
+from gateway import directory as directory_module
+from gateway import services
+from gateway.directory import Directory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def counted_loads(monkeypatch):
+    calls = []
+    real = directory_module._load_key
+
+    def counting(prefix):
+        calls.append(prefix)
+        return real(prefix)
+
+    monkeypatch.setattr(directory_module, "_load_key", counting)
+    return calls
+
+
+def test_concurrent_misses_share_one_lookup(tenant, tenant_admin, counted_loads):
+    key, _ = services.apikey_create(actor=tenant_admin, tenant=tenant, name="ci")
+    cache = Directory(ttl=60)
+
+    async def many():
+        return await asyncio.gather(*(cache.key(key.prefix) for _ in range(20)))
+
+    found = asyncio.run(many())
+    assert {info.id for info in found} == {key.pk}
+    assert counted_loads == [key.prefix]
+    asyncio.run(cache.key(key.prefix))
+    assert len(counted_loads) == 1  # served from the cache now
+
+
+def test_a_lookup_that_raced_a_reload_is_not_cached(tenant, tenant_admin, counted_loads):
+    key, _ = services.apikey_create(actor=tenant_admin, tenant=tenant, name="ci")
+    cache = Directory(ttl=60)
+
+    async def race():
+        lookup = asyncio.ensure_future(cache.key(key.prefix))
+        await asyncio.sleep(0)  # the lookup has started
+        cache._generation += 1  # what a reload does when a key was revoked meanwhile
+        return await lookup
+
+    assert asyncio.run(race()).id == key.pk
+    asyncio.run(cache.key(key.prefix))
+    assert len(counted_loads) == 2  # the raced result was not kept

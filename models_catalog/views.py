@@ -36,8 +36,6 @@ from tenants import permissions
 from tenants.access import platform_view, tenant_view
 from tenants.permissions import PlatformPerm, TenantPerm
 
-WORKING_STATUSES = (VersionStatus.UPLOADING, VersionStatus.QUARANTINED, VersionStatus.SCANNING)
-
 
 def _partial(request: HttpRequest) -> bool:
     return bool(request.htmx and not request.htmx.boosted)
@@ -185,8 +183,7 @@ def model_lifecycle(request: HttpRequest, model_slug: str) -> HttpResponse:
 @platform_view(PlatformPerm.MODELS_MANAGE)
 def model_card(request: HttpRequest, model_slug: str) -> HttpResponse:
     model = _managed_model(request, model_slug)
-    form = ModelCardForm(request.POST, instance=selectors.model_get_for_user(
-        user=request.user, tenant=None, slug=model_slug))
+    form = ModelCardForm(request.POST, instance=_managed_model(request, model_slug))
     if form.is_valid():
         try:
             gate.model_update_card(actor=request.user, model=model, **form.cleaned_data)
@@ -242,7 +239,6 @@ def _version_context(request: HttpRequest, version: ModelVersion, **extra) -> di
         "is_uploader": request.user.pk in (version.uploaded_by_id, version.submitted_by_id),
         "registry_configured": registry_configured(),
         "verification": version_verify(version) if version.signature else None,
-        "working": version.status in WORKING_STATUSES and not version.work_error,
         "show_progress": not version.work_error and (
             version.status in (VersionStatus.QUARANTINED, VersionStatus.SCANNING)
             or (upload is not None and upload.status == "received")),
@@ -290,8 +286,8 @@ def version_progress(request: HttpRequest, model_slug: str, version: str) -> Htt
     return response
 
 
-def _version_action(request: HttpRequest, mv: ModelVersion, action, success: str,
-                    **form_errors) -> HttpResponse:
+def _version_action(request: HttpRequest, mv: ModelVersion, action,
+                    success: str) -> HttpResponse:
     try:
         action()
     except (ApplicationError, ValidationError) as exc:

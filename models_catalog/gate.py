@@ -405,7 +405,9 @@ def _fetch_layers(version: ModelVersion, workdir: Path) -> list[tuple[oci.Descri
     """Download every layer of the pinned manifest to `workdir`, each digest-verified."""
     client = oci.registry_client()
     manifest = client.manifest_get(version.landing_repository, version.manifest_digest)
-    _config, layers = manifest.image_blobs()
+    config, layers = manifest.image_blobs()
+    for _chunk in client.blob_chunks(version.landing_repository, config):
+        pass  # the config blob is verified too, though only the layers are scanned
     total = sum(layer.size for layer in layers)
     fetched = 0
     paths = []

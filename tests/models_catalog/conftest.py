@@ -31,7 +31,8 @@ def models_layer(files: dict[str, bytes]) -> bytes:
 
 def push_image(client: oci.RegistryClient, repository: str, tag: str,
                files: dict[str, bytes]) -> str:
-    """Push a one-layer image straight to the registry (as `skopeo copy` would)."""
+    """Push a one-layer image straight to the registry (as `skopeo copy` would). Blobs are
+    shared by content across repositories: tests that tamper with one use unique files."""
     layer = models_layer(files)
     config = client.blob_put(repository, json.dumps(
         {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers",

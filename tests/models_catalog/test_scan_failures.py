@@ -23,7 +23,7 @@ def quarantined(registry_client, msp_admin):
                                   name="Scan", task="chat")
     version = gate.version_create(actor=msp_admin, model=model, version="1.0")
     push_image(registry_client, f"landing/{model.slug}", "1.0",
-               {"config.json": b"{}", "model.safetensors": b"weights"})
+               {"config.json": b"{}", "model.safetensors": uuid.uuid4().bytes})
     gate.version_register_reference(actor=msp_admin, version=version,
                                     repository=f"landing/{model.slug}", reference="1.0")
     assert version.status == VersionStatus.QUARANTINED
@@ -83,3 +83,14 @@ def test_the_version_page_shows_a_failed_step_and_its_retry(client, quarantined,
     progress = client.get(f"/catalog/{quarantined.model.slug}/v/1.0/progress/?status=scanning",
                           HTTP_HX_REQUEST="true")
     assert progress["HX-Refresh"] == "true"
+
+
+def test_a_tampered_config_blob_rejects_the_version_too(quarantined, oci_registry):
+    manifest = oci.registry_client().manifest_get(quarantined.landing_repository,
+                                                  quarantined.manifest_digest)
+    config = manifest.image_blobs()[0]
+    hexdigest = config.digest.split(":", 1)[1]
+    (oci_registry.storage / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest
+     / "data").write_bytes(b'{"architecture":"arm64","os":"linux"}')
+    version = gate.version_scan(version_id=quarantined.pk)
+    assert version.status == VersionStatus.REJECTED and config.digest in version.status_reason

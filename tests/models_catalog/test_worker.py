@@ -26,7 +26,7 @@ def test_worker_scans_a_referenced_image_and_rejects_a_tampered_blob(
                                   name="Worker", task="chat")
     version = gate.version_create(actor=msp_admin, model=model, version="1.0")
     digest = push_image(registry_client, f"landing/{model.slug}", "1.0",
-                        {"config.json": b"{}", "model.safetensors": b"weights"})
+                        {"config.json": b"{}", "model.safetensors": uuid.uuid4().bytes})
     layer = registry_client.manifest_get(f"landing/{model.slug}", digest).image_blobs()[1][0]
     hexdigest = layer.digest.split(":", 1)[1]
     (oci_registry.storage / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
 from django.core.validators import MinValueValidator, RegexValidator
@@ -155,8 +156,19 @@ class ModelVersion(models.Model):
     signature_artifact_digest = models.CharField(max_length=71, blank=True)
     signed_at = models.DateTimeField(null=True, blank=True)
 
+    # Background work (push, scan) reports here; beat takes over work that stopped reporting.
+    progress_at = models.DateTimeField(null=True, blank=True)
+    scan_attempts = models.PositiveSmallIntegerField(default=0)
+    # Set when a background step failed for reasons outside the image (registry down):
+    # the version keeps its status and the MSP admin may retry.
+    work_error = models.TextField(blank=True)
+
     uploaded_by = models.ForeignKey("tenants.User", null=True, blank=True,
                                     on_delete=models.SET_NULL, related_name="+")
+    submitted_by = models.ForeignKey("tenants.User", null=True, blank=True,
+                                     on_delete=models.SET_NULL, related_name="+")
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    submit_note = models.TextField(blank=True, help_text="Why suspicious findings are acceptable")
     approved_by = models.ForeignKey("tenants.User", null=True, blank=True,
                                     on_delete=models.SET_NULL, related_name="+")
     approved_at = models.DateTimeField(null=True, blank=True)
@@ -171,6 +183,12 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.slug}:{self.version}"
+
+    @property
+    def display_status(self) -> str:
+        if self.status == VersionStatus.AWAITING_APPROVAL and not self.submitted_at:
+            return "Findings to review"
+        return self.get_status_display()
 
     @property
     def is_deployable(self) -> bool:
@@ -198,3 +216,31 @@ class ModelFile(models.Model):
 
     def __str__(self) -> str:
         return self.path
+
+
+class UploadStatus(models.TextChoices):
+    RECEIVING = "receiving", "Receiving"
+    RECEIVED = "received", "Received"
+    PUSHED = "pushed", "Pushed to landing"
+    FAILED = "failed", "Failed"
+
+
+class UploadSession(models.Model):
+    """A resumable browser upload of one ModelCar archive, appended chunk by chunk to a file
+    under MODEL_UPLOAD_DIR; the browser asks for `received_bytes` to resume."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    version = models.OneToOneField(ModelVersion, on_delete=models.CASCADE,
+                                   related_name="upload")
+    filename = models.CharField(max_length=255)
+    size_bytes = models.BigIntegerField()
+    received_bytes = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=UploadStatus.choices,
+                              default=UploadStatus.RECEIVING)
+    created_by = models.ForeignKey("tenants.User", null=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.received_bytes}/{self.size_bytes})"

@@ -15,9 +15,10 @@ from portal.gateway_config import bump_gateway_config
 @transaction.atomic
 def model_create(*, actor, slug: str, name: str, task: str, provider: str = "",
                  description: str = "", context_length: int | None = None,
-                 available_to_all_tenants: bool = True) -> Model:
+                 available_to_all_tenants: bool = True, model_card: str = "",
+                 license: str = "") -> Model:  # noqa: A002 — the field's name
     model = Model(slug=slug, name=name, task=task, provider=provider, description=description,
-                  context_length=context_length,
+                  context_length=context_length, model_card=model_card, license=license,
                   available_to_all_tenants=available_to_all_tenants)
     model.full_clean()
     model.save()

@@ -95,3 +95,44 @@ def version_verify(version: ModelVersion, *, public_key=None) -> Verification:
         return Verification(False, "scan verdict differs from the signed one")
     return Verification(True, f"signed by key {statement.get('key_id')} for "
                               f"{statement.get('approver')} at {statement.get('signed_at')}")
+
+
+def version_verify_registry(version: ModelVersion, client=None) -> Verification:
+    """`version_verify`, plus: the trusted repository serves exactly the signed digest, and the
+    approval artifact attached to it carries this very statement and signature."""
+    from models_catalog import registry as oci
+    from models_catalog.gate import APPROVAL_ARTIFACT_TYPE
+
+    offline = version_verify(version)
+    if not offline:
+        return offline
+    try:
+        client = client or oci.registry_client()
+        manifest = client.manifest_get(version.trusted_repository, version.manifest_digest)
+        referrers = client.referrers(version.trusted_repository, manifest.digest,
+                                     APPROVAL_ARTIFACT_TYPE)
+        if not referrers:
+            return Verification(False, "no approval signature is attached to the image in "
+                                       f"{version.trusted_repository}")
+        for descriptor in referrers:
+            artifact = client.manifest_get(version.trusted_repository, descriptor.digest)
+            if artifact.data.get("subject", {}).get("digest") != version.manifest_digest:
+                continue
+            for layer in artifact.data.get("layers") or []:
+                payload = b"".join(client.blob_chunks(version.trusted_repository,
+                                                      oci.Descriptor.from_json(layer)))
+                attached = json.loads(payload)
+                if (canonical(attached.get("statement") or {}).decode()
+                        == version.signed_statement
+                        and attached.get("signature") == version.signature):
+                    return Verification(True, f"{offline.reason}; image "
+                                              f"{version.trusted_repository}@"
+                                              f"{version.manifest_digest} and its signature "
+                                              f"artifact {descriptor.digest} are in the registry")
+        return Verification(False, "the signature attached in the registry differs from the "
+                                   "signed statement")
+    except oci.RegistryNotFound:
+        return Verification(False, f"the image {version.trusted_repository}@"
+                                   f"{version.manifest_digest} is not in the trusted registry")
+    except (oci.RegistryError, ValueError) as exc:
+        return Verification(False, f"the registry could not be checked: {exc}")

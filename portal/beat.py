@@ -12,6 +12,11 @@ def build_schedule(*, checkpoint_interval_minutes: int) -> dict:
             "schedule": 2.0,
             "options": {"expires": 10},
         },
+        "models-recover-stale-work": {
+            "task": "models_catalog.tasks.recover_stale_work",
+            "schedule": timedelta(minutes=5),
+            "options": {"expires": 240},
+        },
         "billing-budgets-reconcile": {
             "task": "billing.budget_tasks.budgets_reconcile",
             "schedule": 60.0,

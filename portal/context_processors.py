@@ -37,6 +37,8 @@ def navigation(request: HttpRequest) -> dict:
     platform: list[NavItem] = []
     if permissions.has_platform_perm(user, PlatformPerm.TENANTS_MANAGE):
         platform.append(NavItem("Tenants", reverse("tenants:list"), "building"))
+    if permissions.has_platform_perm(user, PlatformPerm.MODELS_VIEW):
+        platform.append(NavItem("Model catalog", reverse("models_catalog:catalog"), "cube"))
     if permissions.has_platform_perm(user, PlatformPerm.AUDIT_VIEW):
         platform.append(NavItem("Audit", reverse("audit:list"), "shield"))
         platform.append(NavItem("Checkpoints", reverse("compliance:checkpoints"), "key"))
@@ -53,6 +55,8 @@ def navigation(request: HttpRequest) -> dict:
     if current is not None and permissions.has_tenant_perm(user, current, TenantPerm.TENANT_VIEW):
         tenant_nav.append(NavItem("Overview", reverse("tenants:overview", args=[current.slug]),
                                   "home"))
+        tenant_nav.append(NavItem("Models", reverse("models_catalog:tenant_catalog",
+                                                    args=[current.slug]), "cube"))
         if permissions.has_tenant_perm(user, current, TenantPerm.PLAYGROUND_USE):
             tenant_nav.append(NavItem("Playground",
                                       reverse("gateway:playground", args=[current.slug]), "chat"))

@@ -429,6 +429,39 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# --- Model catalog: OCI registry, uploads, scans -----------------------------------------
+
+# Any OCI distribution registry (Quay, Harbor, CNCF distribution). Empty: the catalog works,
+# but the upload wizard says the registry is not configured.
+REGISTRY_URL = os.environ.get("REGISTRY_URL", "").rstrip("/")
+if REGISTRY_URL and not REGISTRY_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"REGISTRY_URL={REGISTRY_URL!r} must start with https:// "
+                               "(or http:// for a registry on loopback).")
+REGISTRY_USERNAME = os.environ.get("REGISTRY_USERNAME", "")
+REGISTRY_PASSWORD = env_secret("REGISTRY_PASSWORD", "")
+# Uploads land (quarantined) under this namespace; approved images are copied by digest to
+# the trusted one, which is what clusters pull from.
+REGISTRY_LANDING_NAMESPACE = os.environ.get("REGISTRY_LANDING_NAMESPACE", "landing").strip("/")
+REGISTRY_TRUSTED_NAMESPACE = os.environ.get("REGISTRY_TRUSTED_NAMESPACE", "trusted").strip("/")
+if REGISTRY_LANDING_NAMESPACE == REGISTRY_TRUSTED_NAMESPACE:
+    raise ImproperlyConfigured("REGISTRY_LANDING_NAMESPACE and REGISTRY_TRUSTED_NAMESPACE must "
+                               "differ: quarantined images never share a namespace with "
+                               "trusted ones.")
+REGISTRY_TLS_VERIFY = env_bool("REGISTRY_TLS_VERIFY", True)
+REGISTRY_CA_BUNDLE = os.environ.get("REGISTRY_CA_BUNDLE", "")
+if REGISTRY_CA_BUNDLE and not Path(REGISTRY_CA_BUNDLE).is_file():
+    raise ImproperlyConfigured(f"REGISTRY_CA_BUNDLE={REGISTRY_CA_BUNDLE!r} is not a file.")
+REGISTRY_TIMEOUT_SECONDS = env_int("REGISTRY_TIMEOUT_SECONDS", 60, minimum=1)
+
+# Browser uploads of ModelCar archives are appended chunk by chunk to files here.
+MODEL_UPLOAD_DIR = Path(os.environ.get("MODEL_UPLOAD_DIR", VAR_DIR / "uploads"))
+MODEL_UPLOAD_MAX_BYTES = env_int("MODEL_UPLOAD_MAX_BYTES", 100 * 1024**3, minimum=1)
+MODEL_UPLOAD_CHUNK_BYTES = env_int("MODEL_UPLOAD_CHUNK_BYTES", 8 * 1024**2, minimum=64 * 1024)
+# Scratch space for scans (layers are downloaded and extracted here, then removed).
+MODEL_SCAN_WORKDIR = Path(os.environ.get("MODEL_SCAN_WORKDIR", VAR_DIR / "scans"))
+# A scan or push whose worker has not reported progress for this long is taken over by beat.
+MODEL_SCAN_STALE_MINUTES = env_int("MODEL_SCAN_STALE_MINUTES", 30, minimum=1)
+
 # --- Audit: signing key, checkpoints, reports, retention --------------------------------
 
 # The platform's Ed25519 private key (PEM), kept outside the database: it signs audit

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure the services the test suite talks to are up: PostgreSQL, Redis and Chromium,
+# Make sure the services the test suite talks to are up: PostgreSQL, Redis, Chromium and
+# Debian's docker-registry (started per test session),
 # and the Node.js test OpenID Provider (tests/oidc) is installed from its lock file.
 # Uses what is running; installs missing pieces from Debian's packages and starts them.
 source "$(dirname "$0")/_common.sh"
@@ -36,6 +37,9 @@ port_open "$PG_HOST" "$PG_PORT" || die "PostgreSQL is not answering on $PG_HOST:
 port_open 127.0.0.1 "$REDIS_PORT" || start_redis
 port_open 127.0.0.1 "$REDIS_PORT" || die "Redis is not answering on 127.0.0.1:$REDIS_PORT."
 command -v chromium >/dev/null || apt_install chromium
+# The model catalog's tests push and pull ModelCar images to a private registry on loopback
+# (CNCF distribution 2.8; each test session starts its own instance with tmp storage).
+command -v docker-registry >/dev/null || apt_install docker-registry
 
 ensure_test_openid_provider() {
   command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
@@ -49,4 +53,4 @@ ensure_test_openid_provider() {
   fi
 }
 ensure_test_openid_provider
-say "PostgreSQL, Redis, Chromium and the test OpenID Provider are ready"
+say "PostgreSQL, Redis, Chromium, the OCI registry and the test OpenID Provider are ready"

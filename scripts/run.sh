@@ -43,6 +43,37 @@ else
   BROKER_NOTE="Redis (REDIS_URL)"
 fi
 
+# The model catalog's supply-chain gate needs an OCI registry. Without REGISTRY_URL, start a
+# private one (Debian's docker-registry) on loopback with its storage under var/registry;
+# without either, the catalog works but the upload wizard explains that none is configured.
+if [ -z "${REGISTRY_URL:-}" ] && ! grep -qs '^REGISTRY_URL=.' .env; then
+  if command -v docker-registry >/dev/null; then
+    REGISTRY_PORT="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    mkdir -p var/registry/storage
+    cat > var/registry/config.yml <<YAML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $ROOT/var/registry/storage
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$REGISTRY_PORT
+YAML
+    docker-registry serve var/registry/config.yml > var/registry.log 2>&1 &
+    pids+=($!)
+    export REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT"
+    for _ in $(seq 1 20); do port_open 127.0.0.1 "$REGISTRY_PORT" && break; sleep 0.2; done
+    REGISTRY_NOTE="private registry at $REGISTRY_URL (storage in var/registry)"
+  else
+    REGISTRY_NOTE="none — model uploads need one: apt-get install docker-registry, or set REGISTRY_URL"
+  fi
+else
+  REGISTRY_NOTE="${REGISTRY_URL:-from .env}"
+fi
+
 PORT="${PORT:-8000}"
 HOST="${HOST:-127.0.0.1}"
 export PORTAL_BASE_URL="${PORTAL_BASE_URL:-http://$HOST:$PORT}"
@@ -68,6 +99,7 @@ cat <<MSG
   Sovereign Model Portal is running at  http://$HOST:$PORT
   OpenAI-compatible API (gateway):       http://$HOST:$PORT/v1
   Database: $("$PY" -c 'from django.conf import settings; import django, os; os.environ.setdefault("DJANGO_SETTINGS_MODULE","portal.settings"); django.setup(); print(settings.DATABASES["default"]["ENGINE"].rsplit(".",1)[-1])')   Broker: $BROKER_NOTE
+  OCI registry: $REGISTRY_NOTE
   Worker and beat logs: var/celery-worker.log, var/celery-beat.log
   E-mails (invitations, verification) are printed in the worker log unless EMAIL_URL is set.
 ${REDIS_URL:+  manage.py commands in another shell (endpoint_register, apikey_create, …) reach the

@@ -20,6 +20,8 @@ class PlatformPerm(StrEnum):
     AUDIT_CHECKPOINT = "audit.checkpoint"
     REPORTS_VIEW = "reports.view"
     REPORTS_GENERATE = "reports.generate"
+    MODELS_VIEW = "models.view"  # every model and version, in every status
+    MODELS_MANAGE = "models.manage"  # upload, approve, entitlements, prices, lifecycle
     STATEMENTS_CLOSE = "statements.close"
     USAGE_VIEW = "usage.view"  # usage across every tenant
 
@@ -49,6 +51,9 @@ PLATFORM_GRANTS: dict[PlatformPerm, frozenset[str]] = {
     PlatformPerm.REPORTS_VIEW: frozenset({PlatformRole.MSP_ADMIN, PlatformRole.COMPLIANCE_OFFICER}),
     PlatformPerm.REPORTS_GENERATE: frozenset({PlatformRole.MSP_ADMIN,
                                               PlatformRole.COMPLIANCE_OFFICER}),
+    PlatformPerm.MODELS_VIEW: frozenset({PlatformRole.MSP_ADMIN,
+                                         PlatformRole.COMPLIANCE_OFFICER}),
+    PlatformPerm.MODELS_MANAGE: frozenset({PlatformRole.MSP_ADMIN}),
     PlatformPerm.STATEMENTS_CLOSE: frozenset({PlatformRole.MSP_ADMIN}),
     PlatformPerm.USAGE_VIEW: frozenset({PlatformRole.MSP_ADMIN}),
 }

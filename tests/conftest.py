@@ -12,7 +12,8 @@ from tests.factories import (
     make_msp_admin,
 )
 
-pytest_plugins = ["tests.support.gateway_fixtures", "tests.support.browser"]
+pytest_plugins = ["tests.support.gateway_fixtures", "tests.support.browser",
+                  "tests.support.registry"]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,6 +2,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from audit.models import AuditEvent
+from models_catalog.models import Model, ModelVersion
 from tenants.models import Membership, PlatformRoleGrant, Tenant, User
 
 pytestmark = pytest.mark.django_db
@@ -12,7 +13,10 @@ def test_seed_demo_is_idempotent_and_audited(settings, capsys):
     call_command("seed_demo")
     counts = (User.objects.count(), Tenant.objects.count(), Membership.objects.count(),
               PlatformRoleGrant.objects.count(), AuditEvent.objects.count())
-    assert counts[:4] == (7, 2, 6, 2)
+    assert counts[:4] == (8, 2, 6, 3)  # two MSP admins: model approval needs four eyes
+    # Demo catalog entries, with cards and prices but no versions (those pass the real gate).
+    assert set(Model.objects.values_list("slug", flat=True)) == {"mistral-7b-instruct", "bge-m3"}
+    assert not ModelVersion.objects.exists()
     call_command("seed_demo")
     assert (User.objects.count(), Tenant.objects.count(), Membership.objects.count(),
             PlatformRoleGrant.objects.count(), AuditEvent.objects.count()) == counts

@@ -15,6 +15,8 @@ from django.urls import reverse
 from billing import budgets
 from billing.budget_models import WebhookEndpoint
 from gateway import services as gateway_services
+from models_catalog import gate
+from models_catalog import services as catalog_services
 from portal import crypto
 from tenants.models import Invitation, Membership, TenantRole
 from tests.factories import MembershipFactory, UserFactory
@@ -99,6 +101,28 @@ PAGES = [
      {"anonymous": "login", "msp_admin": 302, "default": 403}),
     ("get", "/audit/", None,
      {"anonymous": "login", "msp_admin": 200, "compliance_officer": 200, "default": 403}),
+    # Model catalog: tenants browse entitled models; the operator's staff see everything.
+    ("get", "/t/{slug}/models/", None,
+     {"anonymous": "login", "outsider": 404, "compliance_officer": 404, "default": 200}),
+    ("get", "/t/{slug}/models/{model}/", None,
+     {"anonymous": "login", "outsider": 404, "compliance_officer": 404, "default": 200}),
+    ("get", "/catalog/", None,
+     {"anonymous": "login", "msp_admin": 200, "compliance_officer": 200, "default": 403}),
+    ("get", "/catalog/{model}/", None,
+     {"anonymous": "login", "msp_admin": 200, "compliance_officer": 200, "default": 403}),
+    ("get", "/catalog/{model}/v/{version}/", None,
+     {"anonymous": "login", "msp_admin": 200, "compliance_officer": 200, "default": 403}),
+    ("get", "/catalog/upload/", None,
+     {"anonymous": "login", "msp_admin": 200, "default": 403}),
+    ("post", "/catalog/{model}/lifecycle/", {"lifecycle": "deprecated"},
+     {"anonymous": "login", "msp_admin": 302, "default": 403}),
+    ("post", "/catalog/{model}/entitlements/", {"all_tenants": "on"},
+     {"anonymous": "login", "msp_admin": 302, "default": 403}),
+    ("post", "/catalog/{model}/prices/",
+     {"input_per_million": "1", "output_per_million": "2", "currency": "EUR"},
+     {"anonymous": "login", "msp_admin": 302, "default": 403}),
+    ("post", "/catalog/{model}/v/{version}/reject/", {"reason": "not needed"},
+     {"anonymous": "login", "msp_admin": 302, "default": 403}),
 ]
 
 API = [
@@ -158,6 +182,20 @@ API = [
     ("delete", "/api/tenants/{slug}/invitations/{invitation}/", None,
      {"anonymous": 401, "outsider": 404, "compliance_officer": 404, "viewer": 403,
       "developer": 403, "default": 204}),
+    ("get", "/api/tenants/{slug}/models/", None,
+     {"anonymous": 401, "outsider": 404, "compliance_officer": 404, "default": 200}),
+    ("get", "/api/tenants/{slug}/models/{model}/", None,
+     {"anonymous": 401, "outsider": 404, "compliance_officer": 404, "default": 200}),
+    ("get", "/api/models/", None,
+     {"anonymous": 401, "msp_admin": 200, "compliance_officer": 200, "default": 403}),
+    ("post", "/api/models/", {"slug": "new-model", "name": "New", "task": "chat"},
+     {"anonymous": 401, "msp_admin": 201, "default": 403}),
+    ("get", "/api/models/{model}/versions/", None,
+     {"anonymous": 401, "msp_admin": 200, "compliance_officer": 200, "default": 403}),
+    ("post", "/api/models/{model}/versions/{version}/reject/", {"reason": "not needed"},
+     {"anonymous": 401, "msp_admin": 200, "default": 403}),
+    ("put", "/api/models/{model}/entitlements/", {"all_tenants": True},
+     {"anonymous": 401, "msp_admin": 200, "default": 403}),
 ]
 
 
@@ -175,6 +213,13 @@ def world(request, tenant, tenant_admin, developer, viewer, outsider, msp_admin,
         # Owned by the target member: a developer who isn't the owner may not change it.
         key, _token = gateway_services.apikey_create(actor=msp_admin, tenant=tenant,
                                                      name="target's key", owner=target.user)
+        # A model only this tenant may use, with a version in the gate.
+        model = catalog_services.model_create(actor=msp_admin, slug="acme-only",
+                                              name="Acme only", task="chat",
+                                              available_to_all_tenants=False)
+        catalog_services.model_set_entitlements(actor=msp_admin, model=model,
+                                                all_tenants=False, tenants=[tenant])
+        version = gate.version_create(actor=msp_admin, model=model, version="1.0")
         budget = budgets.budget_create(actor=msp_admin, tenant=tenant, name="Monthly",
                                        amount=Decimal("100"), currency="EUR")
     webhook = WebhookEndpoint.objects.create(tenant=tenant, name="Finance",
@@ -183,7 +228,8 @@ def world(request, tenant, tenant_admin, developer, viewer, outsider, msp_admin,
     people = {name: (None if name == "anonymous" else request.getfixturevalue(name))
               for name in PEOPLE}
     return {"tenant": tenant, "member": target, "invitation": invitation, "key": key,
-            "budget": budget, "webhook": webhook, "people": people}
+            "budget": budget, "webhook": webhook, "model": model, "version": version,
+            "people": people}
 
 
 def _expected(rule: dict, person: str):
@@ -193,6 +239,7 @@ def _expected(rule: dict, person: str):
 def _url(template: str, world: dict) -> str:
     return template.format(slug=world["tenant"].slug, member=world["member"].pk,
                            invitation=world["invitation"].pk, key=world["key"].pk,
+                           model=world["model"].slug, version=world["version"].version,
                            budget=world["budget"].pk, webhook=world["webhook"].pk,
                            month=f"{datetime.now(UTC):%Y-%m}")
 

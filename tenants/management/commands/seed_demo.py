@@ -1,13 +1,31 @@
 """Demo people and tenants for trying the portal. Idempotent; refuses to run in production."""
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from models_catalog.models import Model
 from tenants import services
 from tenants.models import Membership, PlatformRole, Tenant, TenantRole, User
 
 DEMO_PASSWORD = "Sovereign-demo-2026"
+
+DEMO_MODELS = [
+    {"slug": "mistral-7b-instruct", "name": "Mistral 7B Instruct", "task": "chat",
+     "provider": "Mistral AI", "license": "Apache-2.0", "context_length": 32768,
+     "description": "General-purpose instruction-following chat model.",
+     "model_card": "# Mistral 7B Instruct\n\nA 7-billion-parameter chat model.\n\n"
+                   "## Intended use\nDrafting, summarising and question answering in "
+                   "European languages.\n\n## Limitations\nNo medical or legal advice.",
+     "price": ("0.20", "0.60"), "tenants": []},
+    {"slug": "bge-m3", "name": "BGE-M3 embeddings", "task": "embeddings", "provider": "BAAI",
+     "license": "MIT", "context_length": 8192,
+     "description": "Multilingual dense embeddings for retrieval.",
+     "model_card": "# BGE-M3\n\nMultilingual embeddings (100+ languages), 1024 dimensions.",
+     "price": ("0.02", "0"), "tenants": ["globex"]},
+]
 ACTOR = "system:seed_demo"
 
 TENANTS = [
@@ -19,6 +37,8 @@ TENANTS = [
 PEOPLE = [
     # email, name, platform role, [(tenant slug, role)]
     ("msp@demo.example", "Mara Schulz", PlatformRole.MSP_ADMIN, []),
+    # A second MSP admin: model versions need a different person to approve them (four-eyes).
+    ("msp2@demo.example", "Noah Keller", PlatformRole.MSP_ADMIN, []),
     ("compliance@demo.example", "Chris Olsen", PlatformRole.COMPLIANCE_OFFICER, []),
     ("admin@acme.example", "Ada Meyer", None, [("acme", TenantRole.TENANT_ADMIN)]),
     ("dev@acme.example", "Dev Patel", None, [("acme", TenantRole.DEVELOPER)]),
@@ -50,14 +70,32 @@ class Command(BaseCommand):
                     if not Membership.objects.filter(tenant=tenants[slug], user=user).exists():
                         services.membership_create(actor=ACTOR, tenant=tenants[slug], user=user,
                                                    role=role)
+            self._catalog(tenants)
             self._budget(tenants["acme"])
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write(self.logins())
 
     @staticmethod
-    def _budget(tenant: Tenant) -> None:
-        from decimal import Decimal
+    def _catalog(tenants: dict[str, Tenant]) -> None:
+        """Catalog entries with cards, prices and entitlements — but no versions: a version
+        exists only once a real ModelCar went through the upload wizard and its gate."""
+        from models_catalog import services as catalog
 
+        for spec in DEMO_MODELS:
+            spec = dict(spec)
+            price, entitled = spec.pop("price"), spec.pop("tenants")
+            if Model.objects.filter(slug=spec["slug"]).exists():
+                continue
+            model = catalog.model_create(actor=ACTOR, available_to_all_tenants=not entitled,
+                                         **spec)
+            if entitled:
+                catalog.model_set_entitlements(actor=ACTOR, model=model, all_tenants=False,
+                                               tenants=[tenants[s] for s in entitled])
+            catalog.price_set(actor=ACTOR, model=model, input_per_million=Decimal(price[0]),
+                              output_per_million=Decimal(price[1]), currency="EUR")
+
+    @staticmethod
+    def _budget(tenant: Tenant) -> None:
         from billing import budgets  # the demo spans apps; tenants itself never needs billing
         from billing.budget_models import Budget
 

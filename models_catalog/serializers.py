@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from rest_framework import serializers
+
+from models_catalog.models import (
+    Model,
+    ModelFile,
+    ModelLifecycle,
+    ModelPrice,
+    ModelTask,
+    ModelVersion,
+    UploadSession,
+    VersionStatus,
+)
+
+
+class ModelOutputSerializer(serializers.ModelSerializer):
+    entitled_tenants = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+
+    class Meta:
+        model = Model
+        fields = ["slug", "name", "task", "description", "model_card", "provider", "license",
+                  "context_length", "lifecycle", "available_to_all_tenants", "entitled_tenants",
+                  "created_at", "updated_at"]
+
+
+class TenantModelOutputSerializer(serializers.ModelSerializer):
+    """What a tenant sees of a model: no entitlement lists of other tenants."""
+
+    class Meta:
+        model = Model
+        fields = ["slug", "name", "task", "description", "model_card", "provider", "license",
+                  "context_length", "lifecycle"]
+
+
+class ModelCreateSerializer(serializers.Serializer):
+    slug = serializers.SlugField(max_length=100)
+    name = serializers.CharField(max_length=200)
+    task = serializers.ChoiceField(choices=ModelTask.choices)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    model_card = serializers.CharField(required=False, allow_blank=True, default="")
+    provider = serializers.CharField(required=False, allow_blank=True, default="",
+                                     max_length=100)
+    license = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+    context_length = serializers.IntegerField(required=False, allow_null=True, min_value=1,
+                                              default=None)
+    available_to_all_tenants = serializers.BooleanField(required=False, default=True)
+
+
+class FileOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelFile
+        fields = ["path", "size_bytes", "sha256", "format"]
+
+
+class VersionOutputSerializer(serializers.ModelSerializer):
+    model = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    uploaded_by = serializers.SlugRelatedField(slug_field="email", read_only=True)
+    submitted_by = serializers.SlugRelatedField(slug_field="email", read_only=True)
+    approved_by = serializers.SlugRelatedField(slug_field="email", read_only=True)
+    files = FileOutputSerializer(many=True, read_only=True)
+    findings = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = ["model", "version", "status", "status_reason", "work_error",
+                  "landing_repository", "trusted_repository", "manifest_digest",
+                  "manifest_media_type", "size_bytes", "base_model", "training_data",
+                  "source_commit", "hyperparameters", "scan_verdict", "scan_progress",
+                  "scanned_at", "findings", "files", "sbom_digest", "signature_key_id",
+                  "signature_artifact_digest", "signed_at", "uploaded_by", "submitted_by",
+                  "submitted_at", "submit_note", "approved_by", "approved_at", "created_at"]
+
+    def get_findings(self, obj) -> list[dict]:
+        return list((obj.scan_report or {}).get("findings") or [])
+
+
+class TenantVersionOutputSerializer(serializers.ModelSerializer):
+    files = FileOutputSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = ["version", "status", "trusted_repository", "manifest_digest", "size_bytes",
+                  "scan_verdict", "files", "sbom_digest", "signature_key_id", "signed_at"]
+
+
+class VersionCreateSerializer(serializers.Serializer):
+    version = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)
+    base_model = serializers.CharField(required=False, allow_blank=True, default="",
+                                       max_length=200)
+    training_data = serializers.CharField(required=False, allow_blank=True, default="",
+                                          max_length=500)
+    source_commit = serializers.CharField(required=False, allow_blank=True, default="",
+                                          max_length=200)
+    hyperparameters = serializers.DictField(required=False, default=dict)
+
+
+class UploadCreateSerializer(serializers.Serializer):
+    filename = serializers.CharField(max_length=255)
+    size_bytes = serializers.IntegerField(min_value=1)
+
+
+class UploadOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = UploadSession
+        fields = ["id", "filename", "size_bytes", "received_bytes", "status", "created_at"]
+
+
+class ReferenceSerializer(serializers.Serializer):
+    repository = serializers.CharField(max_length=255)
+    reference = serializers.CharField(max_length=140, help_text="tag or sha256 digest")
+
+
+class SubmitSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class RejectSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000)
+
+
+class VersionLifecycleSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=[VersionStatus.PUBLISHED, VersionStatus.DEPRECATED,
+                                              VersionStatus.RETIRED])
+
+
+class ModelLifecycleSerializer(serializers.Serializer):
+    lifecycle = serializers.ChoiceField(choices=ModelLifecycle.choices)
+
+
+class EntitlementsSerializer(serializers.Serializer):
+    all_tenants = serializers.BooleanField()
+    tenants = serializers.ListField(child=serializers.SlugField(), required=False, default=list)
+
+
+class PriceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelPrice
+        fields = ["input_per_million", "output_per_million", "currency", "effective_from"]
+
+
+class PriceCreateSerializer(serializers.Serializer):
+    input_per_million = serializers.DecimalField(max_digits=12, decimal_places=6,
+                                                 min_value=Decimal("0"))
+    output_per_million = serializers.DecimalField(max_digits=12, decimal_places=6,
+                                                  min_value=Decimal("0"))
+    currency = serializers.RegexField(r"^[A-Z]{3}$", default="EUR")
+    effective_from = serializers.DateTimeField(required=False, allow_null=True, default=None)

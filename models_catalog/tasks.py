@@ -1,0 +1,26 @@
+"""Thin Celery tasks of the supply-chain gate: ids in, one service call, done.
+
+Each service claims its work with a compare-and-set, so a redelivered or duplicated task is a
+no-op; `recover_stale_work` (beat) takes over work whose worker died.
+"""
+
+from celery import shared_task
+
+from models_catalog import gate
+
+
+@shared_task(acks_late=True)
+def push_upload(version_id: int) -> str | None:
+    version = gate.version_push_upload(version_id=version_id)
+    return version.status if version else None
+
+
+@shared_task(acks_late=True)
+def scan_version(version_id: int) -> str | None:
+    version = gate.version_scan(version_id=version_id)
+    return version.status if version else None
+
+
+@shared_task
+def recover_stale_work() -> dict:
+    return gate.versions_recover_stale()

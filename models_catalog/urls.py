@@ -1,0 +1,37 @@
+from django.urls import path
+
+from models_catalog import views
+
+app_name = "models_catalog"
+
+version = "catalog/<slug:model_slug>/v/<str:version>/"
+
+urlpatterns = [
+    path("t/<slug:tenant_slug>/models/", views.tenant_catalog, name="tenant_catalog"),
+    path("t/<slug:tenant_slug>/models/<slug:model_slug>/", views.tenant_model,
+         name="tenant_model"),
+    path("t/<slug:tenant_slug>/models/<slug:model_slug>/v/<str:version>/sbom/",
+         views.tenant_sbom, name="tenant_sbom"),
+    path("catalog/", views.catalog, name="catalog"),
+    path("catalog/upload/", views.upload_start, name="upload_start"),
+    path("catalog/uploads/<uuid:session_id>/", views.upload_chunk, name="upload_chunk"),
+    path("catalog/uploads/<uuid:session_id>/complete/", views.upload_complete,
+         name="upload_complete"),
+    path("catalog/<slug:model_slug>/", views.model_detail, name="model"),
+    path("catalog/<slug:model_slug>/entitlements/", views.model_entitlements,
+         name="model_entitlements"),
+    path("catalog/<slug:model_slug>/prices/", views.model_price, name="model_price"),
+    path("catalog/<slug:model_slug>/lifecycle/", views.model_lifecycle, name="model_lifecycle"),
+    path("catalog/<slug:model_slug>/card/", views.model_card, name="model_card"),
+    path(version, views.version_detail, name="version"),
+    path(version + "progress/", views.version_progress, name="version_progress"),
+    path(version + "upload/", views.upload_create, name="upload_create"),
+    path(version + "reference/", views.version_reference, name="version_reference"),
+    path(version + "submit/", views.version_submit, name="version_submit"),
+    path(version + "approve/", views.version_approve, name="version_approve"),
+    path(version + "reject/", views.version_reject, name="version_reject"),
+    path(version + "retry/", views.version_retry, name="version_retry"),
+    path(version + "lifecycle/", views.version_lifecycle, name="version_lifecycle"),
+    path(version + "sbom/", views.version_sbom, name="version_sbom"),
+    path(version + "scan-report/", views.version_scan_report, name="version_scan_report"),
+]

@@ -1,0 +1,482 @@
+"""Catalog pages: browse for tenants (entitled models only), the MSP admin's catalog, the
+upload wizard (metadata → image → scan → findings → approval) and model settings."""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from models_catalog import gate, selectors, services
+from models_catalog.forms import (
+    CatalogFilterForm,
+    EntitlementsForm,
+    ModelCardForm,
+    ModelLifecycleForm,
+    PriceForm,
+    ReferenceForm,
+    RejectForm,
+    SubmitForm,
+    UploadMetadataForm,
+    VersionLifecycleForm,
+)
+from models_catalog.models import ModelVersion, UploadSession, VersionStatus
+from models_catalog.registry import referrers_tag, registry_configured
+from models_catalog.signing import version_verify
+from portal.api import ApplicationError
+from portal.forms import add_service_errors, service_error_message
+from tenants import permissions
+from tenants.access import platform_view, tenant_view
+from tenants.permissions import PlatformPerm, TenantPerm
+
+
+def _partial(request: HttpRequest) -> bool:
+    return bool(request.htmx and not request.htmx.boosted)
+
+
+# --- Browsing ------------------------------------------------------------------------------
+
+def _catalog(request: HttpRequest, *, tenant, list_url: str, detail_name: str) -> HttpResponse:
+    form = CatalogFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    models = selectors.model_list_for_user(user=request.user, tenant=tenant,
+                                           q=filters.get("q", ""), task=filters.get("task", ""),
+                                           lifecycle=filters.get("lifecycle", ""))
+    context = {"tenant": tenant, "models": models, "form": form, "list_url": list_url,
+               "detail_name": detail_name, "filtered": any(filters.values()),
+               "can_manage": permissions.has_platform_perm(request.user,
+                                                           PlatformPerm.MODELS_MANAGE)}
+    if tenant is None:
+        context["awaiting"] = selectors.versions_awaiting_approval()
+        context["in_progress"] = selectors.versions_in_progress()
+    template = ("models_catalog/partials/_model_table.html" if _partial(request)
+                else "models_catalog/catalog.html")
+    return render(request, template, context)
+
+
+@tenant_view(TenantPerm.TENANT_VIEW)
+def tenant_catalog(request: HttpRequest) -> HttpResponse:
+    return _catalog(request, tenant=request.tenant,
+                    list_url=reverse("models_catalog:tenant_catalog", args=[request.tenant.slug]),
+                    detail_name="models_catalog:tenant_model")
+
+
+@tenant_view(TenantPerm.TENANT_VIEW)
+def tenant_model(request: HttpRequest, model_slug: str) -> HttpResponse:
+    model = selectors.model_get_for_tenant(tenant=request.tenant, slug=model_slug)
+    versions = list(selectors.version_list_public(model=model))
+    for version in versions:
+        version.verification = version_verify(version)
+    return render(request, "models_catalog/model_detail.html", {
+        "tenant": request.tenant, "model": model, "versions": versions,
+        "prices": selectors.price_list(model=model)[:1]})
+
+
+@tenant_view(TenantPerm.TENANT_VIEW)
+def tenant_sbom(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
+    model = selectors.model_get_for_tenant(tenant=request.tenant, slug=model_slug)
+    mv = get_object_or_404(selectors.version_list_public(model=model), version=version)
+    return _sbom_response(mv)
+
+
+def _sbom_response(version: ModelVersion) -> HttpResponse:
+    if not version.sbom:
+        raise Http404("This version has no SBOM yet.")
+    response = HttpResponse(version.sbom, content_type="application/vnd.cyclonedx+json")
+    response["Content-Disposition"] = (f'attachment; filename="{version.model.slug}-'
+                                       f'{version.version}.cdx.json"')
+    return response
+
+
+@platform_view(PlatformPerm.MODELS_VIEW)
+def catalog(request: HttpRequest) -> HttpResponse:
+    return _catalog(request, tenant=None, list_url=reverse("models_catalog:catalog"),
+                    detail_name="models_catalog:model")
+
+
+def _model_page(request: HttpRequest, model, *, status: int = 200, **forms) -> HttpResponse:
+    versions = list(selectors.version_list_for_user(user=request.user, model=model))
+    for version in versions:
+        version.verification = version_verify(version) if version.signature else None
+    prices = list(selectors.price_list(model=model))
+    entitled = list(model.entitled_tenants.all())
+    context = {
+        "model": model, "versions": versions, "prices": prices,
+        "can_manage": permissions.has_platform_perm(request.user, PlatformPerm.MODELS_MANAGE),
+        "entitlements_form": forms.get("entitlements_form") or EntitlementsForm(initial={
+            "all_tenants": model.available_to_all_tenants,
+            "tenants": [t.slug for t in entitled]}),
+        "price_form": forms.get("price_form") or PriceForm(initial={
+            "currency": prices[0].currency if prices else "EUR"}),
+        "lifecycle_form": ModelLifecycleForm(initial={"lifecycle": model.lifecycle}),
+        "card_form": forms.get("card_form") or ModelCardForm(instance=model),
+        "entitled": entitled, "open_section": forms.get("open_section", ""),
+    }
+    return render(request, "models_catalog/model_detail.html", context, status=status)
+
+
+@platform_view(PlatformPerm.MODELS_VIEW)
+def model_detail(request: HttpRequest, model_slug: str) -> HttpResponse:
+    model = selectors.model_get_for_user(user=request.user, tenant=None, slug=model_slug)
+    return _model_page(request, model)
+
+
+# --- Model settings (MSP) ------------------------------------------------------------------
+
+def _managed_model(request: HttpRequest, model_slug: str):
+    return selectors.model_get_for_user(user=request.user, tenant=None, slug=model_slug)
+
+
+@require_POST
+@platform_view(PlatformPerm.MODELS_MANAGE)
+def model_entitlements(request: HttpRequest, model_slug: str) -> HttpResponse:
+    model = _managed_model(request, model_slug)
+    form = EntitlementsForm(request.POST)
+    if form.is_valid():
+        services.model_set_entitlements(actor=request.user, model=model,
+                                        all_tenants=form.cleaned_data["all_tenants"],
+                                        tenants=list(form.cleaned_data["tenants"]))
+        messages.success(request, "Entitlements saved; the gateway applies them at once.")
+        return redirect("models_catalog:model", model.slug)
+    return _model_page(request, model, entitlements_form=form, status=422,
+                       open_section="entitlements")
+
+
+@require_POST
+@platform_view(PlatformPerm.MODELS_MANAGE)
+def model_price(request: HttpRequest, model_slug: str) -> HttpResponse:
+    model = _managed_model(request, model_slug)
+    form = PriceForm(request.POST)
+    if form.is_valid():
+        try:
+            services.price_set(actor=request.user, model=model, **form.cleaned_data)
+        except (ApplicationError, ValidationError) as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, "Price saved.")
+            return redirect("models_catalog:model", model.slug)
+    return _model_page(request, model, price_form=form, status=422, open_section="prices")
+
+
+@require_POST
+@platform_view(PlatformPerm.MODELS_MANAGE)
+def model_lifecycle(request: HttpRequest, model_slug: str) -> HttpResponse:
+    model = _managed_model(request, model_slug)
+    form = ModelLifecycleForm(request.POST)
+    if form.is_valid():
+        services.model_set_lifecycle(actor=request.user, model=model,
+                                     lifecycle=form.cleaned_data["lifecycle"])
+        messages.success(request, f"{model.name} is now {model.get_lifecycle_display().lower()}.")
+    else:
+        messages.error(request, "Choose active, deprecated or retired.")
+    return redirect("models_catalog:model", model.slug)
+
+
+@require_POST
+@platform_view(PlatformPerm.MODELS_MANAGE)
+def model_card(request: HttpRequest, model_slug: str) -> HttpResponse:
+    model = _managed_model(request, model_slug)
+    form = ModelCardForm(request.POST, instance=_managed_model(request, model_slug))
+    if form.is_valid():
+        try:
+            gate.model_update_card(actor=request.user, model=model, **form.cleaned_data)
+        except (ApplicationError, ValidationError) as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, "Model card saved.")
+            return redirect("models_catalog:model", model.slug)
+    return _model_page(request, model, card_form=form, status=422, open_section="card")
+
+
+# --- Upload wizard -------------------------------------------------------------------------
+
+@require_http_methods(["GET", "POST"])
+@platform_view(PlatformPerm.MODELS_MANAGE)
+def upload_start(request: HttpRequest) -> HttpResponse:
+    """Step 1: metadata."""
+    initial = {}
+    if request.GET.get("model"):
+        initial["existing_model"] = selectors.model_list_for_user(
+            user=request.user, tenant=None).filter(slug=request.GET["model"]).first()
+    form = UploadMetadataForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            with transaction.atomic():
+                model = form.cleaned_data["existing_model"]
+                if model is None:
+                    model = services.model_create(actor=request.user, **form.model_values())
+                version = gate.version_create(actor=request.user, model=model,
+                                              **form.version_values())
+        except (ApplicationError, ValidationError) as exc:
+            add_service_errors(form, exc)
+        else:
+            return redirect("models_catalog:version", model.slug, version.version)
+    return render(request, "models_catalog/upload_start.html", {
+        "form": form, "registry_configured": registry_configured()},
+        status=422 if form.is_bound else 200)
+
+
+def _version(request: HttpRequest, model_slug: str, version: str) -> ModelVersion:
+    model = selectors.model_get_for_user(user=request.user, tenant=None, slug=model_slug)
+    return selectors.version_get_for_user(user=request.user, model=model, version=version)
+
+
+def _version_context(request: HttpRequest, version: ModelVersion, **extra) -> dict:
+    upload = getattr(version, "upload", None)
+    report = version.scan_report or {}
+    return {
+        "model": version.model, "version": version, "upload": upload,
+        "report": report, "findings": report.get("findings") or [],
+        "files": list(version.files.all()),
+        "can_manage": permissions.has_platform_perm(request.user, PlatformPerm.MODELS_MANAGE),
+        "is_uploader": request.user.pk in (version.uploaded_by_id, version.submitted_by_id),
+        "registry_configured": registry_configured(),
+        "verification": version_verify(version) if version.signature else None,
+        "show_progress": not version.work_error and (
+            version.status in (VersionStatus.QUARANTINED, VersionStatus.SCANNING)
+            or (upload is not None and upload.status == "received")),
+        "can_reject": version.status in (VersionStatus.UPLOADING, VersionStatus.QUARANTINED,
+                                         VersionStatus.AWAITING_APPROVAL)
+        and permissions.has_platform_perm(request.user, PlatformPerm.MODELS_MANAGE),
+        "reference_form": extra.pop("reference_form", None) or ReferenceForm(initial={
+            "repository": version.landing_repository, "reference": version.version}),
+        "submit_form": extra.pop("submit_form", None) or SubmitForm(),
+        "reject_form": extra.pop("reject_form", None) or RejectForm(),
+        "lifecycle_form": VersionLifecycleForm(initial={"status": version.status}),
+        "referrers_tag": referrers_tag(version.manifest_digest) if version.manifest_digest else "",
+        "chunk_bytes": settings.MODEL_UPLOAD_CHUNK_BYTES,
+        "max_bytes": settings.MODEL_UPLOAD_MAX_BYTES,
+        "wizard_step": _wizard_step(version),
+        **extra,
+    }
+
+
+def _wizard_step(version: ModelVersion) -> int:
+    if version.status == VersionStatus.UPLOADING:
+        return 2
+    if version.status in (VersionStatus.QUARANTINED, VersionStatus.SCANNING):
+        return 3
+    if version.status == VersionStatus.AWAITING_APPROVAL:
+        return 5 if version.submitted_at else 4
+    return 6
+
+
+@platform_view(PlatformPerm.MODELS_VIEW)
+def version_detail(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
+    mv = _version(request, model_slug, version)
+    return render(request, "models_catalog/version_detail.html", _version_context(request, mv))
+
+
+@platform_view(PlatformPerm.MODELS_VIEW)
+def version_progress(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
+    """The live progress panel, polled by HTMX while the version is being worked on. When
+    the work is over it asks the browser to reload the page (HX-Refresh)."""
+    mv = _version(request, model_slug, version)
+    context = _version_context(request, mv)
+    response = render(request, "models_catalog/partials/_progress.html", context)
+    if request.GET.get("status", mv.status) != mv.status or not context["show_progress"]:
+        response["HX-Refresh"] = "true"  # the step is over: show the next one
+    return response
+
+
+def _version_action(request: HttpRequest, mv: ModelVersion, action,
+                    success: str) -> HttpResponse:
+    try:
+        action()
+    except (ApplicationError, ValidationError) as exc:
+        messages.error(request, service_error_message(exc))
+    else:
+        messages.success(request, success)
+    return redirect("models_catalog:version", mv.model.slug, mv.version)
+
+
+@require_POST
+@platform_view(PlatformPerm.MODELS_MANAGE)
+def version_reference(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
+    mv = _version(request, model_slug, version)
+    form = ReferenceForm(request.POST)
+    if form.is_valid():
+        try:
+            gate.version_register_reference(actor=request.user, version=mv,
+                                            **form.cleaned_data)
+        except ApplicationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, "Image found and pinned by digest; the scan starts now.")
+            return redirect("models_catalog:version", mv.model.slug, mv.version)
+    return render(request, "models_catalog/version_detail.html",
+                  _version_context(request, mv, reference_form=form), status=422)
+
+
+@require_POST
+@platform_view(PlatformPerm.MODELS_MANAGE)
+def version_submit(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
+    mv = _version(request, model_slug, version)
+    form = SubmitForm(request.POST)
+    if form.is_valid():
+        try:
+            gate.version_submit(actor=request.user, version=mv, note=form.cleaned_data["note"])
+        except ApplicationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, "Submitted. Another MSP admin must now approve it.")
+            return redirect("models_catalog:version", mv.model.slug, mv.version)
+    return render(request, "models_catalog/version_detail.html",
+                  _version_context(request, mv, submit_form=form), status=422)
+
+
+@require_POST
+@platform_view(PlatformPerm.MODELS_MANAGE)
+def version_approve(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
+    mv = _version(request, model_slug, version)
+    return _version_action(
+        request, mv, lambda: gate.version_approve(actor=request.user, version=mv),
+        "Approved: signed, copied by digest to the trusted repository and published.")
+
+
+@require_POST
+@platform_view(PlatformPerm.MODELS_MANAGE)
+def version_reject(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
+    mv = _version(request, model_slug, version)
+    form = RejectForm(request.POST)
+    if not form.is_valid():
+        return render(request, "models_catalog/version_detail.html",
+                      _version_context(request, mv, reject_form=form), status=422)
+    return _version_action(
+        request, mv, lambda: gate.version_reject(actor=request.user, version=mv,
+                                                 reason=form.cleaned_data["reason"]),
+        "Rejected. It can never be deployed.")
+
+
+@require_POST
+@platform_view(PlatformPerm.MODELS_MANAGE)
+def version_retry(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
+    mv = _version(request, model_slug, version)
+    return _version_action(request, mv, lambda: gate.version_retry(actor=request.user,
+                                                                    version=mv),
+                           "Retrying.")
+
+
+@require_POST
+@platform_view(PlatformPerm.MODELS_MANAGE)
+def version_lifecycle(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
+    mv = _version(request, model_slug, version)
+    form = VersionLifecycleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose published, deprecated or retired.")
+        return redirect("models_catalog:version", mv.model.slug, mv.version)
+    return _version_action(
+        request, mv, lambda: gate.version_set_lifecycle(actor=request.user, version=mv,
+                                                        status=form.cleaned_data["status"]),
+        "Lifecycle changed.")
+
+
+@platform_view(PlatformPerm.MODELS_VIEW)
+def version_sbom(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
+    return _sbom_response(_version(request, model_slug, version))
+
+
+@platform_view(PlatformPerm.MODELS_VIEW)
+def version_scan_report(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
+    mv = _version(request, model_slug, version)
+    if mv.scan_report is None:
+        raise Http404("This version has not been scanned yet.")
+    response = JsonResponse(mv.scan_report, json_dumps_params={"indent": 1})
+    response["Content-Disposition"] = (f'attachment; filename="{mv.model.slug}-{mv.version}'
+                                       '-scan.json"')
+    return response
+
+
+# --- Chunked upload endpoints (used by static/js/model-upload.js) --------------------------
+
+def _json_error(message: str, status: int = 400, **extra) -> JsonResponse:
+    return JsonResponse({"detail": message, **extra}, status=status)
+
+
+@require_POST
+@platform_view(PlatformPerm.MODELS_MANAGE)
+def upload_create(request: HttpRequest, model_slug: str, version: str) -> JsonResponse:
+    mv = _version(request, model_slug, version)
+    try:
+        body = json.loads(request.body or b"{}")
+        size = int(body.get("size"))
+        filename = str(body.get("filename") or "modelcar.tar")
+    except (ValueError, TypeError):
+        return _json_error("Send JSON with the file's name and size.")
+    existing = getattr(mv, "upload", None)
+    if existing is not None and existing.filename == filename and existing.size_bytes == size:
+        session = existing  # the same file again: resume it
+    else:
+        try:
+            session = gate.upload_session_create(actor=request.user, version=mv,
+                                                 filename=filename, size_bytes=size)
+        except ApplicationError as exc:
+            return _json_error(exc.message)
+    return JsonResponse(_session_json(session), status=201)
+
+
+def _session_json(session: UploadSession) -> dict:
+    return {"id": str(session.pk), "url": reverse("models_catalog:upload_chunk",
+                                                  args=[session.pk]),
+            "complete_url": reverse("models_catalog:upload_complete", args=[session.pk]),
+            "received": session.received_bytes, "size": session.size_bytes,
+            "status": session.status, "chunk_bytes": settings.MODEL_UPLOAD_CHUNK_BYTES}
+
+
+def parse_content_range(header: str, length: int) -> tuple[int, int] | None:
+    """`bytes <start>-<end>/<total>` → (start, length), or None when malformed."""
+    try:
+        unit, _, spec = header.partition(" ")
+        span, _, _total = spec.partition("/")
+        start, _, end = span.partition("-")
+        start_i, end_i = int(start), int(end)
+    except ValueError:
+        return None
+    if unit != "bytes" or end_i < start_i or end_i - start_i + 1 != length:
+        return None
+    return start_i, length
+
+
+@require_http_methods(["GET", "PUT"])
+@platform_view(PlatformPerm.MODELS_MANAGE)
+def upload_chunk(request: HttpRequest, session_id) -> JsonResponse:
+    session = get_object_or_404(UploadSession, pk=session_id)
+    if request.method == "GET":
+        return JsonResponse(_session_json(session))
+    try:
+        length = int(request.headers.get("Content-Length", ""))
+    except ValueError:
+        return _json_error("Send Content-Length.", status=411)
+    span = parse_content_range(request.headers.get("Content-Range", ""), length)
+    if span is None:
+        return _json_error("Send Content-Range: bytes <start>-<end>/<total> matching the body.")
+    try:
+        session = gate.upload_chunk_append(session=session, offset=span[0], length=length,
+                                           stream=request)
+    except gate.UploadOffsetMismatch as exc:
+        return _json_error(exc.message, status=409, received=exc.received)
+    except ApplicationError as exc:
+        session.refresh_from_db()
+        return _json_error(exc.message, received=session.received_bytes)
+    return JsonResponse(_session_json(session))
+
+
+@require_POST
+@platform_view(PlatformPerm.MODELS_MANAGE)
+def upload_complete(request: HttpRequest, session_id) -> JsonResponse:
+    session = get_object_or_404(UploadSession, pk=session_id)
+    try:
+        session = gate.upload_complete(actor=request.user, session=session)
+    except ApplicationError as exc:
+        return _json_error(exc.message, received=session.received_bytes)
+    data = _session_json(session)
+    data["next"] = reverse("models_catalog:version",
+                           args=[session.version.model.slug, session.version.version])
+    return JsonResponse(data)

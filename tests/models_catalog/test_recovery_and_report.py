@@ -1,0 +1,94 @@
+"""Nothing stays stuck: beat takes over pushes and scans whose worker died. And the
+compliance report's model supply-chain section."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from audit.reports.periods import Period
+from audit.reports.sections import ReportScope
+from models_catalog import gate, services
+from models_catalog.models import ModelVersion, UploadSession, UploadStatus, VersionStatus
+from models_catalog.report_sections import model_supply_chain
+from tests.factories import published_version
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def model(msp_admin):
+    return services.model_create(actor=msp_admin, slug="stale", name="Stale", task="chat")
+
+
+def _scanning(model, label, *, attempts, minutes_ago):
+    version = ModelVersion.objects.create(
+        model=model, version=label, status=VersionStatus.SCANNING, scan_attempts=attempts,
+        landing_repository="landing/stale", manifest_digest="sha256:" + "a" * 64,
+        progress_at=timezone.now() - timedelta(minutes=minutes_ago))
+    return version
+
+
+def test_a_dead_scan_is_requeued_then_rejected_after_three_attempts(
+        model, settings, django_capture_on_commit_callbacks, monkeypatch):
+    settings.MODEL_SCAN_STALE_MINUTES = 30
+    enqueued = []
+    monkeypatch.setattr(gate, "_enqueue_scan", enqueued.append)
+    dead = _scanning(model, "dead", attempts=1, minutes_ago=45)
+    hopeless = _scanning(model, "hopeless", attempts=3, minutes_ago=45)
+    _scanning(model, "alive", attempts=1, minutes_ago=5)
+    with django_capture_on_commit_callbacks(execute=True):
+        result = gate.versions_recover_stale()
+    assert result == {"requeued": [dead.pk], "failed": [hopeless.pk]}
+    assert enqueued == [dead.pk]
+    states = dict(ModelVersion.objects.values_list("version", "status"))
+    assert states == {"dead": "quarantined", "hopeless": "rejected", "alive": "scanning"}
+    assert "3 attempts" in ModelVersion.objects.get(pk=hopeless.pk).status_reason
+
+
+def test_a_dead_push_is_requeued(model, msp_admin, settings, monkeypatch,
+                                 django_capture_on_commit_callbacks):
+    settings.MODEL_SCAN_STALE_MINUTES = 30
+    enqueued = []
+    monkeypatch.setattr(gate, "_enqueue_push", enqueued.append)
+    version = gate.version_create(actor=msp_admin, model=model, version="p")
+    UploadSession.objects.create(version=version, filename="a.tar", size_bytes=1,
+                                 received_bytes=1, status=UploadStatus.RECEIVED)
+    ModelVersion.objects.filter(pk=version.pk).update(
+        progress_at=timezone.now() - timedelta(hours=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        gate.versions_recover_stale()
+    assert enqueued == [version.pk]
+
+
+def test_a_failed_step_can_be_retried(model, msp_admin, monkeypatch,
+                                      django_capture_on_commit_callbacks):
+    enqueued = []
+    monkeypatch.setattr(gate, "_enqueue_scan", enqueued.append)
+    version = ModelVersion.objects.create(model=model, version="r",
+                                          status=VersionStatus.QUARANTINED,
+                                          work_error="registry down")
+    with django_capture_on_commit_callbacks(execute=True):
+        gate.version_retry(actor=msp_admin, version=version)
+    assert enqueued == [version.pk] and version.work_error == ""
+
+
+def test_report_section_lists_scans_approvals_and_signatures(msp_admin, model):
+    version = published_version(model, version="1.0", approver=msp_admin)
+    ModelVersion.objects.filter(pk=version.pk).update(
+        scanned_at=timezone.now(), approved_at=timezone.now(), uploaded_by=msp_admin)
+    ModelVersion.objects.create(model=model, version="bad", status=VersionStatus.REJECTED,
+                                status_reason="Malicious content: os.system",
+                                scanned_at=timezone.now(), scan_verdict="malicious")
+    now = timezone.now()
+    scope = ReportScope(period=Period(kind="custom", label="test",
+                                      start=now - timedelta(days=1), end=now + timedelta(days=1)),
+                        tenant_id=None, tenant_slug="", generated_at=now)
+    section = model_supply_chain(scope)
+    assert section.figures["Versions scanned"] == 2
+    assert section.figures["Malicious"] == 1 and section.figures["Approved and published"] == 1
+    tables = {t.title: t for t in section.tables}
+    assert tables["Signatures"].rows[0][-1] == "verified"
+    assert tables["Rejections"].rows == [["stale:bad", "Malicious content: os.system"]]
+    # Self-approval would be a finding.
+    assert any("approved by the person who uploaded" in f for f in section.findings)

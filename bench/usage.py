@@ -146,9 +146,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=10_000_000)
     parser.add_argument("--new", type=int, default=1_000_000)
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the records and rollups of the last run; only measure")
     args = parser.parse_args()
     print(f"database: {DATABASE_URL}")
-    fresh_database()
+    if not args.reuse:
+        fresh_database()
     setup_django()
     from django.db import connection, transaction
     from django.test import Client
@@ -157,24 +160,33 @@ def main() -> None:
     from billing.rollups import rollups_add, rollups_rebuild
     from billing.usage_models import UsageRollup
     from billing.usage_selectors import UsageScope, usage_dashboard
-    from tenants.models import Membership, TenantRole, User
+    from models_catalog.models import Model
+    from tenants.models import Membership, Tenant, TenantRole, User
 
-    tenants, models = catalog()
     now = datetime.now(UTC).replace(microsecond=0)
-    started = time.perf_counter()
-    with transaction.atomic():
-        loaded = copy(rows(args.records, tenants, models, start=now - timedelta(days=DAYS),
-                           span=timedelta(days=DAYS) - timedelta(hours=1), prefix="r"))
-    print(f"load:      {loaded:,} usage records with COPY in {time.perf_counter() - started:.1f} s")
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE billing_usagerecord")
-    started = time.perf_counter()
-    rollups_rebuild(since=now - timedelta(days=DAYS + 1), until=now)
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE billing_usagerollup")
-    print(f"rollups:   built in {time.perf_counter() - started:.1f} s: "
-          f"{UsageRollup.objects.filter(granularity='hour').count():,} hourly and "
-          f"{UsageRollup.objects.filter(granularity='day').count():,} daily rows")
+    if args.reuse:
+        tenants, models = list(Tenant.objects.order_by("pk")), list(Model.objects.order_by("pk"))
+        UsageRecord.objects.filter(request_id__startswith="n").delete()
+        User.objects.filter(email="admin@bench.test").delete()
+        rollups_rebuild(since=now - timedelta(hours=2), until=now + timedelta(days=1))
+        print(f"reusing {UsageRecord.objects.count():,} usage records")
+    else:
+        tenants, models = catalog()
+        started = time.perf_counter()
+        with transaction.atomic():
+            loaded = copy(rows(args.records, tenants, models, start=now - timedelta(days=DAYS),
+                               span=timedelta(days=DAYS) - timedelta(hours=1), prefix="r"))
+        print(f"load:      {loaded:,} usage records with COPY in "
+              f"{time.perf_counter() - started:.1f} s")
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE billing_usagerecord")
+        started = time.perf_counter()
+        rollups_rebuild(since=now - timedelta(days=DAYS + 1), until=now)
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE billing_usagerollup")
+        print(f"rollups:   built in {time.perf_counter() - started:.1f} s: "
+              f"{UsageRollup.objects.filter(granularity='hour').count():,} hourly and "
+              f"{UsageRollup.objects.filter(granularity='day').count():,} daily rows")
 
     tenant = tenants[17]
     month = UsageScope(since=now - timedelta(days=DAYS), until=now + timedelta(days=1),

@@ -7,7 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Q, QuerySet, Sum
+from django.db import connection
+from django.db.models import QuerySet, Sum
 
 from billing.usage_models import LATENCY_BOUNDS_MS, LATENCY_COLUMNS, UsageRollup
 
@@ -51,6 +52,7 @@ def _rollups(scope: UsageScope) -> QuerySet[UsageRollup]:
 
 
 def _summed(row: dict[str, Any]) -> dict[str, Any]:
+    row = dict(row)
     histogram = [row.pop(c) or 0 for c in LATENCY_COLUMNS]
     requests = row["requests"] or 0
     row.update({
@@ -86,25 +88,81 @@ class Dashboard:
     by_deployment: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _grouped(qs, *dimensions: str, order: str = "-requests", limit: int | None = None):
-    rows = qs.values(*dimensions).annotate(**{name: Sum(name) for name in _SUMS}).order_by(order)
-    return [_summed(dict(row)) for row in (rows[:limit] if limit else rows)]
+# The groupings a dashboard shows: (name, grouped columns, sort key, limit, row filter).
+_SECTIONS = (
+    ("series", ("bucket",), "bucket", None, None),
+    ("currencies", ("currency",), "currency", None, None),
+    ("cost_by_model", ("model_slug", "currency"), "-cost", None, None),
+    ("by_key", ("tenant_id", "api_key_id", "currency"), "-input_tokens", 20, "api_key_id"),
+    ("by_tenant", ("tenant_id", "currency"), "-cost", 20, None),
+    ("by_deployment", ("deployment_id", "model_slug"), "-requests", 20, "deployment_id"),
+)
+_PLATFORM_ONLY = {"by_tenant", "by_deployment"}
+_DIMENSIONS = ("bucket", "tenant_id", "api_key_id", "model_slug", "deployment_id", "currency")
+
+
+def _sorted(rows: list[dict], order: str, limit: int | None) -> list[dict]:
+    field, reverse = order.lstrip("-"), order.startswith("-")
+    rows.sort(key=lambda row: row[field], reverse=reverse)
+    return rows[:limit] if limit else rows
+
+
+def _sections_in_postgresql(scope: UsageScope, sections) -> dict[str, list[dict]]:
+    """Every grouping in ONE pass over the rollups (GROUPING SETS): the MSP overview reads
+    ~100,000 daily rows a month, and one scan instead of six keeps it well under a second."""
+    where, params = ["granularity = %s", "bucket >= %s", "bucket < %s"], [
+        scope.granularity, scope.since, scope.until]
+    if scope.tenant_id is not None:
+        where.append("tenant_id = %s")
+        params.append(scope.tenant_id)
+    if scope.api_key_ids is not None:
+        where.append("api_key_id = ANY(%s)")
+        params.append(list(scope.api_key_ids))
+    dimensions = [d for d in _DIMENSIONS if any(d in columns for _, columns, *_ in sections)]
+    sets = ", ".join(f"({', '.join(columns)})" for _, columns, *_ in sections)
+    # SUM of bigint is numeric in PostgreSQL: back to integers, except money.
+    sums = ", ".join(f"SUM({name})" if name == "cost" else f"SUM({name})::bigint"
+                     for name in _SUMS)
+    sql = (f"SELECT {', '.join(dimensions)}, GROUPING({', '.join(dimensions)}), {sums} "
+           f"FROM {UsageRollup._meta.db_table} WHERE {' AND '.join(where)} "
+           f"GROUP BY GROUPING SETS ({sets})")
+    # GROUPING() has a bit per dimension, set when the row is summed across it.
+    masks = {sum(1 << (len(dimensions) - 1 - i) for i, column in enumerate(dimensions)
+                 if column not in columns): (name, columns)
+             for name, columns, *_ in sections}
+    found: dict[str, list[dict]] = {name: [] for name, *_ in sections}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for values in cursor.fetchall():
+            name, columns = masks[values[len(dimensions)]]
+            row = {column: values[dimensions.index(column)] for column in columns}
+            row.update(zip(_SUMS, values[len(dimensions) + 1:], strict=True))
+            found[name].append(row)
+    return found
+
+
+def _sections_with_the_orm(scope: UsageScope, sections) -> dict[str, list[dict]]:
+    """The same groupings, one query each (SQLite has no GROUPING SETS)."""
+    qs = _rollups(scope)
+    return {name: [dict(row) for row in qs.values(*columns).annotate(
+                **{field: Sum(field) for field in _SUMS}).order_by()]
+            for name, columns, *_ in sections}
 
 
 def usage_dashboard(scope: UsageScope, *, platform: bool = False) -> Dashboard:
-    qs = _rollups(scope)
-    dashboard = Dashboard()
-    dashboard.series = _grouped(qs, "bucket", order="bucket")
-    totals = qs.aggregate(**{name: Sum(name) for name in _SUMS})
+    sections = [s for s in _SECTIONS if platform or s[0] not in _PLATFORM_ONLY]
+    reader = (_sections_in_postgresql if connection.vendor == "postgresql"
+              else _sections_with_the_orm)
+    found = reader(scope, sections)
+    results: dict[str, list[dict]] = {}
+    for name, _columns, order, limit, nonzero in sections:
+        rows = [_summed(row) for row in found[name] if not nonzero or row[nonzero]]
+        results[name] = _sorted(rows, order, limit)
+    totals = {name: sum((row[name] or 0) for row in found["currencies"]) for name in _SUMS}
+    dashboard = Dashboard(series=results["series"], cost_by_model=results["cost_by_model"],
+                          by_key=results["by_key"], by_tenant=results.get("by_tenant", []),
+                          by_deployment=results.get("by_deployment", []))
     dashboard.totals = _summed(totals)
-    dashboard.totals["cost_by_currency"] = {
-        row["currency"]: row["cost"] for row in
-        qs.exclude(currency="").values("currency").annotate(cost=Sum("cost")).order_by("currency")}
-    dashboard.cost_by_model = _grouped(qs, "model_slug", "currency", order="-cost")
-    dashboard.by_key = _grouped(qs.filter(~Q(api_key_id=0)), "tenant_id", "api_key_id",
-                                "currency", order="-input_tokens", limit=20)
-    if platform:
-        dashboard.by_tenant = _grouped(qs, "tenant_id", "currency", order="-cost", limit=20)
-        dashboard.by_deployment = _grouped(qs.filter(~Q(deployment_id=0)), "deployment_id",
-                                           "model_slug", order="-requests", limit=20)
+    dashboard.totals["cost_by_currency"] = {row["currency"]: row["cost"]
+                                            for row in results["currencies"] if row["currency"]}
     return dashboard

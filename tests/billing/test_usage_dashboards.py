@@ -223,3 +223,29 @@ def test_the_portable_path_sums_like_postgresql(tenant, model, keys):
     _upsert(_aggregate(records[:4]))
     _upsert(_aggregate(records[4:]))  # the second batch adds to the first one's rows
     assert sorted(UsageRollup.objects.values_list(*fields)) == server_side
+
+
+def test_one_pass_grouping_sets_equal_one_query_per_grouping(tenant, other_tenant, model, keys):
+    """The dashboards read every grouping in one GROUPING SETS pass on PostgreSQL, and with
+    one ORM query each on SQLite (`make run`): both give the same sections."""
+    from billing.usage_selectors import (
+        _SECTIONS,
+        UsageScope,
+        _sections_in_postgresql,
+        _sections_with_the_orm,
+    )
+
+    usage_records_ingest(events=[event(tenant, model, n, key=keys[n % 2], status=500 + n % 2,
+                                       latency=70 * n) for n in range(7)]
+                         + [event(other_tenant, model, n) for n in range(3)])
+    scope = UsageScope(since=NOW - timedelta(days=2), until=NOW + timedelta(days=1),
+                       granularity="hour")
+
+    def normalized(found):
+        return {name: sorted(sorted(row.items()) for row in rows) for name, rows in found.items()}
+
+    assert (normalized(_sections_in_postgresql(scope, _SECTIONS))
+            == normalized(_sections_with_the_orm(scope, _SECTIONS)))
+    scope.tenant_id, scope.api_key_ids = tenant.pk, [keys[0].pk]
+    assert (normalized(_sections_in_postgresql(scope, _SECTIONS))
+            == normalized(_sections_with_the_orm(scope, _SECTIONS)))

@@ -2,6 +2,7 @@
 lookup that raced a configuration reload is not kept."""
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -10,6 +11,13 @@ from gateway import services
 from gateway.directory import Directory
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run(coroutine):
+    """asyncio.run in a thread of its own: a browser test earlier in the session may have left
+    Playwright's event loop running in this one."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 @pytest.fixture
@@ -32,10 +40,10 @@ def test_concurrent_misses_share_one_lookup(tenant, tenant_admin, counted_loads)
     async def many():
         return await asyncio.gather(*(cache.key(key.prefix) for _ in range(20)))
 
-    found = asyncio.run(many())
+    found = run(many())
     assert {info.id for info in found} == {key.pk}
     assert counted_loads == [key.prefix]
-    asyncio.run(cache.key(key.prefix))
+    run(cache.key(key.prefix))
     assert len(counted_loads) == 1  # served from the cache now
 
 
@@ -49,6 +57,6 @@ def test_a_lookup_that_raced_a_reload_is_not_cached(tenant, tenant_admin, counte
         cache._generation += 1  # what a reload does when a key was revoked meanwhile
         return await lookup
 
-    assert asyncio.run(race()).id == key.pk
-    asyncio.run(cache.key(key.prefix))
+    assert run(race()).id == key.pk
+    run(cache.key(key.prefix))
     assert len(counted_loads) == 2  # the raced result was not kept

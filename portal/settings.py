@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 
 import environ
@@ -443,6 +444,35 @@ for _item in env_list("AUDIT_RETENTION_CLASSES", []):
             f"AUDIT_RETENTION_CLASSES: {_item!r} must look like 'auth.=365' (action prefix = "
             "days, at least 1).")
     AUDIT_RETENTION_CLASSES[_prefix.strip()] = int(_days)
+
+# --- Model registry and deployments ----------------------------------------------------
+
+# Any OCI distribution registry (Quay, Harbor, CNCF distribution): clusters pull ModelCars
+# from its trusted namespace as `oci://<host>/<repository>@sha256:<digest>`.
+REGISTRY_URL = os.environ.get("REGISTRY_URL", "").rstrip("/")
+if REGISTRY_URL and not REGISTRY_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"REGISTRY_URL={REGISTRY_URL!r} must start with https:// "
+                               "(or http:// for a registry on loopback).")
+
+# Data residency: the jurisdictions (ISO 3166 codes, optionally with a region, or EU) where
+# models may run. A deployment to a cluster outside them is refused and audited. Empty: no
+# deployment is allowed until the operator says where.
+ALLOWED_JURISDICTIONS = env_list("ALLOWED_JURISDICTIONS", [])
+for _code in ALLOWED_JURISDICTIONS:
+    if not re.fullmatch(r"[A-Z]{2}(?:-[A-Z0-9]{1,3})?", _code):
+        raise ImproperlyConfigured(
+            f"ALLOWED_JURISDICTIONS: {_code!r} is not a code such as DE, EU or DE-BY.")
+# Namespace of shared deployments (serving every entitled tenant) on each cluster.
+DEPLOYMENTS_SHARED_NAMESPACE = os.environ.get("DEPLOYMENTS_SHARED_NAMESPACE", "models-shared")
+# Kubernetes API calls: seconds per request, attempts on 5xx/timeouts, first backoff (doubles).
+KUBE_REQUEST_TIMEOUT_SECONDS = env_int("KUBE_REQUEST_TIMEOUT_SECONDS", 10, minimum=1)
+KUBE_API_ATTEMPTS = env_int("KUBE_API_ATTEMPTS", 4, minimum=1)
+KUBE_RETRY_BACKOFF_MS = env_int("KUBE_RETRY_BACKOFF_MS", 500, minimum=0)
+# A deployment not ready this many minutes after it was applied is marked failed.
+DEPLOYMENT_PROGRESS_TIMEOUT_MINUTES = env_int("DEPLOYMENT_PROGRESS_TIMEOUT_MINUTES", 30,
+                                              minimum=1)
+# A deployment "applying" longer than this (its worker died) is marked failed, to be retried.
+DEPLOYMENT_APPLYING_STALE_MINUTES = env_int("DEPLOYMENT_APPLYING_STALE_MINUTES", 10, minimum=1)
 
 from portal.beat import build_schedule  # noqa: E402  (needs the intervals above)
 

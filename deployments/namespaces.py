@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from deployments import kube
 from deployments.models import Cluster
 from tenants.models import Tenant
@@ -40,10 +42,8 @@ class KubeObject:
         return f"{self.collection}/{self.name}"
 
 
-def tenant_objects(cluster: Cluster, tenant: Tenant) -> list[KubeObject]:
-    ns = namespace_name(tenant)
-    labels = {**MANAGED_LABELS, "portal.sovereign.eu/tenant": tenant.slug}
-    gpus = tenant.max_gpus
+def _objects(cluster: Cluster, ns: str, labels: dict, gpus: int,
+             tenant_slug: str) -> list[KubeObject]:
     meta = {"namespace": ns, "labels": labels}
     in_ns = f"/api/v1/namespaces/{ns}"
     return [
@@ -93,7 +93,7 @@ def tenant_objects(cluster: Cluster, tenant: Tenant) -> list[KubeObject]:
                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
                                    "kind": "ClusterRole", "name": "view"},
                        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
-                                     "name": f"portal:tenant:{tenant.slug}"}],
+                                     "name": f"portal:tenant:{tenant_slug}"}],
                    }, ("roleRef", "subjects")),
     ]
 
@@ -109,11 +109,27 @@ def _matches(live: dict, wanted: KubeObject) -> bool:
     return True
 
 
-def ensure(cluster: Cluster, tenant: Tenant) -> list[str]:
-    """Create or repair every object; returns what was done, e.g. ['ResourceQuota repaired']."""
+def shared_objects(cluster: Cluster) -> list[KubeObject]:
+    """The platform namespace of shared deployments: pod security and the ingress fence; its
+    GPUs are bounded by the cluster capacity the portal books, not by a tenant quota."""
+    ns = settings.DEPLOYMENTS_SHARED_NAMESPACE
+    labels = {**MANAGED_LABELS, "portal.sovereign.eu/tenant": "shared"}
+    namespace, _quota, _limits, policy, _binding = _objects(cluster, ns, labels, 0, "shared")
+    return [namespace, policy]
+
+
+def tenant_objects(cluster: Cluster, tenant: Tenant) -> list[KubeObject]:
+    labels = {**MANAGED_LABELS, "portal.sovereign.eu/tenant": tenant.slug}
+    return _objects(cluster, namespace_name(tenant), labels, tenant.max_gpus, tenant.slug)
+
+
+def ensure(cluster: Cluster, tenant: Tenant | None) -> list[str]:
+    """Create or repair every object; returns what was done, e.g. ['ResourceQuota repaired'].
+    `tenant` None: the shared namespace."""
     done = []
+    wanted_objects = tenant_objects(cluster, tenant) if tenant else shared_objects(cluster)
     with kube.session(cluster) as k:
-        for wanted in tenant_objects(cluster, tenant):
+        for wanted in wanted_objects:
             try:
                 live = k.request("GET", wanted.path)
             except kube.KubeError as exc:

@@ -409,6 +409,8 @@ def deployment_drive(deployment_id: int) -> str:
             record = tenant_namespace_ensure(cluster=deployment.cluster, tenant=deployment.tenant)
             if not record.ok:
                 raise kube.KubeError(f"Tenant namespace: {record.message}")
+        else:
+            namespaces.ensure(deployment.cluster, None)
         outcome = backend.apply(deployment)
     except (kube.KubeError, ValidationError) as exc:
         message = exc.message if isinstance(exc, kube.KubeError) else " ".join(exc.messages)

@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from audit.models import AuditEvent
-from deployments import services
+from deployments import namespaces, services
 from deployments.models import Deployment, DeploymentStatus
 from gateway.directory import _load_routes_and_tenants
 from tests.deployments.conftest import GPU
@@ -93,10 +93,11 @@ def test_huggingface_runtime_and_knative_mode(msp_admin, cluster, version, kube)
 def test_injected_500s_and_timeouts_are_retried(msp_admin, cluster, version, kube):
     deployment = services.kserve_deployment_create(actor=msp_admin,
                                                    deployment=build(cluster, version))
+    namespaces.ensure(cluster, None)  # so the first request is the namespace read
     kube.fail_next(1, status=503)
     kube.hang_next(1, seconds=3)
     assert services.deployment_drive(deployment.pk) == S.PROGRESSING
-    assert kube.count("POST", "/inferenceservices") == 3
+    assert kube.count("GET", "/api/v1/namespaces/models-shared") == 1 + 3
     assert kube.isvc("models-shared", deployment.resource_name)
 
 

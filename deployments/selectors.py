@@ -48,7 +48,7 @@ def cluster_free_gpus(cluster: Cluster, *, exclude: Deployment | None = None) ->
         held = held.exclude(pk=exclude.pk)
     for deployment in held:
         free[deployment.gpu_product] -= deployment.gpus_reserved
-    return free
+    return dict(free)
 
 
 def tenant_gpus_reserved(tenant: Tenant, *, exclude: Deployment | None = None) -> int:

@@ -228,7 +228,7 @@ def _check_gpus(*, actor, cluster: Cluster, tenant: Tenant | None, gpu_product: 
         _refuse(actor=actor, tenant=tenant, field="gpu_product", details=details,
                 reason=f"{cluster.name} has no {gpu_product or 'GPU product chosen'}; it offers "
                        f"{', '.join(cluster.gpu_products) or 'no GPUs'}.")
-    free = selectors.cluster_free_gpus(cluster, exclude=exclude)[gpu_product]
+    free = selectors.cluster_free_gpus(cluster, exclude=exclude).get(gpu_product, 0)
     if gpus_needed > free:
         _refuse(actor=actor, tenant=tenant, field="gpu_count", details=details,
                 reason=f"{gpus_needed} × {gpu_product} at peak, but {cluster.name} has only "

@@ -20,6 +20,7 @@ class PlatformPerm(StrEnum):
     AUDIT_CHECKPOINT = "audit.checkpoint"
     REPORTS_VIEW = "reports.view"
     REPORTS_GENERATE = "reports.generate"
+    DEPLOYMENTS_MANAGE = "deployments.manage"  # clusters, namespaces, deployments
 
 
 class TenantPerm(StrEnum):
@@ -42,6 +43,7 @@ PLATFORM_GRANTS: dict[PlatformPerm, frozenset[str]] = {
     PlatformPerm.REPORTS_VIEW: frozenset({PlatformRole.MSP_ADMIN, PlatformRole.COMPLIANCE_OFFICER}),
     PlatformPerm.REPORTS_GENERATE: frozenset({PlatformRole.MSP_ADMIN,
                                               PlatformRole.COMPLIANCE_OFFICER}),
+    PlatformPerm.DEPLOYMENTS_MANAGE: frozenset({PlatformRole.MSP_ADMIN}),
 }
 
 TENANT_GRANTS: dict[TenantPerm, frozenset[str]] = {

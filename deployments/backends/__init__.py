@@ -43,3 +43,11 @@ def backend_for(deployment: Deployment) -> DeploymentBackend:
 
     return {Backend.KSERVE: kserve.BACKEND, Backend.EXTERNAL: external.BACKEND}[
         deployment.backend]
+
+
+def manifest_yaml(deployment: Deployment) -> str:
+    """The manifest as YAML, exactly as applied (empty for backends without one)."""
+    import yaml
+
+    manifest = backend_for(deployment).manifest(deployment)
+    return yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False) if manifest else ""

@@ -1,6 +1,7 @@
 """The wizard, the pages, the REST API and the GitOps export, driven like a person would."""
 
 import io
+import re
 
 import pytest
 import yaml
@@ -111,9 +112,9 @@ def test_detail_page_polls_until_settled_and_shows_the_canary_diff(client, msp_a
     assert response.status_code == 302
     page = client.get(f"/msp/deployments/{deployment.pk}/").content.decode()
     assert "Manifest change of the pending canary" in page
-    assert "+                  storageUri: oci://registry.example.test/trusted/" in page \
-        or "+        storageUri:" in page
-    assert v2.manifest_digest in page
+    assert re.search(rf"^\+ +storageUri: oci://registry\.example\.test/.*@{v2.manifest_digest}$",
+                     page, re.M)
+    assert re.search(r"^\+ +trafficPercent: 20$", page, re.M)
 
 
 def test_actions_on_the_detail_page(client, msp_admin, cluster, version, kube):

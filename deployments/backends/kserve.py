@@ -216,7 +216,7 @@ class KServeBackend:
                 try:
                     k.call(k.custom.replace_namespaced_custom_object, *args,
                            deployment.resource_name, body)
-                    return "updated (it existed: re-read and replaced)"
+                    return "updated (re-read and replaced)"
                 except kube.KubeError as exc:
                     if not kube.conflict(exc):
                         raise

@@ -249,7 +249,8 @@ def kserve_deployment_build(
     name: str = "",
 ) -> Deployment:
     """An unsaved Deployment with its desired state: what the wizard previews as YAML."""
-    resource_name = slugify(name or f"{version.model.slug}")[:63].strip("-") or "model"
+    resource_name = slugify(name or version.model.slug).replace("_", "-")[:63].strip("-") \
+        or "model"
     namespace = (namespaces.namespace_name(tenant) if tenant
                  else settings.DEPLOYMENTS_SHARED_NAMESPACE)
     return Deployment(
@@ -276,6 +277,16 @@ def kserve_deployment_validate(*, actor, deployment: Deployment) -> None:
     if errors:
         raise ValidationError(errors)
     registry_host()  # REGISTRY_URL must be set for storageUri
+    if deployment.tenant and not deployment.tenant.is_active:
+        raise ValidationError({"tenant": f"{deployment.tenant.name} is suspended."})
+    taken = Deployment.objects.filter(
+        cluster=deployment.cluster, namespace=deployment.namespace,
+        resource_name=deployment.resource_name).exclude(status=S.DELETED)
+    if deployment.pk:
+        taken = taken.exclude(pk=deployment.pk)
+    if taken.exists():
+        raise ValidationError({"name": f"{deployment.namespace}/{deployment.resource_name} "
+                                       "already exists on this cluster; choose another name."})
     for version in filter(None, [deployment.version, deployment.canary_version]):
         problem = _check_version(version)
         if problem:
@@ -343,11 +354,6 @@ def _enqueue(deployment: Deployment) -> None:
 def kserve_deployment_create(*, actor, deployment: Deployment) -> Deployment:
     """Validate (refusals audited) and save a built deployment; a worker applies it."""
     kserve_deployment_validate(actor=actor, deployment=deployment)
-    if Deployment.objects.filter(cluster=deployment.cluster, namespace=deployment.namespace,
-                                 resource_name=deployment.resource_name).exclude(
-            status=S.DELETED).exists():
-        raise ValidationError({"name": f"{deployment.namespace}/{deployment.resource_name} "
-                                       "already exists on this cluster; choose another name."})
     with transaction.atomic():
         deployment.created_by = actor if getattr(actor, "pk", None) else None
         deployment.status, deployment.status_changed_at = S.PENDING, timezone.now()

@@ -142,7 +142,10 @@ def deployment_wizard(request: HttpRequest) -> HttpResponse:
     shows the exact manifest after every refusal check; "apply" creates the deployment."""
     data = request.POST if request.method == "POST" else None
     manifest, current = "", None
-    submitted = int(data.get("step", "0") or 0) if data else -1
+    try:
+        submitted = min(max(int(data.get("step", "0")), 0), REVIEW) if data else -1
+    except ValueError:
+        submitted = 0
     target = 0 if data is None else (
         max(submitted - 1, 0) if data.get("back") else min(submitted + 1, REVIEW))
     done = _bound_steps(data, target) if data else []

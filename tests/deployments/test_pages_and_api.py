@@ -252,3 +252,34 @@ def test_openapi_schema_lists_the_deployment_endpoints(client, msp_admin):
     for path in ("/api/deployments/{id}/promote/", "/api/deployments/{id}/rollback/",
                  "/api/clusters/{id}/check/", "/api/deployments/{id}/scale/"):
         assert path in schema
+
+
+def test_a_kubeconfig_works_as_credentials(msp_admin, kube):
+    kubeconfig = yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "portal",
+        "clusters": [{"name": "c", "cluster": {"server": kube.url}}],
+        "users": [{"name": "u", "user": {"token": kube.token}}],
+        "contexts": [{"name": "portal", "context": {"cluster": "c", "user": "u"}}]})
+    cluster = services.cluster_create(actor=msp_admin, name="kc", api_url=kube.url,
+                                      jurisdiction="DE", credential_kind="kubeconfig",
+                                      credentials=kubeconfig)
+    assert services.cluster_check(actor=msp_admin, cluster=cluster).last_check_ok is True
+    services.cluster_update(actor=msp_admin, cluster=cluster, credentials="not: [a kubeconfig")
+    checked = services.cluster_check(actor=msp_admin, cluster=cluster)
+    assert checked.last_check_ok is False and "kubeconfig can't be used" in \
+        checked.last_check_message
+
+
+def test_a_taken_name_is_refused_before_the_manifest(client, msp_admin, cluster, version, kube):
+    deploy(msp_admin, cluster, version)
+    client.force_login(msp_admin)
+    page = post_step(client, 2, wizard_data(version, cluster)).content.decode()
+    assert "already exists on this cluster" in page and "Apply to the cluster" not in page
+    renamed = post_step(client, 2, wizard_data(version, cluster, name="second-copy"))
+    assert "name: second-copy" in renamed.content.decode()
+
+
+def test_wizard_survives_a_forged_step(client, msp_admin, version):
+    client.force_login(msp_admin)
+    response = client.post("/msp/deployments/new/", {"step": "nine", "version": version.pk})
+    assert response.status_code == 200 and "Model and audience" in response.content.decode()

@@ -89,9 +89,15 @@ def deployment_get(pk: int) -> Deployment:
 
 
 def deployable_versions(model: Model | None = None) -> QuerySet[ModelVersion]:
-    """Published versions: the wizard verifies the signature of the chosen one again."""
+    """Published versions whose signature verifies now (an Ed25519 check each; the chosen
+    one is verified again before every apply)."""
+    from models_catalog.signing import version_verify
+
     qs = ModelVersion.objects.filter(status=VersionStatus.PUBLISHED).select_related("model")
-    return qs.filter(model=model) if model else qs
+    if model:
+        qs = qs.filter(model=model)
+    verified = [v.pk for v in qs if version_verify(v).ok]
+    return qs.filter(pk__in=verified)
 
 
 def deployments_by_jurisdiction() -> list[dict]:

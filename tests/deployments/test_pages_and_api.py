@@ -89,9 +89,12 @@ def test_unverified_versions_are_not_offered(client, msp_admin, cluster, version
     retired = published_version(version.model, version="0.9")
     retired.status = "retired"
     retired.save()
+    tampered = published_version(version.model, version="0.8")
+    tampered.manifest_digest = "sha256:" + "0" * 64  # no longer what was signed
+    tampered.save()
     client.force_login(msp_admin)
     page = client.get("/msp/deployments/new/").content.decode()
-    assert "· 1.0" in page and "· 0.9" not in page
+    assert "· 1.0" in page and "· 0.9" not in page and "· 0.8" not in page
 
 
 def test_detail_page_polls_until_settled_and_shows_the_canary_diff(client, msp_admin, cluster,

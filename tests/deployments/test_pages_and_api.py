@@ -286,3 +286,21 @@ def test_wizard_survives_a_forged_step(client, msp_admin, version):
     client.force_login(msp_admin)
     response = client.post("/msp/deployments/new/", {"step": "nine", "version": version.pk})
     assert response.status_code == 200 and "Model and audience" in response.content.decode()
+
+
+def test_api_patches_a_cluster_and_deletes_a_deployment(client, msp_admin, cluster, version,
+                                                         kube):
+    client.force_login(msp_admin)
+    patched = client.patch(f"/api/clusters/{cluster.pk}/", {"gpu_capacity": {GPU: 4}},
+                           content_type="application/json")
+    assert patched.status_code == 200, patched.content
+    cluster.refresh_from_db()
+    assert cluster.gpu_capacity == {GPU: 4} and cluster.default_mode == "Standard"
+    assert cluster.credentials_encrypted  # kept
+
+    deployment = become_ready(kube, deploy(msp_admin, cluster, version))
+    deleted = client.delete(f"/api/deployments/{deployment.pk}/")
+    assert deleted.status_code == 202 and deleted.json()["status"] == "deleting"
+    services.deployment_drive(deployment.pk)
+    assert kube.isvc(deployment.namespace, deployment.resource_name) is None
+    assert client.get(f"/api/deployments/{deployment.pk}/").json()["status"] == "deleted"

@@ -33,7 +33,8 @@ MANAGE = PlatformPerm.DEPLOYMENTS_MANAGE
 
 @platform_view(MANAGE)
 def cluster_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "deployments/cluster_list.html", {"clusters": _cluster_choices()})
+    return render(request, "deployments/cluster_list.html", {
+        "clusters": _cluster_choices(), "allocation": selectors.gpu_allocation()})
 
 
 @platform_view(MANAGE)

@@ -250,7 +250,8 @@ class KServeBackend:
         observed = {key: value for key, value in {
             "traffic": predictor.get("traffic"),
             "latestReadyRevision": predictor.get("latestReadyRevision"),
-            "replicas": (status.get("modelStatus") or {}).get("copies"),
+            "replicas": ((status.get("modelStatus") or {}).get("copies") or {}).get(
+                "totalCopies"),
         }.items() if value}
         return Observation(
             found=True, ready=ready, url=(url.rstrip("/") + OPENAI_PATH) if url else "",

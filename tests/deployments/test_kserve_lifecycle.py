@@ -73,6 +73,8 @@ def test_ready_records_the_openai_route_and_the_gateway_routes_there(msp_admin, 
     assert deployment.base_url == expected
     assert [c["type"] for c in deployment.conditions] == ["IngressReady", "PredictorReady",
                                                           "Ready"]
+    assert deployment.observed["replicas"] == 1
+    assert deployment.observed["traffic"][0]["percent"] == 100
     routes, _ = _load_routes_and_tenants()
     upstream = routes[version.model.slug].upstreams[0]
     assert upstream.url == expected

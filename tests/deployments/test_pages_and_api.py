@@ -304,3 +304,21 @@ def test_api_patches_a_cluster_and_deletes_a_deployment(client, msp_admin, clust
     services.deployment_drive(deployment.pk)
     assert kube.isvc(deployment.namespace, deployment.resource_name) is None
     assert client.get(f"/api/deployments/{deployment.pk}/").json()["status"] == "deleted"
+
+
+def test_a_failed_deployment_shows_its_reason_and_a_retry_button(client, msp_admin, cluster,
+                                                                 version, kube):
+    deployment = services.kserve_deployment_create(
+        actor=msp_admin, deployment=services.kserve_deployment_build(
+            version=version, cluster=cluster, tenant=None, runtime="kserve-vllmserver",
+            cpu="1", memory="1Gi"))
+    kube.fail_next(3, status=502)
+    assert services.deployment_drive(deployment.pk) == S.FAILED
+    client.force_login(msp_admin)
+    page = client.get(f"/msp/deployments/{deployment.pk}/").content.decode()
+    assert "after 3 attempts" in page and "HTTP 502" in page
+    assert f'action="/msp/deployments/{deployment.pk}/retry/"' in page
+    assert 'hx-trigger="every 2s"' not in page  # settled: no polling
+    client.post(f"/msp/deployments/{deployment.pk}/retry/")
+    deployment.refresh_from_db()
+    assert deployment.status == S.PENDING

@@ -152,6 +152,12 @@ class KubeEmulator:
             obj["status"] = {"conditions": conditions,
                              "observedGeneration": obj["metadata"].get("generation", 1)}
             if ready:
+                obj["status"]["modelStatus"] = {"copies": {"totalCopies": obj["spec"][
+                    "predictor"].get("minReplicas", 1)}}
+                obj["status"]["components"] = {"predictor": {
+                    "latestReadyRevision": f"{name}-predictor-00001",
+                    "traffic": [{"revisionName": f"{name}-predictor-00001", "percent": 100,
+                                 "latestRevision": True}]}}
                 obj["status"]["url"] = url or f"http://{name}.{namespace}.example.test"
                 obj["status"]["address"] = {
                     "url": f"http://{name}-predictor.{namespace}.svc.cluster.local"}

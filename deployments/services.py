@@ -604,8 +604,12 @@ def deployment_reconcile(deployment_id: int) -> str:
             return "in sync"
         what = "deleted outside the portal" if not seen.found else "changed outside the portal"
         outcome = backend.apply(deployment)
-    except kube.KubeError as exc:
-        _event(deployment, f"Reconcile could not reach the cluster: {exc.message}", "warning")
+    except (kube.KubeError, ValidationError) as exc:
+        message = exc.message if isinstance(exc, kube.KubeError) else " ".join(exc.messages)
+        note = f"Reconcile could not check the deployment: {message}"
+        last = deployment.events.first()
+        if last is None or last.message != note[:1000]:  # once, not every beat
+            _event(deployment, note, "warning")
         return "unreachable"
     with transaction.atomic():
         _event(deployment, f"Drift repaired: the InferenceService was {what}; {outcome}.",

@@ -1,12 +1,15 @@
 """The KServe backend and the deployment state machine, over real HTTP to the emulator."""
 
 import pytest
+import redis
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from audit.models import AuditEvent
 from deployments import namespaces, services
 from deployments.models import Deployment, DeploymentStatus
 from gateway.directory import _load_routes_and_tenants
+from portal.gateway_config import CONFIG_VERSION_KEY
 from tests.deployments.conftest import GPU
 from tests.factories import published_version
 
@@ -68,7 +71,10 @@ def test_ready_records_the_openai_route_and_the_gateway_routes_there(msp_admin, 
                                                                      version, kube):
     deployment = deploy(msp_admin, cluster, version)
     assert services.deployment_follow(deployment.pk) == S.PROGRESSING  # no status yet
+    config = redis.Redis.from_url(settings.REDIS_URL)
+    before = int(config.get(CONFIG_VERSION_KEY) or 0)
     deployment = become_ready(kube, deployment)
+    assert int(config.get(CONFIG_VERSION_KEY)) == before + 1  # gateway workers reload
     expected = f"http://{deployment.resource_name}.models-shared.example.test/openai/v1"
     assert deployment.base_url == expected
     assert [c["type"] for c in deployment.conditions] == ["IngressReady", "PredictorReady",
@@ -337,3 +343,14 @@ def test_stale_applying_deployments_are_failed(msp_admin, cluster, version):
     assert services.deployments_fail_stale() == 1
     deployment.refresh_from_db()
     assert deployment.status == S.FAILED and "retry" in deployment.status_reason
+
+
+def test_reconcile_of_an_unreachable_cluster_notes_it_once(msp_admin, cluster, version, kube):
+    deployment = become_ready(kube, deploy(msp_admin, cluster, version))
+    events = deployment.events.count()
+    kube.fail_next(6, status=503)
+    assert services.deployment_reconcile(deployment.pk) == "unreachable"
+    assert services.deployment_reconcile(deployment.pk) == "unreachable"
+    assert deployment.events.count() == events + 1
+    deployment.refresh_from_db()
+    assert deployment.status == S.READY  # a blip of the API server doesn't unroute it

@@ -409,6 +409,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "DeploymentStatusEnum": "deployments.models.DeploymentStatus",
+        "DeploymentModeEnum": "deployments.models.DeploymentMode",
+    },
 }
 
 # --- Audit: signing key, checkpoints, reports, retention --------------------------------

@@ -1,15 +1,12 @@
-"""Every write of the deployments app: clusters, tenant namespaces, deployments and their
-state machine.
+"""Deployments: validation (every refusal before anything is applied) and the state machine.
 
-pending → applying → progressing → ready | failed → stopping → stopped → deleting → deleted.
+pending → applying → progressing → ready | failed; stopping → stopped; deleting → deleted.
 Transitions are compare-and-set updates (`_transition`), so two workers never drive the same
 deployment through the same step twice. Calls to a cluster happen outside any transaction;
-their outcome is recorded in a short one.
-"""
+their outcome is recorded in a short one."""
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 from django.conf import settings
@@ -26,155 +23,25 @@ from deployments.backends.kserve import registry_host
 from deployments.models import (
     Backend,
     Cluster,
-    CredentialKind,
     Deployment,
     DeploymentEvent,
     DeploymentMode,
     DeploymentStatus,
     Runtime,
     ScaleMetric,
-    TenantNamespace,
 )
-from models_catalog.models import Model, ModelVersion
+from deployments.services.clusters import (
+    EU_MEMBERS,
+    SYSTEM,
+    jurisdiction_allowed,
+    tenant_namespace_ensure,
+)
+from models_catalog.models import ModelVersion
 from models_catalog.signing import version_verify
-from portal import crypto
 from portal.gateway_config import bump_gateway_config
 from tenants.models import Tenant
 
-logger = logging.getLogger(__name__)
-
 S = DeploymentStatus
-SYSTEM = "system:deployments"
-
-
-# --- Clusters -----------------------------------------------------------------------------
-
-def _check_capacity_map(capacity: dict) -> None:
-    if not isinstance(capacity, dict) or not all(
-            isinstance(k, str) and k and isinstance(v, int) and v >= 0
-            for k, v in capacity.items()):
-        raise ValidationError({"gpu_capacity": "Give GPUs per product as whole numbers, e.g. "
-                                               "NVIDIA-A100-SXM4-80GB=8."})
-
-
-@transaction.atomic
-def cluster_create(*, actor, name: str, api_url: str, jurisdiction: str, credentials: str,
-                   credential_kind: str = CredentialKind.TOKEN, ca_bundle: str = "",
-                   gpu_capacity: dict | None = None, gateway_namespace: str = "istio-system",
-                   default_mode: str = DeploymentMode.STANDARD) -> Cluster:
-    gpu_capacity = gpu_capacity or {}
-    _check_capacity_map(gpu_capacity)
-    cluster = Cluster(name=name, api_url=api_url.rstrip("/"), jurisdiction=jurisdiction,
-                      credential_kind=credential_kind, ca_bundle=ca_bundle,
-                      credentials_encrypted=crypto.encrypt(credentials),
-                      gpu_capacity=gpu_capacity, gateway_namespace=gateway_namespace,
-                      default_mode=default_mode)
-    cluster.full_clean()
-    cluster.save()
-    audit.record(action="cluster.created", actor=actor, target=cluster,
-                 details={"name": name, "api_url": cluster.api_url,
-                          "jurisdiction": jurisdiction, "gpu_capacity": gpu_capacity,
-                          "credential_kind": credential_kind})
-    return cluster
-
-
-@transaction.atomic
-def cluster_update(*, actor, cluster: Cluster, credentials: str = "", **fields) -> Cluster:
-    """Change the given fields; empty `credentials` keeps the stored ones."""
-    if "gpu_capacity" in fields:
-        _check_capacity_map(fields["gpu_capacity"])
-    changed = {}
-    for field, value in fields.items():
-        if getattr(cluster, field) != value:
-            changed[field] = value
-            setattr(cluster, field, value)
-    if credentials:
-        cluster.credentials_encrypted = crypto.encrypt(credentials)
-        changed["credentials"] = "replaced"
-    cluster.full_clean()
-    cluster.save()
-    if changed:
-        audit.record(action="cluster.updated", actor=actor, target=cluster,
-                     details={k: (v if k != "ca_bundle" else "replaced")
-                              for k, v in changed.items()})
-    return cluster
-
-
-def cluster_check(*, actor, cluster: Cluster) -> Cluster:
-    """Server version from /version and the InferenceService CRD; the outcome is kept."""
-    from kubernetes import client
-
-    version, problem = "", ""
-    try:
-        with kube.session(cluster) as k:
-            info = k.call(client.VersionApi(k.api_client).get_code)
-            version = info.git_version
-            try:
-                k.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
-                                 f"{kube.ISVC_CRD}")
-            except kube.KubeError as exc:
-                if kube.not_found(exc):
-                    problem = (f"Kubernetes {version} answers, but KServe is not installed: "
-                               f"the CRD {kube.ISVC_CRD} is missing.")
-                elif exc.status in (401, 403):
-                    problem = (f"Kubernetes {version} answers, but the credentials may not "
-                               f"read CRDs ({exc.message}).")
-                else:
-                    raise
-    except kube.KubeError as exc:
-        problem = (f"Can't reach the API server: {exc.message}" if exc.status not in (401, 403)
-                   else f"The API server refused the credentials ({exc.message}). Replace "
-                        "the token or kubeconfig.")
-    with transaction.atomic():
-        cluster.server_version = version
-        cluster.last_check_ok = not problem
-        cluster.last_check_message = (problem or f"Kubernetes {version}, KServe CRD present.")[
-            :500]
-        cluster.last_checked_at = timezone.now()
-        cluster.save(update_fields=["server_version", "last_check_ok", "last_check_message",
-                                    "last_checked_at", "updated_at"])
-        audit.record(action="cluster.checked", actor=actor, target=cluster,
-                     details={"ok": not problem, "message": cluster.last_check_message})
-    return cluster
-
-
-# --- Residency ----------------------------------------------------------------------------
-
-# EU member states, so that ALLOWED_JURISDICTIONS=EU admits a cluster labelled DE or FR-IDF.
-EU_MEMBERS = frozenset("AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT "
-                       "RO SE SI SK".split())
-
-
-def jurisdiction_allowed(code: str) -> bool:
-    country = code.split("-", 1)[0]
-    for allowed in settings.ALLOWED_JURISDICTIONS:
-        if code == allowed or code.startswith(allowed + "-"):
-            return True
-        if allowed == "EU" and (country in EU_MEMBERS or country == "EU"):
-            return True
-    return False
-
-
-# --- Tenant namespaces --------------------------------------------------------------------
-
-def tenant_namespace_ensure(*, cluster: Cluster, tenant: Tenant, actor=SYSTEM) -> TenantNamespace:
-    """Create or repair the tenant's namespace objects on `cluster`; records the outcome."""
-    record, _ = TenantNamespace.objects.get_or_create(
-        cluster=cluster, tenant=tenant, defaults={"name": namespaces.namespace_name(tenant)})
-    try:
-        done = namespaces.ensure(cluster, tenant)
-        ok, message = True, ", ".join(done) or "in sync"
-    except kube.KubeError as exc:
-        done, ok, message = [], False, exc.message
-    with transaction.atomic():
-        record.ok, record.message, record.synced_at = ok, message[:500], timezone.now()
-        record.save(update_fields=["ok", "message", "synced_at"])
-        if done or not ok:
-            audit.record(action="namespace.synced" if ok else "namespace.sync_failed",
-                         actor=actor, tenant=tenant, target=record,
-                         details={"cluster": cluster.name, "namespace": record.name,
-                                  "changes": done, "message": message})
-    return record
 
 
 # --- Deployments: validation --------------------------------------------------------------
@@ -654,46 +521,3 @@ def deployments_fail_stale() -> int:
         failed += _transition(deployment, from_statuses=[deployment.status], to=S.FAILED,
                               reason=reason, level="error")
     return failed
-
-
-# --- External endpoints -------------------------------------------------------------------
-
-@transaction.atomic
-def external_endpoint_register(
-    *, actor, model: Model, base_url: str, upstream_model: str = "", upstream_api_key: str = "",
-    tenant: Tenant | None = None, name: str = "",
-) -> Deployment:
-    """Register an already-running OpenAI-compatible server as a deployment of `model`."""
-    deployment = Deployment(
-        model=model, tenant=tenant, backend=Backend.EXTERNAL, base_url=base_url.rstrip("/"),
-        name=name or base_url.split("://", 1)[-1].split("/", 1)[0],
-        upstream_model=upstream_model,
-        upstream_api_key_encrypted=crypto.encrypt(upstream_api_key),
-    )
-    if not deployment.base_url:
-        raise ValidationError({"base_url": "Give the endpoint's base URL."})
-    deployment.full_clean()
-    deployment.save()
-    audit.record(action="deployment.registered", actor=actor, tenant=tenant, target=deployment,
-                 details={"model": model.slug, "backend": Backend.EXTERNAL,
-                          "base_url": deployment.base_url,
-                          "scope": tenant.slug if tenant else "shared"})
-    return deployment_check(actor=actor, deployment=deployment)
-
-
-@transaction.atomic
-def deployment_check(*, actor, deployment: Deployment) -> Deployment:
-    """Health-check an external endpoint and record the outcome when it changes."""
-    seen = backend_for(deployment).observe(deployment)
-    problem = seen.problem
-    status = DeploymentStatus.FAILED if problem else DeploymentStatus.READY
-    changed = status != deployment.status
-    deployment.status, deployment.status_reason = status, problem or ""
-    deployment.last_checked_at = timezone.now()
-    deployment.save(update_fields=["status", "status_reason", "last_checked_at", "updated_at"])
-    if changed:
-        audit.record(action=f"deployment.{status}", actor=actor, tenant=deployment.tenant,
-                     target=deployment, details={"reason": problem or ""})
-        bump_gateway_config()
-    return deployment
-

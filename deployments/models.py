@@ -1,27 +1,117 @@
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
-from models_catalog.models import Model
-from tenants.models import Tenant, User
+from models_catalog.models import Model, ModelVersion
+from tenants.models import Tenant, User, jurisdiction_validator
+
+dns_label_validator = RegexValidator(
+    r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
+    "Use lowercase letters, digits and hyphens (a Kubernetes DNS label).")
+
+
+class DeploymentMode(models.TextChoices):
+    STANDARD = "Standard", "Standard (Kubernetes Deployment)"
+    KNATIVE = "Knative", "Knative (serverless)"
+
+
+class CredentialKind(models.TextChoices):
+    TOKEN = "token", "Service-account token"
+    KUBECONFIG = "kubeconfig", "Kubeconfig"
+
+
+class Cluster(models.Model):
+    """A Kubernetes cluster with KServe that the MSP deploys models to.
+
+    GPU capacity is configured, not discovered: the portal's service account should not need
+    cluster-wide read access to nodes, and the share of a cluster's GPUs the MSP reserves for
+    the portal is a business decision the node list cannot tell.
+    """
+
+    name = models.SlugField(max_length=63, unique=True, validators=[dns_label_validator])
+    api_url = models.URLField("API server URL", max_length=300)
+    ca_bundle = models.TextField("CA bundle (PEM)", blank=True,
+                                 help_text="Empty to trust the system's CAs.")
+    credential_kind = models.CharField(max_length=16, choices=CredentialKind.choices,
+                                       default=CredentialKind.TOKEN)
+    credentials_encrypted = models.TextField(blank=True)
+    jurisdiction = models.CharField(max_length=8, validators=[jurisdiction_validator],
+                                    help_text="Where the cluster runs, e.g. DE or DE-BY.")
+    gpu_capacity = models.JSONField(
+        default=dict, blank=True,
+        help_text="GPUs per product (node label nvidia.com/gpu.product) reserved for the portal.")
+    gateway_namespace = models.CharField(
+        max_length=63, default="istio-system", validators=[dns_label_validator],
+        help_text="Namespace of the ingress gateway: the only one allowed into tenant "
+                  "namespaces.")
+    default_mode = models.CharField(max_length=16, choices=DeploymentMode.choices,
+                                    default=DeploymentMode.STANDARD)
+    server_version = models.CharField(max_length=40, blank=True)
+    last_check_ok = models.BooleanField(null=True, blank=True)
+    last_check_message = models.CharField(max_length=500, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def gpu_products(self) -> list[str]:
+        return sorted(self.gpu_capacity)
 
 
 class Backend(models.TextChoices):
     EXTERNAL = "external", "External OpenAI-compatible endpoint"
+    KSERVE = "kserve", "KServe InferenceService"
 
 
 class DeploymentStatus(models.TextChoices):
     PENDING = "pending", "Pending"
+    APPLYING = "applying", "Applying"
+    PROGRESSING = "progressing", "Progressing"
     READY = "ready", "Ready"
     FAILED = "failed", "Failed"
+    STOPPING = "stopping", "Stopping"
     STOPPED = "stopped", "Stopped"
+    DELETING = "deleting", "Deleting"
+    DELETED = "deleted", "Deleted"
+
+
+# Statuses in which nothing is in flight: the detail page stops polling.
+SETTLED_STATUSES = frozenset({DeploymentStatus.READY, DeploymentStatus.FAILED,
+                              DeploymentStatus.STOPPED, DeploymentStatus.DELETED})
+# Statuses that hold GPUs (or will, in a moment) for capacity and quota.
+ACTIVE_STATUSES = frozenset({DeploymentStatus.PENDING, DeploymentStatus.APPLYING,
+                             DeploymentStatus.PROGRESSING, DeploymentStatus.READY,
+                             DeploymentStatus.FAILED, DeploymentStatus.STOPPING})
+
+
+class Runtime(models.TextChoices):
+    VLLM = "kserve-vllmserver", "vLLM (kserve-vllmserver)"
+    HUGGINGFACE = "kserve-huggingfaceserver", "Hugging Face (kserve-huggingfaceserver)"
+
+
+RUNTIME_MODEL_FORMAT = {Runtime.VLLM: "vLLM", Runtime.HUGGINGFACE: "huggingface"}
+
+
+class ScaleMetric(models.TextChoices):
+    CONCURRENCY = "concurrency", "Concurrency"
+    RPS = "rps", "Requests per second"
+    CPU = "cpu", "CPU utilisation (%)"
+    MEMORY = "memory", "Memory utilisation (%)"
 
 
 class Deployment(models.Model):
     """Somewhere a catalog model is served; the gateway's upstream.
 
     Shared deployments (no tenant) serve every entitled tenant; dedicated ones only their
-    tenant. The upstream API key is stored encrypted (portal.crypto).
+    tenant. For KServe the fields below are the desired state the manifest is built from;
+    `canary_version` is a pending canary, `previous_version` what a rollback returns to.
     """
 
     model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="deployments")
@@ -30,7 +120,7 @@ class Deployment(models.Model):
                                help_text="Empty for a shared deployment.")
     name = models.CharField(max_length=100)
     backend = models.CharField(max_length=16, choices=Backend.choices)
-    base_url = models.URLField("upstream base URL", max_length=500,
+    base_url = models.URLField("upstream base URL", max_length=500, blank=True,
                                help_text="The OpenAI-compatible base URL, e.g. http://host:8000/v1")
     upstream_model = models.CharField(max_length=200, blank=True,
                                       help_text="Model name the upstream expects; defaults to "
@@ -39,7 +129,42 @@ class Deployment(models.Model):
     status = models.CharField(max_length=16, choices=DeploymentStatus.choices,
                               default=DeploymentStatus.PENDING)
     status_reason = models.CharField(max_length=500, blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
+
+    # --- KServe desired state ---
+    cluster = models.ForeignKey(Cluster, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="deployments")
+    version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="deployments")
+    canary_version = models.ForeignKey(ModelVersion, null=True, blank=True,
+                                       on_delete=models.PROTECT, related_name="+")
+    canary_traffic_percent = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(99)])
+    previous_version = models.ForeignKey(ModelVersion, null=True, blank=True,
+                                         on_delete=models.PROTECT, related_name="+")
+    mode = models.CharField(max_length=16, choices=DeploymentMode.choices, blank=True)
+    namespace = models.CharField(max_length=63, blank=True)
+    resource_name = models.CharField(max_length=63, blank=True,
+                                     validators=[dns_label_validator])
+    runtime = models.CharField(max_length=32, choices=Runtime.choices, blank=True)
+    gpu_product = models.CharField(max_length=100, blank=True)
+    gpu_count = models.PositiveSmallIntegerField(default=0)
+    cpu = models.CharField(max_length=16, blank=True)
+    memory = models.CharField(max_length=16, blank=True)
+    min_replicas = models.PositiveSmallIntegerField(default=1)
+    max_replicas = models.PositiveSmallIntegerField(default=1)
+    scale_metric = models.CharField(max_length=16, choices=ScaleMetric.choices, blank=True)
+    scale_target = models.PositiveIntegerField(null=True, blank=True)
+    extra_args = models.JSONField(default=dict, blank=True)
+    stop_requested = models.BooleanField(default=False)
+
+    # --- KServe observed state ---
+    url = models.URLField(max_length=500, blank=True)
+    conditions = models.JSONField(default=list, blank=True)
+    observed = models.JSONField(default=dict, blank=True,
+                                help_text="Replicas and traffic as the cluster reports them.")
+
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -47,6 +172,12 @@ class Deployment(models.Model):
 
     class Meta:
         ordering = ["model__slug", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cluster", "namespace", "resource_name"],
+                condition=~models.Q(status="deleted") & models.Q(backend="kserve"),
+                name="one_live_inferenceservice_per_name"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.model.slug} @ {self.name}"
@@ -54,3 +185,53 @@ class Deployment(models.Model):
     @property
     def served_model_name(self) -> str:
         return self.upstream_model or self.model.slug
+
+    @property
+    def is_settled(self) -> bool:
+        return self.status in SETTLED_STATUSES
+
+    @property
+    def gpus_reserved(self) -> int:
+        """GPUs this deployment may hold at its peak: every replica, plus a canary's pods."""
+        per_copy = self.gpu_count * self.max_replicas
+        return per_copy * (2 if self.canary_version_id else 1)
+
+
+class DeploymentEvent(models.Model):
+    """One step on a deployment's timeline, as the detail page shows it."""
+
+    class Level(models.TextChoices):
+        INFO = "info", "Info"
+        WARNING = "warning", "Warning"
+        ERROR = "error", "Error"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(auto_now_add=True)
+    level = models.CharField(max_length=8, choices=Level.choices, default=Level.INFO)
+    status = models.CharField(max_length=16, choices=DeploymentStatus.choices)
+    message = models.CharField(max_length=1000)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.message}"
+
+
+class TenantNamespace(models.Model):
+    """A tenant's namespace on one cluster, as last reconciled."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="namespaces")
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=63, validators=[dns_label_validator])
+    synced_at = models.DateTimeField(null=True, blank=True)
+    ok = models.BooleanField(null=True, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["cluster__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["cluster", "tenant"],
+                                               name="one_namespace_per_tenant_and_cluster")]
+
+    def __str__(self) -> str:
+        return f"{self.cluster.name}/{self.name}"

@@ -1,9 +1,18 @@
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from collections import defaultdict
 
-from deployments.models import Deployment, DeploymentStatus
-from models_catalog.models import Model
+from django.db.models import Q, QuerySet
+from django.shortcuts import get_object_or_404
+
+from deployments.models import (
+    ACTIVE_STATUSES,
+    Backend,
+    Cluster,
+    Deployment,
+    DeploymentStatus,
+)
+from models_catalog.models import Model, ModelVersion, VersionStatus
 from models_catalog.selectors import model_list_for_tenant
 from tenants.models import Tenant
 
@@ -17,3 +26,88 @@ def served_models_for_tenant(*, tenant: Tenant, task: str | None = None) -> Quer
     return models.filter(task=task) if task else models
 
 
+def cluster_list() -> QuerySet[Cluster]:
+    return Cluster.objects.all()
+
+
+def cluster_get(pk: int) -> Cluster:
+    return get_object_or_404(Cluster, pk=pk)
+
+
+def _holding_gpus(cluster: Cluster | None = None) -> QuerySet[Deployment]:
+    qs = Deployment.objects.filter(backend=Backend.KSERVE, status__in=ACTIVE_STATUSES,
+                                   gpu_count__gt=0)
+    return qs.filter(cluster=cluster) if cluster else qs
+
+
+def cluster_free_gpus(cluster: Cluster, *, exclude: Deployment | None = None) -> dict[str, int]:
+    """Configured capacity minus the peak GPUs of active deployments, per product."""
+    free = defaultdict(int, cluster.gpu_capacity)
+    held = _holding_gpus(cluster)
+    if exclude is not None and exclude.pk:
+        held = held.exclude(pk=exclude.pk)
+    for deployment in held:
+        free[deployment.gpu_product] -= deployment.gpus_reserved
+    return dict(free)
+
+
+def tenant_gpus_reserved(tenant: Tenant, *, exclude: Deployment | None = None) -> int:
+    held = _holding_gpus().filter(tenant=tenant)
+    if exclude is not None and exclude.pk:
+        held = held.exclude(pk=exclude.pk)
+    return sum(d.gpus_reserved for d in held)
+
+
+def gpu_allocation() -> list[dict]:
+    """GPUs held per cluster and tenant ("shared" for platform deployments), for dashboards."""
+    rows: dict[tuple, dict] = {}
+    for d in _holding_gpus().select_related("cluster", "tenant"):
+        key = (d.cluster.name, d.tenant.slug if d.tenant else "shared", d.gpu_product)
+        row = rows.setdefault(key, {"cluster": key[0], "tenant": key[1], "gpu_product": key[2],
+                                    "gpus": 0, "deployments": 0})
+        row["gpus"] += d.gpus_reserved
+        row["deployments"] += 1
+    return sorted(rows.values(), key=lambda r: (r["cluster"], r["tenant"], r["gpu_product"]))
+
+
+def deployment_list(*, status: str = "", cluster: str = "") -> QuerySet[Deployment]:
+    qs = Deployment.objects.select_related("model", "tenant", "cluster", "version",
+                                           "canary_version")
+    if status:
+        qs = qs.filter(status=status)
+    else:
+        qs = qs.exclude(status=DeploymentStatus.DELETED)
+    if cluster:
+        qs = qs.filter(cluster__name=cluster)
+    return qs
+
+
+def deployment_get(pk: int) -> Deployment:
+    return get_object_or_404(
+        Deployment.objects.select_related("model", "tenant", "cluster", "version",
+                                          "canary_version", "previous_version"), pk=pk)
+
+
+def deployable_versions(model: Model | None = None) -> QuerySet[ModelVersion]:
+    """Published versions whose signature verifies now (an Ed25519 check each; the chosen
+    one is verified again before every apply)."""
+    from models_catalog.signing import version_verify
+
+    qs = ModelVersion.objects.filter(status=VersionStatus.PUBLISHED).select_related("model")
+    if model:
+        qs = qs.filter(model=model)
+    verified = [v.pk for v in qs if version_verify(v).ok]
+    return qs.filter(pk__in=verified)
+
+
+def deployments_by_jurisdiction() -> list[dict]:
+    """Live deployments per cluster, for the compliance report."""
+    rows: dict[str, dict] = {}
+    live = Deployment.objects.filter(backend=Backend.KSERVE).exclude(
+        status=DeploymentStatus.DELETED).select_related("cluster")
+    for d in live:
+        row = rows.setdefault(d.cluster.name, {"cluster": d.cluster.name,
+                                               "jurisdiction": d.cluster.jurisdiction,
+                                               "deployments": 0})
+        row["deployments"] += 1
+    return sorted(rows.values(), key=lambda r: r["cluster"])

@@ -43,6 +43,16 @@ def build_schedule(*, checkpoint_interval_minutes: int) -> dict:
             "task": "audit.tasks.purge_expired",
             "schedule": crontab(hour=3, minute=40),
         },
+        "deployments-reconcile": {
+            "task": "deployments.tasks.reconcile_deployments",
+            "schedule": timedelta(minutes=2),
+            "options": {"expires": 110},
+        },
+        "deployments-fail-stale": {
+            "task": "deployments.tasks.fail_stale_deployments",
+            "schedule": timedelta(minutes=1),
+            "options": {"expires": 55},
+        },
         "audit-checkpoint": {
             "task": "audit.tasks.create_checkpoint",
             "schedule": timedelta(minutes=checkpoint_interval_minutes),

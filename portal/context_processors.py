@@ -39,6 +39,9 @@ def navigation(request: HttpRequest) -> dict:
         platform.append(NavItem("Tenants", reverse("tenants:list"), "building"))
     if permissions.has_platform_perm(user, PlatformPerm.MODELS_VIEW):
         platform.append(NavItem("Model catalog", reverse("models_catalog:catalog"), "cube"))
+    if permissions.has_platform_perm(user, PlatformPerm.DEPLOYMENTS_MANAGE):
+        platform.append(NavItem("Deployments", reverse("deployments:list"), "rocket"))
+        platform.append(NavItem("Clusters", reverse("deployments:clusters"), "server"))
     if permissions.has_platform_perm(user, PlatformPerm.AUDIT_VIEW):
         platform.append(NavItem("Audit", reverse("audit:list"), "shield"))
         platform.append(NavItem("Checkpoints", reverse("compliance:checkpoints"), "key"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 
 import environ
@@ -427,6 +428,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "DeploymentStatusEnum": "deployments.models.DeploymentStatus",
+        "DeploymentModeEnum": "deployments.models.DeploymentMode",
+    },
 }
 
 # --- Model catalog: OCI registry, uploads, scans -----------------------------------------
@@ -508,6 +513,30 @@ if MODEL_SCAN_POLICY not in {"safetensors_gguf_only", "pickle_allowed_when_clean
 # Caps on what one image may unpack to under /models (archive bombs stop at the cap).
 MODEL_SCAN_MAX_BYTES = env_int("MODEL_SCAN_MAX_BYTES", 200 * 1024**3, minimum=1)
 MODEL_SCAN_MAX_FILES = env_int("MODEL_SCAN_MAX_FILES", 10_000, minimum=1)
+
+# --- Deployments ------------------------------------------------------------------------
+# Clusters pull ModelCars from the registry's trusted namespace (REGISTRY_URL, above) as
+# `oci://<host>/<repository>@sha256:<digest>`.
+
+# Data residency: the jurisdictions (ISO 3166 codes, optionally with a region, or EU) where
+# models may run. A deployment to a cluster outside them is refused and audited. Empty: no
+# deployment is allowed until the operator says where.
+ALLOWED_JURISDICTIONS = env_list("ALLOWED_JURISDICTIONS", [])
+for _code in ALLOWED_JURISDICTIONS:
+    if not re.fullmatch(r"[A-Z]{2}(?:-[A-Z0-9]{1,3})?", _code):
+        raise ImproperlyConfigured(
+            f"ALLOWED_JURISDICTIONS: {_code!r} is not a code such as DE, EU or DE-BY.")
+# Namespace of shared deployments (serving every entitled tenant) on each cluster.
+DEPLOYMENTS_SHARED_NAMESPACE = os.environ.get("DEPLOYMENTS_SHARED_NAMESPACE", "models-shared")
+# Kubernetes API calls: seconds per request, attempts on 5xx/timeouts, first backoff (doubles).
+KUBE_REQUEST_TIMEOUT_SECONDS = env_int("KUBE_REQUEST_TIMEOUT_SECONDS", 10, minimum=1)
+KUBE_API_ATTEMPTS = env_int("KUBE_API_ATTEMPTS", 4, minimum=1)
+KUBE_RETRY_BACKOFF_MS = env_int("KUBE_RETRY_BACKOFF_MS", 500, minimum=0)
+# A deployment not ready this many minutes after it was applied is marked failed.
+DEPLOYMENT_PROGRESS_TIMEOUT_MINUTES = env_int("DEPLOYMENT_PROGRESS_TIMEOUT_MINUTES", 30,
+                                              minimum=1)
+# A deployment "applying" longer than this (its worker died) is marked failed, to be retried.
+DEPLOYMENT_APPLYING_STALE_MINUTES = env_int("DEPLOYMENT_APPLYING_STALE_MINUTES", 10, minimum=1)
 
 from portal.beat import build_schedule  # noqa: E402  (needs the intervals above)
 

@@ -24,6 +24,7 @@ class PlatformPerm(StrEnum):
     MODELS_MANAGE = "models.manage"  # upload, approve, entitlements, prices, lifecycle
     STATEMENTS_CLOSE = "statements.close"
     USAGE_VIEW = "usage.view"  # usage across every tenant
+    DEPLOYMENTS_MANAGE = "deployments.manage"  # clusters, namespaces, deployments
 
 
 class TenantPerm(StrEnum):
@@ -56,6 +57,7 @@ PLATFORM_GRANTS: dict[PlatformPerm, frozenset[str]] = {
     PlatformPerm.MODELS_MANAGE: frozenset({PlatformRole.MSP_ADMIN}),
     PlatformPerm.STATEMENTS_CLOSE: frozenset({PlatformRole.MSP_ADMIN}),
     PlatformPerm.USAGE_VIEW: frozenset({PlatformRole.MSP_ADMIN}),
+    PlatformPerm.DEPLOYMENTS_MANAGE: frozenset({PlatformRole.MSP_ADMIN}),
 }
 
 TENANT_GRANTS: dict[TenantPerm, frozenset[str]] = {

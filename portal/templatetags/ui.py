@@ -23,6 +23,10 @@ _ICONS = {
              '<path d="M14 10a4 4 0 0 0-5.7 0l-3 3a4 4 0 0 0 5.7 5.7l1-1"/>'),
     "key": '<circle cx="8" cy="15" r="4"/><path d="M11 12l9-9M17 6l3 3M14 9l2 2"/>',
     "cube": '<path d="M12 3l8 4.5v9L12 21l-8-4.5v-9z"/><path d="M4 7.5l8 4.5 8-4.5M12 12v9"/>',
+    "server": '<rect x="3" y="4" width="18" height="7" rx="1.5"/><rect x="3" y="13" width="18" '
+              'height="7" rx="1.5"/><path d="M7 7.5h0M7 16.5h0"/>',
+    "rocket": '<path d="M12 15l-3-3c1.5-5 5-8 10-9-1 5-4 8.5-9 10zM9 12l-4 1 2-4h4M12 15l-1 4 '
+              '4-2v-4"/>',
     "file": '<path d="M6 3h8l4 4v14H6z"/><path d="M14 3v4h4M9 12h6M9 16h6"/>',
 }
 
@@ -50,6 +54,16 @@ _STATUS_BADGES = {
     "tenant_admin": "badge-brand",
     "revoked": "badge-danger",
     "expired": "badge-warn",
+    # deployments
+    "ready": "badge-ok",
+    "failed": "badge-danger",
+    "pending": "badge-brand",
+    "applying": "badge-brand",
+    "progressing": "badge-brand",
+    "stopping": "badge-warn",
+    "stopped": "badge-warn",
+    "deleting": "badge-warn",
+    "deleted": "",
 }
 
 

@@ -123,6 +123,26 @@ PAGES = [
      {"anonymous": "login", "msp_admin": 302, "default": 403}),
     ("post", "/catalog/{model}/v/{version}/reject/", {"reason": "not needed"},
      {"anonymous": "login", "msp_admin": 302, "default": 403}),
+    # Clusters and deployments: the MSP admin's alone.
+    ("get", "/msp/clusters/", None, {"anonymous": "login", "msp_admin": 200, "default": 403}),
+    ("get", "/msp/clusters/new/", None, {"anonymous": "login", "msp_admin": 200,
+                                         "default": 403}),
+    ("get", "/msp/clusters/{cluster}/", None, {"anonymous": "login", "msp_admin": 200,
+                                               "default": 403}),
+    ("get", "/msp/clusters/{cluster}/edit/", None, {"anonymous": "login", "msp_admin": 200,
+                                                    "default": 403}),
+    ("get", "/msp/deployments/", None, {"anonymous": "login", "msp_admin": 200,
+                                        "default": 403}),
+    ("get", "/msp/deployments/new/", None, {"anonymous": "login", "msp_admin": 200,
+                                            "default": 403}),
+    ("get", "/msp/deployments/{deployment}/", None, {"anonymous": "login", "msp_admin": 200,
+                                                     "default": 403}),
+    ("get", "/msp/deployments/{deployment}/manifest.yaml", None,
+     {"anonymous": "login", "msp_admin": 200, "default": 403}),
+    ("post", "/msp/deployments/{deployment}/stop/", {},
+     {"anonymous": "login", "msp_admin": 302, "default": 403}),
+    ("post", "/msp/deployments/{deployment}/scale/", {"min_replicas": 1, "max_replicas": 2},
+     {"anonymous": "login", "msp_admin": 302, "default": 403}),
 ]
 
 API = [
@@ -196,7 +216,27 @@ API = [
      {"anonymous": 401, "msp_admin": 200, "default": 403}),
     ("put", "/api/models/{model}/entitlements/", {"all_tenants": True},
      {"anonymous": 401, "msp_admin": 200, "default": 403}),
+    ("get", "/api/clusters/", None, {"anonymous": 401, "msp_admin": 200, "default": 403}),
+    ("get", "/api/clusters/{cluster}/", None, {"anonymous": 401, "msp_admin": 200,
+                                               "default": 403}),
+    ("get", "/api/deployments/", None, {"anonymous": 401, "msp_admin": 200, "default": 403}),
+    ("get", "/api/deployments/{deployment}/", None, {"anonymous": 401, "msp_admin": 200,
+                                                     "default": 403}),
+    ("get", "/api/deployments/{deployment}/manifest/", None,
+     {"anonymous": 401, "msp_admin": 200, "default": 403}),
+    ("post", "/api/deployments/{deployment}/stop/", {},
+     {"anonymous": 401, "msp_admin": 202, "default": 403}),
+    ("get", "/api/deployments/gpu-allocation/", None,
+     {"anonymous": 401, "msp_admin": 200, "default": 403}),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _deployment_settings(settings):
+    settings.REGISTRY_URL = "https://registry.example.test"
+    settings.ALLOWED_JURISDICTIONS = ["DE"]
+
+
 
 
 @pytest.fixture
@@ -227,9 +267,27 @@ def world(request, tenant, tenant_admin, developer, viewer, outsider, msp_admin,
                                              secret_encrypted=crypto.encrypt("whsec_test"))
     people = {name: (None if name == "anonymous" else request.getfixturevalue(name))
               for name in PEOPLE}
+    cluster, deployment = _cluster_and_deployment(msp_admin)
     return {"tenant": tenant, "member": target, "invitation": invitation, "key": key,
             "budget": budget, "webhook": webhook, "model": model, "version": version,
-            "people": people}
+            "people": people, "cluster": cluster, "deployment": deployment}
+
+
+def _cluster_and_deployment(msp_admin):
+    """A cluster (never contacted) and a ready deployment on it, as stored rows."""
+    from deployments import services as deployment_services
+    from deployments.models import DeploymentStatus
+    from tests.factories import published_version
+
+    cluster = deployment_services.cluster_create(
+        actor=msp_admin, name="matrix", api_url="https://k8s.example.test", jurisdiction="DE",
+        credentials="token", gpu_capacity={"NVIDIA-L4": 4})
+    deployment = deployment_services.kserve_deployment_build(
+        version=published_version(), cluster=cluster, tenant=None,
+        runtime="kserve-vllmserver", cpu="4", memory="16Gi")
+    deployment.status = DeploymentStatus.READY
+    deployment.save()
+    return cluster, deployment
 
 
 def _expected(rule: dict, person: str):
@@ -241,7 +299,8 @@ def _url(template: str, world: dict) -> str:
                            invitation=world["invitation"].pk, key=world["key"].pk,
                            model=world["model"].slug, version=world["version"].version,
                            budget=world["budget"].pk, webhook=world["webhook"].pk,
-                           month=f"{datetime.now(UTC):%Y-%m}")
+                           month=f"{datetime.now(UTC):%Y-%m}",
+                           cluster=world["cluster"].pk, deployment=world["deployment"].pk)
 
 
 def _call(client, method, url, body, *, json_body: bool):

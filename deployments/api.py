@@ -1,0 +1,190 @@
+"""REST endpoints for clusters and deployments: the MSP admin's actions, for automation."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from deployments import selectors, services
+from deployments.backends import backend_for, manifest_yaml
+from deployments.backends.kserve import format_extra_args, parse_extra_args
+from deployments.models import Cluster
+from deployments.serializers import (
+    ClusterCreateSerializer,
+    ClusterOutputSerializer,
+    ClusterUpdateSerializer,
+    DeploymentCreateSerializer,
+    DeploymentDetailSerializer,
+    DeploymentOutputSerializer,
+    GpuAllocationSerializer,
+    ManifestSerializer,
+    ScaleSerializer,
+    UpdateVersionSerializer,
+)
+from models_catalog.models import ModelVersion
+from tenants import permissions
+from tenants.models import Tenant
+from tenants.permissions import PlatformPerm
+
+
+def _require_manage(request: Request) -> None:
+    if not permissions.has_platform_perm(request.user, PlatformPerm.DEPLOYMENTS_MANAGE):
+        raise PermissionDenied("Only the platform operator's admins manage deployments.")
+
+
+class ClusterListApi(APIView):
+    @extend_schema(responses=ClusterOutputSerializer(many=True), operation_id="clusters_list")
+    def get(self, request: Request) -> Response:
+        _require_manage(request)
+        return Response(ClusterOutputSerializer(selectors.cluster_list(), many=True).data)
+
+    @extend_schema(request=ClusterCreateSerializer, responses={201: ClusterOutputSerializer})
+    def post(self, request: Request) -> Response:
+        _require_manage(request)
+        data = ClusterCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        cluster = services.cluster_create(actor=request.user, **data.validated_data)
+        return Response(ClusterOutputSerializer(cluster).data, status=status.HTTP_201_CREATED)
+
+
+class ClusterDetailApi(APIView):
+    @extend_schema(responses=ClusterOutputSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        _require_manage(request)
+        return Response(ClusterOutputSerializer(selectors.cluster_get(pk)).data)
+
+    @extend_schema(request=ClusterUpdateSerializer, responses=ClusterOutputSerializer)
+    def patch(self, request: Request, pk: int) -> Response:
+        _require_manage(request)
+        cluster = selectors.cluster_get(pk)
+        data = ClusterUpdateSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        cluster = services.cluster_update(actor=request.user, cluster=cluster,
+                                          credentials=fields.pop("credentials", ""), **fields)
+        return Response(ClusterOutputSerializer(cluster).data)
+
+
+class ClusterCheckApi(APIView):
+    @extend_schema(request=None, responses=ClusterOutputSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        _require_manage(request)
+        cluster = services.cluster_check(actor=request.user, cluster=selectors.cluster_get(pk))
+        return Response(ClusterOutputSerializer(cluster).data)
+
+
+class DeploymentListApi(APIView):
+    @extend_schema(responses=DeploymentOutputSerializer(many=True),
+                   operation_id="deployments_list")
+    def get(self, request: Request) -> Response:
+        _require_manage(request)
+        deployments = selectors.deployment_list(status=request.query_params.get("status", ""),
+                                                cluster=request.query_params.get("cluster", ""))
+        return Response(DeploymentOutputSerializer(deployments, many=True).data)
+
+    @extend_schema(request=DeploymentCreateSerializer,
+                   responses={201: DeploymentOutputSerializer, 200: ManifestSerializer})
+    def post(self, request: Request) -> Response:
+        _require_manage(request)
+        data = DeploymentCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        dry_run = values.pop("dry_run")
+        version = get_object_or_404(ModelVersion, pk=values.pop("version"))
+        cluster = get_object_or_404(Cluster, pk=values.pop("cluster"))
+        slug = values.pop("tenant")
+        tenant = get_object_or_404(Tenant, slug=slug) if slug else None
+        try:
+            values["extra_args"] = parse_extra_args(format_extra_args(values["extra_args"]))
+        except ValidationError as exc:
+            raise ValidationError({"extra_args": exc.messages}) from exc
+        deployment = services.kserve_deployment_build(version=version, cluster=cluster,
+                                                      tenant=tenant, **values)
+        if dry_run:
+            services.kserve_deployment_validate(actor=request.user, deployment=deployment)
+            manifest = backend_for(deployment).manifest(deployment)
+            return Response({"manifest": manifest, "yaml": manifest_yaml(deployment)})
+        deployment = services.kserve_deployment_create(actor=request.user, deployment=deployment)
+        return Response(DeploymentOutputSerializer(deployment).data,
+                        status=status.HTTP_201_CREATED)
+
+
+class DeploymentDetailApi(APIView):
+    @extend_schema(responses=DeploymentDetailSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        _require_manage(request)
+        return Response(DeploymentDetailSerializer(selectors.deployment_get(pk)).data)
+
+    @extend_schema(request=None, responses=DeploymentOutputSerializer)
+    def delete(self, request: Request, pk: int) -> Response:
+        _require_manage(request)
+        deployment = services.deployment_delete(actor=request.user,
+                                                deployment=selectors.deployment_get(pk))
+        return Response(DeploymentOutputSerializer(deployment).data,
+                        status=status.HTTP_202_ACCEPTED)
+
+
+class DeploymentManifestApi(APIView):
+    @extend_schema(responses=ManifestSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        _require_manage(request)
+        deployment = selectors.deployment_get(pk)
+        manifest = backend_for(deployment).manifest(deployment)
+        if manifest is None:
+            raise ValidationError("An external endpoint has no manifest.")
+        return Response({"manifest": manifest, "yaml": manifest_yaml(deployment)})
+
+
+class DeploymentActionApi(APIView):
+    """POST without a body: retry, promote, rollback, stop, start."""
+
+    action_name = ""
+
+    @extend_schema(request=None, responses={202: DeploymentOutputSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        _require_manage(request)
+        action = getattr(services, f"deployment_{self.action_name}")
+        deployment = action(actor=request.user, deployment=selectors.deployment_get(pk))
+        return Response(DeploymentOutputSerializer(deployment).data,
+                        status=status.HTTP_202_ACCEPTED)
+
+
+class DeploymentUpdateApi(APIView):
+    @extend_schema(request=UpdateVersionSerializer, responses={202: DeploymentOutputSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        _require_manage(request)
+        deployment = selectors.deployment_get(pk)
+        data = UpdateVersionSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = get_object_or_404(ModelVersion, pk=data.validated_data["version"])
+        deployment = services.deployment_update_version(
+            actor=request.user, deployment=deployment, version=version,
+            canary_traffic_percent=data.validated_data["canary_traffic_percent"])
+        return Response(DeploymentOutputSerializer(deployment).data,
+                        status=status.HTTP_202_ACCEPTED)
+
+
+class DeploymentScaleApi(APIView):
+    @extend_schema(request=ScaleSerializer, responses={202: DeploymentOutputSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        _require_manage(request)
+        deployment = selectors.deployment_get(pk)
+        data = ScaleSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        deployment = services.deployment_scale(actor=request.user, deployment=deployment,
+                                               **data.validated_data)
+        return Response(DeploymentOutputSerializer(deployment).data,
+                        status=status.HTTP_202_ACCEPTED)
+
+
+class GpuAllocationApi(APIView):
+    @extend_schema(responses=GpuAllocationSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        _require_manage(request)
+        return Response(selectors.gpu_allocation())

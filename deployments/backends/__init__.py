@@ -1,0 +1,53 @@
+"""Where deployments run. Each backend turns a Deployment's desired state into something
+serving, and reports what it observes; the services own the state machine around them.
+
+KServe's `LLMInferenceService` (v1alpha2, llm-d) plugs in as one more module implementing
+`DeploymentBackend`, registered in `BACKENDS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from deployments.models import Backend, Deployment
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the backend sees right now."""
+
+    found: bool
+    ready: bool = False
+    url: str = ""  # the OpenAI-compatible base URL for the gateway, when ready
+    problem: str = ""  # why it is not ready (a failed condition, an unhealthy endpoint)
+    conditions: list[dict] = field(default_factory=list)
+    observed: dict = field(default_factory=dict)
+    drifted: bool = False  # the live object no longer matches what the portal applied
+
+
+class DeploymentBackend(Protocol):
+    def manifest(self, deployment: Deployment) -> dict | None:
+        """The object the backend applies (for the YAML preview and GitOps), or None."""
+
+    def apply(self, deployment: Deployment) -> str:
+        """Make the target match the deployment's desired state; returns what was done."""
+
+    def observe(self, deployment: Deployment) -> Observation: ...
+
+    def delete(self, deployment: Deployment) -> None: ...
+
+
+def backend_for(deployment: Deployment) -> DeploymentBackend:
+    from deployments.backends import external, kserve
+
+    return {Backend.KSERVE: kserve.BACKEND, Backend.EXTERNAL: external.BACKEND}[
+        deployment.backend]
+
+
+def manifest_yaml(deployment: Deployment) -> str:
+    """The manifest as YAML, exactly as applied (empty for backends without one)."""
+    import yaml
+
+    manifest = backend_for(deployment).manifest(deployment)
+    return yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False) if manifest else ""

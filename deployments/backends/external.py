@@ -1,0 +1,56 @@
+"""An already-running OpenAI-compatible server (vLLM, llama.cpp, Ollama …): nothing to apply;
+observing it is a `GET <base_url>/models` like any OpenAI client would do."""
+
+from __future__ import annotations
+
+import requests
+
+from deployments.backends import Observation
+from deployments.models import Deployment
+from portal import crypto
+
+HEALTH_TIMEOUT_SECONDS = 5
+
+
+def probe_openai_endpoint(*, base_url: str, api_key: str, expected_model: str) -> str | None:
+    """None when healthy, else what is wrong."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = requests.get(base_url.rstrip("/") + "/models", headers=headers,
+                                timeout=HEALTH_TIMEOUT_SECONDS)
+    except requests.RequestException as exc:
+        return f"{base_url} is unreachable ({exc.__class__.__name__})."
+    if response.status_code in (401, 403):
+        return f"{base_url} refused the upstream API key (HTTP {response.status_code})."
+    if response.status_code != 200:
+        return f"{base_url}/models answered HTTP {response.status_code}."
+    try:
+        served = {entry["id"] for entry in response.json().get("data", [])}
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return f"{base_url}/models did not answer with an OpenAI model list."
+    if expected_model not in served:
+        listed = ", ".join(sorted(served)[:5]) or "none"
+        return f"{base_url} does not serve {expected_model!r} (it serves: {listed})."
+    return None
+
+
+class ExternalBackend:
+    def manifest(self, deployment: Deployment) -> dict | None:
+        return None
+
+    def apply(self, deployment: Deployment) -> str:
+        return "nothing to apply: the endpoint runs outside the portal"
+
+    def observe(self, deployment: Deployment) -> Observation:
+        problem = probe_openai_endpoint(
+            base_url=deployment.base_url,
+            api_key=crypto.decrypt(deployment.upstream_api_key_encrypted),
+            expected_model=deployment.served_model_name)
+        return Observation(found=True, ready=problem is None, url=deployment.base_url,
+                           problem=problem or "")
+
+    def delete(self, deployment: Deployment) -> None:
+        return None
+
+
+BACKEND = ExternalBackend()

@@ -1,0 +1,272 @@
+"""KServe v0.20 `serving.kserve.io/v1beta1` InferenceService backend.
+
+The manifest is a pure function of the Deployment's desired state, so the wizard's preview,
+`deployment_manifest` (GitOps export), apply and the drift check all use the very same object.
+
+Canary:
+- Knative mode: the predictor carries the new version and `canaryTrafficPercent`; KServe keeps
+  the last rolled-out revision for the rest of the traffic.
+- Standard mode: `spec.canary[]` (new in v0.20). Its exact schema was not confirmed from
+  KServe's API reference at the time of writing; the portal uses a list of entries
+  `{name, trafficPercent, predictor}` where `predictor` is a complete PredictorSpec of the
+  candidate, the stable predictor staying in `spec.predictor` — the same split as Knative mode
+  with the candidate spelled out, so promote and roll back are one edit each.
+
+Gateway upstream: KServe's vLLM and Hugging Face runtimes serve the OpenAI-compatible API under
+`/openai/v1` of the InferenceService's URL (`status.url`, else `status.address.url`).
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from deployments import kube
+from deployments.backends import Observation
+from deployments.models import RUNTIME_MODEL_FORMAT, Deployment, DeploymentMode
+
+MANAGED_BY = "sovereign-model-portal"
+LABEL_TENANT = "portal.sovereign.eu/tenant"
+LABEL_MODEL = "portal.sovereign.eu/model"
+ANNOTATION_MODE = "serving.kserve.io/deploymentMode"
+ANNOTATION_STOP = "serving.kserve.io/stop"
+ANNOTATION_VERSION = "portal.sovereign.eu/model-version"
+OPENAI_PATH = "/openai/v1"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+
+def _positive_int(value: str) -> str:
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError("a whole number of at least 1")
+    return str(int(value))
+
+
+def _fraction(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("a number between 0 and 1, e.g. 0.9") from None
+    if not 0 < number <= 1:
+        raise ValueError("a number between 0 and 1, e.g. 0.9")
+    return str(number)
+
+
+def _dtype(value: str) -> str:
+    if value not in {"auto", "half", "float16", "bfloat16", "float32"}:
+        raise ValueError("auto, half, float16, bfloat16 or float32")
+    return value
+
+
+# Runtime arguments an MSP admin may add; anything else could change what the model is.
+# None: a flag without a value.
+ALLOWED_ARGS = {
+    "--max-model-len": _positive_int,
+    "--dtype": _dtype,
+    "--gpu-memory-utilization": _fraction,
+    "--tensor-parallel-size": _positive_int,
+    "--max-num-seqs": _positive_int,
+    "--enable-prefix-caching": None,
+}
+
+QUANTITY = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
+
+
+def parse_extra_args(text: str) -> dict[str, str | bool]:
+    """`--flag=value` or `--flag` per line → {flag: value | True}; ValidationError otherwise."""
+    parsed: dict[str, str | bool] = {}
+    errors = []
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        flag, has_value, value = line.partition("=")
+        flag, value = flag.strip(), value.strip()
+        if flag not in ALLOWED_ARGS:
+            errors.append(f"{flag} is not allowed (allowed: {', '.join(ALLOWED_ARGS)}).")
+            continue
+        check = ALLOWED_ARGS[flag]
+        if check is None:
+            if has_value:
+                errors.append(f"{flag} takes no value.")
+            parsed[flag] = True
+            continue
+        try:
+            parsed[flag] = check(value)
+        except ValueError as exc:
+            errors.append(f"{flag} needs {exc}.")
+    if errors:
+        raise ValidationError(errors)
+    return parsed
+
+
+def format_extra_args(args: dict) -> str:
+    return "\n".join(flag if value is True else f"{flag}={value}" for flag, value in args.items())
+
+
+def registry_host() -> str:
+    if not settings.REGISTRY_URL:
+        raise ValidationError("REGISTRY_URL is not configured: clusters would not know where "
+                              "to pull the model from.")
+    return urlsplit(settings.REGISTRY_URL).netloc
+
+
+def _predictor(deployment: Deployment, version) -> dict:
+    quantities = {"cpu": deployment.cpu, "memory": deployment.memory}
+    if deployment.gpu_count:
+        quantities[GPU_RESOURCE] = str(deployment.gpu_count)
+    quantities = {name: value for name, value in quantities.items() if value}
+    model = {
+        "modelFormat": {"name": RUNTIME_MODEL_FORMAT[deployment.runtime]},
+        "runtime": deployment.runtime,
+        "storageUri": version.storage_uri(registry_host()),
+        "resources": {"requests": dict(quantities), "limits": dict(quantities)},
+    }
+    args = [flag if value is True else f"{flag}={value}"
+            for flag, value in deployment.extra_args.items()]
+    if args:
+        model["args"] = args
+    predictor: dict = {"minReplicas": deployment.min_replicas,
+                       "maxReplicas": deployment.max_replicas}
+    if deployment.scale_metric:
+        predictor["scaleMetric"] = deployment.scale_metric
+        if deployment.scale_target:
+            predictor["scaleTarget"] = deployment.scale_target
+    if deployment.gpu_product:
+        predictor["nodeSelector"] = {GPU_PRODUCT_LABEL: deployment.gpu_product}
+    predictor["model"] = model
+    return predictor
+
+
+def build_manifest(deployment: Deployment) -> dict:
+    annotations = {ANNOTATION_MODE: deployment.mode,
+                   ANNOTATION_VERSION: deployment.version.version}
+    if deployment.stop_requested:
+        annotations[ANNOTATION_STOP] = "true"
+    canary = deployment.canary_version
+    spec: dict
+    if canary and deployment.mode == DeploymentMode.KNATIVE:
+        predictor = _predictor(deployment, canary)
+        predictor["canaryTrafficPercent"] = deployment.canary_traffic_percent
+        spec = {"predictor": predictor}
+    else:
+        spec = {"predictor": _predictor(deployment, deployment.version)}
+        if canary:
+            spec["canary"] = [{"name": f"v-{re.sub(r'[^a-z0-9-]', '-', canary.version.lower())}",
+                               "trafficPercent": deployment.canary_traffic_percent,
+                               "predictor": _predictor(deployment, canary)}]
+    return {
+        "apiVersion": f"{kube.KSERVE_GROUP}/{kube.KSERVE_VERSION}",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": deployment.resource_name,
+            "namespace": deployment.namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": MANAGED_BY,
+                LABEL_MODEL: deployment.model.slug,
+                LABEL_TENANT: deployment.tenant.slug if deployment.tenant else "shared",
+            },
+            "annotations": annotations,
+        },
+        "spec": spec,
+    }
+
+
+def _drifted(live: dict, desired: dict) -> bool:
+    live_meta = live.get("metadata", {})
+    ours = desired["metadata"]
+    if live.get("spec") != desired["spec"]:
+        return True
+    annotations = live_meta.get("annotations") or {}
+    if any(annotations.get(k) != v for k, v in ours["annotations"].items()):
+        return True
+    # A stop annotation someone else added is drift too.
+    return ANNOTATION_STOP in annotations and ANNOTATION_STOP not in ours["annotations"]
+
+
+def _conditions(live: dict) -> dict[str, dict]:
+    return {c.get("type"): c for c in (live.get("status") or {}).get("conditions") or []}
+
+
+class KServeBackend:
+    def manifest(self, deployment: Deployment) -> dict:
+        return build_manifest(deployment)
+
+    def apply(self, deployment: Deployment) -> str:
+        """Create; on 409 re-read and replace with the live resourceVersion (a concurrent
+        writer makes that a 409 again: re-read once more)."""
+        desired = build_manifest(deployment)
+        args = (kube.KSERVE_GROUP, kube.KSERVE_VERSION, deployment.namespace, kube.ISVC_PLURAL)
+        with kube.session(deployment.cluster) as k:
+            try:
+                k.call(k.custom.create_namespaced_custom_object, *args, desired)
+                return "created"
+            except kube.KubeError as exc:
+                if not kube.conflict(exc):
+                    raise
+            for _attempt in range(3):
+                live = k.call(k.custom.get_namespaced_custom_object, *args,
+                              deployment.resource_name)
+                body = {**desired, "metadata": {
+                    **desired["metadata"],
+                    "resourceVersion": live["metadata"].get("resourceVersion")}}
+                try:
+                    k.call(k.custom.replace_namespaced_custom_object, *args,
+                           deployment.resource_name, body)
+                    return "updated (re-read and replaced)"
+                except kube.KubeError as exc:
+                    if not kube.conflict(exc):
+                        raise
+        raise kube.KubeError("The InferenceService kept changing under the portal "
+                             "(409 three times); try again.", status=409)
+
+    def observe(self, deployment: Deployment) -> Observation:
+        with kube.session(deployment.cluster) as k:
+            try:
+                live = k.call(k.custom.get_namespaced_custom_object, kube.KSERVE_GROUP,
+                              kube.KSERVE_VERSION, deployment.namespace, kube.ISVC_PLURAL,
+                              deployment.resource_name)
+            except kube.KubeError as exc:
+                if kube.not_found(exc):
+                    return Observation(found=False, problem="The InferenceService is gone.")
+                raise
+        status = live.get("status") or {}
+        conditions = _conditions(live)
+        url = status.get("url") or (status.get("address") or {}).get("url") or ""
+        ready = (conditions.get("Ready", {}).get("status") == "True") and bool(url)
+        problem = ""
+        if not ready:
+            for kind in ("PredictorReady", "IngressReady", "Ready"):
+                condition = conditions.get(kind)
+                if condition and condition.get("status") == "False":
+                    problem = (f"{kind}: {condition.get('reason', '')} "
+                               f"{condition.get('message', '')}").strip()
+                    break
+        components = status.get("components") or {}
+        predictor = components.get("predictor") or {}
+        observed = {key: value for key, value in {
+            "traffic": predictor.get("traffic"),
+            "latestReadyRevision": predictor.get("latestReadyRevision"),
+            "replicas": ((status.get("modelStatus") or {}).get("copies") or {}).get(
+                "totalCopies"),
+        }.items() if value}
+        return Observation(
+            found=True, ready=ready, url=(url.rstrip("/") + OPENAI_PATH) if url else "",
+            problem=problem, conditions=list(conditions.values()), observed=observed,
+            drifted=_drifted(live, build_manifest(deployment)))
+
+    def delete(self, deployment: Deployment) -> None:
+        with kube.session(deployment.cluster) as k:
+            try:
+                k.call(k.custom.delete_namespaced_custom_object, kube.KSERVE_GROUP,
+                       kube.KSERVE_VERSION, deployment.namespace, kube.ISVC_PLURAL,
+                       deployment.resource_name)
+            except kube.KubeError as exc:
+                if not kube.not_found(exc):
+                    raise
+
+
+BACKEND = KServeBackend()

@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+import re
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from deployments import selectors
+from deployments.backends.kserve import QUANTITY, parse_extra_args
+from deployments.models import (
+    Cluster,
+    DeploymentMode,
+    Runtime,
+    ScaleMetric,
+    dns_label_validator,
+)
+from models_catalog.models import ModelVersion
+from tenants.models import Tenant, TenantStatus
+
+
+def parse_capacity(text: str) -> dict[str, int]:
+    """`PRODUCT=COUNT` per line (or comma-separated) → {product: count}."""
+    capacity: dict[str, int] = {}
+    for item in re.split(r"[\n,]", text or ""):
+        item = item.strip()
+        if not item:
+            continue
+        product, _, count = item.partition("=")
+        product, count = product.strip(), count.strip()
+        if not product or not count.isdigit():
+            raise ValidationError(f"{item!r}: write PRODUCT=COUNT, e.g. NVIDIA-A100-SXM4-80GB=8.")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", product):
+            raise ValidationError(f"{product!r} is not a node label value "
+                                  "(letters, digits, '.', '-', '_').")
+        capacity[product] = int(count)
+    return capacity
+
+
+class ClusterForm(forms.ModelForm):
+    credentials = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}), required=False,
+        help_text="A service-account token or a whole kubeconfig. Stored encrypted and never "
+                  "shown again; leave empty to keep the stored one.")
+    capacity = forms.CharField(
+        label="GPU products and capacity", required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "NVIDIA-A100-SXM4-80GB=8"}),
+        help_text="One per line: the node label value of nvidia.com/gpu.product = GPUs the "
+                  "portal may book on this cluster.")
+
+    class Meta:
+        model = Cluster
+        fields = ["name", "api_url", "jurisdiction", "credential_kind", "ca_bundle",
+                  "gateway_namespace", "default_mode"]
+        widgets = {"ca_bundle": forms.Textarea(
+            attrs={"rows": 3, "placeholder": "-----BEGIN CERTIFICATE-----"})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["name"].disabled = True
+            self.initial["capacity"] = "\n".join(
+                f"{product}={count}" for product, count in self.instance.gpu_capacity.items())
+        else:
+            self.fields["credentials"].required = True
+            self.fields["credentials"].help_text = ("A service-account token or a whole "
+                                                    "kubeconfig. Stored encrypted and never "
+                                                    "shown again.")
+
+    def clean_capacity(self):
+        return parse_capacity(self.cleaned_data["capacity"])
+
+    def service_fields(self) -> dict:
+        data = {name: self.cleaned_data[name] for name in self.Meta.fields}
+        data["gpu_capacity"] = self.cleaned_data["capacity"]
+        return data
+
+
+# --- The deploy wizard: one form per step; earlier steps travel as hidden fields ----------
+
+class TargetStep(forms.Form):
+    title = "Model and audience"
+    version = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.none(), empty_label=None,
+        help_text="Published versions only; the signature is verified again before applying.")
+    tenant = forms.ModelChoiceField(
+        queryset=Tenant.objects.filter(status=TenantStatus.ACTIVE), required=False,
+        empty_label="Shared — serves every entitled tenant",
+        label="Audience", help_text="Dedicated: runs in that tenant's namespace, counts "
+                                    "against its GPU quota.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["version"].queryset = selectors.deployable_versions()
+        self.fields["version"].label_from_instance = (
+            lambda v: f"{v.model.name} ({v.model.slug}) · {v.version}")
+
+
+class ClusterStep(forms.Form):
+    title = "Cluster"
+    cluster = forms.ModelChoiceField(queryset=Cluster.objects.none(), empty_label=None,
+                                     widget=forms.RadioSelect)
+    mode = forms.ChoiceField(choices=[("", "Cluster default")] + DeploymentMode.choices,
+                             required=False, label="Deployment mode")
+
+    def __init__(self, *args, **kwargs):
+        from deployments.services import jurisdiction_allowed
+
+        super().__init__(*args, **kwargs)
+        allowed = [c.pk for c in Cluster.objects.all() if jurisdiction_allowed(c.jurisdiction)]
+        self.fields["cluster"].queryset = Cluster.objects.filter(pk__in=allowed)
+
+
+class ResourcesStep(forms.Form):
+    title = "Runtime and resources"
+    name = forms.CharField(max_length=63, required=False, validators=[dns_label_validator],
+                           help_text="The InferenceService name and the model name the "
+                                     "runtime serves; defaults to the model's slug.")
+    runtime = forms.ChoiceField(choices=Runtime.choices, initial=Runtime.VLLM)
+    gpu_product = forms.ChoiceField(choices=[], required=False, label="GPU product")
+    gpu_count = forms.IntegerField(min_value=0, max_value=16, initial=1,
+                                   label="GPUs per replica")
+    cpu = forms.CharField(max_length=16, initial="8", label="CPU per replica")
+    memory = forms.CharField(max_length=16, initial="64Gi", label="Memory per replica")
+    min_replicas = forms.IntegerField(min_value=0, max_value=64, initial=1)
+    max_replicas = forms.IntegerField(min_value=1, max_value=64, initial=1)
+    scale_metric = forms.ChoiceField(choices=[("", "Runtime default")] + ScaleMetric.choices,
+                                     required=False,
+                                     help_text="Standard mode: cpu or memory. Knative: "
+                                               "concurrency or rps.")
+    scale_target = forms.IntegerField(min_value=1, required=False)
+    extra_args = forms.CharField(
+        required=False, label="Extra runtime arguments",
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "--max-model-len=8192"}),
+        help_text="One per line, from the allow-list: --max-model-len, --dtype, "
+                  "--gpu-memory-utilization, --tensor-parallel-size, --max-num-seqs, "
+                  "--enable-prefix-caching.")
+
+    def __init__(self, *args, cluster: Cluster | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        products = cluster.gpu_products if cluster else []
+        free = selectors.cluster_free_gpus(cluster) if cluster else {}
+        self.fields["gpu_product"].choices = [("", "No GPU")] + [
+            (p, f"{p} ({free[p]} of {cluster.gpu_capacity[p]} free)") for p in products]
+        if products:
+            self.fields["gpu_product"].initial = products[0]
+
+    def clean_cpu(self):
+        return self._quantity("cpu")
+
+    def clean_memory(self):
+        return self._quantity("memory")
+
+    def _quantity(self, name):
+        value = self.cleaned_data[name].strip()
+        if not QUANTITY.match(value):
+            raise ValidationError("Use a Kubernetes quantity, e.g. 8, 500m, 64Gi.")
+        return value
+
+    def clean_extra_args(self):
+        return parse_extra_args(self.cleaned_data["extra_args"])
+
+    def clean(self):
+        data = super().clean()
+        if data.get("gpu_count") and not data.get("gpu_product"):
+            self.add_error("gpu_product", "Choose the GPU product for the GPUs.")
+        return data
+
+
+WIZARD_STEPS = [TargetStep, ClusterStep, ResourcesStep]
+
+
+# --- Actions on a deployment --------------------------------------------------------------
+
+class UpdateVersionForm(forms.Form):
+    version = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), empty_label=None)
+    canary_traffic_percent = forms.IntegerField(
+        min_value=1, max_value=99, required=False, label="Canary traffic %",
+        help_text="Empty: a rolling update to 100%.")
+
+    def __init__(self, *args, deployment, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["version"].queryset = selectors.deployable_versions(
+            deployment.model).exclude(pk=deployment.version_id)
+
+
+class ScaleForm(forms.Form):
+    min_replicas = forms.IntegerField(min_value=0, max_value=64)
+    max_replicas = forms.IntegerField(min_value=1, max_value=64)
+    scale_metric = forms.ChoiceField(choices=[("", "Runtime default")] + ScaleMetric.choices,
+                                     required=False)
+    scale_target = forms.IntegerField(min_value=1, required=False)
+

@@ -1,0 +1,24 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from deployments.backends import manifest_yaml
+from deployments.models import Deployment
+
+
+class Command(BaseCommand):
+    help = ("Print the InferenceService YAML the portal applies for a deployment, for GitOps "
+            "(Argo CD, Flux).")
+
+    def add_arguments(self, parser):
+        parser.add_argument("deployment_id", type=int)
+
+    def handle(self, *args, **options):
+        deployment = Deployment.objects.select_related(
+            "model", "tenant", "cluster", "version", "canary_version").filter(
+            pk=options["deployment_id"]).first()
+        if deployment is None:
+            raise CommandError(f"No deployment {options['deployment_id']}.")
+        body = manifest_yaml(deployment)
+        if not body:
+            raise CommandError(f"Deployment {deployment.pk} is an external endpoint: the portal "
+                               "applies no manifest for it.")
+        self.stdout.write(body, ending="")

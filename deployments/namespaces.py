@@ -1,0 +1,150 @@
+"""A tenant's namespace on a cluster and the objects that fence it in.
+
+Create-or-repair: each object is read; missing → created; different from what the portal wants
+(someone edited it) → replaced; equal → left alone. Re-running is harmless.
+
+The RoleBinding grants the tenant's people (group `portal:tenant:<slug>`, as the cluster's
+OIDC issuer names them) read-only `view` on their own namespace, nothing more: deploying stays
+with the portal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from deployments import kube
+from deployments.models import Cluster
+from tenants.models import Tenant
+
+MANAGED_LABELS = {"app.kubernetes.io/managed-by": "sovereign-model-portal"}
+# Per GPU a tenant may use: the CPU and memory a model server needs beside it.
+CPU_PER_GPU = 8
+MEMORY_GI_PER_GPU = 64
+PODS_PER_GPU = 4
+
+
+def namespace_name(tenant: Tenant) -> str:
+    return f"tenant-{tenant.slug}"[:63].rstrip("-")
+
+
+@dataclass(frozen=True)
+class KubeObject:
+    kind: str
+    collection: str  # API path of the collection the object is created in
+    name: str
+    body: dict
+    compare: tuple[str, ...]  # top-level fields (or "labels") that must match
+
+    @property
+    def path(self) -> str:
+        return f"{self.collection}/{self.name}"
+
+
+def _objects(cluster: Cluster, ns: str, labels: dict, gpus: int,
+             tenant_slug: str) -> list[KubeObject]:
+    meta = {"namespace": ns, "labels": labels}
+    in_ns = f"/api/v1/namespaces/{ns}"
+    return [
+        KubeObject("Namespace", "/api/v1/namespaces", ns, {
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": ns, "labels": {
+                **labels,
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest"}},
+        }, ("labels",)),
+        KubeObject("ResourceQuota", f"{in_ns}/resourcequotas", "portal-quota", {
+            "apiVersion": "v1", "kind": "ResourceQuota",
+            "metadata": {"name": "portal-quota", **meta},
+            "spec": {"hard": {
+                "requests.nvidia.com/gpu": str(gpus),
+                "requests.cpu": str(max(gpus, 1) * CPU_PER_GPU),
+                "requests.memory": f"{max(gpus, 1) * MEMORY_GI_PER_GPU}Gi",
+                "pods": str(max(gpus, 1) * PODS_PER_GPU),
+            }},
+        }, ("spec",)),
+        KubeObject("LimitRange", f"{in_ns}/limitranges", "portal-defaults", {
+            "apiVersion": "v1", "kind": "LimitRange",
+            "metadata": {"name": "portal-defaults", **meta},
+            "spec": {"limits": [{
+                "type": "Container",
+                "default": {"cpu": "1", "memory": "2Gi"},
+                "defaultRequest": {"cpu": "250m", "memory": "512Mi"},
+            }]},
+        }, ("spec",)),
+        KubeObject("NetworkPolicy",
+                   f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
+                   "default-deny-ingress", {
+                       "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                       "metadata": {"name": "default-deny-ingress", **meta},
+                       "spec": {
+                           "podSelector": {},
+                           "policyTypes": ["Ingress"],
+                           "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {
+                               "kubernetes.io/metadata.name": cluster.gateway_namespace}}}]}],
+                       },
+                   }, ("spec",)),
+        KubeObject("RoleBinding",
+                   f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+                   "tenant-viewers", {
+                       "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                       "metadata": {"name": "tenant-viewers", **meta},
+                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                   "kind": "ClusterRole", "name": "view"},
+                       "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                                     "name": f"portal:tenant:{tenant_slug}"}],
+                   }, ("roleRef", "subjects")),
+    ]
+
+
+def _matches(live: dict, wanted: KubeObject) -> bool:
+    for field in wanted.compare:
+        if field == "labels":
+            have = (live.get("metadata") or {}).get("labels") or {}
+            if any(have.get(k) != v for k, v in wanted.body["metadata"]["labels"].items()):
+                return False
+        elif live.get(field) != wanted.body.get(field):
+            return False
+    return True
+
+
+def shared_objects(cluster: Cluster) -> list[KubeObject]:
+    """The platform namespace of shared deployments: pod security and the ingress fence; its
+    GPUs are bounded by the cluster capacity the portal books, not by a tenant quota."""
+    ns = settings.DEPLOYMENTS_SHARED_NAMESPACE
+    labels = {**MANAGED_LABELS, "portal.sovereign.eu/tenant": "shared"}
+    namespace, _quota, _limits, policy, _binding = _objects(cluster, ns, labels, 0, "shared")
+    return [namespace, policy]
+
+
+def tenant_objects(cluster: Cluster, tenant: Tenant) -> list[KubeObject]:
+    labels = {**MANAGED_LABELS, "portal.sovereign.eu/tenant": tenant.slug}
+    return _objects(cluster, namespace_name(tenant), labels, tenant.max_gpus, tenant.slug)
+
+
+def ensure(cluster: Cluster, tenant: Tenant | None) -> list[str]:
+    """Create or repair every object; returns what was done, e.g. ['ResourceQuota repaired'].
+    `tenant` None: the shared namespace."""
+    done = []
+    wanted_objects = tenant_objects(cluster, tenant) if tenant else shared_objects(cluster)
+    with kube.session(cluster) as k:
+        for wanted in wanted_objects:
+            try:
+                live = k.request("GET", wanted.path)
+            except kube.KubeError as exc:
+                if not kube.not_found(exc):
+                    raise
+                k.request("POST", wanted.collection, wanted.body)
+                done.append(f"{wanted.kind} created")
+                continue
+            if _matches(live, wanted):
+                continue
+            body = {**wanted.body, "metadata": {
+                **wanted.body["metadata"],
+                "labels": {**((live.get("metadata") or {}).get("labels") or {}),
+                           **wanted.body["metadata"]["labels"]},
+                "resourceVersion": (live.get("metadata") or {}).get("resourceVersion")}}
+            k.request("PUT", wanted.path, body)
+            done.append(f"{wanted.kind} repaired")
+    return done

@@ -1,0 +1,128 @@
+from rest_framework import serializers
+
+from deployments.backends.kserve import ALLOWED_ARGS
+from deployments.models import (
+    Cluster,
+    CredentialKind,
+    Deployment,
+    DeploymentEvent,
+    DeploymentMode,
+    Runtime,
+    ScaleMetric,
+)
+
+
+class ClusterOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Cluster
+        fields = ["id", "name", "api_url", "jurisdiction", "credential_kind", "gpu_capacity",
+                  "gateway_namespace", "default_mode", "server_version", "last_check_ok",
+                  "last_check_message", "last_checked_at", "created_at", "updated_at"]
+
+
+class ClusterCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=63)
+    api_url = serializers.URLField(max_length=300)
+    jurisdiction = serializers.CharField(max_length=8)
+    credential_kind = serializers.ChoiceField(choices=CredentialKind.choices,
+                                              default=CredentialKind.TOKEN)
+    credentials = serializers.CharField(write_only=True, help_text="Token or kubeconfig; "
+                                                                   "never returned.")
+    ca_bundle = serializers.CharField(required=False, allow_blank=True, default="")
+    gpu_capacity = serializers.DictField(child=serializers.IntegerField(min_value=0),
+                                         required=False, default=dict)
+    gateway_namespace = serializers.CharField(max_length=63, default="istio-system")
+    default_mode = serializers.ChoiceField(choices=DeploymentMode.choices,
+                                           default=DeploymentMode.STANDARD)
+
+
+class ClusterUpdateSerializer(ClusterCreateSerializer):
+    name = None
+    credentials = serializers.CharField(write_only=True, required=False, allow_blank=True,
+                                        default="")
+
+
+class EventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DeploymentEvent
+        fields = ["at", "level", "status", "message"]
+
+
+class DeploymentOutputSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.slug")
+    tenant = serializers.CharField(source="tenant.slug", allow_null=True, default=None)
+    cluster = serializers.CharField(source="cluster.name", allow_null=True, default=None)
+    version = serializers.CharField(source="version.version", allow_null=True, default=None)
+    canary_version = serializers.CharField(source="canary_version.version", allow_null=True,
+                                           default=None)
+
+    class Meta:
+        model = Deployment
+        fields = ["id", "name", "backend", "model", "tenant", "cluster", "namespace",
+                  "resource_name", "mode", "status", "status_reason", "version",
+                  "canary_version", "canary_traffic_percent", "runtime", "gpu_product",
+                  "gpu_count", "cpu", "memory", "min_replicas", "max_replicas", "scale_metric",
+                  "scale_target", "extra_args", "url", "base_url", "conditions", "observed",
+                  "created_at", "updated_at"]
+
+
+class DeploymentDetailSerializer(DeploymentOutputSerializer):
+    events = EventSerializer(many=True, read_only=True)
+
+    class Meta(DeploymentOutputSerializer.Meta):
+        fields = DeploymentOutputSerializer.Meta.fields + ["events"]
+
+
+class DeploymentCreateSerializer(serializers.Serializer):
+    version = serializers.IntegerField(help_text="ModelVersion id (published and signed)")
+    cluster = serializers.IntegerField()
+    tenant = serializers.SlugField(required=False, allow_null=True, default=None,
+                                   help_text="Tenant slug for a dedicated deployment; "
+                                             "empty: shared.")
+    name = serializers.CharField(max_length=63, required=False, allow_blank=True, default="")
+    mode = serializers.ChoiceField(choices=DeploymentMode.choices, required=False,
+                                   allow_blank=True, default="")
+    runtime = serializers.ChoiceField(choices=Runtime.choices, default=Runtime.VLLM)
+    gpu_product = serializers.CharField(required=False, allow_blank=True, default="")
+    gpu_count = serializers.IntegerField(min_value=0, max_value=16, default=0)
+    cpu = serializers.RegexField(r"^[0-9]+(?:\.[0-9]+)?m?$", default="4")
+    memory = serializers.RegexField(r"^[0-9]+(?:Ki|Mi|Gi|Ti|k|M|G|T)?$", default="16Gi")
+    min_replicas = serializers.IntegerField(min_value=0, max_value=64, default=1)
+    max_replicas = serializers.IntegerField(min_value=1, max_value=64, default=1)
+    scale_metric = serializers.ChoiceField(choices=ScaleMetric.choices, required=False,
+                                           allow_blank=True, default="")
+    scale_target = serializers.IntegerField(min_value=1, required=False, allow_null=True,
+                                            default=None)
+    extra_args = serializers.DictField(
+        required=False, default=dict,
+        help_text=f"Allowed flags: {', '.join(ALLOWED_ARGS)}; value true for a bare flag.")
+    dry_run = serializers.BooleanField(default=False, help_text="Validate and return the "
+                                                                "manifest; apply nothing.")
+
+
+class UpdateVersionSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    canary_traffic_percent = serializers.IntegerField(min_value=1, max_value=99, required=False,
+                                                      allow_null=True, default=None)
+
+
+class ScaleSerializer(serializers.Serializer):
+    min_replicas = serializers.IntegerField(min_value=0, max_value=64)
+    max_replicas = serializers.IntegerField(min_value=1, max_value=64)
+    scale_metric = serializers.ChoiceField(choices=ScaleMetric.choices, required=False,
+                                           allow_blank=True, default="")
+    scale_target = serializers.IntegerField(min_value=1, required=False, allow_null=True,
+                                            default=None)
+
+
+class ManifestSerializer(serializers.Serializer):
+    manifest = serializers.DictField()
+    yaml = serializers.CharField()
+
+
+class GpuAllocationSerializer(serializers.Serializer):
+    cluster = serializers.CharField()
+    tenant = serializers.CharField(help_text="Tenant slug, or 'shared'.")
+    gpu_product = serializers.CharField()
+    gpus = serializers.IntegerField(help_text="Peak GPUs held (GPUs × max replicas).")
+    deployments = serializers.IntegerField()

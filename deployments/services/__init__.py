@@ -1,0 +1,44 @@
+"""Every write of the deployments app (clusters, namespaces, deployments), one import away.
+
+`clusters` holds clusters, the residency policy and tenant namespaces; `lifecycle` the
+deployment state machine; `external` registered OpenAI-compatible endpoints.
+"""
+
+from deployments.services.clusters import (
+    EU_MEMBERS,
+    cluster_check,
+    cluster_create,
+    cluster_update,
+    jurisdiction_allowed,
+    tenant_namespace_ensure,
+)
+from deployments.services.external import deployment_check, external_endpoint_register
+from deployments.services.lifecycle import (
+    deployment_delete,
+    deployment_drive,
+    deployment_follow,
+    deployment_promote,
+    deployment_reconcile,
+    deployment_retry,
+    deployment_rollback,
+    deployment_scale,
+    deployment_start,
+    deployment_stop,
+    deployment_update_version,
+    deployments_fail_stale,
+    deployments_reconcile_all,
+    jurisdiction_allowed_for_tenant,
+    kserve_deployment_build,
+    kserve_deployment_create,
+    kserve_deployment_validate,
+)
+
+__all__ = [
+    "EU_MEMBERS", "cluster_check", "cluster_create", "cluster_update", "deployment_check",
+    "deployment_delete", "deployment_drive", "deployment_follow", "deployment_promote",
+    "deployment_reconcile", "deployment_retry", "deployment_rollback", "deployment_scale",
+    "deployment_start", "deployment_stop", "deployment_update_version",
+    "deployments_fail_stale", "deployments_reconcile_all", "external_endpoint_register",
+    "jurisdiction_allowed", "jurisdiction_allowed_for_tenant", "kserve_deployment_build",
+    "kserve_deployment_create", "kserve_deployment_validate", "tenant_namespace_ensure",
+]

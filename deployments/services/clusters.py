@@ -1,0 +1,152 @@
+"""Clusters, the residency policy and tenant namespaces."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+import audit
+from deployments import kube, namespaces
+from deployments.models import (
+    Cluster,
+    CredentialKind,
+    DeploymentMode,
+    TenantNamespace,
+)
+from portal import crypto
+from tenants.models import Tenant
+
+SYSTEM = "system:deployments"
+
+
+# --- Clusters -----------------------------------------------------------------------------
+
+def _check_capacity_map(capacity: dict) -> None:
+    if not isinstance(capacity, dict) or not all(
+            isinstance(k, str) and k and isinstance(v, int) and v >= 0
+            for k, v in capacity.items()):
+        raise ValidationError({"gpu_capacity": "Give GPUs per product as whole numbers, e.g. "
+                                               "NVIDIA-A100-SXM4-80GB=8."})
+
+
+@transaction.atomic
+def cluster_create(*, actor, name: str, api_url: str, jurisdiction: str, credentials: str,
+                   credential_kind: str = CredentialKind.TOKEN, ca_bundle: str = "",
+                   gpu_capacity: dict | None = None, gateway_namespace: str = "istio-system",
+                   default_mode: str = DeploymentMode.STANDARD) -> Cluster:
+    gpu_capacity = gpu_capacity or {}
+    _check_capacity_map(gpu_capacity)
+    cluster = Cluster(name=name, api_url=api_url.rstrip("/"), jurisdiction=jurisdiction,
+                      credential_kind=credential_kind, ca_bundle=ca_bundle,
+                      credentials_encrypted=crypto.encrypt(credentials),
+                      gpu_capacity=gpu_capacity, gateway_namespace=gateway_namespace,
+                      default_mode=default_mode)
+    cluster.full_clean()
+    cluster.save()
+    audit.record(action="cluster.created", actor=actor, target=cluster,
+                 details={"name": name, "api_url": cluster.api_url,
+                          "jurisdiction": jurisdiction, "gpu_capacity": gpu_capacity,
+                          "credential_kind": credential_kind})
+    return cluster
+
+
+@transaction.atomic
+def cluster_update(*, actor, cluster: Cluster, credentials: str = "", **fields) -> Cluster:
+    """Change the given fields; empty `credentials` keeps the stored ones."""
+    if "gpu_capacity" in fields:
+        _check_capacity_map(fields["gpu_capacity"])
+    changed = {}
+    for field, value in fields.items():
+        if getattr(cluster, field) != value:
+            changed[field] = value
+            setattr(cluster, field, value)
+    if credentials:
+        cluster.credentials_encrypted = crypto.encrypt(credentials)
+        changed["credentials"] = "replaced"
+    cluster.full_clean()
+    cluster.save()
+    if changed:
+        audit.record(action="cluster.updated", actor=actor, target=cluster,
+                     details={k: (v if k != "ca_bundle" else "replaced")
+                              for k, v in changed.items()})
+    return cluster
+
+
+def cluster_check(*, actor, cluster: Cluster) -> Cluster:
+    """Server version from /version and the InferenceService CRD; the outcome is kept."""
+    from kubernetes import client
+
+    version, problem = "", ""
+    try:
+        with kube.session(cluster) as k:
+            info = k.call(client.VersionApi(k.api_client).get_code)
+            version = info.git_version
+            try:
+                k.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+                                 f"{kube.ISVC_CRD}")
+            except kube.KubeError as exc:
+                if kube.not_found(exc):
+                    problem = (f"Kubernetes {version} answers, but KServe is not installed: "
+                               f"the CRD {kube.ISVC_CRD} is missing.")
+                elif exc.status in (401, 403):
+                    problem = (f"Kubernetes {version} answers, but the credentials may not "
+                               f"read CRDs ({exc.message}).")
+                else:
+                    raise
+    except kube.KubeError as exc:
+        problem = (f"Can't reach the API server: {exc.message}" if exc.status not in (401, 403)
+                   else f"The API server refused the credentials ({exc.message}). Replace "
+                        "the token or kubeconfig.")
+    with transaction.atomic():
+        cluster.server_version = version
+        cluster.last_check_ok = not problem
+        cluster.last_check_message = (problem or f"Kubernetes {version}, KServe CRD present.")[
+            :500]
+        cluster.last_checked_at = timezone.now()
+        cluster.save(update_fields=["server_version", "last_check_ok", "last_check_message",
+                                    "last_checked_at", "updated_at"])
+        audit.record(action="cluster.checked", actor=actor, target=cluster,
+                     details={"ok": not problem, "message": cluster.last_check_message})
+    return cluster
+
+
+# --- Residency ----------------------------------------------------------------------------
+
+# EU member states, so that ALLOWED_JURISDICTIONS=EU admits a cluster labelled DE or FR-IDF.
+EU_MEMBERS = frozenset("AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT "
+                       "RO SE SI SK".split())
+
+
+def jurisdiction_allowed(code: str) -> bool:
+    country = code.split("-", 1)[0]
+    for allowed in settings.ALLOWED_JURISDICTIONS:
+        if code == allowed or code.startswith(allowed + "-"):
+            return True
+        if allowed == "EU" and (country in EU_MEMBERS or country == "EU"):
+            return True
+    return False
+
+
+# --- Tenant namespaces --------------------------------------------------------------------
+
+def tenant_namespace_ensure(*, cluster: Cluster, tenant: Tenant,
+                            actor=SYSTEM) -> TenantNamespace:
+    """Create or repair the tenant's namespace objects on `cluster`; records the outcome."""
+    record, _ = TenantNamespace.objects.get_or_create(
+        cluster=cluster, tenant=tenant, defaults={"name": namespaces.namespace_name(tenant)})
+    try:
+        done = namespaces.ensure(cluster, tenant)
+        ok, message = True, ", ".join(done) or "in sync"
+    except kube.KubeError as exc:
+        done, ok, message = [], False, exc.message
+    with transaction.atomic():
+        record.ok, record.message, record.synced_at = ok, message[:500], timezone.now()
+        record.save(update_fields=["ok", "message", "synced_at"])
+        if done or not ok:
+            audit.record(action="namespace.synced" if ok else "namespace.sync_failed",
+                         actor=actor, tenant=tenant, target=record,
+                         details={"cluster": cluster.name, "namespace": record.name,
+                                  "changes": done, "message": message})
+    return record

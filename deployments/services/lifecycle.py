@@ -1,0 +1,523 @@
+"""Deployments: validation (every refusal before anything is applied) and the state machine.
+
+pending → applying → progressing → ready | failed; stopping → stopped; deleting → deleted.
+Transitions are compare-and-set updates (`_transition`), so two workers never drive the same
+deployment through the same step twice. Calls to a cluster happen outside any transaction;
+their outcome is recorded in a short one."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.text import slugify
+
+import audit
+from deployments import kube, namespaces, selectors
+from deployments.backends import backend_for
+from deployments.backends.kserve import registry_host
+from deployments.models import (
+    Backend,
+    Cluster,
+    Deployment,
+    DeploymentEvent,
+    DeploymentMode,
+    DeploymentStatus,
+    Runtime,
+    ScaleMetric,
+)
+from deployments.services.clusters import (
+    EU_MEMBERS,
+    SYSTEM,
+    jurisdiction_allowed,
+    tenant_namespace_ensure,
+)
+from models_catalog.models import ModelVersion
+from models_catalog.signing import version_verify
+from portal.gateway_config import bump_gateway_config
+from tenants.models import Tenant
+
+S = DeploymentStatus
+
+
+# --- Deployments: validation --------------------------------------------------------------
+
+def _refuse(*, actor, tenant, reason: str, field: str | None, details: dict) -> None:
+    """Audit a refused deployment (in its own transaction, so it survives) and raise."""
+    with transaction.atomic():
+        audit.record(action="deployment.refused", actor=actor, tenant=tenant,
+                     details={**details, "reason": reason})
+    raise ValidationError({field: reason} if field else reason)
+
+
+def _check_version(version: ModelVersion) -> str | None:
+    if not version.is_deployable:
+        return (f"{version} is {version.get_status_display().lower()}: only published "
+                "versions can be deployed.")
+    verification = version_verify(version)
+    if not verification.ok:
+        return f"{version} failed signature verification: {verification.reason}."
+    return None
+
+
+def _validate_shape(*, mode: str, runtime: str, gpu_count: int, min_replicas: int,
+                    max_replicas: int, scale_metric: str, scale_target: int | None,
+                    extra_args: dict) -> dict:
+    errors: dict[str, str] = {}
+    if runtime not in Runtime.values:
+        errors["runtime"] = "Choose the vLLM or the Hugging Face runtime."
+    if mode not in DeploymentMode.values:
+        errors["mode"] = "Choose Standard or Knative."
+    if min_replicas > max_replicas:
+        errors["max_replicas"] = "The maximum must be at least the minimum."
+    if mode == DeploymentMode.KNATIVE and scale_metric in (ScaleMetric.CPU, ScaleMetric.MEMORY):
+        errors["scale_metric"] = "Knative scales on concurrency or rps."
+    if mode == DeploymentMode.STANDARD and scale_metric in (ScaleMetric.CONCURRENCY,
+                                                            ScaleMetric.RPS):
+        errors["scale_metric"] = "Standard mode (HPA) scales on cpu or memory."
+    if scale_target is not None and not scale_metric:
+        errors["scale_target"] = "Choose a scale metric for the target."
+    tp = extra_args.get("--tensor-parallel-size")
+    if tp and int(tp) > max(gpu_count, 1):
+        errors["extra_args"] = f"--tensor-parallel-size={tp} needs at least {tp} GPUs."
+    return errors
+
+
+def _check_gpus(*, actor, cluster: Cluster, tenant: Tenant | None, gpu_product: str,
+                gpus_needed: int, exclude: Deployment | None, details: dict) -> None:
+    if not gpus_needed:
+        return
+    if gpu_product not in cluster.gpu_capacity:
+        _refuse(actor=actor, tenant=tenant, field="gpu_product", details=details,
+                reason=f"{cluster.name} has no {gpu_product or 'GPU product chosen'}; it offers "
+                       f"{', '.join(cluster.gpu_products) or 'no GPUs'}.")
+    free = selectors.cluster_free_gpus(cluster, exclude=exclude).get(gpu_product, 0)
+    if gpus_needed > free:
+        _refuse(actor=actor, tenant=tenant, field="gpu_count", details=details,
+                reason=f"{gpus_needed} × {gpu_product} at peak, but {cluster.name} has only "
+                       f"{free} free.")
+    if tenant is not None:
+        used = selectors.tenant_gpus_reserved(tenant, exclude=exclude)
+        if used + gpus_needed > tenant.max_gpus:
+            _refuse(actor=actor, tenant=tenant, field="gpu_count", details=details,
+                    reason=f"{tenant.name}'s GPU quota is {tenant.max_gpus}; {used} are in use "
+                           f"and this needs {gpus_needed} at peak.")
+
+
+def kserve_deployment_build(
+    *, version: ModelVersion, cluster: Cluster, tenant: Tenant | None, runtime: str,
+    gpu_product: str = "", gpu_count: int = 0, cpu: str = "", memory: str = "",
+    min_replicas: int = 1, max_replicas: int = 1, scale_metric: str = "",
+    scale_target: int | None = None, extra_args: dict | None = None, mode: str = "",
+    name: str = "",
+) -> Deployment:
+    """An unsaved Deployment with its desired state: what the wizard previews as YAML."""
+    resource_name = slugify(name or version.model.slug).replace("_", "-")[:63].strip("-") \
+        or "model"
+    namespace = (namespaces.namespace_name(tenant) if tenant
+                 else settings.DEPLOYMENTS_SHARED_NAMESPACE)
+    return Deployment(
+        model=version.model, tenant=tenant, name=resource_name, backend=Backend.KSERVE,
+        cluster=cluster, version=version, mode=mode or cluster.default_mode,
+        namespace=namespace, resource_name=resource_name, upstream_model=resource_name,
+        runtime=runtime, gpu_product=gpu_product if gpu_count else "", gpu_count=gpu_count,
+        cpu=cpu, memory=memory, min_replicas=min_replicas, max_replicas=max_replicas,
+        scale_metric=scale_metric, scale_target=scale_target, extra_args=extra_args or {})
+
+
+def kserve_deployment_validate(*, actor, deployment: Deployment) -> None:
+    """Every refusal before anything is applied; refusals of policy are audited."""
+    details = {"model": deployment.model.slug, "version": deployment.version.version,
+               "cluster": deployment.cluster.name,
+               "jurisdiction": deployment.cluster.jurisdiction,
+               "scope": deployment.tenant.slug if deployment.tenant else "shared",
+               "gpus": deployment.gpus_reserved}
+    errors = _validate_shape(
+        mode=deployment.mode, runtime=deployment.runtime, gpu_count=deployment.gpu_count,
+        min_replicas=deployment.min_replicas, max_replicas=deployment.max_replicas,
+        scale_metric=deployment.scale_metric, scale_target=deployment.scale_target,
+        extra_args=deployment.extra_args)
+    if errors:
+        raise ValidationError(errors)
+    registry_host()  # REGISTRY_URL must be set for storageUri
+    if deployment.tenant and not deployment.tenant.is_active:
+        raise ValidationError({"tenant": f"{deployment.tenant.name} is suspended."})
+    taken = Deployment.objects.filter(
+        cluster=deployment.cluster, namespace=deployment.namespace,
+        resource_name=deployment.resource_name).exclude(status=S.DELETED)
+    if deployment.pk:
+        taken = taken.exclude(pk=deployment.pk)
+    if taken.exists():
+        raise ValidationError({"name": f"{deployment.namespace}/{deployment.resource_name} "
+                                       "already exists on this cluster; choose another name."})
+    for version in filter(None, [deployment.version, deployment.canary_version]):
+        problem = _check_version(version)
+        if problem:
+            _refuse(actor=actor, tenant=deployment.tenant, field="version", reason=problem,
+                    details=details)
+    if not jurisdiction_allowed(deployment.cluster.jurisdiction):
+        allowed = ", ".join(settings.ALLOWED_JURISDICTIONS) or "none (ALLOWED_JURISDICTIONS " \
+                                                               "is empty)"
+        _refuse(actor=actor, tenant=deployment.tenant, field="cluster", details=details,
+                reason=f"{deployment.cluster.name} is in {deployment.cluster.jurisdiction}, "
+                       f"outside the allowed jurisdictions ({allowed}).")
+    if deployment.tenant and not jurisdiction_allowed_for_tenant(deployment):
+        _refuse(actor=actor, tenant=deployment.tenant, field="cluster", details=details,
+                reason=f"{deployment.tenant.name}'s data must stay in "
+                       f"{deployment.tenant.jurisdiction}; {deployment.cluster.name} is in "
+                       f"{deployment.cluster.jurisdiction}.")
+    _check_gpus(actor=actor, cluster=deployment.cluster, tenant=deployment.tenant,
+                gpu_product=deployment.gpu_product, gpus_needed=deployment.gpus_reserved,
+                exclude=deployment if deployment.pk else None, details=details)
+
+
+def jurisdiction_allowed_for_tenant(deployment: Deployment) -> bool:
+    """A dedicated deployment also stays inside its tenant's own jurisdiction."""
+    tenant_code, cluster_code = deployment.tenant.jurisdiction, deployment.cluster.jurisdiction
+    if cluster_code == tenant_code or cluster_code.startswith(tenant_code + "-"):
+        return True
+    return tenant_code == "EU" and cluster_code.split("-", 1)[0] in EU_MEMBERS
+
+
+# --- Deployments: the state machine -------------------------------------------------------
+
+def _event(deployment: Deployment, message: str, level: str = "info") -> None:
+    DeploymentEvent.objects.create(deployment=deployment, status=deployment.status,
+                                   message=message[:1000], level=level)
+
+
+def _transition(deployment: Deployment, *, from_statuses, to: str, reason: str = "",
+                actor=SYSTEM, action: str | None = None, details: dict | None = None,
+                level: str = "info", **fields) -> bool:
+    """Compare-and-set `status`; on success record the event and the audit entry."""
+    now = timezone.now()
+    with transaction.atomic():
+        updated = Deployment.objects.filter(pk=deployment.pk, status__in=list(from_statuses)) \
+            .update(status=to, status_reason=reason[:500], status_changed_at=now,
+                    updated_at=now, **fields)
+        if not updated:
+            return False
+        was_ready = deployment.status == S.READY
+        deployment.refresh_from_db()
+        _event(deployment, reason or f"Now {deployment.get_status_display().lower()}.", level)
+        audit.record(action=action or f"deployment.{to}", actor=actor,
+                     tenant=deployment.tenant, target=deployment,
+                     details={"from": list(from_statuses), "reason": reason, **(details or {})})
+        if was_ready != (to == S.READY):
+            bump_gateway_config()
+    return True
+
+
+def _enqueue(deployment: Deployment) -> None:
+    from deployments import tasks
+
+    transaction.on_commit(lambda: tasks.drive_deployment.delay(deployment.pk))
+
+
+def kserve_deployment_create(*, actor, deployment: Deployment) -> Deployment:
+    """Validate (refusals audited) and save a built deployment; a worker applies it."""
+    kserve_deployment_validate(actor=actor, deployment=deployment)
+    with transaction.atomic():
+        deployment.created_by = actor if getattr(actor, "pk", None) else None
+        deployment.status, deployment.status_changed_at = S.PENDING, timezone.now()
+        deployment.full_clean()
+        deployment.save()
+        _event(deployment, f"Created: {deployment.version} on {deployment.cluster.name} "
+                           f"({deployment.mode}), namespace {deployment.namespace}.")
+        audit.record(action="deployment.created", actor=actor, tenant=deployment.tenant,
+                     target=deployment,
+                     details={"model": deployment.model.slug,
+                              "version": deployment.version.version,
+                              "digest": deployment.version.manifest_digest,
+                              "cluster": deployment.cluster.name,
+                              "jurisdiction": deployment.cluster.jurisdiction,
+                              "scope": deployment.tenant.slug if deployment.tenant else "shared",
+                              "gpus": deployment.gpus_reserved})
+        _enqueue(deployment)
+    return deployment
+
+
+def _fail(deployment: Deployment, *, from_statuses, reason: str) -> None:
+    _transition(deployment, from_statuses=from_statuses, to=S.FAILED, reason=reason,
+                level="error")
+
+
+def deployment_drive(deployment_id: int) -> str:
+    """One step of the worker: apply a pending deployment, stop a stopping one, delete a
+    deleting one. Returns the status it left the deployment in."""
+    deployment = Deployment.objects.select_related(
+        "cluster", "tenant", "model", "version", "canary_version").get(pk=deployment_id)
+    if deployment.backend != Backend.KSERVE:
+        return deployment.status
+    backend = backend_for(deployment)
+    if deployment.status == S.DELETING:
+        try:
+            backend.delete(deployment)
+        except kube.KubeError as exc:
+            _fail(deployment, from_statuses=[S.DELETING],
+                  reason=f"Delete failed: {exc.message}")
+            return S.FAILED
+        _transition(deployment, from_statuses=[S.DELETING], to=S.DELETED,
+                    reason="InferenceService deleted.", base_url="", url="")
+        return S.DELETED
+    if deployment.status == S.STOPPING:
+        from_statuses, claimed = [S.STOPPING], True
+    else:
+        from_statuses = [S.APPLYING]
+        claimed = _transition(deployment, from_statuses=[S.PENDING], to=S.APPLYING,
+                              reason="Applying the InferenceService.")
+    if not claimed:
+        return deployment.status
+    for version in filter(None, [deployment.version, deployment.canary_version]):
+        problem = _check_version(version)
+        if problem:
+            _fail(deployment, from_statuses=from_statuses, reason=problem)
+            return S.FAILED
+    try:
+        if deployment.tenant:
+            record = tenant_namespace_ensure(cluster=deployment.cluster, tenant=deployment.tenant)
+            if not record.ok:
+                raise kube.KubeError(f"Tenant namespace: {record.message}")
+        else:
+            namespaces.ensure(deployment.cluster, None)
+        outcome = backend.apply(deployment)
+    except (kube.KubeError, ValidationError) as exc:
+        message = exc.message if isinstance(exc, kube.KubeError) else " ".join(exc.messages)
+        _fail(deployment, from_statuses=from_statuses, reason=message)
+        return S.FAILED
+    if deployment.status == S.STOPPING:
+        _transition(deployment, from_statuses=[S.STOPPING], to=S.STOPPED,
+                    reason=f"Stopped (serving.kserve.io/stop), InferenceService {outcome}.")
+        return S.STOPPED
+    _transition(deployment, from_statuses=[S.APPLYING], to=S.PROGRESSING,
+                reason=f"InferenceService {outcome}; waiting for Ready.")
+    return S.PROGRESSING
+
+
+def deployment_follow(deployment_id: int) -> str:
+    """Read the InferenceService's status; ready → record the URL as the gateway upstream."""
+    deployment = Deployment.objects.select_related("cluster", "tenant", "model").get(
+        pk=deployment_id)
+    if deployment.backend != Backend.KSERVE or deployment.status not in (S.PROGRESSING,
+                                                                         S.READY):
+        return deployment.status
+    try:
+        seen = backend_for(deployment).observe(deployment)
+    except kube.KubeError as exc:
+        if deployment.status == S.PROGRESSING:
+            _fail(deployment, from_statuses=[S.PROGRESSING],
+                  reason=f"Can't read the InferenceService: {exc.message}")
+            return S.FAILED
+        _transition(deployment, from_statuses=[S.READY], to=S.PROGRESSING,
+                    reason=f"Cluster unreachable: {exc.message}", level="warning")
+        return S.PROGRESSING
+    Deployment.objects.filter(pk=deployment.pk).update(
+        conditions=seen.conditions, observed=seen.observed, last_checked_at=timezone.now())
+    if seen.ready:
+        if deployment.status == S.PROGRESSING or deployment.base_url != seen.url:
+            _transition(deployment, from_statuses=[S.PROGRESSING, S.READY], to=S.READY,
+                        reason=f"Ready at {seen.url}.", url=seen.url.removesuffix("/openai/v1"),
+                        base_url=seen.url, details={"url": seen.url})
+        return S.READY
+    if deployment.status == S.READY:
+        _transition(deployment, from_statuses=[S.READY], to=S.PROGRESSING,
+                    reason=seen.problem or "No longer ready.", level="warning")
+        return S.PROGRESSING
+    timeout = timedelta(minutes=settings.DEPLOYMENT_PROGRESS_TIMEOUT_MINUTES)
+    if deployment.status_changed_at and timezone.now() - deployment.status_changed_at > timeout:
+        _fail(deployment, from_statuses=[S.PROGRESSING],
+              reason=f"Not ready after {settings.DEPLOYMENT_PROGRESS_TIMEOUT_MINUTES} min: "
+                     f"{seen.problem or 'no Ready condition yet'}.")
+        return S.FAILED
+    return S.PROGRESSING
+
+
+def _change(*, actor, deployment: Deployment, action: str, message: str, details: dict,
+            from_statuses=(S.READY, S.FAILED, S.PROGRESSING, S.STOPPED), to: str = S.PENDING,
+            **fields) -> Deployment:
+    """Save new desired state and hand it to the worker."""
+    if deployment.backend != Backend.KSERVE:
+        raise ValidationError("Only KServe deployments are managed by the portal.")
+    for field, value in fields.items():
+        setattr(deployment, field, value)
+    if to == S.PENDING:
+        kserve_deployment_validate(actor=actor, deployment=deployment)
+    with transaction.atomic():
+        locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        if locked.status not in from_statuses:
+            raise ValidationError(f"The deployment is {locked.get_status_display().lower()}; "
+                                  "wait until it settles.")
+        Deployment.objects.filter(pk=deployment.pk).update(**fields)
+        changed = _transition(deployment, from_statuses=from_statuses, to=to, reason=message,
+                              actor=actor, action=action, details=details)
+        if changed:
+            _enqueue(deployment)
+    return deployment
+
+
+def deployment_retry(*, actor, deployment: Deployment) -> Deployment:
+    return _change(actor=actor, deployment=deployment, action="deployment.retried",
+                   message="Retry requested.", details={}, from_statuses=[S.FAILED])
+
+
+def deployment_update_version(*, actor, deployment: Deployment, version: ModelVersion,
+                              canary_traffic_percent: int | None = None) -> Deployment:
+    """Roll out `version`: all at once (rolling), or as a canary taking that % of traffic."""
+    if version.model_id != deployment.model_id:
+        raise ValidationError({"version": f"{version} is not a version of "
+                                          f"{deployment.model.slug}."})
+    if version.pk == deployment.version_id:
+        raise ValidationError({"version": f"{version} is already deployed."})
+    if deployment.canary_version_id:
+        raise ValidationError({"version": "A canary is pending: promote or roll it back "
+                                          "first."})
+    details = {"from_version": deployment.version.version, "to_version": version.version,
+               "digest": version.manifest_digest}
+    if canary_traffic_percent:
+        if not 1 <= canary_traffic_percent <= 99:
+            raise ValidationError({"canary_traffic_percent": "Give 1 to 99 percent."})
+        return _change(actor=actor, deployment=deployment, action="deployment.canary_started",
+                       message=f"Canary {version.version} at {canary_traffic_percent}% of "
+                               "traffic.",
+                       details={**details, "percent": canary_traffic_percent},
+                       canary_version=version, canary_traffic_percent=canary_traffic_percent)
+    return _change(actor=actor, deployment=deployment, action="deployment.updated",
+                   message=f"Rolling update to {version.version}.", details=details,
+                   previous_version=deployment.version, version=version)
+
+
+def deployment_promote(*, actor, deployment: Deployment) -> Deployment:
+    if not deployment.canary_version_id:
+        raise ValidationError("There is no canary to promote.")
+    canary = deployment.canary_version
+    return _change(actor=actor, deployment=deployment, action="deployment.promoted",
+                   message=f"Canary {canary.version} promoted to 100% of traffic.",
+                   details={"version": canary.version, "digest": canary.manifest_digest},
+                   previous_version=deployment.version, version=canary, canary_version=None,
+                   canary_traffic_percent=None)
+
+
+def deployment_rollback(*, actor, deployment: Deployment) -> Deployment:
+    """Drop a pending canary, or return to the version before the last update."""
+    if deployment.canary_version_id:
+        return _change(actor=actor, deployment=deployment, action="deployment.rolled_back",
+                       message=f"Canary {deployment.canary_version.version} rolled back.",
+                       details={"canary": deployment.canary_version.version},
+                       canary_version=None, canary_traffic_percent=None)
+    if not deployment.previous_version_id:
+        raise ValidationError("There is nothing to roll back to.")
+    previous = deployment.previous_version
+    return _change(actor=actor, deployment=deployment, action="deployment.rolled_back",
+                   message=f"Rolled back to {previous.version}.",
+                   details={"from_version": deployment.version.version,
+                            "to_version": previous.version},
+                   version=previous, previous_version=deployment.version)
+
+
+def deployment_scale(*, actor, deployment: Deployment, min_replicas: int, max_replicas: int,
+                     scale_metric: str = "", scale_target: int | None = None) -> Deployment:
+    return _change(actor=actor, deployment=deployment, action="deployment.scaled",
+                   message=f"Scaled to {min_replicas}–{max_replicas} replicas.",
+                   details={"min_replicas": min_replicas, "max_replicas": max_replicas,
+                            "scale_metric": scale_metric, "scale_target": scale_target},
+                   min_replicas=min_replicas, max_replicas=max_replicas,
+                   scale_metric=scale_metric, scale_target=scale_target)
+
+
+def deployment_stop(*, actor, deployment: Deployment) -> Deployment:
+    return _change(actor=actor, deployment=deployment, action="deployment.stopping",
+                   message="Stop requested (serving.kserve.io/stop).", details={},
+                   from_statuses=[S.READY, S.PROGRESSING, S.FAILED], to=S.STOPPING,
+                   stop_requested=True)
+
+
+def deployment_start(*, actor, deployment: Deployment) -> Deployment:
+    return _change(actor=actor, deployment=deployment, action="deployment.started",
+                   message="Start requested.", details={}, from_statuses=[S.STOPPED],
+                   stop_requested=False)
+
+
+def deployment_delete(*, actor, deployment: Deployment) -> Deployment:
+    if deployment.backend == Backend.EXTERNAL:
+        with transaction.atomic():
+            _transition(deployment, from_statuses=list(S.values), to=S.DELETED,
+                        reason="Endpoint unregistered.", actor=actor)
+        return deployment
+    return _change(actor=actor, deployment=deployment, action="deployment.deleting",
+                   message="Delete requested.", details={},
+                   from_statuses=[S.READY, S.PROGRESSING, S.FAILED, S.STOPPED], to=S.DELETING)
+
+
+# --- Periodic work ------------------------------------------------------------------------
+
+def deployment_reconcile(deployment_id: int) -> str:
+    """Compare the live InferenceService with the desired one; re-apply when it was deleted
+    or edited outside the portal."""
+    deployment = Deployment.objects.select_related(
+        "cluster", "tenant", "model", "version", "canary_version").get(pk=deployment_id)
+    if deployment.backend != Backend.KSERVE or deployment.status not in (S.READY, S.STOPPED,
+                                                                         S.PROGRESSING):
+        return "skipped"
+    backend = backend_for(deployment)
+    try:
+        seen = backend.observe(deployment)
+        if seen.found and not seen.drifted:
+            if deployment.status != S.STOPPED:
+                deployment_follow(deployment.pk)
+            return "in sync"
+        what = "deleted outside the portal" if not seen.found else "changed outside the portal"
+        outcome = backend.apply(deployment)
+    except (kube.KubeError, ValidationError) as exc:
+        message = exc.message if isinstance(exc, kube.KubeError) else " ".join(exc.messages)
+        note = f"Reconcile could not check the deployment: {message}"
+        last = deployment.events.first()
+        if last is None or last.message != note[:1000]:  # once, not every beat
+            _event(deployment, note, "warning")
+        return "unreachable"
+    with transaction.atomic():
+        _event(deployment, f"Drift repaired: the InferenceService was {what}; {outcome}.",
+               "warning")
+        audit.record(action="deployment.drift_repaired", actor=SYSTEM, tenant=deployment.tenant,
+                     target=deployment, details={"drift": what, "outcome": outcome})
+    if deployment.status == S.READY:
+        _transition(deployment, from_statuses=[S.READY], to=S.PROGRESSING,
+                    reason="Re-applied after drift; waiting for Ready.", level="warning")
+    return "repaired"
+
+
+def deployments_reconcile_all() -> dict[str, int]:
+    counts: dict[str, int] = {}
+    live = Deployment.objects.filter(backend=Backend.KSERVE,
+                                     status__in=[S.READY, S.STOPPED, S.PROGRESSING])
+    for deployment_id in live.values_list("pk", flat=True):
+        outcome = deployment_reconcile(deployment_id)
+        counts[outcome] = counts.get(outcome, 0) + 1
+    pairs = Deployment.objects.filter(backend=Backend.KSERVE, tenant__isnull=False).exclude(
+        status=S.DELETED).values_list("cluster_id", "tenant_id").distinct()
+    for cluster_id, tenant_id in pairs:
+        tenant_namespace_ensure(cluster=Cluster.objects.get(pk=cluster_id),
+                                tenant=Tenant.objects.get(pk=tenant_id))
+    return counts
+
+
+def deployments_fail_stale() -> int:
+    """Nothing stays in 'applying' (or 'progressing') forever: a worker that died mid-step
+    leaves a failed deployment with a reason and a retry button."""
+    now = timezone.now()
+    stale = Deployment.objects.filter(
+        Q(status=S.APPLYING,
+          status_changed_at__lt=now - timedelta(minutes=settings.DEPLOYMENT_APPLYING_STALE_MINUTES))
+        | Q(status=S.PROGRESSING, status_changed_at__lt=now - timedelta(
+            minutes=settings.DEPLOYMENT_PROGRESS_TIMEOUT_MINUTES)))
+    failed = 0
+    for deployment in stale:
+        reason = ("The worker stopped while applying; retry to apply again."
+                  if deployment.status == S.APPLYING else
+                  f"Not ready after {settings.DEPLOYMENT_PROGRESS_TIMEOUT_MINUTES} min.")
+        failed += _transition(deployment, from_statuses=[deployment.status], to=S.FAILED,
+                              reason=reason, level="error")
+    return failed

@@ -1,0 +1,24 @@
+from django.urls import path
+
+from deployments import views
+
+app_name = "deployments"
+
+urlpatterns = [
+    path("msp/clusters/", views.cluster_list, name="clusters"),
+    path("msp/clusters/new/", views.cluster_create, name="cluster_create"),
+    path("msp/clusters/<int:pk>/", views.cluster_detail, name="cluster"),
+    path("msp/clusters/<int:pk>/edit/", views.cluster_edit, name="cluster_edit"),
+    path("msp/clusters/<int:pk>/check/", views.cluster_check, name="cluster_check"),
+    path("msp/clusters/<int:pk>/namespaces/sync/", views.cluster_sync_namespaces,
+         name="cluster_sync_namespaces"),
+    path("msp/deployments/", views.deployment_list, name="list"),
+    path("msp/deployments/new/", views.deployment_wizard, name="wizard"),
+    path("msp/deployments/<int:pk>/", views.deployment_detail, name="detail"),
+    path("msp/deployments/<int:pk>/manifest.yaml", views.deployment_manifest, name="manifest"),
+    path("msp/deployments/<int:pk>/update/", views.deployment_update, name="update"),
+    path("msp/deployments/<int:pk>/scale/", views.deployment_scale, name="scale"),
+]
+for _action in ("retry", "promote", "rollback", "stop", "start", "delete"):
+    urlpatterns.append(path(f"msp/deployments/<int:pk>/{_action}/", views.deployment_action,
+                            {"action": _action}, name=_action))

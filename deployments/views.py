@@ -1,0 +1,292 @@
+"""MSP admin pages: clusters, the deploy wizard, deployment list and detail with actions."""
+
+from __future__ import annotations
+
+import difflib
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from deployments import selectors, services, tasks
+from deployments.backends import manifest_yaml
+from deployments.forms import (
+    WIZARD_STEPS,
+    ClusterForm,
+    ScaleForm,
+    UpdateVersionForm,
+)
+from deployments.models import Backend, Deployment, DeploymentStatus
+from portal.api import ApplicationError
+from portal.forms import add_service_errors, service_error_message
+from tenants.access import platform_view
+from tenants.models import Tenant
+from tenants.permissions import PlatformPerm
+
+MANAGE = PlatformPerm.DEPLOYMENTS_MANAGE
+
+
+# --- Clusters -----------------------------------------------------------------------------
+
+@platform_view(MANAGE)
+def cluster_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "deployments/cluster_list.html", {
+        "clusters": _cluster_choices(), "allocation": selectors.gpu_allocation()})
+
+
+@platform_view(MANAGE)
+def cluster_create(request: HttpRequest) -> HttpResponse:
+    form = ClusterForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            cluster = services.cluster_create(actor=request.user,
+                                              credentials=form.cleaned_data["credentials"],
+                                              **form.service_fields())
+        except (ValidationError, ApplicationError) as exc:
+            add_service_errors(form, exc)
+        else:
+            services.cluster_check(actor=request.user, cluster=cluster)
+            messages.success(request, f"Cluster {cluster.name} added.")
+            return redirect("deployments:cluster", pk=cluster.pk)
+    return render(request, "deployments/cluster_form.html", {"form": form})
+
+
+@platform_view(MANAGE)
+def cluster_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    cluster = selectors.cluster_get(pk)
+    form = ClusterForm(request.POST or None, instance=cluster)
+    if request.method == "POST" and form.is_valid():
+        cluster.refresh_from_db()
+        fields = form.service_fields()
+        fields.pop("name")
+        try:
+            services.cluster_update(actor=request.user, cluster=cluster,
+                                    credentials=form.cleaned_data["credentials"], **fields)
+        except (ValidationError, ApplicationError) as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Saved changes to {cluster.name}.")
+            return redirect("deployments:cluster", pk=cluster.pk)
+    return render(request, "deployments/cluster_form.html", {"form": form, "cluster": cluster})
+
+
+@platform_view(MANAGE)
+def cluster_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    cluster = selectors.cluster_get(pk)
+    free = selectors.cluster_free_gpus(cluster)
+    return render(request, "deployments/cluster_detail.html", {
+        "cluster": cluster,
+        "gpus": [(p, cluster.gpu_capacity[p], free[p]) for p in cluster.gpu_products],
+        "allowed": services.jurisdiction_allowed(cluster.jurisdiction),
+        "deployments": selectors.deployment_list().filter(cluster=cluster),
+        "namespaces": cluster.namespaces.select_related("tenant"),
+    })
+
+
+@require_POST
+@platform_view(MANAGE)
+def cluster_check(request: HttpRequest, pk: int) -> HttpResponse:
+    cluster = services.cluster_check(actor=request.user, cluster=selectors.cluster_get(pk))
+    (messages.success if cluster.last_check_ok else messages.error)(
+        request, cluster.last_check_message)
+    return redirect("deployments:cluster", pk=pk)
+
+
+@require_POST
+@platform_view(MANAGE)
+def cluster_sync_namespaces(request: HttpRequest, pk: int) -> HttpResponse:
+    cluster = selectors.cluster_get(pk)
+    tenant_ids = list(Tenant.objects.filter(status="active").values_list("pk", flat=True))
+    for tenant_id in tenant_ids:
+        tasks.sync_tenant_namespace.delay(cluster.pk, tenant_id)
+    messages.success(request, f"Syncing {len(tenant_ids)} tenant namespaces on {cluster.name} "
+                              "in the background; refresh to see the outcome.")
+    return redirect("deployments:cluster", pk=pk)
+
+
+# --- The deploy wizard --------------------------------------------------------------------
+
+WIZARD_FIELDS = {name for step in WIZARD_STEPS for name in step.base_fields}
+REVIEW = len(WIZARD_STEPS)
+
+
+def _bound_steps(data, count: int) -> list:
+    """Bound forms of the first `count` steps (the cluster feeds the resources choices)."""
+    forms: list = []
+    for index, step in enumerate(WIZARD_STEPS[:count]):
+        kwargs = {}
+        if index == 2:
+            kwargs["cluster"] = forms[1].cleaned_data.get("cluster") if forms[1].is_valid() \
+                else None
+        forms.append(step(data, **kwargs))
+    return forms
+
+
+def _build(forms) -> Deployment:
+    target, where, resources = (f.cleaned_data for f in forms)
+    return services.kserve_deployment_build(
+        version=target["version"], tenant=target["tenant"], cluster=where["cluster"],
+        mode=where["mode"], name=resources["name"], runtime=resources["runtime"],
+        gpu_product=resources["gpu_product"], gpu_count=resources["gpu_count"],
+        cpu=resources["cpu"], memory=resources["memory"],
+        min_replicas=resources["min_replicas"], max_replicas=resources["max_replicas"],
+        scale_metric=resources["scale_metric"], scale_target=resources["scale_target"],
+        extra_args=resources["extra_args"])
+
+
+@platform_view(MANAGE)
+def deployment_wizard(request: HttpRequest) -> HttpResponse:
+    """Steps 0–2 collect fields (earlier and later answers travel as hidden inputs); step 3
+    shows the exact manifest after every refusal check; "apply" creates the deployment."""
+    data = request.POST if request.method == "POST" else None
+    manifest, current = "", None
+    try:
+        submitted = min(max(int(data.get("step", "0")), 0), REVIEW) if data else -1
+    except ValueError:
+        submitted = 0
+    target = 0 if data is None else (
+        max(submitted - 1, 0) if data.get("back") else min(submitted + 1, REVIEW))
+    done = _bound_steps(data, target) if data else []
+    invalid = next((i for i, form in enumerate(done) if not form.is_valid()), None)
+    if invalid is not None:
+        target, current = invalid, done[invalid]
+    elif target == REVIEW:
+        deployment = _build(done)
+        try:
+            if data.get("apply"):
+                deployment = services.kserve_deployment_create(actor=request.user,
+                                                               deployment=deployment)
+                messages.success(request, f"Deployment {deployment.name} created; a worker "
+                                          "applies it now.")
+                url = reverse("deployments:detail", args=[deployment.pk])
+                if request.htmx:
+                    return HttpResponse(status=204, headers={"HX-Redirect": url})
+                return redirect(url)
+            services.kserve_deployment_validate(actor=request.user, deployment=deployment)
+            manifest = manifest_yaml(deployment)
+        except (ValidationError, ApplicationError) as exc:
+            target, current = 2, done[2]
+            add_service_errors(current, exc)
+    if current is None and target < REVIEW:
+        kwargs = {"cluster": done[1].cleaned_data["cluster"]} if target == 2 else {}
+        initial = {k: v for k, v in data.items()} if data else {}
+        current = WIZARD_STEPS[target](initial=initial, **kwargs)
+    own = set(current.fields) if current else set()
+    carry = [(k, v) for k, v in (data.items() if data else []) if k in WIZARD_FIELDS
+             and k not in own]
+    context = {
+        "step": target, "steps": [s.title for s in WIZARD_STEPS] + ["Review manifest"],
+        "form": current, "carry": carry, "manifest": manifest,
+        "clusters": _cluster_choices() if target == 1 else [],
+    }
+    template = ("deployments/partials/_wizard.html" if request.htmx and not request.htmx.boosted
+                else "deployments/wizard.html")
+    return render(request, template, context)
+
+
+def _cluster_choices():
+    rows = []
+    for cluster in selectors.cluster_list():
+        free = selectors.cluster_free_gpus(cluster)
+        rows.append({"cluster": cluster,
+                     "allowed": services.jurisdiction_allowed(cluster.jurisdiction),
+                     "gpus": [(p, free[p], cluster.gpu_capacity[p])
+                              for p in cluster.gpu_products]})
+    return rows
+
+
+# --- Deployments --------------------------------------------------------------------------
+
+@platform_view(MANAGE)
+def deployment_list(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status", "")
+    context = {"deployments": selectors.deployment_list(status=status), "status": status,
+               "statuses": DeploymentStatus.choices}
+    if request.htmx and not request.htmx.boosted:
+        return render(request, "deployments/partials/_deployment_table.html", context)
+    return render(request, "deployments/deployment_list.html", context)
+
+
+def _canary_diff(deployment: Deployment) -> str:
+    if not deployment.canary_version_id or deployment.backend != Backend.KSERVE:
+        return ""
+    stable = Deployment.objects.select_related("model", "tenant", "cluster", "version").get(
+        pk=deployment.pk)
+    stable.canary_version, stable.canary_traffic_percent = None, None
+    return "".join(difflib.unified_diff(
+        manifest_yaml(stable).splitlines(keepends=True),
+        manifest_yaml(deployment).splitlines(keepends=True),
+        fromfile=f"{deployment.resource_name} (stable {deployment.version.version})",
+        tofile=f"{deployment.resource_name} (with canary {deployment.canary_version.version})"))
+
+
+@platform_view(MANAGE)
+def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    deployment = selectors.deployment_get(pk)
+    context = {"deployment": deployment, "events": deployment.events.all()[:50]}
+    if request.htmx and not request.htmx.boosted:
+        return render(request, "deployments/partials/_status.html", context)
+    context.update({
+        "canary_diff": _canary_diff(deployment),
+        "update_form": UpdateVersionForm(deployment=deployment),
+        "scale_form": ScaleForm(initial={
+            "min_replicas": deployment.min_replicas, "max_replicas": deployment.max_replicas,
+            "scale_metric": deployment.scale_metric, "scale_target": deployment.scale_target}),
+    })
+    return render(request, "deployments/deployment_detail.html", context)
+
+
+@platform_view(MANAGE)
+def deployment_manifest(request: HttpRequest, pk: int) -> HttpResponse:
+    deployment = selectors.deployment_get(pk)
+    body = manifest_yaml(deployment)
+    if not body:
+        return HttpResponse("An external endpoint has no manifest.", status=404,
+                            content_type="text/plain")
+    return HttpResponse(body, content_type="application/yaml", headers={
+        "Content-Disposition": f'attachment; filename="{deployment.resource_name}.yaml"'})
+
+
+def _act(request, pk: int, action) -> HttpResponse:
+    deployment = selectors.deployment_get(pk)
+    try:
+        action(deployment)
+    except (ValidationError, ApplicationError) as exc:
+        messages.error(request, service_error_message(exc))
+    return redirect("deployments:detail", pk=pk)
+
+
+@require_POST
+@platform_view(MANAGE)
+def deployment_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    simple = {"retry": services.deployment_retry, "promote": services.deployment_promote,
+              "rollback": services.deployment_rollback, "stop": services.deployment_stop,
+              "start": services.deployment_start, "delete": services.deployment_delete}
+    return _act(request, pk, lambda d: simple[action](actor=request.user, deployment=d))
+
+
+@require_POST
+@platform_view(MANAGE)
+def deployment_update(request: HttpRequest, pk: int) -> HttpResponse:
+    deployment = selectors.deployment_get(pk)
+    form = UpdateVersionForm(request.POST, deployment=deployment)
+    if not form.is_valid():
+        messages.error(request, " ".join(e for errs in form.errors.values() for e in errs))
+        return redirect("deployments:detail", pk=pk)
+    return _act(request, pk, lambda d: services.deployment_update_version(
+        actor=request.user, deployment=d, **form.cleaned_data))
+
+
+@require_POST
+@platform_view(MANAGE)
+def deployment_scale(request: HttpRequest, pk: int) -> HttpResponse:
+    form = ScaleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(f"{k}: {e}" for k, errs in form.errors.items()
+                                         for e in errs))
+        return redirect("deployments:detail", pk=pk)
+    return _act(request, pk, lambda d: services.deployment_scale(
+        actor=request.user, deployment=d, **form.cleaned_data))

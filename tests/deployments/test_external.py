@@ -1,0 +1,65 @@
+"""The external-endpoint backend and `endpoint_register`, against a small OpenAI-compatible
+server the test starts."""
+
+import io
+
+import pytest
+from django.core.management import call_command
+
+from deployments import services
+from deployments.models import Backend, Deployment, DeploymentStatus
+from tests.support.processes import start_upstream, stop
+
+
+@pytest.fixture(scope="module")
+def keyed_upstream():
+    process, base = start_upstream("--models", "local-llm", "--api-key", "upstream-secret")
+    yield base
+    stop(process)
+
+
+def test_endpoint_register_creates_the_model_and_a_ready_deployment(db, keyed_upstream,
+                                                                    tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("upstream-secret\n")
+    out = io.StringIO()
+    call_command("endpoint_register", "--model", "local-llm", "--task", "chat", "--base-url",
+                 keyed_upstream, "--upstream-key-file", str(key_file), stdout=out)
+    deployment = Deployment.objects.get(pk=int(out.getvalue()))
+    assert deployment.backend == Backend.EXTERNAL
+    assert deployment.status == DeploymentStatus.READY
+    assert "upstream-secret" not in deployment.upstream_api_key_encrypted
+
+
+def test_a_wrong_key_or_model_is_a_failed_deployment_with_the_reason(db, keyed_upstream,
+                                                                    tmp_path):
+    err = io.StringIO()
+    call_command("endpoint_register", "--model", "local-llm", "--task", "chat", "--base-url",
+                 keyed_upstream, stdout=io.StringIO(), stderr=err)
+    assert "refused the upstream API key (HTTP 401)" in err.getvalue()
+    deployment = Deployment.objects.get()
+    assert deployment.status == DeploymentStatus.FAILED
+
+    key_file = tmp_path / "key"
+    key_file.write_text("upstream-secret")
+    err = io.StringIO()
+    call_command("endpoint_register", "--model", "other", "--task", "chat", "--base-url",
+                 keyed_upstream, "--upstream-key-file", str(key_file), stdout=io.StringIO(),
+                 stderr=err)
+    assert "does not serve 'other' (it serves: local-llm)" in err.getvalue()
+
+
+def test_an_external_deployment_has_no_manifest_and_is_unregistered_by_delete(
+        db, keyed_upstream, msp_admin, client):
+    from models_catalog.models import Model
+
+    model = Model.objects.create(slug="local-llm", name="Local", task="chat")
+    deployment = services.external_endpoint_register(
+        actor=msp_admin, model=model, base_url=keyed_upstream, upstream_api_key="upstream-secret")
+    client.force_login(msp_admin)
+    assert client.get(f"/msp/deployments/{deployment.pk}/manifest.yaml").status_code == 404
+    page = client.get(f"/msp/deployments/{deployment.pk}/").content.decode()
+    assert keyed_upstream in page and "Download manifest" not in page
+    services.deployment_delete(actor=msp_admin, deployment=deployment)
+    deployment.refresh_from_db()
+    assert deployment.status == DeploymentStatus.DELETED

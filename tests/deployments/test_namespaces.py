@@ -1,0 +1,80 @@
+"""Tenant namespaces: created, left alone when in sync, repaired after drift."""
+
+from deployments import services
+from tests.deployments.test_kserve_lifecycle import deploy
+
+NS = "/api/v1/namespaces/tenant-acme"
+QUOTA = f"{NS}/resourcequotas/portal-quota"
+POLICY = "/apis/networking.k8s.io/v1/namespaces/tenant-acme/networkpolicies/default-deny-ingress"
+BINDING = "/apis/rbac.authorization.k8s.io/v1/namespaces/tenant-acme/rolebindings/tenant-viewers"
+
+
+def test_tenant_namespace_objects_are_created(cluster, gpu_tenant, kube):
+    record = services.tenant_namespace_ensure(cluster=cluster, tenant=gpu_tenant)
+    assert record.ok and record.name == "tenant-acme"
+    namespace = kube.get(NS)
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert namespace["metadata"]["labels"]["portal.sovereign.eu/tenant"] == "acme"
+    assert kube.get(QUOTA)["spec"]["hard"]["requests.nvidia.com/gpu"] == "4"
+    assert set(kube.get(QUOTA)["spec"]["hard"]) == {"requests.nvidia.com/gpu", "requests.cpu",
+                                                    "requests.memory", "pods"}
+    assert kube.get(f"{NS}/limitranges/portal-defaults")["spec"]["limits"][0]["type"] == \
+        "Container"
+    policy = kube.get(POLICY)["spec"]
+    assert policy["policyTypes"] == ["Ingress"] and policy["podSelector"] == {}
+    assert policy["ingress"] == [{"from": [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "istio-system"}}}]}]
+    assert kube.get(BINDING)["subjects"][0]["name"] == "portal:tenant:acme"
+
+
+def test_rerun_is_idempotent_and_repairs_drift(cluster, gpu_tenant, kube):
+    services.tenant_namespace_ensure(cluster=cluster, tenant=gpu_tenant)
+    writes = kube.count("POST") + kube.count("PUT")
+    record = services.tenant_namespace_ensure(cluster=cluster, tenant=gpu_tenant)
+    assert record.message == "in sync"
+    assert kube.count("POST") + kube.count("PUT") == writes
+
+    quota = kube.get(QUOTA)
+    quota["spec"]["hard"]["requests.nvidia.com/gpu"] = "64"
+    kube.put(QUOTA, quota)
+    kube.remove(POLICY)
+    namespace = kube.get(NS)
+    namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] = "privileged"
+    kube.put(NS, namespace)
+
+    record = services.tenant_namespace_ensure(cluster=cluster, tenant=gpu_tenant)
+    assert "ResourceQuota repaired" in record.message
+    assert "NetworkPolicy created" in record.message
+    assert "Namespace repaired" in record.message
+    assert kube.get(QUOTA)["spec"]["hard"]["requests.nvidia.com/gpu"] == "4"
+    assert kube.get(NS)["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == \
+        "restricted"
+
+
+def test_quota_follows_the_tenant_gpu_quota(cluster, gpu_tenant, kube):
+    services.tenant_namespace_ensure(cluster=cluster, tenant=gpu_tenant)
+    gpu_tenant.max_gpus = 2
+    gpu_tenant.save()
+    services.tenant_namespace_ensure(cluster=cluster, tenant=gpu_tenant)
+    assert kube.get(QUOTA)["spec"]["hard"]["requests.nvidia.com/gpu"] == "2"
+
+
+def test_a_dedicated_deployment_lands_in_the_tenant_namespace(msp_admin, cluster, version,
+                                                              gpu_tenant, kube):
+    deployment = deploy(msp_admin, cluster, version, tenant=gpu_tenant)
+    assert deployment.namespace == "tenant-acme"
+    assert kube.get(NS) and kube.isvc("tenant-acme", deployment.resource_name)
+    labels = kube.isvc("tenant-acme", deployment.resource_name)["metadata"]["labels"]
+    assert labels["portal.sovereign.eu/tenant"] == "acme"
+
+
+def test_unreachable_cluster_is_recorded_on_the_namespace(cluster, gpu_tenant, kube):
+    kube.fail_next(3)
+    record = services.tenant_namespace_ensure(cluster=cluster, tenant=gpu_tenant)
+    assert record.ok is False and "after 3 attempts" in record.message
+
+
+def test_shared_deployments_get_the_shared_namespace(msp_admin, cluster, version, kube):
+    deploy(msp_admin, cluster, version)
+    assert kube.get("/api/v1/namespaces/models-shared")["metadata"]["labels"][
+        "pod-security.kubernetes.io/enforce"] == "restricted"

@@ -1,0 +1,302 @@
+"""A small Kubernetes API server for tests: real HTTP on loopback, objects kept per path.
+
+Enough of the API for the portal's client: `/version`, `/api`, `/apis`, CRD reads, and for any
+resource path POST (create; 409 AlreadyExists), GET (object or list; 404), PUT (replace; 409 on
+a stale resourceVersion), PATCH (JSON merge patch and JSON patch), DELETE. Bearer-token check,
+fault injection (the next N requests answer 500 or hang), a request log, and helpers that play
+the KServe controller (set an InferenceService's status).
+
+Written for these tests instead of kmock: kmock stores objects verbatim, ignores
+resourceVersion and needs shims for namespaces, 201s and discovery paths; 409 semantics,
+resourceVersion conflicts and hangs are what the tests are about.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ISVC_CRD_PATH = ("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+                 "inferenceservices.serving.kserve.io")
+ISVC_BASE = "/apis/serving.kserve.io/v1beta1/namespaces"
+
+
+def _status(code: int, reason: str, message: str) -> dict:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
+
+
+def merge_patch(target, patch):
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def json_patch(target: dict, operations: list) -> dict:
+    doc = copy.deepcopy(target)
+    for op in operations:
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        parent = doc
+        for part in parts[:-1]:
+            parent = parent[int(part)] if isinstance(parent, list) else parent.setdefault(part, {})
+        last = parts[-1]
+        if op["op"] in ("add", "replace"):
+            if isinstance(parent, list):
+                index = len(parent) if last == "-" else int(last)
+                if op["op"] == "add":
+                    parent.insert(index, op["value"])
+                else:
+                    parent[index] = op["value"]
+            else:
+                parent[last] = op["value"]
+        elif op["op"] == "remove":
+            if isinstance(parent, list):
+                del parent[int(last)]
+            else:
+                parent.pop(last, None)
+    return doc
+
+
+def _is_collection(path: str) -> bool:
+    """/api/v1/<plural>[/<ns>/<plural>] and /apis/<group>/<version>/…: odd → collection."""
+    parts = path.strip("/").split("/")
+    rest = parts[2:] if parts[0] == "api" else parts[3:]
+    return len(rest) % 2 == 1
+
+
+class KubeEmulator:
+    def __init__(self, *, token: str = "test-token", kserve_installed: bool = True,
+                 git_version: str = "v1.31.2"):
+        self.token = token
+        self.git_version = git_version
+        self.objects: dict[str, dict] = {}
+        self.log: list[tuple[str, str]] = []
+        self.faults: list[tuple[str, float]] = []
+        self._lock = threading.Lock()
+        self._version = 100
+        self._stopping = threading.Event()
+        if kserve_installed:
+            self.objects[ISVC_CRD_PATH] = {
+                "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": "inferenceservices.serving.kserve.io"},
+                "spec": {"group": "serving.kserve.io", "scope": "Namespaced",
+                         "names": {"plural": "inferenceservices", "kind": "InferenceService"},
+                         "versions": [{"name": "v1beta1", "served": True, "storage": True}]}}
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    # --- lifecycle ---
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> KubeEmulator:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    # --- test helpers ---
+    def fail_next(self, count: int = 1, status: int = 500) -> None:
+        self.faults.extend([("status", status)] * count)
+
+    def hang_next(self, count: int = 1, seconds: float = 5.0) -> None:
+        self.faults.extend([("hang", seconds)] * count)
+
+    def get(self, path: str) -> dict | None:
+        with self._lock:
+            found = self.objects.get(path)
+            return copy.deepcopy(found) if found else None
+
+    def put(self, path: str, obj: dict) -> None:
+        with self._lock:
+            self._stamp(obj)
+            self.objects[path] = copy.deepcopy(obj)
+
+    def remove(self, path: str) -> None:
+        with self._lock:
+            self.objects.pop(path, None)
+
+    def isvc_path(self, namespace: str, name: str) -> str:
+        return f"{ISVC_BASE}/{namespace}/inferenceservices/{name}"
+
+    def isvc(self, namespace: str, name: str) -> dict | None:
+        return self.get(self.isvc_path(namespace, name))
+
+    def set_isvc_status(self, namespace: str, name: str, *, ready: bool = True,
+                        url: str | None = None, reason: str = "") -> None:
+        """Play the KServe controller: conditions Ready/PredictorReady/IngressReady and URL."""
+        path = self.isvc_path(namespace, name)
+        value = "True" if ready else "False"
+        with self._lock:
+            obj = self.objects[path]
+            conditions = [{"type": kind, "status": value,
+                           "lastTransitionTime": "2026-01-01T00:00:00Z",
+                           **({} if ready else {"reason": reason or "NotReady",
+                                                "message": f"{kind} is not ready"})}
+                          for kind in ("IngressReady", "PredictorReady", "Ready")]
+            obj["status"] = {"conditions": conditions,
+                             "observedGeneration": obj["metadata"].get("generation", 1)}
+            if ready:
+                obj["status"]["modelStatus"] = {"copies": {"totalCopies": obj["spec"][
+                    "predictor"].get("minReplicas", 1)}}
+                obj["status"]["components"] = {"predictor": {
+                    "latestReadyRevision": f"{name}-predictor-00001",
+                    "traffic": [{"revisionName": f"{name}-predictor-00001", "percent": 100,
+                                 "latestRevision": True}]}}
+                obj["status"]["url"] = url or f"http://{name}.{namespace}.example.test"
+                obj["status"]["address"] = {
+                    "url": f"http://{name}-predictor.{namespace}.svc.cluster.local"}
+            self._stamp(obj)
+
+    def count(self, method: str, fragment: str = "") -> int:
+        return sum(1 for m, p in self.log if m == method and fragment in p)
+
+    # --- internals ---
+    def _stamp(self, obj: dict) -> None:
+        self._version += 1
+        meta = obj.setdefault("metadata", {})
+        meta["resourceVersion"] = str(self._version)
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
+
+    def _handler(self):
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _send(self, code: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _body(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                return json.loads(self.rfile.read(length) or b"null")
+
+            def _dispatch(self):
+                path = self.path.split("?", 1)[0].rstrip("/") or "/"
+                body = self._body() if self.command in ("POST", "PUT", "PATCH") else None
+                emulator.log.append((self.command, path))
+                if emulator.faults:
+                    kind, value = emulator.faults.pop(0)
+                    if kind == "hang":
+                        emulator._stopping.wait(value)
+                        self.close_connection = True
+                        return
+                    return self._send(int(value), _status(int(value), "InternalError",
+                                                          "injected fault"))
+                if emulator.token and self.headers.get("Authorization") != \
+                        f"Bearer {emulator.token}":
+                    return self._send(401, _status(401, "Unauthorized", "Unauthorized"))
+                if path == "/version":
+                    return self._send(200, {
+                        "major": "1", "minor": "31", "gitVersion": emulator.git_version,
+                        "gitCommit": "0" * 40, "gitTreeState": "clean",
+                        "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23",
+                        "compiler": "gc", "platform": "linux/amd64"})
+                if path == "/api":
+                    return self._send(200, {"kind": "APIVersions", "versions": ["v1"]})
+                if path == "/apis":
+                    return self._send(200, {"kind": "APIGroupList", "groups": []})
+                with emulator._lock:
+                    return self._send(*getattr(self, f"_{self.command.lower()}")(path, body))
+
+            def _get(self, path, _body):
+                if path in emulator.objects:
+                    return 200, emulator.objects[path]
+                if _is_collection(path):
+                    prefix = path + "/"
+                    items = [obj for key, obj in emulator.objects.items()
+                             if key.startswith(prefix) and "/" not in key[len(prefix):]]
+                    return 200, {"kind": "List", "apiVersion": "v1", "metadata": {},
+                                 "items": items}
+                return 404, _status(404, "NotFound", f"{path} not found")
+
+            def _post(self, path, body):
+                name = (body.get("metadata") or {}).get("name")
+                if not name:
+                    return 422, _status(422, "Invalid", "metadata.name is required")
+                item = f"{path}/{name}"
+                if item in emulator.objects:
+                    return 409, _status(409, "AlreadyExists", f"{name} already exists")
+                body["metadata"]["generation"] = 1
+                emulator._stamp(body)
+                emulator.objects[item] = body
+                return 201, body
+
+            def _put(self, path, body):
+                live = emulator.objects.get(path)
+                if live is None:
+                    return 404, _status(404, "NotFound", f"{path} not found")
+                wanted = (body.get("metadata") or {}).get("resourceVersion")
+                if wanted and wanted != live["metadata"]["resourceVersion"]:
+                    return 409, _status(409, "Conflict", "the object has been modified")
+                body.setdefault("metadata", {})["uid"] = live["metadata"]["uid"]
+                if "status" in live:
+                    body["status"] = live["status"]  # status is a subresource
+                body["metadata"]["generation"] = live["metadata"].get("generation", 1) + (
+                    body.get("spec") != live.get("spec"))
+                emulator._stamp(body)
+                emulator.objects[path] = body
+                return 200, body
+
+            def _patch(self, path, body):
+                live = emulator.objects.get(path)
+                if live is None:
+                    return 404, _status(404, "NotFound", f"{path} not found")
+                if "json-patch" in (self.headers.get("Content-Type") or ""):
+                    patched = json_patch(live, body)
+                else:
+                    patched = merge_patch(live, body)
+                emulator._stamp(patched)
+                emulator.objects[path] = patched
+                return 200, patched
+
+            def _delete(self, path, _body):
+                if emulator.objects.pop(path, None) is None:
+                    return 404, _status(404, "NotFound", f"{path} not found")
+                return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
+
+            def do_GET(self):
+                self._dispatch()
+
+            do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+        return Handler
+
+
+def start_emulator(**kwargs) -> KubeEmulator:
+    return KubeEmulator(**kwargs).start()
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
+    """Poll `predicate` until it returns something truthy (for end-to-end tests)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")

@@ -45,14 +45,15 @@ COLUMNS = ("tenant_id", "request_id", "created_at", "api_key_id", "model_id", "m
            "output_price_per_million", "currency", "cost")
 
 
-def fresh_database() -> None:
+def prepare_database(*, fresh: bool) -> None:
     import psycopg
 
     name = DATABASE_URL.rsplit("/", 1)[1]
     admin = DATABASE_URL.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    if fresh:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
     subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT,
                    env=ENV, check=True)
 
@@ -150,8 +151,7 @@ def main() -> None:
                         help="keep the records and rollups of the last run; only measure")
     args = parser.parse_args()
     print(f"database: {DATABASE_URL}")
-    if not args.reuse:
-        fresh_database()
+    prepare_database(fresh=not args.reuse)
     setup_django()
     from django.db import connection, transaction
     from django.test import Client

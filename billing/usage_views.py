@@ -12,6 +12,7 @@ from django.shortcuts import render
 from billing.usage_forms import UsageRangeForm
 from billing.usage_selectors import Dashboard, UsageScope, usage_dashboard
 from deployments.models import Deployment
+from deployments.selectors import gpu_allocation
 from tenants import permissions
 from tenants.access import platform_view, tenant_view
 from tenants.models import Tenant
@@ -146,4 +147,4 @@ def tenant_usage(request: HttpRequest) -> HttpResponse:
 def platform_usage(request: HttpRequest) -> HttpResponse:
     return _render(request, scope_kwargs={}, platform=True,
                    template="billing/usage/platform.html", filename="usage-platform",
-                   context={"platform": True})
+                   context={"platform": True, "gpu_allocation": gpu_allocation()})

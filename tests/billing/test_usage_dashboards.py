@@ -249,3 +249,24 @@ def test_one_pass_grouping_sets_equal_one_query_per_grouping(tenant, other_tenan
     scope.tenant_id, scope.api_key_ids = tenant.pk, [keys[0].pk]
     assert (normalized(_sections_in_postgresql(scope, _SECTIONS))
             == normalized(_sections_with_the_orm(scope, _SECTIONS)))
+
+
+def test_msp_overview_shows_gpu_allocation(client, msp_admin, settings):
+    from deployments import services as deployment_services
+    from deployments.models import DeploymentStatus
+    from tests.factories import published_version
+
+    settings.REGISTRY_URL, settings.ALLOWED_JURISDICTIONS = "https://registry.test", ["DE"]
+    cluster = deployment_services.cluster_create(
+        actor=msp_admin, name="fra-gpu-1", api_url="https://k8s.example.test",
+        jurisdiction="DE", credentials="token", gpu_capacity={"NVIDIA-L4": 8})
+    deployment = deployment_services.kserve_deployment_build(
+        version=published_version(), cluster=cluster, tenant=None,
+        runtime="kserve-vllmserver", cpu="4", memory="16Gi", gpu_product="NVIDIA-L4",
+        gpu_count=2, max_replicas=2)
+    deployment.status = DeploymentStatus.READY
+    deployment.save()
+    client.force_login(msp_admin)
+    html = client.get("/msp/usage/").content.decode()
+    assert "GPU allocation" in html and "fra-gpu-1" in html
+    assert "<td>NVIDIA-L4</td><td class=\"num\">4</td>" in html  # 2 GPUs × 2 replicas

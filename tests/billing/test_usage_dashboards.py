@@ -21,10 +21,12 @@ from models_catalog import services as catalog_services
 
 pytestmark = pytest.mark.django_db
 
-NOW = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+NOW = datetime.now(UTC)  # for query ranges, which span days around it
 
 
-def event(tenant, model, n, *, key=None, status=200, latency=120, at=NOW, **extra):
+def event(tenant, model, n, *, key=None, status=200, latency=120, at=None, **extra):
+    """A gateway usage event served now (after the test's price took effect) or `at`."""
+    at = at or datetime.now(UTC)
     return {"request_id": f"req_{tenant.slug}_{n:05d}", "ts": at.timestamp(),
             "tenant_id": tenant.pk, "key_id": key.pk if key else None, "model_id": model.pk,
             "model": model.slug, "deployment_id": None, "endpoint": "chat/completions",
@@ -120,7 +122,7 @@ def test_rebuild_equals_the_incremental_result(tenant, model, keys):
         "lat_3"))
     UsageRollup.objects.update(requests=999)  # drifted
     out = io.StringIO()
-    day = NOW.strftime("%Y-%m-%d")
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
     call_command("usage_rollups_rebuild", "--since", day, "--until", day, stdout=out)
     assert "from 12 usage records" in out.getvalue()
     after = sorted(UsageRollup.objects.values_list(

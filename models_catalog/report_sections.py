@@ -4,6 +4,7 @@ approved, signatures — for the report's period."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from audit.reports.sections import Chart, ReportScope, Section, Table, register_section
@@ -74,6 +75,14 @@ def model_supply_chain(scope: ReportScope) -> Section:
     rejected = [v for v in versions if v.status == VersionStatus.REJECTED]
     section.tables.append(Table("Rejections", ["Version", "Reason"],
                                 [[str(v), v.status_reason] for v in rejected]))
+    # The evidence behind the tables: each version's SBOM and scan report, in the bundle.
+    for v in {v.pk: v for v in [*scanned, *approved]}.values():
+        stem = f"{v.model.slug}-{v.version}"
+        if v.sbom:
+            section.attachments[f"sboms/{stem}.cdx.json"] = v.sbom.encode()
+        if v.scan_report:
+            section.attachments[f"scans/{stem}.json"] = json.dumps(
+                v.scan_report, indent=1, sort_keys=True).encode()
     if scanned:
         section.charts.append(Chart("Scan verdicts", list(verdicts), list(verdicts.values()),
                                     unit="versions"))

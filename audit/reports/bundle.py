@@ -80,7 +80,8 @@ def _extract_lines(scope: ReportScope, span: tuple[int, int] | None, stats: dict
 
 
 def write_bundle(path: Path, *, scope: ReportScope, report_json: bytes, pdf: bytes,
-                 report_meta: dict[str, Any]) -> None:
+                 report_meta: dict[str, Any], attachments: dict[str, bytes] | None = None
+                 ) -> None:
     """Write the complete, signed bundle to `path` (the caller moves it into place)."""
     span = extract_range(scope)
     checkpoints = (selectors.signed_checkpoints(low=span[0] - 1, high=span[1]) if span else [])
@@ -104,6 +105,8 @@ def write_bundle(path: Path, *, scope: ReportScope, report_json: bytes, pdf: byt
         add(REPORT_PDF, [pdf])
         add(EVENTS, _extract_lines(scope, span, stats))
         add(CHECKPOINTS, [json.dumps([cp.as_dict() for cp in checkpoints], indent=1).encode()])
+        for name, data in sorted((attachments or {}).items()):
+            add(f"evidence/{name}", [data])
         manifest = json.dumps({
             "format": BUNDLE_FORMAT,
             "report": report_meta,

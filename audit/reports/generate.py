@@ -58,8 +58,11 @@ def produce(*, report_id: int, period: Period, tenant_id: int | None, tenant_slu
         "generated_at": canonical_time(generated_at),
         "key_id": signing.platform_key_id(),
     }
+    sections = build_sections(scope)
     document = {"format": BUNDLE_FORMAT, "report": meta,
-                "sections": [section.as_dict() for section in build_sections(scope)]}
+                "sections": [section.as_dict() for section in sections]}
+    attachments = {name: data for section in sections
+                   for name, data in section.attachments.items()}
     report_json = json.dumps(document, indent=1, ensure_ascii=False, default=str).encode()
     pdf = render_pdf(json.loads(report_json))
 
@@ -69,7 +72,7 @@ def produce(*, report_id: int, period: Period, tenant_id: int | None, tenant_slu
     try:
         temporary[0].write_bytes(pdf)
         write_bundle(temporary[1], scope=scope, report_json=report_json, pdf=pdf,
-                     report_meta=meta)
+                     report_meta=meta, attachments=attachments)
         os.replace(temporary[0], pdf_path)
         os.replace(temporary[1], bundle_path)
     finally:

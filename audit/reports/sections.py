@@ -59,9 +59,14 @@ class Section:
     findings: list[str] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     charts: list[Chart] = field(default_factory=list)
+    # Evidence files for the bundle (path under evidence/ → content): SBOMs, scan reports.
+    # report.json lists their names; the bundle's signed manifest covers their bytes.
+    attachments: dict[str, bytes] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["attachments"] = [f"evidence/{name}" for name in sorted(self.attachments)]
+        return data
 
 
 SectionProvider = Callable[[ReportScope], Section]

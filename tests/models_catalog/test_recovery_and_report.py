@@ -1,6 +1,7 @@
 """Nothing stays stuck: beat takes over pushes and scans whose worker died. And the
 compliance report's model supply-chain section."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -92,3 +93,36 @@ def test_report_section_lists_scans_approvals_and_signatures(msp_admin, model):
     assert tables["Rejections"].rows == [["stale:bad", "Malicious content: os.system"]]
     # Self-approval would be a finding.
     assert any("approved by the person who uploaded" in f for f in section.findings)
+
+
+def test_the_evidence_bundle_carries_sboms_and_scan_reports(msp_admin, model, tmp_path):
+    import zipfile
+
+    from audit.bundle_verify import verify_bundle
+    from audit.reports.generate import produce
+    from audit.services import checkpoint_create
+    from portal import signing
+
+    version = published_version(model, version="2.0", approver=msp_admin)
+    report = {"verdict": "clean", "passes_policy": True, "files": [], "findings": []}
+    ModelVersion.objects.filter(pk=version.pk).update(
+        scanned_at=timezone.now(), approved_at=timezone.now(), scan_report=report)
+    checkpoint_create()  # as report generation does first: the extract is anchored
+    now = timezone.now()
+    files = produce(report_id=1, period=Period(kind="custom", label="evidence",
+                                               start=now - timedelta(days=1),
+                                               end=now + timedelta(days=1)),
+                    tenant_id=None, tenant_slug="", generated_at=now, directory=tmp_path)
+    bundle = tmp_path / files.bundle_name
+    with zipfile.ZipFile(bundle) as archive:
+        names = set(archive.namelist())
+        stem = f"{model.slug}-2.0"
+        assert archive.read(f"evidence/sboms/{stem}.cdx.json").decode() == version.sbom
+        assert json.loads(archive.read(f"evidence/scans/{stem}.json")) == report
+        listed = json.loads(archive.read("report.json"))
+    assert {f"evidence/sboms/{stem}.cdx.json", f"evidence/scans/{stem}.json"} <= names
+    section = next(s for s in listed["sections"] if s["key"] == "model_supply_chain")
+    assert f"evidence/sboms/{stem}.cdx.json" in section["attachments"]
+    check = verify_bundle(bundle, signing.platform_public_key())
+    assert check.problems == [] and any("files match the signed manifest" in f
+                                        for f in check.facts)

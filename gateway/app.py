@@ -27,7 +27,7 @@ from gateway.directory import Directory, KeyInfo, Route, TenantInfo, Upstream
 from gateway.errors import GatewayError
 from gateway.keys import hash_token, prefix_of
 from gateway.redis_pipe import PipelinedRedis, RedisReplyError
-from gateway.tokens import estimate_prompt_tokens
+from gateway.tokens import TokenCounter, heuristic_count, request_text, response_text
 from gateway.usage import UsageRecorder
 from portal.gateway_config import CONFIG_VERSION_KEY
 from portal.request_context import client_ip
@@ -129,6 +129,7 @@ class GatewayApp:
         self.redis: PipelinedRedis | None = None
         self.session: aiohttp.ClientSession | None = None
         self.usage: UsageRecorder | None = None
+        self.tokens = TokenCounter()
         self.ratelimit_sha = ""
         self._config_version: bytes | None = None
         self._watcher: asyncio.Task | None = None
@@ -320,6 +321,7 @@ class Forwarder:
         self.status = 0
         self.usage: dict | None = None
         self.output_chunks = 0
+        self.reply: dict | None = None  # a non-streamed answer without `usage`, to count
         self.ttft_ms: int | None = None
 
     async def run(self) -> None:
@@ -327,7 +329,7 @@ class Forwarder:
             response = await self._connect()
         except GatewayError as exc:
             self.status = exc.status
-            self._record()
+            await self._record()
             raise
         try:
             if self.stream and response.status == 200:
@@ -336,7 +338,7 @@ class Forwarder:
                 await self._relay_whole(response)
         finally:
             response.release()
-            self._record()
+            await self._record()
 
     def _payload(self, upstream: Upstream) -> bytes:
         body = dict(self.request)
@@ -394,6 +396,8 @@ class Forwarder:
         if isinstance(data, dict):
             if isinstance(data.get("usage"), dict):
                 self.usage = data["usage"]
+            else:
+                self.reply = data
             if response.status < 400 and self.upstream.model_name != self.route.slug:
                 data["model"] = self.route.slug
                 body = orjson.dumps(data)
@@ -460,15 +464,14 @@ class Forwarder:
             kept.append(event)
         return b"\n\n".join(kept) + b"\n\n" if kept else b""
 
-    def _record(self) -> None:
+    async def _record(self) -> None:
         usage = self.usage or {}
         exact = isinstance(usage.get("prompt_tokens"), int)
         if exact:
             input_tokens = usage["prompt_tokens"]
             output_tokens = int(usage.get("completion_tokens") or 0)
         elif self.status and self.status < 400 or self.status == 499:
-            input_tokens = estimate_prompt_tokens(self.request)
-            output_tokens = self.output_chunks
+            input_tokens, output_tokens = await self._estimate()
         else:
             input_tokens = output_tokens = 0
         tokens = input_tokens + output_tokens
@@ -485,6 +488,23 @@ class Forwarder:
             "output_tokens": output_tokens, "estimated": not exact and tokens > 0,
             "latency_ms": _elapsed_ms(self.started), "ttft_ms": self.ttft_ms,
         }, (windows[1], windows[3]) if windows else None, tokens)
+
+
+    async def _estimate(self) -> tuple[int, int]:
+        """Counts with the model's own tokenizer (the answer is already sent: this delays no
+        client). A streamed answer counts one token per content chunk, as servers send them."""
+        text, messages = request_text(self.request)
+        answer = response_text(self.reply)
+        try:
+            input_tokens = await self.app.tokens.count(self.route.model_id, text,
+                                                       messages=messages)
+            output_tokens = (self.output_chunks if self.stream
+                             else await self.app.tokens.count(self.route.model_id, answer))
+        except Exception:  # counting must never cost the usage record
+            logger.exception("Token estimate failed for model %s", self.route.slug)
+            input_tokens = heuristic_count(text)
+            output_tokens = self.output_chunks if self.stream else heuristic_count(answer)
+        return max(1, input_tokens), output_tokens
 
 
 # --- helpers ------------------------------------------------------------------------------

@@ -439,7 +439,8 @@ def _scan_layers(version: ModelVersion, layers: list[tuple[oci.Descriptor, Path]
         for descriptor, path in layers:
             streams.append((descriptor.media_type, path.open("rb")))
         report = scan_layers(streams, policy=policy_from_settings(), limits=None,
-                             workdir=workdir / "extract", progress=progress)
+                             workdir=workdir / "extract", progress=progress,
+                             keep=("tokenizer.json",))
     except UnreadableArchive as exc:
         raise ImageRefused(str(exc)) from exc
     finally:
@@ -459,7 +460,8 @@ def _store_scan_result(version: ModelVersion, report, sbom: str) -> None:
         ModelFile.objects.bulk_create([
             ModelFile(version=version, path=f.path, size_bytes=f.size, sha256=f.sha256,
                       format=f.format) for f in report.files])
-        common = {"scan_verdict": report.verdict, "scan_report": data,
+        tokenizer = report.kept.get("tokenizer.json", b"").decode("utf-8", "replace")
+        common = {"scan_verdict": report.verdict, "scan_report": data, "tokenizer": tokenizer,
                   "scanned_at": timezone.now(), "sbom": sbom,
                   "sbom_digest": oci.sha256_digest(sbom.encode()), "progress_at": None,
                   "scan_progress": {"phase": "done", "done": len(report.files),

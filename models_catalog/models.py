@@ -148,6 +148,9 @@ class ModelVersion(models.Model):
     scanned_at = models.DateTimeField(null=True, blank=True)
 
     sbom = models.TextField(blank=True, help_text="CycloneDX 1.6 JSON")
+    tokenizer = models.TextField(
+        blank=True, help_text="The image's /models/tokenizer.json: the gateway counts tokens "
+                              "with it when a model server reports no usage.")
     sbom_digest = models.CharField(max_length=71, blank=True)
 
     signed_statement = models.TextField(blank=True, help_text="Canonical JSON that was signed")

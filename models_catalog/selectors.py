@@ -119,3 +119,12 @@ def version_list_public(*, model: Model) -> QuerySet[ModelVersion]:
     """What tenants see of a model: its published and deprecated versions."""
     return (model.versions.filter(status__in=PUBLIC_VERSION_STATUSES)
             .select_related("model").order_by("-created_at"))
+
+
+def model_tokenizer_json(*, model_id: int) -> str | None:
+    """tokenizer.json of the model's newest serving version that has one (the gateway counts
+    tokens with it when a model server reports no usage)."""
+    return (ModelVersion.objects.filter(
+        model_id=model_id, status__in=(VersionStatus.PUBLISHED, VersionStatus.DEPRECATED))
+        .exclude(tokenizer="").order_by("-approved_at", "-created_at")
+        .values_list("tokenizer", flat=True).first())

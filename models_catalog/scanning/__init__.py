@@ -96,10 +96,14 @@ def scan_directory(root: Path, *, policy: ScanPolicy, limits: ScanLimits | None 
     return report
 
 
+KEEP_LIMIT = 64 * 1024 * 1024
+
+
 def scan_layers(layers: list[tuple[str, IO[bytes]]], *, policy: ScanPolicy,
                 limits: ScanLimits | None, workdir: Path,
-                progress: Progress | None = None) -> ScanReport:
+                progress: Progress | None = None, keep: tuple[str, ...] = ()) -> ScanReport:
     """Unpack /models from an image's layers (media type, stream) into `workdir`, then scan.
+    Files named in `keep` (paths under /models, up to 64 MiB) come back in `report.kept`.
 
     Raises UnreadableArchive when a layer isn't a readable tar."""
     limits = limits or limits_from_settings()
@@ -115,6 +119,11 @@ def scan_layers(layers: list[tuple[str, IO[bytes]]], *, policy: ScanPolicy,
             if models.is_dir():
                 _inventory(models, report, policy, limits, progress,
                            {p[len(ROOT) + 1:]: t for p, t in extraction.links.items()})
+            for name in keep:
+                path = models / name
+                if (path.is_file() and not path.is_symlink()
+                        and path.stat().st_size <= KEEP_LIMIT):
+                    report.kept[name] = path.read_bytes()
             if not report.files:
                 report.findings.append(Finding(
                     "/models", "high", "no_model_files",

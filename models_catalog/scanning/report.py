@@ -39,6 +39,9 @@ class ScanReport:
     scanner_versions: dict[str, str] = field(default_factory=dict)
     started_at: str = ""
     finished_at: str = ""
+    # Small files the caller asked to keep (e.g. tokenizer.json), path → bytes. Not part of
+    # the report's JSON.
+    kept: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def verdict(self) -> str:

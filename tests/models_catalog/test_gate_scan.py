@@ -56,6 +56,8 @@ def test_a_clean_modelcar_goes_from_upload_to_awaiting_approval(tmp_path, regist
     assert version.scan_verdict == "clean"
     assert {f.path: f.format for f in version.files.all()} == {
         "config.json": "json", "model.safetensors": "safetensors", "tokenizer.json": "json"}
+    # The gateway counts tokens with the image's own tokenizer when a server reports none.
+    assert version.tokenizer == CLEAN_FILES["tokenizer.json"].decode()
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(version.sbom) is None
     sbom = json.loads(version.sbom)
     assert sbom["metadata"]["component"]["version"] == version.manifest_digest

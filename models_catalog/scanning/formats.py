@@ -320,10 +320,16 @@ def check_tokenizer_config(path: Path, rel: str) -> list[Finding]:
     return [f for text in templates for f in check_template(text, rel, "chat_template")]
 
 
+# Only what Jinja evaluates can run: `{{ … }}` and `{% … %}`. Literal text between them (a
+# system prompt that mentions "os." or "open(") is data, not code.
+_JINJA_CODE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+
+
 def check_template(template: str, rel: str, where: str) -> list[Finding]:
     findings = []
+    code = "\n".join(_JINJA_CODE.findall(template))
     for pattern, why in _TEMPLATE_DANGERS:
-        match = pattern.search(template)
+        match = pattern.search(code)
         if match:
             findings.append(Finding(rel, "critical", "chat_template_injection",
                                     f"The {where} in {rel} {why} ({match.group(0)!r}): the model "

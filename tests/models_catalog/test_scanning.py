@@ -194,3 +194,15 @@ def test_a_directory_scans_like_an_image(tmp_path):
     report = scan_directory(tmp_path, policy=STRICT, limits=LIMITS)
     assert report.verdict == "malicious" and len(report.files) == 4
     assert report.to_dict()["verdict"] == "malicious"
+
+
+def test_template_prose_is_not_code(tmp_path):
+    """Words in a template's literal text (a system prompt) are data; only what Jinja
+    evaluates is checked."""
+    template = ("You may open(files) and explain os.path to users.\n"
+                "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{% endfor %}")
+    clean = scan(tmp_path, {"model.gguf": gguf_bytes(template)})
+    assert clean.verdict == "clean", clean.findings
+    hidden = scan(tmp_path, {"model.gguf": gguf_bytes(
+        "Be helpful. {{ self.__init__.__globals__ }}")})
+    assert ("model.gguf", "chat_template_injection") in codes(hidden)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
@@ -143,6 +145,10 @@ class Deployment(models.Model):
         null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(99)])
     previous_version = models.ForeignKey(ModelVersion, null=True, blank=True,
                                          on_delete=models.PROTECT, related_name="+")
+    predictor_name = models.CharField(
+        max_length=40, blank=True,
+        help_text="KServe `spec.predictor.name` (Standard mode): empty until a canary is "
+                  "promoted, then the promoted canary's name, so promotion restarts nothing.")
     mode = models.CharField(max_length=16, choices=DeploymentMode.choices, blank=True)
     namespace = models.CharField(max_length=63, blank=True)
     resource_name = models.CharField(max_length=63, blank=True,
@@ -193,8 +199,17 @@ class Deployment(models.Model):
     @property
     def gpus_reserved(self) -> int:
         """GPUs this deployment may hold at its peak: every replica, plus a canary's pods."""
-        per_copy = self.gpu_count * self.max_replicas
-        return per_copy * (2 if self.canary_version_id else 1)
+        peak = self.gpu_count * self.max_replicas
+        if not self.canary_version_id:
+            return peak
+        if self.mode == DeploymentMode.STANDARD:
+            return peak + self.gpu_count * self.canary_replicas
+        return peak * 2  # Knative: the candidate revision autoscales up to max_replicas too
+
+    @property
+    def canary_replicas(self) -> int:
+        """Pods KServe runs for a Standard-mode canary: fixed, ceil(minReplicas × % / 100)."""
+        return math.ceil(self.min_replicas * (self.canary_traffic_percent or 0) / 100)
 
 
 class DeploymentEvent(models.Model):

@@ -19,6 +19,11 @@ export PLATFORM_SIGNING_KEY_FILE="${PLATFORM_SIGNING_KEY_FILE:-$ROOT/var/test-pl
   'import sys; from portal.signing import write_new_key; write_new_key(sys.argv[1])' \
   "$PLATFORM_SIGNING_KEY_FILE"
 export COMPLIANCE_REPORTS_DIR="$ROOT/var/test-reports"
+# Manifests are checked against KServe's own API types, from its SDK wheel (only the wheel:
+# its runtime dependencies are not needed to read the types).
+export KSERVE_SDK_WHEEL="$ROOT/var/kserve-sdk/kserve-0.20.0-py3-none-any.whl"
+[ -f "$KSERVE_SDK_WHEEL" ] || "$VENV/bin/python" -m pip download -q --no-deps \
+  --only-binary=:all: -c requirements/constraints.txt -d "$ROOT/var/kserve-sdk" kserve==0.20.0
 "$VENV/bin/python" manage.py collectstatic --no-input -v 0
 export CHROMIUM_PATH="${CHROMIUM_PATH:-$(command -v chromium)}"
 

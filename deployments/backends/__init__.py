@@ -20,6 +20,7 @@ class Observation:
     found: bool
     ready: bool = False
     url: str = ""  # the OpenAI-compatible base URL for the gateway, when ready
+    service_url: str = ""  # where the target says it is served (KServe's status.url)
     problem: str = ""  # why it is not ready (a failed condition, an unhealthy endpoint)
     conditions: list[dict] = field(default_factory=list)
     observed: dict = field(default_factory=dict)

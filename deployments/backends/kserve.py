@@ -3,21 +3,25 @@
 The manifest is a pure function of the Deployment's desired state, so the wizard's preview,
 `deployment_manifest` (GitOps export), apply and the drift check all use the very same object.
 
-Canary:
+Canary (checked against KServe v0.20's Go API types and validating webhook):
 - Knative mode: the predictor carries the new version and `canaryTrafficPercent`; KServe keeps
   the last rolled-out revision for the rest of the traffic.
-- Standard mode: `spec.canary[]` (new in v0.20). Its exact schema was not confirmed from
-  KServe's API reference at the time of writing; the portal uses a list of entries
-  `{name, trafficPercent, predictor}` where `predictor` is a complete PredictorSpec of the
-  candidate, the stable predictor staying in `spec.predictor` — the same split as Knative mode
-  with the candidate spelled out, so promote and roll back are one edit each.
+- Standard mode: `spec.canary: [{predictor: {name, model}, trafficPercent}]`. KServe merges the
+  canary predictor over the stable one, runs it with fixed replicas
+  (ceil(stable minReplicas × trafficPercent / 100)) and refuses autoscaling fields on it, so the
+  portal sends only the name and the model. Deployments are named
+  `{isvc}-{predictor.name}-predictor`; promotion without a restart, as KServe documents it, sets
+  the stable `predictor.name` to the canary's name and drops the entry — the portal remembers
+  that name in `Deployment.predictor_name`.
 
-Gateway upstream: KServe's vLLM and Hugging Face runtimes serve the OpenAI-compatible API under
-`/openai/v1` of the InferenceService's URL (`status.url`, else `status.address.url`).
+Gateway upstream: KServe's `kserve-vllmserver` runtime runs vLLM's own OpenAI server, which
+answers under `/v1`; the Hugging Face runtime answers under `/openai/v1`. Both are relative to
+the InferenceService's URL (`status.url`, else `status.address.url`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from urllib.parse import urlsplit
 
@@ -26,7 +30,7 @@ from django.core.exceptions import ValidationError
 
 from deployments import kube
 from deployments.backends import Observation
-from deployments.models import RUNTIME_MODEL_FORMAT, Deployment, DeploymentMode
+from deployments.models import RUNTIME_MODEL_FORMAT, Deployment, DeploymentMode, Runtime
 
 MANAGED_BY = "sovereign-model-portal"
 LABEL_TENANT = "portal.sovereign.eu/tenant"
@@ -34,7 +38,9 @@ LABEL_MODEL = "portal.sovereign.eu/model"
 ANNOTATION_MODE = "serving.kserve.io/deploymentMode"
 ANNOTATION_STOP = "serving.kserve.io/stop"
 ANNOTATION_VERSION = "portal.sovereign.eu/model-version"
-OPENAI_PATH = "/openai/v1"
+OPENAI_PATHS = {Runtime.VLLM: "/v1", Runtime.HUGGINGFACE: "/openai/v1"}
+# Kubernetes Service names ({isvc}-{predictor name}-predictor) are DNS labels.
+DNS_LABEL_MAX = 63
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 
@@ -114,7 +120,7 @@ def registry_host() -> str:
     return urlsplit(settings.REGISTRY_URL).netloc
 
 
-def _predictor(deployment: Deployment, version) -> dict:
+def _model(deployment: Deployment, version) -> dict:
     quantities = {"cpu": deployment.cpu, "memory": deployment.memory}
     if deployment.gpu_count:
         quantities[GPU_RESOURCE] = str(deployment.gpu_count)
@@ -129,6 +135,10 @@ def _predictor(deployment: Deployment, version) -> dict:
             for flag, value in deployment.extra_args.items()]
     if args:
         model["args"] = args
+    return model
+
+
+def _predictor(deployment: Deployment, version) -> dict:
     predictor: dict = {"minReplicas": deployment.min_replicas,
                        "maxReplicas": deployment.max_replicas}
     if deployment.scale_metric:
@@ -137,8 +147,26 @@ def _predictor(deployment: Deployment, version) -> dict:
             predictor["scaleTarget"] = deployment.scale_target
     if deployment.gpu_product:
         predictor["nodeSelector"] = {GPU_PRODUCT_LABEL: deployment.gpu_product}
-    predictor["model"] = model
+    predictor["model"] = _model(deployment, version)
     return predictor
+
+
+def canary_name(deployment: Deployment, version) -> str:
+    """The Standard-mode canary's `predictor.name`: `v-<version>`, a DNS label that keeps
+    `{isvc}-{name}-predictor` within 63 characters and differs from the stable predictor's."""
+    room = DNS_LABEL_MAX - len(deployment.resource_name) - len("--predictor")
+    if room < 2:
+        raise ValidationError(
+            {"version": f"The InferenceService name {deployment.resource_name!r} is too long "
+                        "for a Standard-mode canary (KServe names its Deployment "
+                        "<name>-<canary>-predictor, at most 63 characters): roll out without "
+                        "a canary."})
+    name = "v-" + re.sub(r"[^a-z0-9]+", "-", version.version.lower()).strip("-")
+    if name == deployment.predictor_name:
+        name += "-c"
+    if len(name) > room:
+        name = "v" + hashlib.sha256(version.version.encode()).hexdigest()[:room - 1]
+    return name.rstrip("-")
 
 
 def build_manifest(deployment: Deployment) -> dict:
@@ -153,11 +181,16 @@ def build_manifest(deployment: Deployment) -> dict:
         predictor["canaryTrafficPercent"] = deployment.canary_traffic_percent
         spec = {"predictor": predictor}
     else:
-        spec = {"predictor": _predictor(deployment, deployment.version)}
+        predictor = _predictor(deployment, deployment.version)
+        if deployment.predictor_name:
+            predictor = {"name": deployment.predictor_name, **predictor}
+        spec = {"predictor": predictor}
         if canary:
-            spec["canary"] = [{"name": f"v-{re.sub(r'[^a-z0-9-]', '-', canary.version.lower())}",
-                               "trafficPercent": deployment.canary_traffic_percent,
-                               "predictor": _predictor(deployment, canary)}]
+            spec["canary"] = [{
+                "predictor": {"name": canary_name(deployment, canary),
+                              "model": _model(deployment, canary)},
+                "trafficPercent": deployment.canary_traffic_percent,
+            }]
     return {
         "apiVersion": f"{kube.KSERVE_GROUP}/{kube.KSERVE_VERSION}",
         "kind": "InferenceService",
@@ -239,7 +272,7 @@ class KServeBackend:
         ready = (conditions.get("Ready", {}).get("status") == "True") and bool(url)
         problem = ""
         if not ready:
-            for kind in ("PredictorReady", "IngressReady", "Ready"):
+            for kind in ("PredictorReady", "CanaryPredictorReady", "IngressReady", "Ready"):
                 condition = conditions.get(kind)
                 if condition and condition.get("status") == "False":
                     problem = (f"{kind}: {condition.get('reason', '')} "
@@ -249,12 +282,14 @@ class KServeBackend:
         predictor = components.get("predictor") or {}
         observed = {key: value for key, value in {
             "traffic": predictor.get("traffic"),
+            "canaries": status.get("canaryStatuses"),
             "latestReadyRevision": predictor.get("latestReadyRevision"),
             "replicas": ((status.get("modelStatus") or {}).get("copies") or {}).get(
                 "totalCopies"),
         }.items() if value}
         return Observation(
-            found=True, ready=ready, url=(url.rstrip("/") + OPENAI_PATH) if url else "",
+            found=True, ready=ready, service_url=url.rstrip("/"),
+            url=(url.rstrip("/") + OPENAI_PATHS[deployment.runtime]) if url else "",
             problem=problem, conditions=list(conditions.values()), observed=observed,
             drifted=_drifted(live, build_manifest(deployment)))
 

@@ -19,7 +19,7 @@ from django.utils.text import slugify
 import audit
 from deployments import kube, namespaces, selectors
 from deployments.backends import backend_for
-from deployments.backends.kserve import registry_host
+from deployments.backends.kserve import canary_name, registry_host
 from deployments.models import (
     Backend,
     Cluster,
@@ -320,7 +320,7 @@ def deployment_follow(deployment_id: int) -> str:
     if seen.ready:
         if deployment.status == S.PROGRESSING or deployment.base_url != seen.url:
             _transition(deployment, from_statuses=[S.PROGRESSING, S.READY], to=S.READY,
-                        reason=f"Ready at {seen.url}.", url=seen.url.removesuffix("/openai/v1"),
+                        reason=f"Ready at {seen.url}.", url=seen.service_url,
                         base_url=seen.url, details={"url": seen.url})
         return S.READY
     if deployment.status == S.READY:
@@ -380,6 +380,13 @@ def deployment_update_version(*, actor, deployment: Deployment, version: ModelVe
     if canary_traffic_percent:
         if not 1 <= canary_traffic_percent <= 99:
             raise ValidationError({"canary_traffic_percent": "Give 1 to 99 percent."})
+        if deployment.mode == DeploymentMode.STANDARD:
+            if deployment.min_replicas < 1:
+                raise ValidationError({"canary_traffic_percent": (
+                    "In Standard mode KServe runs a canary with ceil(min replicas × percent / "
+                    "100) pods, so with min replicas 0 it would get none: scale to at least "
+                    "1 minimum replica first, or roll out without a canary.")})
+            canary_name(deployment, version)  # refuses names KServe could not use
         return _change(actor=actor, deployment=deployment, action="deployment.canary_started",
                        message=f"Canary {version.version} at {canary_traffic_percent}% of "
                                "traffic.",
@@ -394,11 +401,16 @@ def deployment_promote(*, actor, deployment: Deployment) -> Deployment:
     if not deployment.canary_version_id:
         raise ValidationError("There is no canary to promote.")
     canary = deployment.canary_version
+    # Standard mode: the stable predictor takes the canary's name, so KServe keeps the canary's
+    # pods as the new stable ones instead of restarting them.
+    predictor_name = (canary_name(deployment, canary)
+                      if deployment.mode == DeploymentMode.STANDARD
+                      else deployment.predictor_name)
     return _change(actor=actor, deployment=deployment, action="deployment.promoted",
                    message=f"Canary {canary.version} promoted to 100% of traffic.",
                    details={"version": canary.version, "digest": canary.manifest_digest},
                    previous_version=deployment.version, version=canary, canary_version=None,
-                   canary_traffic_percent=None)
+                   canary_traffic_percent=None, predictor_name=predictor_name)
 
 
 def deployment_rollback(*, actor, deployment: Deployment) -> Deployment:
@@ -420,6 +432,11 @@ def deployment_rollback(*, actor, deployment: Deployment) -> Deployment:
 
 def deployment_scale(*, actor, deployment: Deployment, min_replicas: int, max_replicas: int,
                      scale_metric: str = "", scale_target: int | None = None) -> Deployment:
+    if (deployment.canary_version_id and deployment.mode == DeploymentMode.STANDARD
+            and min_replicas < 1):
+        raise ValidationError({"min_replicas": "A Standard-mode canary is pending and its "
+                                               "pods follow the minimum: promote or roll it "
+                                               "back before scaling to 0."})
     return _change(actor=actor, deployment=deployment, action="deployment.scaled",
                    message=f"Scaled to {min_replicas}–{max_replicas} replicas.",
                    details={"min_replicas": min_replicas, "max_replicas": max_replicas,

@@ -82,7 +82,7 @@ def test_wizard_to_ready_then_canary_and_promotion(page, live_server, kube, sett
     kube.set_isvc_status(deployment.namespace, deployment.resource_name, ready=True)
     services.deployment_follow(deployment.pk)
     expect(page.get_by_test_id("status")).to_have_text("Ready", timeout=10_000)
-    expect(page.get_by_test_id("upstream")).to_contain_text("/openai/v1")
+    expect(page.get_by_test_id("upstream")).to_contain_text(".example.test/v1")
     shot(page, "deployment-ready")
 
     page.select_option("#id_version", str(v2.pk))

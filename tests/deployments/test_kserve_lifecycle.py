@@ -1,5 +1,7 @@
 """The KServe backend and the deployment state machine, over real HTTP to the emulator."""
 
+import re
+
 import pytest
 import redis
 from django.conf import settings
@@ -75,7 +77,8 @@ def test_ready_records_the_openai_route_and_the_gateway_routes_there(msp_admin, 
     before = int(config.get(CONFIG_VERSION_KEY) or 0)
     deployment = become_ready(kube, deployment)
     assert int(config.get(CONFIG_VERSION_KEY)) == before + 1  # gateway workers reload
-    expected = f"http://{deployment.resource_name}.models-shared.example.test/openai/v1"
+    # kserve-vllmserver runs vLLM's own OpenAI server: its API is under /v1.
+    expected = f"http://{deployment.resource_name}.models-shared.example.test/v1"
     assert deployment.base_url == expected
     assert [c["type"] for c in deployment.conditions] == ["IngressReady", "PredictorReady",
                                                           "Ready"]
@@ -233,11 +236,20 @@ def test_canary_promote_and_rollback_manifests(mode, msp_admin, cluster, version
         assert _predictor_uri(isvc).endswith(version.manifest_digest)
         [canary] = isvc["spec"]["canary"]
         assert canary["trafficPercent"] == 10
+        # KServe merges the canary predictor over the stable one and refuses autoscaling
+        # fields on it; its name makes the Deployment `<isvc>-v-2-0-predictor`.
+        assert canary["predictor"]["name"] == "v-2-0"
+        assert set(canary["predictor"]) == {"name", "model"}
         assert canary["predictor"]["model"]["storageUri"].endswith(v2.manifest_digest)
         assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
+        assert "name" not in isvc["spec"]["predictor"]
 
     # Roll the canary back: the manifest is the stable one again.
     deployment = become_ready(kube, deployment)
+    if mode == "Standard":
+        assert deployment.observed["canaries"] == [{"name": "v-2-0", "ready": True,
+                                                    "trafficPercent": 10}]
+        assert "CanaryPredictorReady" in [c["type"] for c in deployment.conditions]
     services.deployment_rollback(actor=msp_admin, deployment=deployment)
     services.deployment_drive(deployment.pk)
     isvc = kube.isvc(deployment.namespace, deployment.resource_name)
@@ -258,6 +270,10 @@ def test_canary_promote_and_rollback_manifests(mode, msp_admin, cluster, version
     assert "canary" not in isvc["spec"] and "canaryTrafficPercent" not in isvc["spec"][
         "predictor"]
     assert isvc["metadata"]["annotations"]["portal.sovereign.eu/model-version"] == "2.0"
+    if mode == "Standard":
+        # Promotion as KServe documents it: the stable predictor takes the canary's name,
+        # so the canary's pods carry on as the stable ones.
+        assert isvc["spec"]["predictor"]["name"] == "v-2-0"
     deployment = become_ready(kube, deployment)
     services.deployment_rollback(actor=msp_admin, deployment=deployment)
     services.deployment_drive(deployment.pk)
@@ -354,3 +370,97 @@ def test_reconcile_of_an_unreachable_cluster_notes_it_once(msp_admin, cluster, v
     assert deployment.events.count() == events + 1
     deployment.refresh_from_db()
     assert deployment.status == S.READY  # a blip of the API server doesn't unroute it
+
+
+# --- The manifests against KServe v0.20's own API types -----------------------------------
+
+def _manifests(msp_admin, cluster, version, mode):
+    """Every shape the portal applies in `mode`: fresh, canary, promoted, stopped, CPU-only."""
+    from deployments.backends.kserve import build_manifest
+
+    metric = {"Standard": "memory", "Knative": "rps"}[mode]
+    deployment = deploy(msp_admin, cluster, version, mode=mode, scale_metric=metric)
+    yield "fresh", build_manifest(deployment)
+    v2 = published_version(version.model, version="2.0-rc.1")
+    deployment.canary_version, deployment.canary_traffic_percent = v2, 20
+    yield "canary", build_manifest(deployment)
+    deployment.predictor_name = "v-2-0-rc-1"
+    deployment.version, deployment.canary_version = v2, None
+    yield "promoted", build_manifest(deployment)
+    deployment.stop_requested = True
+    yield "stopped", build_manifest(deployment)
+    cpu_only = build(cluster, version, gpu_count=0, gpu_product="", extra_args={},
+                     runtime="kserve-huggingfaceserver", scale_metric="", scale_target=None,
+                     mode=mode)
+    yield "cpu-only", build_manifest(cpu_only)
+
+
+@pytest.mark.parametrize("mode", ["Standard", "Knative"])
+def test_manifests_conform_to_kserve_v0_20_api_types(mode, msp_admin, cluster, version, kube):
+    from tests.support import kserve_schema
+
+    for shape, manifest in _manifests(msp_admin, cluster, version, mode):
+        assert kserve_schema.problems(manifest) == [], shape
+        spec = manifest["spec"]
+        # Enums and rules of KServe's types and validating webhook.
+        assert manifest["metadata"]["annotations"][
+            "serving.kserve.io/deploymentMode"] in {"Standard", "Knative"}
+        assert spec["predictor"].get("scaleMetric", "cpu") in {"cpu", "memory", "concurrency",
+                                                               "rps"}
+        assert spec["predictor"]["model"]["modelFormat"]["name"] in {"vLLM", "huggingface"}
+        for canary in spec.get("canary", []):
+            assert mode == "Standard"  # the webhook refuses canary[] in Knative mode
+            name = canary["predictor"]["name"]
+            assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name)
+            assert len(f"{manifest['metadata']['name']}-{name}-predictor") <= 63
+            assert name != spec["predictor"].get("name")
+            assert not {"minReplicas", "maxReplicas", "scaleMetric", "scaleTarget",
+                        "autoScaling"} & set(canary["predictor"])
+            assert 0 <= canary["trafficPercent"] <= 100
+
+
+def test_the_schema_check_catches_what_kserve_would_refuse():
+    """The conformance test above can fail: a misplaced field, a wrong type and a missing
+    required field are each reported."""
+    from tests.support import kserve_schema
+
+    wrong = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+             "metadata": {"name": "m"},
+             "spec": {"predictor": {"minReplicas": "1", "model": {"storageUri": "oci://r/x"}},
+                      "canary": [{"name": "v-2", "trafficPercent": 10,
+                                  "predictor": {"model": {"modelFormat": {"name": "vLLM"}}}}]}}
+    assert sorted(kserve_schema.problems(wrong)) == [
+        ".spec.canary[0].name: not a field of V1beta1CanarySpec",
+        ".spec.predictor.minReplicas: expected int, got str",
+        ".spec.predictor.model.modelFormat: required by V1beta1ModelSpec",
+    ]
+
+
+def test_standard_mode_canary_refusals(msp_admin, cluster, version, kube):
+    deployment = become_ready(kube, deploy(msp_admin, cluster, version, min_replicas=0))
+    v2 = published_version(version.model, version="2.0")
+    with pytest.raises(ValidationError, match="would get none"):
+        services.deployment_update_version(actor=msp_admin, deployment=deployment, version=v2,
+                                           canary_traffic_percent=10)
+    long_name = become_ready(kube, deploy(msp_admin, cluster, version, name="m" * 52))
+    with pytest.raises(ValidationError, match="too long for a Standard-mode canary"):
+        services.deployment_update_version(actor=msp_admin, deployment=long_name, version=v2,
+                                           canary_traffic_percent=10)
+    # A pending canary's pods follow the minimum: scaling it to 0 is refused.
+    deployment = become_ready(kube, deploy(msp_admin, cluster, version, name="other",
+                                           min_replicas=2, max_replicas=3))
+    services.deployment_update_version(actor=msp_admin, deployment=deployment, version=v2,
+                                       canary_traffic_percent=30)
+    deployment.refresh_from_db()
+    assert deployment.canary_replicas == 1  # ceil(2 × 30 / 100)
+    assert deployment.gpus_reserved == 3 + 1
+    with pytest.raises(ValidationError, match="before scaling to 0"):
+        services.deployment_scale(actor=msp_admin, deployment=deployment, min_replicas=0,
+                                  max_replicas=3)
+
+
+def test_hugging_face_runtime_upstream_is_its_openai_route(msp_admin, cluster, version, kube):
+    deployment = become_ready(kube, deploy(msp_admin, cluster, version,
+                                           runtime="kserve-huggingfaceserver"))
+    assert deployment.base_url.endswith(".example.test/openai/v1")
+    assert deployment.url.endswith(".example.test")

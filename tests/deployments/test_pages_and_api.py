@@ -107,7 +107,7 @@ def test_detail_page_polls_until_settled_and_shows_the_canary_diff(client, msp_a
     deployment = become_ready(kube, deployment)
     partial = client.get(f"/msp/deployments/{deployment.pk}/", HTTP_HX_REQUEST="true")
     body = partial.content.decode()
-    assert "every 2s" not in body and "/openai/v1" in body and "PredictorReady" in body
+    assert "every 2s" not in body and ".example.test/v1" in body and "PredictorReady" in body
 
     v2 = published_version(version.model, version="2.0")
     response = client.post(f"/msp/deployments/{deployment.pk}/update/",
@@ -118,6 +118,12 @@ def test_detail_page_polls_until_settled_and_shows_the_canary_diff(client, msp_a
     assert re.search(rf"^\+ +storageUri: oci://registry\.example\.test/.*@{v2.manifest_digest}$",
                      page, re.M)
     assert re.search(r"^\+ +trafficPercent: 20$", page, re.M)
+
+    # Applied and observed: the canary's own pods and readiness are on the page.
+    services.deployment_drive(deployment.pk)
+    become_ready(kube, deployment)
+    page = client.get(f"/msp/deployments/{deployment.pk}/").content.decode()
+    assert "Canary pods" in page and "v-2-0</span> ready, 20% of traffic" in page
 
 
 def test_actions_on_the_detail_page(client, msp_admin, cluster, version, kube):
@@ -222,7 +228,7 @@ def test_api_deploys_with_dry_run_and_acts(client, msp_admin, cluster, version, 
     services.deployment_drive(deployment_id)
     become_ready(kube, Deployment.objects.get(pk=deployment_id))
     detail = client.get(f"/api/deployments/{deployment_id}/").json()
-    assert detail["status"] == "ready" and detail["base_url"].endswith("/openai/v1")
+    assert detail["status"] == "ready" and detail["base_url"].endswith(".example.test/v1")
     assert detail["events"]
 
     v2 = published_version(version.model, version="2.0")
@@ -235,7 +241,7 @@ def test_api_deploys_with_dry_run_and_acts(client, msp_admin, cluster, version, 
     manifest = client.get(f"/api/deployments/{deployment_id}/manifest/").json()
     assert manifest["manifest"]["spec"]["canary"][0]["trafficPercent"] == 10
     allocation = client.get("/api/deployments/gpu-allocation/").json()
-    assert allocation[0]["gpus"] == 2  # a canary doubles the peak
+    assert allocation[0]["gpus"] == 2  # the peak plus the canary's one fixed pod
 
 
 def test_api_creates_and_checks_clusters_without_echoing_credentials(client, msp_admin, kube):

@@ -59,7 +59,7 @@ def test_the_worker_deploys_follows_and_publishes_the_route(worker, msp_admin, c
                          url="http://llm.models.example.test")
     wait_for(lambda: _status(deployment.pk) == DeploymentStatus.READY, timeout=30)
     deployment.refresh_from_db()
-    assert deployment.base_url == "http://llm.models.example.test/openai/v1"
+    assert deployment.base_url == "http://llm.models.example.test/v1"
     routes, _ = _load_routes_and_tenants()
     assert routes[version.model.slug].upstreams[0].url == deployment.base_url
     assert list(deployment.events.values_list("status", flat=True)) == [

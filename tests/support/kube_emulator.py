@@ -149,8 +149,16 @@ class KubeEmulator:
                            **({} if ready else {"reason": reason or "NotReady",
                                                 "message": f"{kind} is not ready"})}
                           for kind in ("IngressReady", "PredictorReady", "Ready")]
+            canaries = obj["spec"].get("canary") or []
+            if canaries:  # v0.20 Standard-mode canaries report their own readiness
+                conditions.insert(0, {"type": "CanaryPredictorReady", "status": value,
+                                      "lastTransitionTime": "2026-01-01T00:00:00Z"})
             obj["status"] = {"conditions": conditions,
                              "observedGeneration": obj["metadata"].get("generation", 1)}
+            if canaries:
+                obj["status"]["canaryStatuses"] = [
+                    {"name": c["predictor"]["name"], "ready": ready,
+                     "trafficPercent": c["trafficPercent"]} for c in canaries]
             if ready:
                 obj["status"]["modelStatus"] = {"copies": {"totalCopies": obj["spec"][
                     "predictor"].get("minReplicas", 1)}}

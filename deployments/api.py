@@ -22,6 +22,7 @@ from deployments.serializers import (
     DeploymentCreateSerializer,
     DeploymentDetailSerializer,
     DeploymentOutputSerializer,
+    ExternalEndpointCreateSerializer,
     GpuAllocationSerializer,
     ManifestSerializer,
     ScaleSerializer,
@@ -71,6 +72,7 @@ class ClusterDetailApi(APIView):
         return Response(ClusterOutputSerializer(cluster).data)
 
 
+
 class ClusterCheckApi(APIView):
     @extend_schema(request=None, responses=ClusterOutputSerializer)
     def post(self, request: Request, pk: int) -> Response:
@@ -111,6 +113,27 @@ class DeploymentListApi(APIView):
             manifest = backend_for(deployment).manifest(deployment)
             return Response({"manifest": manifest, "yaml": manifest_yaml(deployment)})
         deployment = services.kserve_deployment_create(actor=request.user, deployment=deployment)
+        return Response(DeploymentOutputSerializer(deployment).data,
+                        status=status.HTTP_201_CREATED)
+
+
+class ExternalEndpointCreateApi(APIView):
+    @extend_schema(request=ExternalEndpointCreateSerializer,
+                   responses={201: DeploymentOutputSerializer},
+                   operation_id="deployments_external_create")
+    def post(self, request: Request) -> Response:
+        """Register a running OpenAI-compatible server and health-check it; a failed check
+        still registers it, with `status` failed and the reason in `status_reason`."""
+        _require_manage(request)
+        data = ExternalEndpointCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        slug = values.pop("tenant")
+        tenant = Tenant.objects.filter(slug=slug).first() if slug else None
+        if slug and tenant is None:
+            raise ValidationError({"tenant": f"No tenant {slug!r}."})
+        deployment = services.external_endpoint_register(
+            actor=request.user, model_slug=values.pop("model"), tenant=tenant, **values)
         return Response(DeploymentOutputSerializer(deployment).data,
                         status=status.HTTP_201_CREATED)
 

@@ -9,6 +9,8 @@ urlpatterns = [
     path("deployments/", api.DeploymentListApi.as_view(), name="api-deployments"),
     path("deployments/gpu-allocation/", api.GpuAllocationApi.as_view(),
          name="api-gpu-allocation"),
+    path("deployments/external/", api.ExternalEndpointCreateApi.as_view(),
+         name="api-deployments-external"),
     path("deployments/<int:pk>/", api.DeploymentDetailApi.as_view(), name="api-deployment"),
     path("deployments/<int:pk>/manifest/", api.DeploymentManifestApi.as_view(),
          name="api-deployment-manifest"),

@@ -16,6 +16,7 @@ from deployments.backends import manifest_yaml
 from deployments.forms import (
     WIZARD_STEPS,
     ClusterForm,
+    ExternalEndpointForm,
     ScaleForm,
     UpdateVersionForm,
 )
@@ -198,6 +199,47 @@ def _cluster_choices():
     return rows
 
 
+# --- External endpoints -------------------------------------------------------------------
+
+def _check_message(request: HttpRequest, deployment: Deployment, *, registered: bool) -> None:
+    prefix = f"Registered {deployment.name}" if registered else f"Checked {deployment.name}"
+    if deployment.status == DeploymentStatus.READY:
+        messages.success(request, f"{prefix}: the health check passed — {deployment.base_url}"
+                                  f"/models lists {deployment.served_model_name}.")
+    else:
+        messages.error(request, f"{prefix}, but the health check failed: "
+                                f"{deployment.status_reason} Fix the server or the settings, "
+                                "then press Check now.")
+
+
+@platform_view(MANAGE)
+def external_endpoint_register(request: HttpRequest) -> HttpResponse:
+    form = ExternalEndpointForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            deployment = services.external_endpoint_register(actor=request.user,
+                                                             **form.service_fields())
+        except (ValidationError, ApplicationError) as exc:
+            add_service_errors(form, exc)
+        else:
+            _check_message(request, deployment, registered=True)
+            return redirect("deployments:detail", pk=deployment.pk)
+    return render(request, "deployments/external_form.html", {"form": form})
+
+
+@require_POST
+@platform_view(MANAGE)
+def deployment_check(request: HttpRequest, pk: int) -> HttpResponse:
+    deployment = selectors.deployment_get(pk)
+    if deployment.backend != Backend.EXTERNAL or deployment.status == DeploymentStatus.DELETED:
+        messages.error(request, "Only registered external endpoints are checked on demand; "
+                                "the worker observes KServe deployments continuously.")
+    else:
+        deployment = services.deployment_check(actor=request.user, deployment=deployment)
+        _check_message(request, deployment, registered=False)
+    return redirect("deployments:detail", pk=pk)
+
+
 # --- Deployments --------------------------------------------------------------------------
 
 @platform_view(MANAGE)
@@ -290,3 +332,4 @@ def deployment_scale(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("deployments:detail", pk=pk)
     return _act(request, pk, lambda d: services.deployment_scale(
         actor=request.user, deployment=d, **form.cleaned_data))
+

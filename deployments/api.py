@@ -26,12 +26,14 @@ from deployments.serializers import (
     GpuAllocationSerializer,
     ManifestSerializer,
     ScaleSerializer,
+    TenantDeploymentsSerializer,
     UpdateVersionSerializer,
 )
 from models_catalog.models import ModelVersion
 from tenants import permissions
+from tenants.api import tenant_for_api
 from tenants.models import Tenant
-from tenants.permissions import PlatformPerm
+from tenants.permissions import PlatformPerm, TenantPerm
 
 
 def _require_manage(request: Request) -> None:
@@ -211,3 +213,12 @@ class GpuAllocationApi(APIView):
     def get(self, request: Request) -> Response:
         _require_manage(request)
         return Response(selectors.gpu_allocation())
+
+
+class TenantDeploymentListApi(APIView):
+    @extend_schema(responses=TenantDeploymentsSerializer, operation_id="tenant_deployments_list")
+    def get(self, request: Request, slug: str) -> Response:
+        tenant = tenant_for_api(request, slug, TenantPerm.DEPLOYMENTS_VIEW)
+        return Response(TenantDeploymentsSerializer({
+            "dedicated": selectors.tenant_dedicated_deployments(tenant=tenant),
+            "shared": selectors.tenant_shared_deployments(tenant=tenant)}).data)

@@ -18,6 +18,8 @@ urlpatterns = [
          name="api-deployment-update"),
     path("deployments/<int:pk>/scale/", api.DeploymentScaleApi.as_view(),
          name="api-deployment-scale"),
+    path("tenants/<slug:slug>/deployments/", api.TenantDeploymentListApi.as_view(),
+         name="api-tenant-deployments"),
 ]
 for _action in ("retry", "promote", "rollback", "stop", "start"):
     urlpatterns.append(path(

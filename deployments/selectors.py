@@ -82,6 +82,20 @@ def deployment_list(*, status: str = "", cluster: str = "") -> QuerySet[Deployme
     return qs
 
 
+def tenant_dedicated_deployments(*, tenant: Tenant) -> QuerySet[Deployment]:
+    """The tenant's own deployments that still exist, for its read-only page."""
+    return (Deployment.objects.filter(tenant=tenant).exclude(status=DeploymentStatus.DELETED)
+            .select_related("model", "version").order_by("model__slug", "created_at"))
+
+
+def tenant_shared_deployments(*, tenant: Tenant) -> QuerySet[Deployment]:
+    """Shared deployments of the models the tenant is entitled to."""
+    return (Deployment.objects.filter(tenant__isnull=True,
+                                      model__in=model_list_for_tenant(tenant=tenant))
+            .exclude(status=DeploymentStatus.DELETED).select_related("model")
+            .order_by("model__slug", "created_at"))
+
+
 def deployment_get(pk: int) -> Deployment:
     return get_object_or_404(
         Deployment.objects.select_related("model", "tenant", "cluster", "version",

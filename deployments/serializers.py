@@ -145,3 +145,33 @@ class ExternalEndpointCreateSerializer(serializers.Serializer):
                                    help_text="Tenant slug for a dedicated endpoint; empty: "
                                              "shared.")
     name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+
+
+class TenantDeploymentSerializer(serializers.ModelSerializer):
+    """What a tenant may know about a deployment: no cluster, namespace, URL or key."""
+
+    model = serializers.CharField(source="model.slug")
+    model_name = serializers.CharField(source="model.name")
+    version = serializers.CharField(source="version.version", allow_null=True, default=None)
+    replicas = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Deployment
+        fields = ["id", "model", "model_name", "version", "status", "replicas", "created_at"]
+
+    def get_replicas(self, deployment) -> int | None:
+        return deployment.observed.get("replicas") if deployment.observed else None
+
+
+class TenantSharedDeploymentSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.slug")
+    model_name = serializers.CharField(source="model.name")
+
+    class Meta:
+        model = Deployment
+        fields = ["model", "model_name", "status"]
+
+
+class TenantDeploymentsSerializer(serializers.Serializer):
+    dedicated = TenantDeploymentSerializer(many=True)
+    shared = TenantSharedDeploymentSerializer(many=True)

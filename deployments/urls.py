@@ -21,6 +21,7 @@ urlpatterns = [
     path("msp/deployments/<int:pk>/manifest.yaml", views.deployment_manifest, name="manifest"),
     path("msp/deployments/<int:pk>/update/", views.deployment_update, name="update"),
     path("msp/deployments/<int:pk>/scale/", views.deployment_scale, name="scale"),
+    path("t/<slug:tenant_slug>/deployments/", views.tenant_deployment_list, name="tenant_list"),
 ]
 for _action in ("retry", "promote", "rollback", "stop", "start", "delete"):
     urlpatterns.append(path(f"msp/deployments/<int:pk>/{_action}/", views.deployment_action,

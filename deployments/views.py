@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from deployments import selectors, services, tasks
 from deployments.backends import manifest_yaml
@@ -23,9 +23,9 @@ from deployments.forms import (
 from deployments.models import Backend, Deployment, DeploymentStatus
 from portal.api import ApplicationError
 from portal.forms import add_service_errors, service_error_message
-from tenants.access import platform_view
+from tenants.access import platform_view, tenant_view
 from tenants.models import Tenant
-from tenants.permissions import PlatformPerm
+from tenants.permissions import PlatformPerm, TenantPerm
 
 MANAGE = PlatformPerm.DEPLOYMENTS_MANAGE
 
@@ -333,3 +333,14 @@ def deployment_scale(request: HttpRequest, pk: int) -> HttpResponse:
     return _act(request, pk, lambda d: services.deployment_scale(
         actor=request.user, deployment=d, **form.cleaned_data))
 
+
+# --- A tenant's view ----------------------------------------------------------------------
+
+@require_GET
+@tenant_view(TenantPerm.DEPLOYMENTS_VIEW)
+def tenant_deployment_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "deployments/tenant_deployment_list.html", {
+        "tenant": request.tenant,
+        "dedicated": selectors.tenant_dedicated_deployments(tenant=request.tenant),
+        "shared": selectors.tenant_shared_deployments(tenant=request.tenant),
+    })

@@ -73,6 +73,12 @@ class ClusterDetailApi(APIView):
                                           credentials=fields.pop("credentials", ""), **fields)
         return Response(ClusterOutputSerializer(cluster).data)
 
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        """Refused (400) while any deployment on the cluster is not deleted."""
+        _require_manage(request)
+        services.cluster_delete(actor=request.user, cluster=selectors.cluster_get(pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ClusterCheckApi(APIView):

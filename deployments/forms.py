@@ -157,7 +157,8 @@ class ClusterStep(forms.Form):
         from deployments.services import jurisdiction_allowed
 
         super().__init__(*args, **kwargs)
-        allowed = [c.pk for c in Cluster.objects.all() if jurisdiction_allowed(c.jurisdiction)]
+        allowed = [c.pk for c in selectors.cluster_list()
+                   if jurisdiction_allowed(c.jurisdiction)]
         self.fields["cluster"].queryset = Cluster.objects.filter(pk__in=allowed)
 
 

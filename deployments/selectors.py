@@ -27,11 +27,12 @@ def served_models_for_tenant(*, tenant: Tenant, task: str | None = None) -> Quer
 
 
 def cluster_list() -> QuerySet[Cluster]:
-    return Cluster.objects.all()
+    """Clusters in service: a deleted (archived) cluster is gone from every list and choice."""
+    return Cluster.objects.filter(archive__isnull=True)
 
 
 def cluster_get(pk: int) -> Cluster:
-    return get_object_or_404(Cluster, pk=pk)
+    return get_object_or_404(cluster_list(), pk=pk)
 
 
 def _holding_gpus(cluster: Cluster | None = None) -> QuerySet[Deployment]:

@@ -9,6 +9,7 @@ urlpatterns = [
     path("msp/clusters/new/", views.cluster_create, name="cluster_create"),
     path("msp/clusters/<int:pk>/", views.cluster_detail, name="cluster"),
     path("msp/clusters/<int:pk>/edit/", views.cluster_edit, name="cluster_edit"),
+    path("msp/clusters/<int:pk>/delete/", views.cluster_delete, name="cluster_delete"),
     path("msp/clusters/<int:pk>/check/", views.cluster_check, name="cluster_check"),
     path("msp/clusters/<int:pk>/namespaces/sync/", views.cluster_sync_namespaces,
          name="cluster_sync_namespaces"),

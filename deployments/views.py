@@ -96,6 +96,26 @@ def cluster_check(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("deployments:cluster", pk=pk)
 
 
+@platform_view(MANAGE)
+def cluster_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: what deleting means, or why it is refused now; POST: delete."""
+    cluster = selectors.cluster_get(pk)
+    if request.method == "POST":
+        try:
+            services.cluster_delete(actor=request.user, cluster=cluster)
+        except (ValidationError, ApplicationError) as exc:
+            messages.error(request, service_error_message(exc))
+            return redirect("deployments:cluster", pk=pk)
+        messages.success(request, f"Cluster {cluster.name} deleted. Its deleted deployments "
+                                  "keep their history.")
+        return redirect("deployments:clusters")
+    return render(request, "deployments/cluster_delete.html", {
+        "cluster": cluster,
+        "blocking": selectors.deployment_list().filter(cluster=cluster),
+        "kept": cluster.deployments.filter(status=DeploymentStatus.DELETED).count(),
+    })
+
+
 @require_POST
 @platform_view(MANAGE)
 def cluster_sync_namespaces(request: HttpRequest, pk: int) -> HttpResponse:

@@ -8,6 +8,7 @@ from deployments.services.clusters import (
     EU_MEMBERS,
     cluster_check,
     cluster_create,
+    cluster_delete,
     cluster_update,
     jurisdiction_allowed,
     tenant_namespace_ensure,
@@ -38,7 +39,7 @@ from deployments.services.lifecycle import (
 )
 
 __all__ = [
-    "EU_MEMBERS", "cluster_check", "cluster_create", "cluster_update",
+    "EU_MEMBERS", "cluster_check", "cluster_create", "cluster_delete", "cluster_update",
     "deployment_check",
     "deployment_delete", "deployment_drive", "deployment_follow", "deployment_promote",
     "deployment_reconcile", "deployment_retry", "deployment_rollback", "deployment_scale",

@@ -22,15 +22,18 @@ from deployments.serializers import (
     DeploymentCreateSerializer,
     DeploymentDetailSerializer,
     DeploymentOutputSerializer,
+    ExternalEndpointCreateSerializer,
     GpuAllocationSerializer,
     ManifestSerializer,
     ScaleSerializer,
+    TenantDeploymentsSerializer,
     UpdateVersionSerializer,
 )
 from models_catalog.models import ModelVersion
 from tenants import permissions
+from tenants.api import tenant_for_api
 from tenants.models import Tenant
-from tenants.permissions import PlatformPerm
+from tenants.permissions import PlatformPerm, TenantPerm
 
 
 def _require_manage(request: Request) -> None:
@@ -69,6 +72,13 @@ class ClusterDetailApi(APIView):
         cluster = services.cluster_update(actor=request.user, cluster=cluster,
                                           credentials=fields.pop("credentials", ""), **fields)
         return Response(ClusterOutputSerializer(cluster).data)
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        """Refused (400) while any deployment on the cluster is not deleted."""
+        _require_manage(request)
+        services.cluster_delete(actor=request.user, cluster=selectors.cluster_get(pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ClusterCheckApi(APIView):
@@ -111,6 +121,27 @@ class DeploymentListApi(APIView):
             manifest = backend_for(deployment).manifest(deployment)
             return Response({"manifest": manifest, "yaml": manifest_yaml(deployment)})
         deployment = services.kserve_deployment_create(actor=request.user, deployment=deployment)
+        return Response(DeploymentOutputSerializer(deployment).data,
+                        status=status.HTTP_201_CREATED)
+
+
+class ExternalEndpointCreateApi(APIView):
+    @extend_schema(request=ExternalEndpointCreateSerializer,
+                   responses={201: DeploymentOutputSerializer},
+                   operation_id="deployments_external_create")
+    def post(self, request: Request) -> Response:
+        """Register a running OpenAI-compatible server and health-check it; a failed check
+        still registers it, with `status` failed and the reason in `status_reason`."""
+        _require_manage(request)
+        data = ExternalEndpointCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        slug = values.pop("tenant")
+        tenant = Tenant.objects.filter(slug=slug).first() if slug else None
+        if slug and tenant is None:
+            raise ValidationError({"tenant": f"No tenant {slug!r}."})
+        deployment = services.external_endpoint_register(
+            actor=request.user, model_slug=values.pop("model"), tenant=tenant, **values)
         return Response(DeploymentOutputSerializer(deployment).data,
                         status=status.HTTP_201_CREATED)
 
@@ -188,3 +219,12 @@ class GpuAllocationApi(APIView):
     def get(self, request: Request) -> Response:
         _require_manage(request)
         return Response(selectors.gpu_allocation())
+
+
+class TenantDeploymentListApi(APIView):
+    @extend_schema(responses=TenantDeploymentsSerializer, operation_id="tenant_deployments_list")
+    def get(self, request: Request, slug: str) -> Response:
+        tenant = tenant_for_api(request, slug, TenantPerm.DEPLOYMENTS_VIEW)
+        return Response(TenantDeploymentsSerializer({
+            "dedicated": selectors.tenant_dedicated_deployments(tenant=tenant),
+            "shared": selectors.tenant_shared_deployments(tenant=tenant)}).data)

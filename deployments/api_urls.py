@@ -9,6 +9,8 @@ urlpatterns = [
     path("deployments/", api.DeploymentListApi.as_view(), name="api-deployments"),
     path("deployments/gpu-allocation/", api.GpuAllocationApi.as_view(),
          name="api-gpu-allocation"),
+    path("deployments/external/", api.ExternalEndpointCreateApi.as_view(),
+         name="api-deployments-external"),
     path("deployments/<int:pk>/", api.DeploymentDetailApi.as_view(), name="api-deployment"),
     path("deployments/<int:pk>/manifest/", api.DeploymentManifestApi.as_view(),
          name="api-deployment-manifest"),
@@ -16,6 +18,8 @@ urlpatterns = [
          name="api-deployment-update"),
     path("deployments/<int:pk>/scale/", api.DeploymentScaleApi.as_view(),
          name="api-deployment-scale"),
+    path("tenants/<slug:slug>/deployments/", api.TenantDeploymentListApi.as_view(),
+         name="api-tenant-deployments"),
 ]
 for _action in ("retry", "promote", "rollback", "stop", "start"):
     urlpatterns.append(path(

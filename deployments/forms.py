@@ -14,7 +14,7 @@ from deployments.models import (
     ScaleMetric,
     dns_label_validator,
 )
-from models_catalog.models import ModelVersion
+from models_catalog.models import Model, ModelLifecycle, ModelTask, ModelVersion
 from tenants.models import Tenant, TenantStatus
 
 
@@ -75,6 +75,57 @@ class ClusterForm(forms.ModelForm):
         return data
 
 
+# --- External endpoints -------------------------------------------------------------------
+
+class ExternalEndpointForm(forms.Form):
+    model = forms.ModelChoiceField(
+        queryset=Model.objects.none(), required=False, label="Catalog model",
+        empty_label="— a new model (name it below) —",
+        help_text="The catalog model this server serves.")
+    model_slug = forms.SlugField(
+        max_length=100, required=False, label="New model slug",
+        help_text="Only when the model is not in the catalog yet: it is added, available to "
+                  "every tenant.")
+    task = forms.ChoiceField(choices=[("", "—")] + ModelTask.choices, required=False,
+                             help_text="Of the new model.")
+    base_url = forms.URLField(
+        max_length=500, label="Base URL", assume_scheme="https",
+        widget=forms.URLInput(attrs={"placeholder": "http://10.0.0.5:8000/v1"}),
+        help_text="The OpenAI-compatible base URL; the health check asks its /models.")
+    upstream_model = forms.CharField(
+        max_length=200, required=False, label="Upstream model name",
+        help_text="The name the server serves the model under; empty: the catalog slug.")
+    upstream_api_key = forms.CharField(
+        required=False, label="Upstream API key",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="If the server wants one. Stored encrypted and never shown again.")
+    tenant = forms.ModelChoiceField(
+        queryset=Tenant.objects.filter(status=TenantStatus.ACTIVE), required=False,
+        empty_label="Shared — serves every entitled tenant", label="Audience")
+    name = forms.CharField(max_length=100, required=False, label="Display name",
+                           help_text="Empty: the server's host and port.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["model"].queryset = Model.objects.exclude(
+            lifecycle=ModelLifecycle.RETIRED).order_by("slug")
+        self.fields["model"].label_from_instance = lambda m: f"{m.name} ({m.slug}, {m.task})"
+
+    def clean(self):
+        data = super().clean()
+        if data.get("model") and data.get("model_slug"):
+            self.add_error("model_slug", "Choose a catalog model or name a new one, not both.")
+        elif not data.get("model") and not data.get("model_slug") \
+                and "model_slug" not in self.errors:
+            self.add_error("model", "Choose a catalog model, or name a new one below.")
+        elif data.get("model_slug") and not data.get("task"):
+            self.add_error("task", "Choose the task of the new model.")
+        return data
+
+    def service_fields(self) -> dict:
+        return dict(self.cleaned_data)
+
+
 # --- The deploy wizard: one form per step; earlier steps travel as hidden fields ----------
 
 class TargetStep(forms.Form):
@@ -106,7 +157,8 @@ class ClusterStep(forms.Form):
         from deployments.services import jurisdiction_allowed
 
         super().__init__(*args, **kwargs)
-        allowed = [c.pk for c in Cluster.objects.all() if jurisdiction_allowed(c.jurisdiction)]
+        allowed = [c.pk for c in selectors.cluster_list()
+                   if jurisdiction_allowed(c.jurisdiction)]
         self.fields["cluster"].queryset = Cluster.objects.filter(pk__in=allowed)
 
 

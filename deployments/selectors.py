@@ -27,11 +27,12 @@ def served_models_for_tenant(*, tenant: Tenant, task: str | None = None) -> Quer
 
 
 def cluster_list() -> QuerySet[Cluster]:
-    return Cluster.objects.all()
+    """Clusters in service: a deleted (archived) cluster is gone from every list and choice."""
+    return Cluster.objects.filter(archive__isnull=True)
 
 
 def cluster_get(pk: int) -> Cluster:
-    return get_object_or_404(Cluster, pk=pk)
+    return get_object_or_404(cluster_list(), pk=pk)
 
 
 def _holding_gpus(cluster: Cluster | None = None) -> QuerySet[Deployment]:
@@ -80,6 +81,20 @@ def deployment_list(*, status: str = "", cluster: str = "") -> QuerySet[Deployme
     if cluster:
         qs = qs.filter(cluster__name=cluster)
     return qs
+
+
+def tenant_dedicated_deployments(*, tenant: Tenant) -> QuerySet[Deployment]:
+    """The tenant's own deployments that still exist, for its read-only page."""
+    return (Deployment.objects.filter(tenant=tenant).exclude(status=DeploymentStatus.DELETED)
+            .select_related("model", "version").order_by("model__slug", "created_at"))
+
+
+def tenant_shared_deployments(*, tenant: Tenant) -> QuerySet[Deployment]:
+    """Shared deployments of the models the tenant is entitled to."""
+    return (Deployment.objects.filter(tenant__isnull=True,
+                                      model__in=model_list_for_tenant(tenant=tenant))
+            .exclude(status=DeploymentStatus.DELETED).select_related("model")
+            .order_by("model__slug", "created_at"))
 
 
 def deployment_get(pk: int) -> Deployment:

@@ -10,6 +10,7 @@ from deployments.models import (
     Runtime,
     ScaleMetric,
 )
+from models_catalog.models import ModelTask
 
 
 class ClusterOutputSerializer(serializers.ModelSerializer):
@@ -126,3 +127,51 @@ class GpuAllocationSerializer(serializers.Serializer):
     gpu_product = serializers.CharField()
     gpus = serializers.IntegerField(help_text="Peak GPUs held (GPUs × max replicas).")
     deployments = serializers.IntegerField()
+
+
+class ExternalEndpointCreateSerializer(serializers.Serializer):
+    model = serializers.SlugField(max_length=100, help_text="Catalog model slug; a new slug "
+                                                            "adds the model (give `task`).")
+    task = serializers.ChoiceField(choices=ModelTask.choices, required=False, allow_blank=True,
+                                   default="", help_text="Required when `model` is new.")
+    base_url = serializers.URLField(max_length=500, help_text="OpenAI-compatible base URL, "
+                                                              "e.g. http://10.0.0.5:8000/v1")
+    upstream_model = serializers.CharField(max_length=200, required=False, allow_blank=True,
+                                           default="", help_text="Empty: the catalog slug.")
+    upstream_api_key = serializers.CharField(write_only=True, required=False, allow_blank=True,
+                                             default="", help_text="Stored encrypted; never "
+                                                                   "returned.")
+    tenant = serializers.SlugField(required=False, allow_null=True, default=None,
+                                   help_text="Tenant slug for a dedicated endpoint; empty: "
+                                             "shared.")
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+
+
+class TenantDeploymentSerializer(serializers.ModelSerializer):
+    """What a tenant may know about a deployment: no cluster, namespace, URL or key."""
+
+    model = serializers.CharField(source="model.slug")
+    model_name = serializers.CharField(source="model.name")
+    version = serializers.CharField(source="version.version", allow_null=True, default=None)
+    replicas = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Deployment
+        fields = ["id", "model", "model_name", "version", "status", "replicas", "created_at"]
+
+    def get_replicas(self, deployment) -> int | None:
+        return deployment.observed.get("replicas") if deployment.observed else None
+
+
+class TenantSharedDeploymentSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.slug")
+    model_name = serializers.CharField(source="model.name")
+
+    class Meta:
+        model = Deployment
+        fields = ["model", "model_name", "status"]
+
+
+class TenantDeploymentsSerializer(serializers.Serializer):
+    dedicated = TenantDeploymentSerializer(many=True)
+    shared = TenantSharedDeploymentSerializer(many=True)

@@ -9,22 +9,23 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from deployments import selectors, services, tasks
 from deployments.backends import manifest_yaml
 from deployments.forms import (
     WIZARD_STEPS,
     ClusterForm,
+    ExternalEndpointForm,
     ScaleForm,
     UpdateVersionForm,
 )
 from deployments.models import Backend, Deployment, DeploymentStatus
 from portal.api import ApplicationError
 from portal.forms import add_service_errors, service_error_message
-from tenants.access import platform_view
+from tenants.access import platform_view, tenant_view
 from tenants.models import Tenant
-from tenants.permissions import PlatformPerm
+from tenants.permissions import PlatformPerm, TenantPerm
 
 MANAGE = PlatformPerm.DEPLOYMENTS_MANAGE
 
@@ -93,6 +94,26 @@ def cluster_check(request: HttpRequest, pk: int) -> HttpResponse:
     (messages.success if cluster.last_check_ok else messages.error)(
         request, cluster.last_check_message)
     return redirect("deployments:cluster", pk=pk)
+
+
+@platform_view(MANAGE)
+def cluster_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: what deleting means, or why it is refused now; POST: delete."""
+    cluster = selectors.cluster_get(pk)
+    if request.method == "POST":
+        try:
+            services.cluster_delete(actor=request.user, cluster=cluster)
+        except (ValidationError, ApplicationError) as exc:
+            messages.error(request, service_error_message(exc))
+            return redirect("deployments:cluster", pk=pk)
+        messages.success(request, f"Cluster {cluster.name} deleted. Its deleted deployments "
+                                  "keep their history.")
+        return redirect("deployments:clusters")
+    return render(request, "deployments/cluster_delete.html", {
+        "cluster": cluster,
+        "blocking": selectors.deployment_list().filter(cluster=cluster),
+        "kept": cluster.deployments.filter(status=DeploymentStatus.DELETED).count(),
+    })
 
 
 @require_POST
@@ -198,6 +219,47 @@ def _cluster_choices():
     return rows
 
 
+# --- External endpoints -------------------------------------------------------------------
+
+def _check_message(request: HttpRequest, deployment: Deployment, *, registered: bool) -> None:
+    prefix = f"Registered {deployment.name}" if registered else f"Checked {deployment.name}"
+    if deployment.status == DeploymentStatus.READY:
+        messages.success(request, f"{prefix}: the health check passed — {deployment.base_url}"
+                                  f"/models lists {deployment.served_model_name}.")
+    else:
+        messages.error(request, f"{prefix}, but the health check failed: "
+                                f"{deployment.status_reason} Fix the server or the settings, "
+                                "then press Check now.")
+
+
+@platform_view(MANAGE)
+def external_endpoint_register(request: HttpRequest) -> HttpResponse:
+    form = ExternalEndpointForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            deployment = services.external_endpoint_register(actor=request.user,
+                                                             **form.service_fields())
+        except (ValidationError, ApplicationError) as exc:
+            add_service_errors(form, exc)
+        else:
+            _check_message(request, deployment, registered=True)
+            return redirect("deployments:detail", pk=deployment.pk)
+    return render(request, "deployments/external_form.html", {"form": form})
+
+
+@require_POST
+@platform_view(MANAGE)
+def deployment_check(request: HttpRequest, pk: int) -> HttpResponse:
+    deployment = selectors.deployment_get(pk)
+    if deployment.backend != Backend.EXTERNAL or deployment.status == DeploymentStatus.DELETED:
+        messages.error(request, "Only registered external endpoints are checked on demand; "
+                                "the worker observes KServe deployments continuously.")
+    else:
+        deployment = services.deployment_check(actor=request.user, deployment=deployment)
+        _check_message(request, deployment, registered=False)
+    return redirect("deployments:detail", pk=pk)
+
+
 # --- Deployments --------------------------------------------------------------------------
 
 @platform_view(MANAGE)
@@ -290,3 +352,15 @@ def deployment_scale(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("deployments:detail", pk=pk)
     return _act(request, pk, lambda d: services.deployment_scale(
         actor=request.user, deployment=d, **form.cleaned_data))
+
+
+# --- A tenant's view ----------------------------------------------------------------------
+
+@require_GET
+@tenant_view(TenantPerm.DEPLOYMENTS_VIEW)
+def tenant_deployment_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "deployments/tenant_deployment_list.html", {
+        "tenant": request.tenant,
+        "dedicated": selectors.tenant_dedicated_deployments(tenant=request.tenant),
+        "shared": selectors.tenant_shared_deployments(tenant=request.tenant),
+    })

@@ -60,6 +60,9 @@ def navigation(request: HttpRequest) -> dict:
                                   "home"))
         tenant_nav.append(NavItem("Models", reverse("models_catalog:tenant_catalog",
                                                     args=[current.slug]), "cube"))
+        if permissions.has_tenant_perm(user, current, TenantPerm.DEPLOYMENTS_VIEW):
+            tenant_nav.append(NavItem("Deployments", reverse("deployments:tenant_list",
+                                                             args=[current.slug]), "rocket"))
         if permissions.has_tenant_perm(user, current, TenantPerm.PLAYGROUND_USE):
             tenant_nav.append(NavItem("Playground",
                                       reverse("gateway:playground", args=[current.slug]), "chat"))

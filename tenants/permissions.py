@@ -41,6 +41,7 @@ class TenantPerm(StrEnum):
     STATEMENTS_VIEW = "statements.view"
     USAGE_VIEW = "usage.view"  # one's own keys' usage
     USAGE_VIEW_ALL = "usage.view_all"  # the whole tenant's usage
+    DEPLOYMENTS_VIEW = "deployments.view"  # where the tenant's models run, read-only
 
 
 PLATFORM_GRANTS: dict[PlatformPerm, frozenset[str]] = {
@@ -77,6 +78,7 @@ TENANT_GRANTS: dict[TenantPerm, frozenset[str]] = {
     TenantPerm.USAGE_VIEW: frozenset(TenantRole.values),
     # Developers see their own keys; admins and viewers (read-only oversight) the tenant.
     TenantPerm.USAGE_VIEW_ALL: frozenset({TenantRole.TENANT_ADMIN, TenantRole.VIEWER}),
+    TenantPerm.DEPLOYMENTS_VIEW: frozenset(TenantRole.values),
 }
 
 def platform_roles(user) -> frozenset[str]:

@@ -8,11 +8,16 @@ from deployments.services.clusters import (
     EU_MEMBERS,
     cluster_check,
     cluster_create,
+    cluster_delete,
     cluster_update,
     jurisdiction_allowed,
     tenant_namespace_ensure,
 )
-from deployments.services.external import deployment_check, external_endpoint_register
+from deployments.services.external import (
+    deployment_check,
+    endpoint_model_resolve,
+    external_endpoint_register,
+)
 from deployments.services.lifecycle import (
     deployment_delete,
     deployment_drive,
@@ -34,11 +39,13 @@ from deployments.services.lifecycle import (
 )
 
 __all__ = [
-    "EU_MEMBERS", "cluster_check", "cluster_create", "cluster_update", "deployment_check",
+    "EU_MEMBERS", "cluster_check", "cluster_create", "cluster_delete", "cluster_update",
+    "deployment_check",
     "deployment_delete", "deployment_drive", "deployment_follow", "deployment_promote",
     "deployment_reconcile", "deployment_retry", "deployment_rollback", "deployment_scale",
     "deployment_start", "deployment_stop", "deployment_update_version",
-    "deployments_fail_stale", "deployments_reconcile_all", "external_endpoint_register",
+    "deployments_fail_stale", "deployments_reconcile_all", "endpoint_model_resolve",
+    "external_endpoint_register",
     "jurisdiction_allowed", "jurisdiction_allowed_for_tenant", "kserve_deployment_build",
     "kserve_deployment_create", "kserve_deployment_validate", "tenant_namespace_ensure",
 ]

@@ -9,13 +9,16 @@ from django.utils import timezone
 
 import audit
 from deployments import kube, namespaces
+from deployments.cluster_archive import ClusterArchive
 from deployments.models import (
     Cluster,
     CredentialKind,
     DeploymentMode,
+    DeploymentStatus,
     TenantNamespace,
 )
 from portal import crypto
+from portal.api import ApplicationError
 from tenants.models import Tenant
 
 SYSTEM = "system:deployments"
@@ -71,6 +74,34 @@ def cluster_update(*, actor, cluster: Cluster, credentials: str = "", **fields) 
         audit.record(action="cluster.updated", actor=actor, target=cluster,
                      details={k: (v if k != "ca_bundle" else "replaced")
                               for k, v in changed.items()})
+    return cluster
+
+
+@transaction.atomic
+def cluster_delete(*, actor, cluster: Cluster) -> Cluster:
+    """Retire a cluster that no longer serves anything.
+
+    Refused while any deployment on it is not `deleted`. The row stays, archived and without
+    its credentials, so the deleted deployments that ran there (and their events, usage and
+    audit trail) keep pointing at the cluster they ran on; the cluster itself is not touched.
+    """
+    cluster = Cluster.objects.select_for_update().get(pk=cluster.pk)
+    live = list(cluster.deployments.exclude(status=DeploymentStatus.DELETED)
+                .values_list("name", flat=True)[:6])
+    if live:
+        shown = ", ".join(live[:5]) + (", …" if len(live) > 5 else "")
+        raise ApplicationError(
+            f"{cluster.name} still has deployments that are not deleted ({shown}). Delete "
+            "them first, wait until they show Deleted, then delete the cluster.")
+    if ClusterArchive.objects.filter(cluster=cluster).exists():
+        raise ApplicationError(f"{cluster.name} is already deleted.")
+    ClusterArchive.objects.create(cluster=cluster)
+    cluster.credentials_encrypted = ""
+    cluster.save(update_fields=["credentials_encrypted", "updated_at"])
+    audit.record(action="cluster.deleted", actor=actor, target=cluster,
+                 details={"name": cluster.name, "api_url": cluster.api_url,
+                          "jurisdiction": cluster.jurisdiction,
+                          "deleted_deployments_kept": cluster.deployments.count()})
     return cluster
 
 

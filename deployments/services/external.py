@@ -13,6 +13,7 @@ from deployments.models import (
     Deployment,
     DeploymentStatus,
 )
+from models_catalog import services as catalog_services
 from models_catalog.models import Model
 from portal import crypto
 from portal.gateway_config import bump_gateway_config
@@ -20,12 +21,34 @@ from tenants.models import Tenant
 
 # --- External endpoints -------------------------------------------------------------------
 
+def endpoint_model_resolve(*, actor, slug: str, task: str = "") -> Model:
+    """The catalog model an endpoint serves: the one with `slug`, or a new one of `task`
+    (available to every tenant, like any catalog entry) when the slug is not taken yet."""
+    model = Model.objects.filter(slug=slug).first()
+    if model is None:
+        if not task:
+            raise ValidationError({"task": f"{slug!r} is not in the catalog yet: choose its "
+                                           "task (chat, completion or embeddings) to add it."})
+        return catalog_services.model_create(actor=actor, slug=slug, name=slug, task=task)
+    if task and model.task != task:
+        raise ValidationError({"task": f"{model.slug} is a {model.task} model, not {task}."})
+    return model
+
+
 @transaction.atomic
 def external_endpoint_register(
-    *, actor, model: Model, base_url: str, upstream_model: str = "", upstream_api_key: str = "",
-    tenant: Tenant | None = None, name: str = "",
+    *, actor, base_url: str, model: Model | None = None, model_slug: str = "", task: str = "",
+    upstream_model: str = "", upstream_api_key: str = "", tenant: Tenant | None = None,
+    name: str = "",
 ) -> Deployment:
-    """Register an already-running OpenAI-compatible server as a deployment of `model`."""
+    """Register an already-running OpenAI-compatible server as a deployment of `model` (or
+    of the catalog model `model_slug`, created with `task` if new) and health-check it.
+
+    A failed health check still registers the endpoint, as failed with the reason: the
+    operator fixes the server and checks again, without entering the key a second time.
+    """
+    if model is None:
+        model = endpoint_model_resolve(actor=actor, slug=model_slug, task=task)
     deployment = Deployment(
         model=model, tenant=tenant, backend=Backend.EXTERNAL, base_url=base_url.rstrip("/"),
         name=name or base_url.split("://", 1)[-1].split("/", 1)[0],

@@ -2,8 +2,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from deployments import services
-from models_catalog import services as catalog_services
-from models_catalog.models import Model, ModelTask
+from models_catalog.models import ModelTask
 from tenants.models import Tenant
 
 
@@ -38,18 +37,10 @@ class Command(BaseCommand):
                 raise CommandError(f"Can't read {options['upstream_key_file']}: "
                                    f"{exc.strerror}.") from exc
         try:
-            model = Model.objects.filter(slug=options["model"]).first()
-            if model is None:
-                model = catalog_services.model_create(
-                    actor=actor, slug=options["model"], name=options["model"],
-                    task=options["task"])
-            elif model.task != options["task"]:
-                raise CommandError(f"{model.slug} is a {model.task} model, not "
-                                   f"{options['task']}.")
             deployment = services.external_endpoint_register(
-                actor=actor, model=model, base_url=options["base_url"],
-                upstream_model=options["upstream_model"], upstream_api_key=key, tenant=tenant,
-                name=options["name"])
+                actor=actor, model_slug=options["model"], task=options["task"],
+                base_url=options["base_url"], upstream_model=options["upstream_model"],
+                upstream_api_key=key, tenant=tenant, name=options["name"])
         except ValidationError as exc:
             raise CommandError("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in
                                          exc.message_dict.items())) from exc

@@ -6,7 +6,4 @@ class DeploymentsConfig(AppConfig):
     verbose_name = "Deployments"
 
     def ready(self) -> None:
-        from deployments import (
-            cluster_archive,  # noqa: F401  (registers ClusterArchive)
-            report_sections,  # noqa: F401  (registers its report section)
-        )
+        from deployments import report_sections  # noqa: F401  (registers its section)

@@ -37,6 +37,8 @@ def parse_capacity(text: str) -> dict[str, int]:
 
 
 class ClusterForm(forms.ModelForm):
+    api_url = forms.URLField(label="API server URL", max_length=300, assume_scheme="https",
+                             help_text="e.g. https://k8s.example.eu:6443")
     credentials = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}), required=False,
         help_text="A service-account token or a whole kubeconfig. Stored encrypted and never "
@@ -124,6 +126,32 @@ class ExternalEndpointForm(forms.Form):
 
     def service_fields(self) -> dict:
         return dict(self.cleaned_data)
+
+
+class ExternalEndpointEditForm(forms.Form):
+    base_url = ExternalEndpointForm.base_fields["base_url"]
+    upstream_model = ExternalEndpointForm.base_fields["upstream_model"]
+    name = forms.CharField(max_length=100, required=False, label="Display name",
+                           help_text="Empty: the server's host and port.")
+    upstream_api_key = forms.CharField(
+        required=False, label="New upstream API key",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Empty keeps the stored key. Stored encrypted and never shown again.")
+    remove_upstream_api_key = forms.BooleanField(
+        required=False, label="Remove the stored upstream API key")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("upstream_api_key") and data.get("remove_upstream_api_key"):
+            self.add_error("remove_upstream_api_key",
+                           "Give a new key or remove the stored one, not both.")
+        return data
+
+    def service_fields(self) -> dict:
+        data = self.cleaned_data
+        key = "" if data["remove_upstream_api_key"] else (data["upstream_api_key"] or None)
+        return {"base_url": data["base_url"], "upstream_model": data["upstream_model"],
+                "name": data["name"], "upstream_api_key": key}
 
 
 # --- The deploy wizard: one form per step; earlier steps travel as hidden fields ----------

@@ -31,7 +31,7 @@ class Cluster(models.Model):
     the portal is a business decision the node list cannot tell.
     """
 
-    name = models.SlugField(max_length=63, unique=True, validators=[dns_label_validator])
+    name = models.SlugField(max_length=63, validators=[dns_label_validator])
     api_url = models.URLField("API server URL", max_length=300)
     ca_bundle = models.TextField("CA bundle (PEM)", blank=True,
                                  help_text="Empty to trust the system's CAs.")
@@ -53,11 +53,20 @@ class Cluster(models.Model):
     last_check_ok = models.BooleanField(null=True, blank=True)
     last_check_message = models.CharField(max_length=500, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the cluster was deleted from the portal. The row stays so the "
+                  "deployments that ran there keep their history; its name is free again.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["name"], condition=models.Q(archived_at__isnull=True),
+                                    name="one_cluster_in_service_per_name",
+                                    violation_error_message="A cluster with this name exists."),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -28,7 +28,7 @@ def served_models_for_tenant(*, tenant: Tenant, task: str | None = None) -> Quer
 
 def cluster_list() -> QuerySet[Cluster]:
     """Clusters in service: a deleted (archived) cluster is gone from every list and choice."""
-    return Cluster.objects.filter(archive__isnull=True)
+    return Cluster.objects.filter(archived_at__isnull=True)
 
 
 def cluster_get(pk: int) -> Cluster:

@@ -147,6 +147,16 @@ class ExternalEndpointCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
 
 
+class ExternalEndpointUpdateSerializer(serializers.Serializer):
+    base_url = serializers.URLField(max_length=500, required=False)
+    upstream_model = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True,
+                                 help_text="Empty: the server's host and port.")
+    upstream_api_key = serializers.CharField(
+        write_only=True, required=False, allow_blank=True,
+        help_text="A new key; an empty string removes the stored one; absent keeps it.")
+
+
 class TenantDeploymentSerializer(serializers.ModelSerializer):
     """What a tenant may know about a deployment: no cluster, namespace, URL or key."""
 

@@ -17,6 +17,8 @@ urlpatterns = [
     path("msp/deployments/new/", views.deployment_wizard, name="wizard"),
     path("msp/deployments/external/new/", views.external_endpoint_register,
          name="external_create"),
+    path("msp/deployments/<int:pk>/endpoint/", views.external_endpoint_edit,
+         name="external_edit"),
     path("msp/deployments/<int:pk>/", views.deployment_detail, name="detail"),
     path("msp/deployments/<int:pk>/check/", views.deployment_check, name="check"),
     path("msp/deployments/<int:pk>/manifest.yaml", views.deployment_manifest, name="manifest"),

@@ -6,7 +6,7 @@ import difflib
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -16,6 +16,7 @@ from deployments.backends import manifest_yaml
 from deployments.forms import (
     WIZARD_STEPS,
     ClusterForm,
+    ExternalEndpointEditForm,
     ExternalEndpointForm,
     ScaleForm,
     UpdateVersionForm,
@@ -245,6 +246,28 @@ def external_endpoint_register(request: HttpRequest) -> HttpResponse:
             _check_message(request, deployment, registered=True)
             return redirect("deployments:detail", pk=deployment.pk)
     return render(request, "deployments/external_form.html", {"form": form})
+
+
+@platform_view(MANAGE)
+def external_endpoint_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    deployment = selectors.deployment_get(pk)
+    if deployment.backend != Backend.EXTERNAL or deployment.status == DeploymentStatus.DELETED:
+        raise Http404("Not a registered external endpoint.")
+    form = ExternalEndpointEditForm(request.POST or None, initial={
+        "base_url": deployment.base_url, "upstream_model": deployment.upstream_model,
+        "name": deployment.name})
+    if request.method == "POST" and form.is_valid():
+        try:
+            deployment = services.external_endpoint_update(
+                actor=request.user, deployment=deployment, **form.service_fields())
+        except (ValidationError, ApplicationError) as exc:
+            add_service_errors(form, exc)
+        else:
+            _check_message(request, deployment, registered=False)
+            return redirect("deployments:detail", pk=deployment.pk)
+    return render(request, "deployments/external_edit.html",
+                  {"form": form, "deployment": deployment,
+                   "has_key": bool(deployment.upstream_api_key_encrypted)})
 
 
 @require_POST

@@ -17,6 +17,8 @@ from deployments.services.external import (
     deployment_check,
     endpoint_model_resolve,
     external_endpoint_register,
+    external_endpoint_update,
+    external_endpoints_check_all,
 )
 from deployments.services.lifecycle import (
     deployment_delete,
@@ -45,7 +47,7 @@ __all__ = [
     "deployment_reconcile", "deployment_retry", "deployment_rollback", "deployment_scale",
     "deployment_start", "deployment_stop", "deployment_update_version",
     "deployments_fail_stale", "deployments_reconcile_all", "endpoint_model_resolve",
-    "external_endpoint_register",
+    "external_endpoint_register", "external_endpoint_update", "external_endpoints_check_all",
     "jurisdiction_allowed", "jurisdiction_allowed_for_tenant", "kserve_deployment_build",
     "kserve_deployment_create", "kserve_deployment_validate", "tenant_namespace_ensure",
 ]

@@ -9,7 +9,6 @@ from django.utils import timezone
 
 import audit
 from deployments import kube, namespaces
-from deployments.cluster_archive import ClusterArchive
 from deployments.models import (
     Cluster,
     CredentialKind,
@@ -93,11 +92,11 @@ def cluster_delete(*, actor, cluster: Cluster) -> Cluster:
         raise ApplicationError(
             f"{cluster.name} still has deployments that are not deleted ({shown}). Delete "
             "them first, wait until they show Deleted, then delete the cluster.")
-    if ClusterArchive.objects.filter(cluster=cluster).exists():
+    if cluster.archived_at:
         raise ApplicationError(f"{cluster.name} is already deleted.")
-    ClusterArchive.objects.create(cluster=cluster)
+    cluster.archived_at = timezone.now()
     cluster.credentials_encrypted = ""
-    cluster.save(update_fields=["credentials_encrypted", "updated_at"])
+    cluster.save(update_fields=["archived_at", "credentials_encrypted", "updated_at"])
     audit.record(action="cluster.deleted", actor=actor, target=cluster,
                  details={"name": cluster.name, "api_url": cluster.api_url,
                           "jurisdiction": cluster.jurisdiction,

@@ -13,6 +13,8 @@ from deployments.models import (
     Deployment,
     DeploymentStatus,
 )
+from deployments.services.clusters import SYSTEM
+from deployments.services.lifecycle import _event
 from models_catalog import services as catalog_services
 from models_catalog.models import Model
 from portal import crypto
@@ -59,6 +61,8 @@ def external_endpoint_register(
         raise ValidationError({"base_url": "Give the endpoint's base URL."})
     deployment.full_clean()
     deployment.save()
+    _event(deployment, f"Registered {deployment.base_url} as {model.slug}"
+                       f"{f' (upstream name {upstream_model})' if upstream_model else ''}.")
     audit.record(action="deployment.registered", actor=actor, tenant=tenant, target=deployment,
                  details={"model": model.slug, "backend": Backend.EXTERNAL,
                           "base_url": deployment.base_url,
@@ -67,17 +71,73 @@ def external_endpoint_register(
 
 
 @transaction.atomic
+def external_endpoint_update(*, actor, deployment: Deployment, base_url: str | None = None,
+                             upstream_model: str | None = None, name: str | None = None,
+                             upstream_api_key: str | None = None) -> Deployment:
+    """Change where an external endpoint is and how it is called, then check it again.
+
+    Fields left None keep their value; `upstream_api_key=""` removes the stored key. The key
+    never appears in the audit trail — only whether it changed.
+    """
+    if deployment.backend != Backend.EXTERNAL or deployment.status == DeploymentStatus.DELETED:
+        raise ValidationError("Only a registered external endpoint can be edited.")
+    changed = {}
+    for field, value in (("base_url", base_url and base_url.rstrip("/")),
+                         ("upstream_model", upstream_model), ("name", name)):
+        if value is not None and value != getattr(deployment, field):
+            changed[field] = value
+    if changed.get("name") == "":
+        changed["name"] = deployment.base_url.split("://", 1)[-1].split("/", 1)[0]
+    for field, value in changed.items():
+        setattr(deployment, field, value)
+    if upstream_api_key is not None:
+        deployment.upstream_api_key_encrypted = crypto.encrypt(upstream_api_key)
+    deployment.full_clean()
+    deployment.save()
+    key = None if upstream_api_key is None else ("removed" if not upstream_api_key
+                                                 else "replaced")
+    audit.record(action="deployment.endpoint_updated", actor=actor, tenant=deployment.tenant,
+                 target=deployment, details={**changed, **({"upstream_api_key": key}
+                                                           if key else {})})
+    what = ", ".join([*changed, *(["the upstream API key"] if key else [])]) or "nothing"
+    _event(deployment, f"Endpoint edited ({what} changed).")
+    bump_gateway_config()
+    return deployment_check(actor=actor, deployment=deployment)
+
+
+@transaction.atomic
 def deployment_check(*, actor, deployment: Deployment) -> Deployment:
-    """Health-check an external endpoint and record the outcome when it changes."""
+    """Health-check an external endpoint; a change of outcome goes on its timeline, into the
+    audit trail and to the gateway workers."""
     seen = backend_for(deployment).observe(deployment)
     problem = seen.problem
     status = DeploymentStatus.FAILED if problem else DeploymentStatus.READY
     changed = status != deployment.status
+    now = timezone.now()
     deployment.status, deployment.status_reason = status, problem or ""
-    deployment.last_checked_at = timezone.now()
-    deployment.save(update_fields=["status", "status_reason", "last_checked_at", "updated_at"])
+    deployment.last_checked_at = now
+    fields = ["status", "status_reason", "last_checked_at", "updated_at"]
     if changed:
+        deployment.status_changed_at = now
+        fields.append("status_changed_at")
+    deployment.save(update_fields=fields)
+    if changed:
+        _event(deployment, problem or f"Healthy: {deployment.base_url}/models lists "
+                                      f"{deployment.served_model_name}.",
+               "warning" if problem else "info")
         audit.record(action=f"deployment.{status}", actor=actor, tenant=deployment.tenant,
                      target=deployment, details={"reason": problem or ""})
         bump_gateway_config()
     return deployment
+
+
+def external_endpoints_check_all() -> dict[str, int]:
+    """The beat's health check of every registered endpoint, so the gateway stops routing to
+    one that went away and starts again when it is back."""
+    counts: dict[str, int] = {}
+    live = Deployment.objects.filter(backend=Backend.EXTERNAL).exclude(
+        status=DeploymentStatus.DELETED).select_related("model", "tenant")
+    for deployment in live:
+        status = deployment_check(actor=SYSTEM, deployment=deployment).status
+        counts[status] = counts.get(status, 0) + 1
+    return counts

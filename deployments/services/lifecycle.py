@@ -518,6 +518,10 @@ def deployments_reconcile_all() -> dict[str, int]:
     for cluster_id, tenant_id in pairs:
         tenant_namespace_ensure(cluster=Cluster.objects.get(pk=cluster_id),
                                 tenant=Tenant.objects.get(pk=tenant_id))
+    from deployments.services.external import external_endpoints_check_all
+
+    for status, count in external_endpoints_check_all().items():
+        counts[f"external_{status}"] = count
     return counts
 
 

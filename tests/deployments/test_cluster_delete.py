@@ -92,10 +92,32 @@ def test_the_api_refuses_then_deletes(client, msp_admin, idle_cluster):
     assert idle_cluster.name not in client.get("/api/clusters/").content.decode()
 
 
+def test_a_deleted_clusters_name_is_free_again_and_a_live_one_is_not(client, msp_admin,
+                                                                      idle_cluster):
+    from django.core.exceptions import ValidationError
+
+    def create():
+        return services.cluster_create(actor=msp_admin, name="old-gpu", jurisdiction="DE",
+                                       api_url="https://k8s.other.example.test",
+                                       credentials="t")
+
+    with pytest.raises(ValidationError, match="A cluster with this name exists"):
+        create()
+    services.cluster_delete(actor=msp_admin, cluster=idle_cluster)
+    again = create()
+    assert again.pk != idle_cluster.pk and again.archived_at is None
+    client.force_login(msp_admin)
+    taken = client.post("/api/clusters/", {"name": "old-gpu", "jurisdiction": "DE",
+                                           "api_url": "https://k8s.x.example.test",
+                                           "credentials": "t"},
+                        content_type="application/json")
+    assert taken.status_code == 400 and "A cluster with this name exists" in taken.content.decode()
+
+
 def test_only_msp_admins_delete_clusters(client, tenant_admin, idle_cluster):
     client.force_login(tenant_admin)
     assert client.get(f"/msp/clusters/{idle_cluster.pk}/delete/").status_code == 403
     assert client.post(f"/msp/clusters/{idle_cluster.pk}/delete/").status_code == 403
     assert client.delete(f"/api/clusters/{idle_cluster.pk}/").status_code == 403
     assert not AuditEvent.objects.filter(action="cluster.deleted").exists()
-    assert Cluster.objects.filter(pk=idle_cluster.pk, archive__isnull=True).exists()
+    assert Cluster.objects.filter(pk=idle_cluster.pk, archived_at__isnull=True).exists()

@@ -157,3 +157,104 @@ def test_the_api_is_in_the_openapi_schema(client, msp_admin):
     schema = client.get("/api/schema/").content.decode()
     assert "/api/deployments/external/" in schema
     assert "ExternalEndpointCreate" in schema
+
+
+def test_editing_an_endpoint_replaces_or_removes_its_key_and_checks_again(
+        client, msp_admin, keyed_upstream, local_model):
+    deployment = services.external_endpoint_register(
+        actor=msp_admin, model=local_model, base_url=keyed_upstream, upstream_api_key="wrong")
+    assert deployment.status == S.FAILED and "401" in deployment.status_reason
+    client.force_login(msp_admin)
+    detail = client.get(f"/msp/deployments/{deployment.pk}/").content.decode()
+    assert 'data-testid="edit-endpoint"' in detail and 'data-testid="unregister"' in detail
+    form = client.get(f"/msp/deployments/{deployment.pk}/endpoint/").content.decode()
+    assert "An upstream API key is stored" in form and "wrong" not in form
+    assert f'value="{keyed_upstream}"' in form
+
+    both = client.post(f"/msp/deployments/{deployment.pk}/endpoint/", {
+        "base_url": keyed_upstream, "upstream_model": "", "name": "gpu-box",
+        "upstream_api_key": KEY, "remove_upstream_api_key": "on"})
+    assert both.status_code == 200 and "not both" in both.content.decode()
+    assert 'value="gpu-box"' in both.content.decode()  # nothing lost but the key
+
+    fixed = client.post(f"/msp/deployments/{deployment.pk}/endpoint/", {
+        "base_url": keyed_upstream, "upstream_model": "", "name": "gpu-box",
+        "upstream_api_key": KEY}, follow=True)
+    assert "health check passed" in fixed.content.decode()
+    deployment.refresh_from_db()
+    assert deployment.status == S.READY and deployment.name == "gpu-box"
+    assert crypto.decrypt(deployment.upstream_api_key_encrypted) == KEY
+    edited = AuditEvent.objects.get(action="deployment.endpoint_updated")
+    assert edited.details == {"name": "gpu-box", "upstream_api_key": "replaced"}
+    assert KEY not in str(edited.details)
+    # The timeline tells the story: registered, failed, edited, healthy.
+    messages = list(deployment.events.order_by("pk").values_list("message", flat=True))
+    assert messages[0].startswith(f"Registered {keyed_upstream}")
+    assert "401" in messages[1] and "upstream API key changed" in messages[2]
+    assert messages[3].startswith("Healthy:")
+
+    removed = client.post(f"/msp/deployments/{deployment.pk}/endpoint/", {
+        "base_url": keyed_upstream, "upstream_model": "", "name": "gpu-box",
+        "upstream_api_key": "", "remove_upstream_api_key": "on"})
+    assert removed.status_code == 302
+    deployment.refresh_from_db()
+    assert crypto.decrypt(deployment.upstream_api_key_encrypted) == ""
+    assert deployment.status == S.FAILED  # the server wants the key
+
+
+def test_the_api_edits_and_checks_an_endpoint(client, msp_admin, keyed_upstream, local_model):
+    deployment = services.external_endpoint_register(
+        actor=msp_admin, model=local_model, base_url=keyed_upstream)
+    assert deployment.status == S.FAILED
+    client.force_login(msp_admin)
+    bad = client.patch(f"/api/deployments/{deployment.pk}/endpoint/",
+                       {"base_url": "not a url"}, content_type="application/json")
+    assert bad.status_code == 400 and "base_url" in str(bad.json())
+    done = client.patch(f"/api/deployments/{deployment.pk}/endpoint/",
+                        {"upstream_api_key": KEY}, content_type="application/json")
+    assert done.status_code == 200 and done.json()["status"] == "ready"
+    assert KEY not in done.content.decode()
+    checked = client.post(f"/api/deployments/{deployment.pk}/check/")
+    assert checked.status_code == 200 and checked.json()["status"] == "ready"
+
+
+def test_edit_and_check_are_for_registered_endpoints_and_msp_admins(
+        client, msp_admin, tenant_admin, keyed_upstream, local_model, cluster, version):
+    from tests.deployments.test_kserve_lifecycle import deploy
+
+    endpoint = services.external_endpoint_register(
+        actor=msp_admin, model=local_model, base_url=keyed_upstream, upstream_api_key=KEY)
+    client.force_login(tenant_admin)
+    assert client.get(f"/msp/deployments/{endpoint.pk}/endpoint/").status_code == 403
+    assert client.patch(f"/api/deployments/{endpoint.pk}/endpoint/", {"name": "x"},
+                        content_type="application/json").status_code == 403
+    assert client.post(f"/api/deployments/{endpoint.pk}/check/").status_code == 403
+    client.force_login(msp_admin)
+    kserve = deploy(msp_admin, cluster, version)
+    assert client.get(f"/msp/deployments/{kserve.pk}/endpoint/").status_code == 404
+    assert client.post(f"/api/deployments/{kserve.pk}/check/").status_code == 404
+    services.deployment_delete(actor=msp_admin, deployment=endpoint)
+    assert client.get(f"/msp/deployments/{endpoint.pk}/endpoint/").status_code == 404
+
+
+def test_the_beat_health_checks_endpoints_so_the_gateway_follows(msp_admin, local_model):
+    """An endpoint that goes away is failed by the periodic check (the gateway stops routing
+    to it), and ready again when it is back."""
+    process, base = start_upstream("--models", "local-llm")
+    deployment = services.external_endpoint_register(actor=msp_admin, model=local_model,
+                                                     base_url=base)
+    assert deployment.status == S.READY
+    stop(process)
+    assert services.deployments_reconcile_all()["external_failed"] == 1
+    deployment.refresh_from_db()
+    assert deployment.status == S.FAILED
+    assert AuditEvent.objects.filter(action="deployment.failed",
+                                     target_id=str(deployment.pk)).exists()
+    port = int(base.rsplit(":", 1)[1].split("/")[0])
+    process, _ = start_upstream("--models", "local-llm", port=port)
+    try:
+        assert services.deployments_reconcile_all()["external_ready"] == 1
+    finally:
+        stop(process)
+    deployment.refresh_from_db()
+    assert deployment.status == S.READY

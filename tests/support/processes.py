@@ -33,9 +33,10 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> N
     raise RuntimeError(f"{url} did not come up within {timeout} s")
 
 
-def start_upstream(*args: str) -> tuple[subprocess.Popen, str]:
-    """An OpenAI-compatible upstream; returns the process and its /v1 base URL."""
-    port = free_port()
+def start_upstream(*args: str, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """An OpenAI-compatible upstream (on `port`, else a free one); returns the process and
+    its /v1 base URL."""
+    port = port or free_port()
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "tests/support/openai_upstream.py"), "--port", str(port),
          *args], cwd=ROOT)

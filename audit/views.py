@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 
 from django.contrib import messages
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -19,7 +19,7 @@ from audit.models import ReportStatus
 from audit.reports import generate
 from portal import signing
 from portal.api import ApplicationError
-from portal.streaming import streaming_download
+from portal.streaming import file_download, streaming_download
 from tenants import selectors as tenant_selectors
 from tenants.access import platform_view, tenant_view
 from tenants.permissions import PlatformPerm, TenantPerm
@@ -227,7 +227,7 @@ def report_retry(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @platform_view(PlatformPerm.REPORTS_VIEW)
-def report_download(request: HttpRequest, pk: int, kind: str) -> FileResponse:
+def report_download(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
     report = selectors.report_get(pk=pk)
     name = {"pdf": report.pdf_name, "bundle": report.bundle_name}.get(kind)
     path = generate.reports_dir() / name if name else None
@@ -235,5 +235,4 @@ def report_download(request: HttpRequest, pk: int, kind: str) -> FileResponse:
     if not report.is_ready or path is None or not path.is_file():
         raise Http404("This report has no such file (yet).")
     content_type = "application/pdf" if kind == "pdf" else "application/zip"
-    return FileResponse(path.open("rb"), as_attachment=True, filename=name,
-                        content_type=content_type)
+    return file_download(request, path, content_type=content_type, filename=name)

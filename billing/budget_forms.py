@@ -43,6 +43,10 @@ class BudgetForm(forms.Form):
     notify_email = forms.BooleanField(required=False, initial=True,
                                       label="E-mail the tenant admins at each threshold")
 
+    # Two columns: the custom period's first and last day side by side.
+    field_order = ["name", "api_key", "model", "unit", "amount", "currency", "period",
+                   "thresholds", "period_start", "period_end", "action", "notify_email"]
+
     def __init__(self, *args, tenant, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["api_key"].queryset = tenant_api_keys(tenant)

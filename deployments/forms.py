@@ -18,6 +18,11 @@ from models_catalog.models import Model, ModelLifecycle, ModelTask, ModelVersion
 from tenants.models import Tenant, TenantStatus
 
 
+def _quoted(text: str, limit: int = 60) -> str:
+    """A user's value inside an error message, shortened so the message stays readable."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
 def parse_capacity(text: str) -> dict[str, int]:
     """`PRODUCT=COUNT` per line (or comma-separated) → {product: count}."""
     capacity: dict[str, int] = {}
@@ -27,20 +32,28 @@ def parse_capacity(text: str) -> dict[str, int]:
             continue
         product, _, count = item.partition("=")
         product, count = product.strip(), count.strip()
-        if not product or not count.isdigit():
-            raise ValidationError(f"{item!r}: write PRODUCT=COUNT, e.g. NVIDIA-A100-SXM4-80GB=8.")
+        if not product or not count.isdigit() or len(count) > 6:
+            raise ValidationError(f"{_quoted(item)}: write PRODUCT=COUNT, e.g. "
+                                  "NVIDIA-A100-SXM4-80GB=8.")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", product):
-            raise ValidationError(f"{product!r} is not a node label value "
-                                  "(letters, digits, '.', '-', '_').")
+            raise ValidationError(f"{_quoted(product)} is not a node label value (at most 63 "
+                                  "letters, digits, '.', '-', '_').")
         capacity[product] = int(count)
     return capacity
+
+
+class SecretTextarea(forms.Textarea):
+    """A textarea that never sends its value back to the browser (credentials)."""
+
+    def format_value(self, value):
+        return None
 
 
 class ClusterForm(forms.ModelForm):
     api_url = forms.URLField(label="API server URL", max_length=300, assume_scheme="https",
                              help_text="e.g. https://k8s.example.eu:6443")
     credentials = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}), required=False,
+        widget=SecretTextarea(attrs={"rows": 3, "autocomplete": "off"}), required=False,
         help_text="A service-account token or a whole kubeconfig. Stored encrypted and never "
                   "shown again; leave empty to keep the stored one.")
     capacity = forms.CharField(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -83,6 +84,7 @@ def cluster_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "cluster": cluster,
         "gpus": [(p, cluster.gpu_capacity[p], free[p]) for p in cluster.gpu_products],
         "allowed": services.jurisdiction_allowed(cluster.jurisdiction),
+        "allowed_jurisdictions": settings.ALLOWED_JURISDICTIONS,
         "deployments": selectors.deployment_list().filter(cluster=cluster),
         "namespaces": cluster.namespaces.select_related("tenant"),
     })
@@ -203,6 +205,7 @@ def deployment_wizard(request: HttpRequest) -> HttpResponse:
         "step": target, "steps": [s.title for s in WIZARD_STEPS] + ["Review manifest"],
         "form": current, "carry": carry, "manifest": manifest,
         "clusters": _cluster_choices() if target == 1 else [],
+        "no_versions": target == 0 and not current.fields["version"].queryset.exists(),
     }
     template = ("deployments/partials/_wizard.html" if request.htmx and not request.htmx.boosted
                 else "deployments/wizard.html")

@@ -3,8 +3,16 @@ else to Django. The gateway owns the lifespan: it opens its Redis connection and
 pool per worker at start-up and flushes usage at shutdown."""
 
 import os
+import warnings
 
 from django.core.asgi import get_asgi_application
+
+# WhiteNoise answers static files with a FileResponse, which Django serves under ASGI by
+# reading the (small, browser-cached) file first and warning each time. The portal's own
+# downloads (exports, reports) stream through async iterators (portal.streaming), so the
+# warning would only ever be about static files here.
+warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous "
+                                          "iterators")
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 django_application = get_asgi_application()

@@ -31,7 +31,8 @@ def _current_tenant(request: HttpRequest, tenants: list):
 
 def navigation(request: HttpRequest) -> dict:
     user = getattr(request, "user", None)
-    context = {"site_name": settings.SITE_NAME, "local_login": settings.LOCAL_LOGIN}
+    context = {"site_name": settings.SITE_NAME, "local_login": settings.LOCAL_LOGIN,
+               "support_email": settings.SUPPORT_EMAIL}
     if user is None or not user.is_authenticated:
         return context
     platform: list[NavItem] = []

@@ -52,3 +52,26 @@ class ContentSecurityPolicyMiddleware:
         response = self.get_response(request)
         response.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         return response
+
+
+class MethodNotAllowedPageMiddleware:
+    """A browser that opens an address meant only for form submissions (a bookmark of the
+    page a failed form left in the address bar) gets a page that leads on, not a blank 405.
+    The API and the gateway keep their own 405 answers."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (response.status_code != 405 or request.method != "GET"
+                or request.path.startswith(("/api/", "/v1/"))
+                or "text/html" not in request.headers.get("Accept", "")
+                or getattr(response, "streaming", False) or response.content):
+            return response
+        from django.shortcuts import render
+
+        parent = request.path.rstrip("/").rsplit("/", 1)[0] + "/"
+        page = render(request, "errors/405.html", {"parent": parent}, status=405)
+        page["Allow"] = response.get("Allow", "")
+        return page

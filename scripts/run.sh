@@ -13,6 +13,8 @@ if [ ! -f .env ]; then
     echo "# Written by 'make run' for local development. See .env.example for every setting."
     echo "DEBUG=true"
     echo "SECRET_KEY=$("$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(50))')"
+    echo "# Where models may run (data residency); empty refuses every deployment."
+    echo "ALLOWED_JURISDICTIONS=DE,EU"
   } > .env
 fi
 

@@ -19,6 +19,13 @@
       copy.textContent = "Copied";
       return;
     }
+    // "Go back" on error pages: the previous page when there is one, else the link's href.
+    var back = event.target.closest("[data-history-back]");
+    if (back && window.history.length > 1) {
+      event.preventDefault();
+      window.history.back();
+      return;
+    }
     // Close open menus when clicking elsewhere.
     document.querySelectorAll("details.menu[open]").forEach(function (menu) {
       if (!menu.contains(event.target)) menu.removeAttribute("open");

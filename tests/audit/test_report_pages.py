@@ -94,3 +94,28 @@ def test_ready_report_downloads(client, compliance_officer, ready_report):
     assert b"".join(response.streaming_content).startswith(b"%PDF")
     page = client.get("/compliance/reports/").content.decode()
     assert ready_report.bundle_sha256[:17] in page and "Evidence bundle" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ready_report_downloads_stream_under_asgi(compliance_officer, ready_report, settings):
+    """Under ASGI the bundle is read in chunks by an async iterator — Django's FileResponse
+    would read the whole file into memory first — and arrives byte for byte."""
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    from audit.reports import generate
+
+    client = AsyncClient()
+    client.force_login(compliance_officer)
+
+    async def fetch():
+        response = await client.get(f"/compliance/reports/{ready_report.pk}/bundle.zip")
+        assert response.is_async
+        return response, [chunk async for chunk in response.streaming_content]
+
+    response, chunks = async_to_sync(fetch)()
+    expected = (generate.reports_dir() / ready_report.bundle_name).read_bytes()
+    assert b"".join(chunks) == expected
+    assert response["Content-Length"] == str(len(expected))
+    assert response["Content-Disposition"] == (
+        f'attachment; filename="{ready_report.bundle_name}"')

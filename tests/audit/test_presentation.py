@@ -71,3 +71,10 @@ def test_details_fold_and_truncate():
     # One extra line is shown rather than folded alone.
     assert len(audit_details({f"k{i}": i for i in range(7)}, limit=6)["shown"]) == 7
     assert audit_details({}, limit=6) == {"shown": [], "folded": []}
+
+
+def test_action_may_break_after_dots_and_is_escaped():
+    from audit.templatetags.audit_ui import audit_action
+
+    assert audit_action("billing.budget_create") == "billing.<wbr>budget_create"
+    assert audit_action("x.<b>") == "x.<wbr>&lt;b&gt;"

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from audit import selectors, services
+from audit.chain import canonical_time
 from audit.filters import EventFilter, EventFilterForm
 from audit.forms import ReportRequestForm
 from audit.models import ReportStatus
@@ -67,6 +68,13 @@ def _explorer(request: HttpRequest, *, scope_tenant=None) -> HttpResponse:
     return render(request, "audit/event_list.html", context)
 
 
+def _stored_record(event) -> dict:
+    """The event's stored columns, as an export row has them (canonical time)."""
+    record = {name: getattr(event, name) for name in selectors.EXPORT_FIELDS}
+    record["created_at"] = canonical_time(event.created_at)
+    return record
+
+
 def _detail(request: HttpRequest, seq: int, *, scope_tenant=None) -> HttpResponse:
     tenant_id = scope_tenant.pk if scope_tenant is not None else None
     event = selectors.event_get(seq=seq, tenant_id=tenant_id)
@@ -74,6 +82,8 @@ def _detail(request: HttpRequest, seq: int, *, scope_tenant=None) -> HttpRespons
     return render(request, "audit/event_detail.html", {
         "event": event,
         "details_json": json.dumps(event.details, indent=2, ensure_ascii=False, sort_keys=True),
+        "record_json": json.dumps(_stored_record(event), indent=2, ensure_ascii=False,
+                                  sort_keys=True),
         "previous_seq": previous,
         "next_seq": following,
         "head": selectors.chain_head(),

@@ -1,6 +1,7 @@
 """The audit explorer: who sees what, filters, keyset pages, detail, streaming exports, API."""
 
 import csv
+import html
 import io
 import json
 from datetime import timedelta
@@ -191,6 +192,44 @@ def test_event_detail_shows_chain_position(client, trail, compliance_officer):
     assert event.hash in body and event.prev_hash in body
     assert f"/audit/events/{event.seq - 1}/" in body and f"/audit/events/{event.seq + 1}/" in body
     assert client.get("/audit/events/999999/").status_code == 404
+
+
+def test_explorer_shows_values_and_targets_for_people(client, compliance_officer, tenant,
+                                                    tenant_admin):
+    budget = audit.record(action="billing.budget_update", actor="system:test", tenant=tenant,
+                          target=("billing.budget", "1"),
+                          details={"api_key_id": None, "notify_email": True,
+                                   "all_tenants": False, "scopes": ["chat", "embeddings"],
+                                   "changes": {"amount": ["10.00", "20.00"]}, "note": ""})
+    client.force_login(compliance_officer)
+    body = client.get("/audit/").content.decode()
+    assert "Budget #1" in body and 'title="billing.budget 1"' in body
+    assert "=None" not in body and "=True" not in body and "=False" not in body
+    assert "tenants.user 1" not in body and "billing.budget 1</" not in body
+    for text in ("<dt>api_key_id</dt><dd>—</dd>", "<dt>notify_email</dt><dd>yes</dd>",
+                 "<dt>all_tenants</dt><dd>no</dd>", "<dt>scopes</dt><dd>chat, embeddings</dd>",
+                 "<dt>note</dt><dd>—</dd>"):
+        assert text in body
+    assert "{&quot;amount&quot;: [&quot;10.00&quot;, &quot;20.00&quot;]}" in body
+    assert '<div class="table-wrap">' in body
+    # The same in a tenant's explorer and in the htmx partial.
+    client.force_login(tenant_admin)
+    body = client.get(f"/t/{tenant.slug}/audit/", HTTP_HX_REQUEST="true").content.decode()
+    assert "Budget #1" in body and "<dt>notify_email</dt><dd>yes</dd>" in body
+
+    # The detail page: humanised details, and the exact stored record.
+    client.force_login(compliance_officer)
+    body = client.get(f"/audit/events/{budget.seq}/").content.decode()
+    assert "Budget #1" in body and "<dt>notify_email</dt><dd>yes</dd>" in body
+    assert "(billing.budget 1)" in body
+    raw = body.split('id="audit-raw-record">')[1].split("</pre>")[0]
+
+    record = json.loads(html.unescape(raw))
+    assert record["details"] == budget.details and record["hash"] == budget.hash
+    assert record["target_type"] == "billing.budget" and record["target_id"] == "1"
+    exported = client.get("/audit/export.jsonl?action=billing.budget_update")
+    row = json.loads(b"".join(exported.streaming_content))
+    assert row == record  # the page's raw record is the export's row
 
 
 def _filtered_truth(**filters):

@@ -7,6 +7,7 @@ from django.apps import apps
 
 from billing.budget_models import BudgetAction, BudgetPeriod, BudgetUnit
 from models_catalog.selectors import model_list_for_tenant
+from portal.text import validate_display_name
 
 
 def api_key_model():
@@ -20,7 +21,8 @@ def tenant_api_keys(tenant):
 
 
 class BudgetForm(forms.Form):
-    name = forms.CharField(max_length=100, help_text="E.g. “Monthly spend” or “CI key tokens”.")
+    name = forms.CharField(max_length=100, validators=[validate_display_name],
+                           help_text="E.g. “Monthly spend” or “CI key tokens”.")
     api_key = forms.ModelChoiceField(queryset=None, required=False, label="API key",
                                      empty_label="All keys of the organisation")
     model = forms.ModelChoiceField(queryset=None, required=False, empty_label="All models")
@@ -86,6 +88,7 @@ class BudgetForm(forms.Form):
 
 
 class WebhookForm(forms.Form):
-    name = forms.CharField(max_length=100, help_text="E.g. “Finance alerts”.")
+    name = forms.CharField(max_length=100, validators=[validate_display_name],
+                           help_text="E.g. “Finance alerts”.")
     url = forms.URLField(max_length=500, label="URL", assume_scheme="https",
                          help_text="Receives a signed JSON POST at every budget alert.")

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from portal.text import validate_display_name
 from tenants.models import TenantOwned
 
 DEFAULT_THRESHOLDS = [50, 80, 100]
@@ -44,7 +45,7 @@ class Budget(TenantOwned):
     records); the gateway refuses requests of a `block` budget that reached 100 %.
     """
 
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, validators=[validate_display_name])
     api_key_id = models.BigIntegerField(
         null=True, blank=True, help_text="Only this API key's usage; empty: the whole tenant.")
     model = models.ForeignKey("models_catalog.Model", null=True, blank=True,
@@ -119,7 +120,7 @@ class Notification(TenantOwned):
 
 
 class WebhookEndpoint(TenantOwned):
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, validators=[validate_display_name])
     url = models.URLField(max_length=500)
     secret_encrypted = models.TextField()
     active = models.BooleanField(default=True)

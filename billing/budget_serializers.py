@@ -5,10 +5,11 @@ from decimal import Decimal
 from rest_framework import serializers
 
 from billing.budget_models import BudgetAction, BudgetPeriod, BudgetUnit
+from portal.text import validate_display_name
 
 
 class BudgetInputSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
+    name = serializers.CharField(max_length=100, validators=[validate_display_name])
     api_key_id = serializers.IntegerField(required=False, allow_null=True, default=None)
     model = serializers.CharField(required=False, allow_null=True, default=None,
                                   help_text="A model slug; empty for every model.")

@@ -15,6 +15,7 @@ from deployments.models import (
     dns_label_validator,
 )
 from models_catalog.models import Model, ModelLifecycle, ModelTask, ModelVersion
+from portal.text import validate_display_name
 from tenants.models import Tenant, TenantStatus
 
 
@@ -118,6 +119,7 @@ class ExternalEndpointForm(forms.Form):
         queryset=Tenant.objects.filter(status=TenantStatus.ACTIVE), required=False,
         empty_label="Shared — serves every entitled tenant", label="Audience")
     name = forms.CharField(max_length=100, required=False, label="Display name",
+                           validators=[validate_display_name],
                            help_text="Empty: the server's host and port.")
 
     def __init__(self, *args, **kwargs):
@@ -145,6 +147,7 @@ class ExternalEndpointEditForm(forms.Form):
     base_url = ExternalEndpointForm.base_fields["base_url"]
     upstream_model = ExternalEndpointForm.base_fields["upstream_model"]
     name = forms.CharField(max_length=100, required=False, label="Display name",
+                           validators=[validate_display_name],
                            help_text="Empty: the server's host and port.")
     upstream_api_key = forms.CharField(
         required=False, label="New upstream API key",

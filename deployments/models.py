@@ -6,6 +6,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 
 from models_catalog.models import Model, ModelVersion
+from portal.text import validate_display_name
 from tenants.models import Tenant, User, jurisdiction_validator
 
 dns_label_validator = RegexValidator(
@@ -129,7 +130,7 @@ class Deployment(models.Model):
     tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.PROTECT,
                                related_name="dedicated_deployments",
                                help_text="Empty for a shared deployment.")
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, validators=[validate_display_name])
     backend = models.CharField(max_length=16, choices=Backend.choices)
     base_url = models.URLField("upstream base URL", max_length=500, blank=True,
                                help_text="The OpenAI-compatible base URL, e.g. http://host:8000/v1")

@@ -11,6 +11,7 @@ from deployments.models import (
     ScaleMetric,
 )
 from models_catalog.models import ModelTask
+from portal.text import validate_display_name
 
 
 class ClusterOutputSerializer(serializers.ModelSerializer):
@@ -80,7 +81,8 @@ class DeploymentCreateSerializer(serializers.Serializer):
     tenant = serializers.SlugField(required=False, allow_null=True, default=None,
                                    help_text="Tenant slug for a dedicated deployment; "
                                              "empty: shared.")
-    name = serializers.CharField(max_length=63, required=False, allow_blank=True, default="")
+    name = serializers.CharField(max_length=63, required=False, allow_blank=True, default="",
+                                 validators=[validate_display_name])
     mode = serializers.ChoiceField(choices=DeploymentMode.choices, required=False,
                                    allow_blank=True, default="")
     runtime = serializers.ChoiceField(choices=Runtime.choices, default=Runtime.VLLM)
@@ -144,13 +146,15 @@ class ExternalEndpointCreateSerializer(serializers.Serializer):
     tenant = serializers.SlugField(required=False, allow_null=True, default=None,
                                    help_text="Tenant slug for a dedicated endpoint; empty: "
                                              "shared.")
-    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="",
+                                 validators=[validate_display_name])
 
 
 class ExternalEndpointUpdateSerializer(serializers.Serializer):
     base_url = serializers.URLField(max_length=500, required=False)
     upstream_model = serializers.CharField(max_length=200, required=False, allow_blank=True)
     name = serializers.CharField(max_length=100, required=False, allow_blank=True,
+                                 validators=[validate_display_name],
                                  help_text="Empty: the server's host and port.")
     upstream_api_key = serializers.CharField(
         write_only=True, required=False, allow_blank=True,

@@ -5,10 +5,12 @@ from datetime import UTC, datetime, time, timedelta
 from django import forms
 
 from models_catalog.selectors import model_list_for_tenant
+from portal.text import validate_display_name
 
 
 class ApiKeyForm(forms.Form):
-    name = forms.CharField(max_length=100, help_text="What uses it, e.g. “CI pipeline”.")
+    name = forms.CharField(max_length=100, validators=[validate_display_name],
+                           help_text="What uses it, e.g. “CI pipeline”.")
     expires_on = forms.DateField(
         required=False, label="Expires on",
         widget=forms.DateInput(attrs={"type": "date"}),

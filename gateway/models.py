@@ -4,6 +4,7 @@ from django.db import models
 from django.utils import timezone
 
 from models_catalog.models import Model
+from portal.text import validate_display_name
 from tenants.models import TenantOwned, User
 
 
@@ -15,7 +16,7 @@ class ApiKey(TenantOwned):
     `previous_secret_hash`, which keeps working until `previous_valid_until`.
     """
 
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, validators=[validate_display_name])
     owner = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="api_keys")
     prefix = models.CharField(max_length=16, unique=True)

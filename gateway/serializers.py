@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from gateway.models import ApiKey
+from portal.text import validate_display_name
 
 
 class ApiKeyOutputSerializer(serializers.ModelSerializer):
@@ -26,7 +27,7 @@ class ApiKeyCreatedSerializer(ApiKeyOutputSerializer):
 
 
 class ApiKeyCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
+    name = serializers.CharField(max_length=100, validators=[validate_display_name])
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     allowed_models = serializers.ListField(child=serializers.SlugField(), required=False,
                                            default=list)

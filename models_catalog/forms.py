@@ -6,6 +6,7 @@ from decimal import Decimal
 from django import forms
 
 from models_catalog.models import Model, ModelLifecycle, ModelTask, VersionStatus
+from portal.text import validate_display_name
 from tenants.models import Tenant
 
 
@@ -25,10 +26,11 @@ class UploadMetadataForm(forms.Form):
                                              "new one below.")
     slug = forms.SlugField(required=False, max_length=100,
                            help_text="The model name API clients send, e.g. mistral-7b.")
-    name = forms.CharField(required=False, max_length=200)
+    name = forms.CharField(required=False, max_length=200, validators=[validate_display_name])
     task = forms.ChoiceField(required=False, choices=ModelTask.choices)
-    provider = forms.CharField(required=False, max_length=100, label="Provider / family")
-    license = forms.CharField(required=False, max_length=100)
+    provider = forms.CharField(required=False, max_length=100, label="Provider / family",
+                               validators=[validate_display_name])
+    license = forms.CharField(required=False, max_length=100, validators=[validate_display_name])
     context_length = forms.IntegerField(required=False, min_value=1)
     model_card = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 6}),
                                  help_text="Markdown. Raw HTML is shown as text.")

@@ -6,6 +6,7 @@ from decimal import Decimal
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
+from portal.text import validate_display_name
 from tenants.models import Tenant, slug_validator
 
 
@@ -25,12 +26,13 @@ class Model(models.Model):
     """A model offered on the platform; what `model` names in an OpenAI-style request."""
 
     slug = models.SlugField(max_length=100, unique=True, validators=[slug_validator])
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[validate_display_name])
     task = models.CharField(max_length=16, choices=ModelTask.choices)
     description = models.TextField(blank=True)
     model_card = models.TextField(blank=True, help_text="Markdown; rendered without raw HTML.")
-    provider = models.CharField("provider / family", max_length=100, blank=True)
-    license = models.CharField(max_length=100, blank=True)
+    provider = models.CharField("provider / family", max_length=100, blank=True,
+                                validators=[validate_display_name])
+    license = models.CharField(max_length=100, blank=True, validators=[validate_display_name])
     context_length = models.PositiveIntegerField(null=True, blank=True)
     lifecycle = models.CharField(max_length=16, choices=ModelLifecycle.choices,
                                  default=ModelLifecycle.ACTIVE)

@@ -14,6 +14,7 @@ from models_catalog.models import (
     UploadSession,
     VersionStatus,
 )
+from portal.text import validate_display_name
 
 
 class ModelOutputSerializer(serializers.ModelSerializer):
@@ -37,13 +38,14 @@ class TenantModelOutputSerializer(serializers.ModelSerializer):
 
 class ModelCreateSerializer(serializers.Serializer):
     slug = serializers.SlugField(max_length=100)
-    name = serializers.CharField(max_length=200)
+    name = serializers.CharField(max_length=200, validators=[validate_display_name])
     task = serializers.ChoiceField(choices=ModelTask.choices)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     model_card = serializers.CharField(required=False, allow_blank=True, default="")
     provider = serializers.CharField(required=False, allow_blank=True, default="",
-                                     max_length=100)
-    license = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+                                     max_length=100, validators=[validate_display_name])
+    license = serializers.CharField(required=False, allow_blank=True, default="", max_length=100,
+                                    validators=[validate_display_name])
     context_length = serializers.IntegerField(required=False, allow_null=True, min_value=1,
                                               default=None)
     available_to_all_tenants = serializers.BooleanField(required=False, default=True)

@@ -7,6 +7,8 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 
+from portal.text import validate_display_name
+
 
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
@@ -97,7 +99,7 @@ class Tenant(models.Model):
     """A customer organisation of the MSP. Never deleted: suspended instead, for the record."""
 
     slug = models.SlugField(max_length=40, unique=True, validators=[slug_validator])
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[validate_display_name])
     status = models.CharField(
         max_length=16, choices=TenantStatus.choices, default=TenantStatus.ACTIVE
     )

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from portal.text import validate_display_name
 from tenants.models import Invitation, Membership, Tenant, TenantRole
 
 
@@ -15,7 +16,7 @@ class TenantOutputSerializer(serializers.ModelSerializer):
 
 class TenantCreateSerializer(serializers.Serializer):
     slug = serializers.SlugField(max_length=40)
-    name = serializers.CharField(max_length=200)
+    name = serializers.CharField(max_length=200, validators=[validate_display_name])
     contact_email = serializers.EmailField()
     jurisdiction = serializers.CharField(max_length=8)
     max_gpus = serializers.IntegerField(min_value=0, required=False, default=0)
@@ -31,7 +32,7 @@ class TenantCreateSerializer(serializers.Serializer):
 
 
 class TenantUpdateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200, required=False)
+    name = serializers.CharField(max_length=200, required=False, validators=[validate_display_name])
     contact_email = serializers.EmailField(required=False)
     jurisdiction = serializers.CharField(max_length=8, required=False)
     max_gpus = serializers.IntegerField(min_value=0, required=False)

@@ -1,0 +1,75 @@
+"""Names people type are shown to other people exactly as typed, so they must be plain text.
+
+`validate_display_name` rejects the characters that change how *surrounding* text is shown or
+that can't be seen at all:
+
+* the bidirectional controls — embeddings and overrides U+202A–U+202E, isolates U+2066–U+2069,
+  the marks U+200E/U+200F and the Arabic letter mark U+061C — with which "CI \u202eevil\u202c"
+  is displayed as "CI live";
+* control characters (C0, DEL, C1: tabs, newlines, escape sequences) and the line/paragraph
+  separators U+2028/U+2029: a name is a single line;
+* every other invisible format character (zero-width space U+200B, word joiner U+2060, BOM
+  U+FEFF, soft hyphen, the Unicode "tag" characters used to smuggle hidden text, …) and lone
+  surrogates, which the database can't store anyway.
+
+Deliberately allowed: the zero-width non-joiner and joiner U+200C/U+200D. Persian and Indic
+scripts need them to spell words correctly, and emoji sequences use the joiner; they don't
+reorder anything.
+"""
+from __future__ import annotations
+
+import unicodedata
+
+from django.core.exceptions import ValidationError
+from django.utils.deconstruct import deconstructible
+
+BIDI_CONTROLS = frozenset(
+    [chr(c) for c in range(0x202A, 0x202F)] + [chr(c) for c in range(0x2066, 0x206A)]
+    + ["\u200e", "\u200f", "\u061c"])
+ALLOWED_FORMAT = frozenset({"\u200c", "\u200d"})  # ZWNJ, ZWJ: needed by scripts and emoji
+REJECTED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def disallowed_character(value: str) -> str | None:
+    """The first character a display name must not contain, or None."""
+    for char in value:
+        if char in ALLOWED_FORMAT:
+            continue
+        if char in BIDI_CONTROLS or unicodedata.category(char) in REJECTED_CATEGORIES:
+            return char
+    return None
+
+
+def _message(char: str) -> str:
+    code = f"U+{ord(char):04X}"
+    if char in BIDI_CONTROLS:
+        return (f"Remove the invisible text-direction character ({code}) — names are shown "
+                "exactly as typed.")
+    category = unicodedata.category(char)
+    if category in ("Cc", "Zl", "Zp"):
+        return (f"Remove the control character ({code}) — a name is a single line of "
+                "visible text.")
+    return f"Remove the invisible character ({code}) — names are shown exactly as typed."
+
+
+@deconstructible
+class DisplayNameValidator:
+    """Model/form/serializer validator for a single-line, human-entered name or label."""
+
+    code = "invisible_character"
+
+    def __call__(self, value) -> None:
+        if not isinstance(value, str):
+            return
+        char = disallowed_character(value)
+        if char is not None:
+            raise ValidationError(_message(char), code=self.code, params={"value": value})
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, DisplayNameValidator)
+
+    def __hash__(self) -> int:
+        return hash(self.code)
+
+
+validate_display_name = DisplayNameValidator()

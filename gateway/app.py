@@ -549,6 +549,11 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 
 _FIELD_TYPES = {"messages": list, "stream": bool, "max_tokens": int, "n": int,
                 "temperature": (int, float), "top_p": (int, float), "stream_options": dict}
+_TYPE_NAMES = {list: "an array", bool: "a boolean", int: "an integer",
+               (int, float): "a number", dict: "an object"}
+# Bounds the gateway itself must rely on (token reservations, fan-out); the upstream checks the
+# model-specific ones (context length, sampling ranges).
+_INT_RANGES = {"max_tokens": (1, 2**31 - 1), "n": (1, 128)}
 
 
 def _parse_body(raw: bytes, path: str) -> dict:
@@ -565,8 +570,14 @@ def _parse_body(raw: bytes, path: str) -> dict:
         value = request.get(name)
         if value is not None and (not isinstance(value, expected)
                                   or (expected is int and isinstance(value, bool))):
-            raise errors.bad_request(f"Invalid type for '{name}'.", param=name,
+            raise errors.bad_request(f"Invalid type for '{name}': expected "
+                                     f"{_TYPE_NAMES[expected]}.", param=name,
                                      code="invalid_type")
+    for name, (low, high) in _INT_RANGES.items():
+        value = request.get(name)
+        if value is not None and not low <= value <= high:
+            raise errors.bad_request(f"Invalid value for '{name}': {value} is out of range; "
+                                     f"use {low} to {high}.", param=name, code="invalid_value")
     if path.endswith("chat/completions") and not request.get("messages"):
         raise errors.bad_request("'messages' is required and must be a non-empty array.",
                                  param="messages")

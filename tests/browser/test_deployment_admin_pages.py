@@ -40,7 +40,7 @@ def test_register_an_endpoint_then_delete_a_cluster(page, live_server, upstream)
     sign_in(page, admin.email, PASSWORD, totp_secret=TOTP_SECRET)
 
     page.goto("/msp/deployments/")
-    page.get_by_role("link", name="Register an external endpoint").click()
+    page.get_by_role("link", name="Register an external endpoint").first.click()
     page.fill("#id_model_slug", "local-llm")
     page.select_option("#id_task", "chat")
     page.fill("#id_base_url", upstream)

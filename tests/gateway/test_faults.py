@@ -49,6 +49,12 @@ def assert_openai_error(response, status: int, *, code=None, param=None, contain
     (b'{"model": "chat-small", "messages": [{"role":"user","content":"x"}], "max_tokens": true}',
      "max_tokens", "Invalid type"),
     (b'{"model": "chat-small"}', "messages", "'messages' is required"),
+    (b'{"model": "chat-small", "messages": [{"role":"user","content":"x"}], "max_tokens": 1e20}',
+     "max_tokens", "expected an integer"),
+    (b'{"model": "chat-small", "messages": [{"role":"user","content":"x"}], "max_tokens": 0}',
+     "max_tokens", "out of range; use 1 to"),
+    (b'{"model": "chat-small", "messages": [{"role":"user","content":"x"}], "n": 100000}',
+     "n", "out of range; use 1 to 128"),
 ])
 def test_malformed_requests_are_400(served, raw, param, contains):
     assert_openai_error(post(served, None, raw=raw), 400, param=param, contains=contains)

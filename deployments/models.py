@@ -12,6 +12,13 @@ from tenants.models import Tenant, User, jurisdiction_validator
 dns_label_validator = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
     "Use lowercase letters, digits and hyphens (a Kubernetes DNS label).")
+# KServe names an InferenceService's objects `<name>-predictor` (and `<name>-<canary>-predictor`)
+# and its webhook wants a DNS-1035 label: a letter first, and room for the suffix.
+ISVC_NAME_MAX = 53
+isvc_name_validator = RegexValidator(
+    rf"^[a-z](?:[a-z0-9-]{{0,{ISVC_NAME_MAX - 2}}}[a-z0-9])?$",
+    f"Use at most {ISVC_NAME_MAX} lowercase letters, digits and hyphens, starting with a "
+    "letter (KServe adds -predictor to it).")
 
 
 class DeploymentMode(models.TextChoices):
@@ -162,7 +169,7 @@ class Deployment(models.Model):
     mode = models.CharField(max_length=16, choices=DeploymentMode.choices, blank=True)
     namespace = models.CharField(max_length=63, blank=True)
     resource_name = models.CharField(max_length=63, blank=True,
-                                     validators=[dns_label_validator])
+                                     validators=[isvc_name_validator])
     runtime = models.CharField(max_length=32, choices=Runtime.choices, blank=True)
     gpu_product = models.CharField(max_length=100, blank=True)
     gpu_count = models.PositiveSmallIntegerField(default=0)
@@ -174,6 +181,9 @@ class Deployment(models.Model):
     scale_target = models.PositiveIntegerField(null=True, blank=True)
     extra_args = models.JSONField(default=dict, blank=True)
     stop_requested = models.BooleanField(default=False)
+    delete_requested = models.BooleanField(
+        default=False, help_text="Deletion was asked for: a retry after a failed delete "
+                                 "deletes again instead of re-applying.")
 
     # --- KServe observed state ---
     url = models.URLField(max_length=500, blank=True)

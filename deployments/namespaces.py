@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from deployments import kube
-from deployments.models import Cluster
+from deployments.models import Cluster, Deployment, DeploymentMode, DeploymentStatus
 from tenants.models import Tenant
 
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": "sovereign-model-portal"}
@@ -51,8 +51,14 @@ def _objects(cluster: Cluster, ns: str, labels: dict, gpus: int,
             "apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": ns, "labels": {
                 **labels,
-                "pod-security.kubernetes.io/enforce": "restricted",
-                "pod-security.kubernetes.io/enforce-version": "latest"}},
+                # KServe v0.20's vLLM and Hugging Face runtimes set neither runAsNonRoot nor a
+                # seccomp profile, so `restricted` would refuse every model pod: enforce
+                # `baseline` (no privileged pods, host namespaces or host paths) and report
+                # what `restricted` would refuse.
+                "pod-security.kubernetes.io/enforce": "baseline",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+                "pod-security.kubernetes.io/warn": "restricted",
+                "pod-security.kubernetes.io/audit": "restricted"}},
         }, ("labels",)),
         KubeObject("ResourceQuota", f"{in_ns}/resourcequotas", "portal-quota", {
             "apiVersion": "v1", "kind": "ResourceQuota",
@@ -81,8 +87,10 @@ def _objects(cluster: Cluster, ns: str, labels: dict, gpus: int,
                        "spec": {
                            "podSelector": {},
                            "policyTypes": ["Ingress"],
-                           "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {
-                               "kubernetes.io/metadata.name": cluster.gateway_namespace}}}]}],
+                           "ingress": [{"from": [
+                               {"namespaceSelector": {"matchLabels": {
+                                   "kubernetes.io/metadata.name": namespace}}}
+                               for namespace in _admitted_namespaces(cluster)]}],
                        },
                    }, ("spec",)),
         KubeObject("RoleBinding",
@@ -96,6 +104,20 @@ def _objects(cluster: Cluster, ns: str, labels: dict, gpus: int,
                                      "name": f"portal:tenant:{tenant_slug}"}],
                    }, ("roleRef", "subjects")),
     ]
+
+
+KNATIVE_SYSTEM_NAMESPACE = "knative-serving"
+
+
+def _admitted_namespaces(cluster: Cluster) -> list[str]:
+    """Who may reach model pods: the gateway's namespace; with Knative in use on the cluster
+    also Knative's own (its activator holds requests while a revision scales from zero, and
+    its autoscaler scrapes the pods)."""
+
+    knative = cluster.default_mode == DeploymentMode.KNATIVE or Deployment.objects.filter(
+        cluster=cluster, mode=DeploymentMode.KNATIVE).exclude(
+        status=DeploymentStatus.DELETED).exists()
+    return [cluster.gateway_namespace] + ([KNATIVE_SYSTEM_NAMESPACE] if knative else [])
 
 
 def _matches(live: dict, wanted: KubeObject) -> bool:

@@ -12,7 +12,7 @@ from deployments.models import (
     Deployment,
     DeploymentStatus,
 )
-from models_catalog.models import Model, ModelVersion, VersionStatus
+from models_catalog.models import Model, ModelLifecycle, ModelVersion, VersionStatus
 from models_catalog.selectors import model_list_for_tenant
 from tenants.models import Tenant
 
@@ -108,7 +108,8 @@ def deployable_versions(model: Model | None = None) -> QuerySet[ModelVersion]:
     one is verified again before every apply)."""
     from models_catalog.signing import version_verify
 
-    qs = ModelVersion.objects.filter(status=VersionStatus.PUBLISHED).select_related("model")
+    qs = ModelVersion.objects.filter(status=VersionStatus.PUBLISHED).exclude(
+        model__lifecycle=ModelLifecycle.RETIRED).select_related("model")
     if model:
         qs = qs.filter(model=model)
     verified = [v.pk for v in qs if version_verify(v).ok]

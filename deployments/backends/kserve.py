@@ -208,16 +208,41 @@ def build_manifest(deployment: Deployment) -> dict:
     }
 
 
+def _covers(live, desired) -> bool:
+    """Whether `live` holds everything in `desired`. Fields the cluster adds (KServe's
+    defaulting webhook sets e.g. `model.protocolVersion`, Kubernetes fills defaults) are not
+    drift; a value the portal set that changed or went missing is."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(
+            key in live and _covers(live[key], value) for key, value in desired.items())
+    if isinstance(desired, list):
+        return (isinstance(live, list) and len(live) == len(desired)
+                and all(_covers(a, b) for a, b in zip(live, desired, strict=True)))
+    return live == desired
+
+
+# Fields only the portal sets: present live but absent from the desired state means someone
+# (or a half-finished change) left a canary or a name behind.
+_PORTAL_ONLY = (("canary",), ("predictor", "canaryTrafficPercent"), ("predictor", "name"))
+
+
 def _drifted(live: dict, desired: dict) -> bool:
-    live_meta = live.get("metadata", {})
-    ours = desired["metadata"]
-    if live.get("spec") != desired["spec"]:
+    live_spec, spec = live.get("spec") or {}, desired["spec"]
+    if not _covers(live_spec, spec):
         return True
-    annotations = live_meta.get("annotations") or {}
-    if any(annotations.get(k) != v for k, v in ours["annotations"].items()):
+    for path in _PORTAL_ONLY:
+        have, want = live_spec, spec
+        for key in path:
+            have = have.get(key) if isinstance(have, dict) else None
+            want = want.get(key) if isinstance(want, dict) else None
+        if have is not None and want is None:
+            return True
+    annotations = live.get("metadata", {}).get("annotations") or {}
+    ours = desired["metadata"]["annotations"]
+    if any(annotations.get(k) != v for k, v in ours.items()):
         return True
     # A stop annotation someone else added is drift too.
-    return ANNOTATION_STOP in annotations and ANNOTATION_STOP not in ours["annotations"]
+    return ANNOTATION_STOP in annotations and ANNOTATION_STOP not in ours
 
 
 def _conditions(live: dict) -> dict[str, dict]:

@@ -21,6 +21,7 @@ from deployments import kube, namespaces, selectors
 from deployments.backends import backend_for
 from deployments.backends.kserve import canary_name, registry_host
 from deployments.models import (
+    ISVC_NAME_MAX,
     Backend,
     Cluster,
     Deployment,
@@ -36,7 +37,7 @@ from deployments.services.clusters import (
     jurisdiction_allowed,
     tenant_namespace_ensure,
 )
-from models_catalog.models import ModelVersion
+from models_catalog.models import ModelLifecycle, ModelVersion
 from models_catalog.signing import version_verify
 from portal.gateway_config import bump_gateway_config
 from tenants.models import Tenant
@@ -55,6 +56,8 @@ def _refuse(*, actor, tenant, reason: str, field: str | None, details: dict) -> 
 
 
 def _check_version(version: ModelVersion) -> str | None:
+    if version.model.lifecycle == ModelLifecycle.RETIRED:
+        return f"{version.model.slug} is retired: it serves nothing and can't be deployed."
     if not version.is_deployable:
         return (f"{version} is {version.get_status_display().lower()}: only published "
                 "versions can be deployed.")
@@ -81,6 +84,10 @@ def _validate_shape(*, mode: str, runtime: str, gpu_count: int, min_replicas: in
         errors["scale_metric"] = "Standard mode (HPA) scales on cpu or memory."
     if scale_target is not None and not scale_metric:
         errors["scale_target"] = "Choose a scale metric for the target."
+    elif mode == DeploymentMode.STANDARD and scale_target is not None \
+            and not 1 <= scale_target <= 100:
+        # KServe's webhook: an HPA target is a utilisation percentage, 1 to 100.
+        errors["scale_target"] = "In Standard mode the target is a percentage: 1 to 100."
     tp = extra_args.get("--tensor-parallel-size")
     if tp and int(tp) > max(gpu_count, 1):
         errors["extra_args"] = f"--tensor-parallel-size={tp} needs at least {tp} GPUs."
@@ -116,8 +123,10 @@ def kserve_deployment_build(
     name: str = "",
 ) -> Deployment:
     """An unsaved Deployment with its desired state: what the wizard previews as YAML."""
-    resource_name = slugify(name or version.model.slug).replace("_", "-")[:63].strip("-") \
-        or "model"
+    resource_name = slugify(name or version.model.slug).replace("_", "-")
+    if not resource_name[:1].isalpha():
+        resource_name = f"m-{resource_name}"  # KServe wants a letter first
+    resource_name = resource_name[:ISVC_NAME_MAX].strip("-") or "model"
     namespace = (namespaces.namespace_name(tenant) if tenant
                  else settings.DEPLOYMENTS_SHARED_NAMESPACE)
     return Deployment(
@@ -215,7 +224,9 @@ def _transition(deployment: Deployment, *, from_statuses, to: str, reason: str =
 def _enqueue(deployment: Deployment) -> None:
     from deployments import tasks
 
-    transaction.on_commit(lambda: tasks.drive_deployment.delay(deployment.pk))
+    # robust: a broker that is down must not turn a saved change into a 500; the beat queues
+    # work left pending again (deployments_fail_stale).
+    transaction.on_commit(lambda: tasks.drive_deployment.delay(deployment.pk), robust=True)
 
 
 def kserve_deployment_create(*, actor, deployment: Deployment) -> Deployment:
@@ -289,8 +300,10 @@ def deployment_drive(deployment_id: int) -> str:
         message = exc.message if isinstance(exc, kube.KubeError) else " ".join(exc.messages)
         _fail(deployment, from_statuses=from_statuses, reason=message)
         return S.FAILED
-    if deployment.status == S.STOPPING:
-        _transition(deployment, from_statuses=[S.STOPPING], to=S.STOPPED,
+    if deployment.status in (S.STOPPING, S.APPLYING) and deployment.stop_requested:
+        # A stop, or a change (scale, update, retry) to a stopped deployment: applied with the
+        # stop annotation, so there is nothing to wait for.
+        _transition(deployment, from_statuses=[deployment.status], to=S.STOPPED,
                     reason=f"Stopped (serving.kserve.io/stop), InferenceService {outcome}.")
         return S.STOPPED
     _transition(deployment, from_statuses=[S.APPLYING], to=S.PROGRESSING,
@@ -360,6 +373,12 @@ def _change(*, actor, deployment: Deployment, action: str, message: str, details
 
 
 def deployment_retry(*, actor, deployment: Deployment) -> Deployment:
+    """Resume what failed: a failed delete deletes again; anything else applies again (with
+    the stop annotation if a stop was asked for, which then ends stopped)."""
+    if deployment.delete_requested:
+        return _change(actor=actor, deployment=deployment, action="deployment.retried",
+                       message="Retry requested: deleting again.", details={"delete": True},
+                       from_statuses=[S.FAILED], to=S.DELETING)
     return _change(actor=actor, deployment=deployment, action="deployment.retried",
                    message="Retry requested.", details={}, from_statuses=[S.FAILED])
 
@@ -466,7 +485,8 @@ def deployment_delete(*, actor, deployment: Deployment) -> Deployment:
         return deployment
     return _change(actor=actor, deployment=deployment, action="deployment.deleting",
                    message="Delete requested.", details={},
-                   from_statuses=[S.READY, S.PROGRESSING, S.FAILED, S.STOPPED], to=S.DELETING)
+                   from_statuses=[S.READY, S.PROGRESSING, S.FAILED, S.STOPPED], to=S.DELETING,
+                   delete_requested=True)
 
 
 # --- Periodic work ------------------------------------------------------------------------
@@ -527,8 +547,17 @@ def deployments_reconcile_all() -> dict[str, int]:
 
 def deployments_fail_stale() -> int:
     """Nothing stays in 'applying' (or 'progressing') forever: a worker that died mid-step
-    leaves a failed deployment with a reason and a retry button."""
+    leaves a failed deployment with a reason and a retry button. Work that was never picked
+    up (pending, stopping, deleting: the broker was down when it was queued) is queued
+    again."""
+    from deployments import tasks
+
     now = timezone.now()
+    waiting = Deployment.objects.filter(
+        backend=Backend.KSERVE, status__in=[S.PENDING, S.STOPPING, S.DELETING],
+        status_changed_at__lt=now - timedelta(minutes=settings.DEPLOYMENT_APPLYING_STALE_MINUTES))
+    for deployment_id in waiting.values_list("pk", flat=True):
+        tasks.drive_deployment.delay(deployment_id)
     stale = Deployment.objects.filter(
         Q(status=S.APPLYING,
           status_changed_at__lt=now - timedelta(minutes=settings.DEPLOYMENT_APPLYING_STALE_MINUTES))

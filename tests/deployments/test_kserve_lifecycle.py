@@ -333,6 +333,9 @@ def test_stop_start_and_delete(msp_admin, cluster, version, kube):
 def test_reconcile_recreates_a_deleted_inference_service_and_repairs_edits(msp_admin, cluster,
                                                                            version, kube):
     deployment = become_ready(kube, deploy(msp_admin, cluster, version))
+    # KServe's defaulting webhook added fields the portal never sent: that is not drift.
+    live = kube.isvc(deployment.namespace, deployment.resource_name)
+    assert live["spec"]["predictor"]["model"]["protocolVersion"] == "v2"
     assert services.deployment_reconcile(deployment.pk) == "in sync"
 
     kube.remove(kube.isvc_path(deployment.namespace, deployment.resource_name))
@@ -349,6 +352,76 @@ def test_reconcile_recreates_a_deleted_inference_service_and_repairs_edits(msp_a
     assert services.deployment_reconcile(deployment.pk) == "repaired"
     assert kube.get(path)["spec"]["predictor"]["maxReplicas"] == 2
     assert AuditEvent.objects.filter(action="deployment.drift_repaired").count() == 2
+
+    # A canary someone left behind (the portal has none) is drift as well.
+    deployment = become_ready(kube, deployment)
+    edited = kube.get(path)
+    edited["spec"]["canary"] = [{"predictor": {"name": "v-x", "model": edited["spec"][
+        "predictor"]["model"]}, "trafficPercent": 50}]
+    kube.put(path, edited)
+    assert services.deployment_reconcile(deployment.pk) == "repaired"
+    assert "canary" not in kube.get(path)["spec"]
+
+
+def test_retry_resumes_a_failed_stop_or_delete_and_changes_to_a_stopped_one_settle(
+        msp_admin, cluster, version, kube):
+    deployment = become_ready(kube, deploy(msp_admin, cluster, version))
+    services.deployment_stop(actor=msp_admin, deployment=deployment)
+    kube.fail_next(10)
+    assert services.deployment_drive(deployment.pk) == S.FAILED
+    kube.faults.clear()
+    deployment.refresh_from_db()
+    services.deployment_retry(actor=msp_admin, deployment=deployment)
+    assert services.deployment_drive(deployment.pk) == S.STOPPED
+    isvc = kube.isvc(deployment.namespace, deployment.resource_name)
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/stop"] == "true"
+
+    # Scaling a stopped deployment applies the change and it stays stopped.
+    deployment.refresh_from_db()
+    services.deployment_scale(actor=msp_admin, deployment=deployment, min_replicas=1,
+                              max_replicas=3, scale_metric="cpu", scale_target=60)
+    assert services.deployment_drive(deployment.pk) == S.STOPPED
+    isvc = kube.isvc(deployment.namespace, deployment.resource_name)
+    assert isvc["spec"]["predictor"]["maxReplicas"] == 3
+
+    # A failed delete, retried, deletes — it does not bring the InferenceService back.
+    deployment.refresh_from_db()
+    services.deployment_delete(actor=msp_admin, deployment=deployment)
+    kube.fail_next(10)
+    assert services.deployment_drive(deployment.pk) == S.FAILED
+    kube.faults.clear()
+    deployment.refresh_from_db()
+    services.deployment_retry(actor=msp_admin, deployment=deployment)
+    deployment.refresh_from_db()
+    assert deployment.status == S.DELETING
+    assert services.deployment_drive(deployment.pk) == S.DELETED
+    assert kube.isvc(deployment.namespace, deployment.resource_name) is None
+
+
+def test_kserve_names_and_targets_are_refused_before_anything_is_applied(msp_admin, cluster,
+                                                                          version):
+    from deployments.models import ISVC_NAME_MAX
+
+    built = build(cluster, version, name="9lives")
+    assert built.resource_name == "m-9lives"
+    assert len(build(cluster, version, name="x" * 80).resource_name) == ISVC_NAME_MAX
+    with pytest.raises(ValidationError) as refused:
+        services.kserve_deployment_create(actor=msp_admin, deployment=build(
+            cluster, version, scale_metric="cpu", scale_target=4096))
+    assert "1 to 100" in str(refused.value)
+    assert not Deployment.objects.exists()
+
+
+def test_a_retired_model_is_not_deployed(msp_admin, cluster, version):
+    from deployments.selectors import deployable_versions
+    from models_catalog.models import ModelLifecycle
+
+    assert version in deployable_versions()
+    version.model.lifecycle = ModelLifecycle.RETIRED
+    version.model.save()
+    assert version not in deployable_versions()  # the wizard does not offer it
+    with pytest.raises(ValidationError, match="retired"):
+        services.kserve_deployment_create(actor=msp_admin, deployment=build(cluster, version))
 
 
 def test_stale_applying_deployments_are_failed(msp_admin, cluster, version):
@@ -464,3 +537,22 @@ def test_hugging_face_runtime_upstream_is_its_openai_route(msp_admin, cluster, v
                                            runtime="kserve-huggingfaceserver"))
     assert deployment.base_url.endswith(".example.test/openai/v1")
     assert deployment.url.endswith(".example.test")
+
+
+def test_a_broker_outage_loses_no_change_and_the_beat_queues_it_again(
+        msp_admin, cluster, version, django_capture_on_commit_callbacks):
+    from unittest import mock
+
+    with mock.patch("deployments.tasks.drive_deployment.delay",
+                    side_effect=ConnectionError("broker down")) as delay, \
+            django_capture_on_commit_callbacks(execute=True):
+        deployment = services.kserve_deployment_create(actor=msp_admin,
+                                                       deployment=build(cluster, version))
+    assert delay.call_count == 1  # tried, failed, and the save stands
+    deployment.refresh_from_db()
+    assert deployment.status == S.PENDING
+    Deployment.objects.filter(pk=deployment.pk).update(
+        status_changed_at=deployment.status_changed_at.replace(year=2020))
+    with mock.patch("deployments.tasks.drive_deployment.delay") as delay:
+        services.deployments_fail_stale()
+    delay.assert_called_once_with(deployment.pk)

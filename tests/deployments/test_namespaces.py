@@ -13,7 +13,7 @@ def test_tenant_namespace_objects_are_created(cluster, gpu_tenant, kube):
     record = services.tenant_namespace_ensure(cluster=cluster, tenant=gpu_tenant)
     assert record.ok and record.name == "tenant-acme"
     namespace = kube.get(NS)
-    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
     assert namespace["metadata"]["labels"]["portal.sovereign.eu/tenant"] == "acme"
     assert kube.get(QUOTA)["spec"]["hard"]["requests.nvidia.com/gpu"] == "4"
     assert set(kube.get(QUOTA)["spec"]["hard"]) == {"requests.nvidia.com/gpu", "requests.cpu",
@@ -47,8 +47,9 @@ def test_rerun_is_idempotent_and_repairs_drift(cluster, gpu_tenant, kube):
     assert "NetworkPolicy created" in record.message
     assert "Namespace repaired" in record.message
     assert kube.get(QUOTA)["spec"]["hard"]["requests.nvidia.com/gpu"] == "4"
-    assert kube.get(NS)["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == \
-        "restricted"
+    labels = kube.get(NS)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
 
 
 def test_quota_follows_the_tenant_gpu_quota(cluster, gpu_tenant, kube):
@@ -77,4 +78,13 @@ def test_unreachable_cluster_is_recorded_on_the_namespace(cluster, gpu_tenant, k
 def test_shared_deployments_get_the_shared_namespace(msp_admin, cluster, version, kube):
     deploy(msp_admin, cluster, version)
     assert kube.get("/api/v1/namespaces/models-shared")["metadata"]["labels"][
-        "pod-security.kubernetes.io/enforce"] == "restricted"
+        "pod-security.kubernetes.io/enforce"] == "baseline"
+
+
+def test_with_knative_in_use_its_system_namespace_is_admitted_too(msp_admin, cluster,
+                                                                  gpu_tenant, version, kube):
+    deploy(msp_admin, cluster, version, tenant=gpu_tenant, mode="Knative",
+           scale_metric="concurrency", gpu_count=0, gpu_product="")
+    admitted = [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                for peer in kube.get(POLICY)["spec"]["ingress"][0]["from"]]
+    assert admitted == ["istio-system", "knative-serving"]

@@ -30,6 +30,19 @@ def _status(code: int, reason: str, message: str) -> dict:
             "message": message, "reason": reason, "code": code}
 
 
+def kserve_defaults(obj: dict) -> None:
+    """What KServe v0.20's defaulting webhook adds to an InferenceService the portal writes
+    (inference_service_defaults.go): `protocolVersion: v2` on vLLM models, in the predictor
+    and in every canary predictor. Live objects therefore never equal what was sent."""
+    spec = obj.get("spec") or {}
+    predictors = [spec.get("predictor") or {}] + [
+        c.get("predictor") or {} for c in spec.get("canary") or []]
+    for predictor in predictors:
+        model = predictor.get("model")
+        if model and (model.get("modelFormat") or {}).get("name") == "vLLM":
+            model.setdefault("protocolVersion", "v2")
+
+
 def merge_patch(target, patch):
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
@@ -250,6 +263,8 @@ class KubeEmulator:
                 if item in emulator.objects:
                     return 409, _status(409, "AlreadyExists", f"{name} already exists")
                 body["metadata"]["generation"] = 1
+                if "/inferenceservices" in path:
+                    kserve_defaults(body)
                 emulator._stamp(body)
                 emulator.objects[item] = body
                 return 201, body
@@ -264,6 +279,8 @@ class KubeEmulator:
                 body.setdefault("metadata", {})["uid"] = live["metadata"]["uid"]
                 if "status" in live:
                     body["status"] = live["status"]  # status is a subresource
+                if "/inferenceservices/" in path:
+                    kserve_defaults(body)
                 body["metadata"]["generation"] = live["metadata"].get("generation", 1) + (
                     body.get("spec") != live.get("spec"))
                 emulator._stamp(body)

@@ -227,6 +227,15 @@ class Deployment(models.Model):
         return peak * 2  # Knative: the candidate revision autoscales up to max_replicas too
 
     @property
+    def peak_pods(self) -> int:
+        """Pods this deployment may run at its peak (as `gpus_reserved` counts GPUs)."""
+        if not self.canary_version_id:
+            return self.max_replicas
+        if self.mode == DeploymentMode.STANDARD:
+            return self.max_replicas + self.canary_replicas
+        return self.max_replicas * 2
+
+    @property
     def canary_replicas(self) -> int:
         """Pods KServe runs for a Standard-mode canary: fixed, ceil(minReplicas × % / 100)."""
         return math.ceil(self.min_replicas * (self.canary_traffic_percent or 0) / 100)

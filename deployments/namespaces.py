@@ -10,7 +10,9 @@ with the portal.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.conf import settings
 
@@ -19,10 +21,40 @@ from deployments.models import Cluster, Deployment, DeploymentMode, DeploymentSt
 from tenants.models import Tenant
 
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": "sovereign-model-portal"}
-# Per GPU a tenant may use: the CPU and memory a model server needs beside it.
+# Per GPU a tenant may use: the CPU and memory a model server needs beside it, plus room for
+# what KServe adds to each pod (the ModelCar sidecar asks 100m CPU and 100Mi).
 CPU_PER_GPU = 8
 MEMORY_GI_PER_GPU = 64
 PODS_PER_GPU = 4
+SIDECAR_CPU = Decimal("0.1")
+SIDECAR_MEMORY = 100 * 2**20
+_UNITS = {"m": Decimal("0.001"), "": Decimal(1), "k": Decimal(10**3), "M": Decimal(10**6),
+          "G": Decimal(10**9), "T": Decimal(10**12), "Ki": Decimal(2**10),
+          "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40)}
+
+
+def quantity(text: str) -> Decimal:
+    """A Kubernetes quantity ('500m', '8', '64Gi') as a number (cores, bytes)."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(m|k|Ki|M|Mi|G|Gi|T|Ti)?", text or "0")
+    if not match:
+        raise ValueError(f"{text!r} is not a Kubernetes quantity")
+    return Decimal(match[1]) * _UNITS[match[2] or ""]
+
+
+def tenant_quota(tenant: Tenant) -> dict[str, Decimal]:
+    """The ResourceQuota of the tenant's namespace on every cluster, as numbers."""
+    units = max(tenant.max_gpus, 1)
+    return {"gpus": Decimal(tenant.max_gpus), "cpu": Decimal(units * (CPU_PER_GPU + 1)),
+            "memory": Decimal(units * (MEMORY_GI_PER_GPU + 4) * 2**30),
+            "pods": Decimal(units * PODS_PER_GPU)}
+
+
+def peak_requests(deployment: Deployment) -> dict[str, Decimal]:
+    """What a deployment's pods may request at their peak, sidecars included."""
+    pods = Decimal(deployment.peak_pods)
+    return {"cpu": pods * (quantity(deployment.cpu) + SIDECAR_CPU),
+            "memory": pods * (quantity(deployment.memory) + SIDECAR_MEMORY),
+            "pods": pods}
 
 
 def namespace_name(tenant: Tenant) -> str:
@@ -65,8 +97,8 @@ def _objects(cluster: Cluster, ns: str, labels: dict, gpus: int,
             "metadata": {"name": "portal-quota", **meta},
             "spec": {"hard": {
                 "requests.nvidia.com/gpu": str(gpus),
-                "requests.cpu": str(max(gpus, 1) * CPU_PER_GPU),
-                "requests.memory": f"{max(gpus, 1) * MEMORY_GI_PER_GPU}Gi",
+                "requests.cpu": str(max(gpus, 1) * (CPU_PER_GPU + 1)),
+                "requests.memory": f"{max(gpus, 1) * (MEMORY_GI_PER_GPU + 4)}Gi",
                 "pods": str(max(gpus, 1) * PODS_PER_GPU),
             }},
         }, ("spec",)),

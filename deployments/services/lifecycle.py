@@ -21,6 +21,7 @@ from deployments import kube, namespaces, selectors
 from deployments.backends import backend_for
 from deployments.backends.kserve import canary_name, registry_host
 from deployments.models import (
+    ACTIVE_STATUSES,
     ISVC_NAME_MAX,
     Backend,
     Cluster,
@@ -182,6 +183,35 @@ def kserve_deployment_validate(*, actor, deployment: Deployment) -> None:
     _check_gpus(actor=actor, cluster=deployment.cluster, tenant=deployment.tenant,
                 gpu_product=deployment.gpu_product, gpus_needed=deployment.gpus_reserved,
                 exclude=deployment if deployment.pk else None, details=details)
+    if deployment.tenant:
+        _check_namespace_quota(actor=actor, deployment=deployment, details=details)
+
+
+def _check_namespace_quota(*, actor, deployment: Deployment, details: dict) -> None:
+    """CPU, memory and pods against the tenant namespace's ResourceQuota on this cluster, so
+    Kubernetes never refuses the pods after the portal said yes."""
+    quota = namespaces.tenant_quota(deployment.tenant)
+    held = Deployment.objects.filter(
+        backend=Backend.KSERVE, cluster=deployment.cluster, tenant=deployment.tenant,
+        status__in=ACTIVE_STATUSES)
+    if deployment.pk:
+        held = held.exclude(pk=deployment.pk)
+    used = {"cpu": 0, "memory": 0, "pods": 0}
+    for other in [*held, deployment]:
+        for key, value in namespaces.peak_requests(other).items():
+            used[key] += value
+    words = {"cpu": ("CPU", lambda v: f"{v:g} cores"),
+             "memory": ("memory", lambda v: f"{v / 2**30:.1f} GiB"),
+             "pods": ("pods", lambda v: f"{v:g}")}
+    for key, (label, show) in words.items():
+        if used[key] > quota[key]:
+            _refuse(actor=actor, tenant=deployment.tenant, field="cpu" if key == "cpu" else (
+                "memory" if key == "memory" else "max_replicas"), details=details,
+                reason=f"{deployment.tenant.name}'s namespace on {deployment.cluster.name} "
+                       f"allows {show(quota[key])} of {label} (with {deployment.tenant.max_gpus}"
+                       f" GPUs); its deployments there would request {show(used[key])} at "
+                       "their peak. Ask for fewer per replica or fewer replicas, or raise the "
+                       "tenant's GPU quota.")
 
 
 def jurisdiction_allowed_for_tenant(deployment: Deployment) -> bool:

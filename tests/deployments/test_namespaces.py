@@ -88,3 +88,28 @@ def test_with_knative_in_use_its_system_namespace_is_admitted_too(msp_admin, clu
     admitted = [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
                 for peer in kube.get(POLICY)["spec"]["ingress"][0]["from"]]
     assert admitted == ["istio-system", "knative-serving"]
+
+
+def test_cpu_memory_and_pods_beyond_the_namespace_quota_are_refused_first(
+        msp_admin, cluster, gpu_tenant, version, kube):
+    """The namespace quota (per GPU of the tenant: 9 CPU, 68Gi, 4 pods) is checked before
+    anything is applied, sidecars included, so Kubernetes never refuses the pods later."""
+    import pytest
+    from django.core.exceptions import ValidationError
+
+    from deployments.models import Deployment
+    from tests.deployments.test_kserve_lifecycle import build
+
+    gpu_tenant.max_gpus = 1
+    gpu_tenant.save()
+    # The wizard's default shape (1 GPU, 8 CPU, 64Gi per replica) fits a 1-GPU tenant.
+    deploy(msp_admin, cluster, version, tenant=gpu_tenant, max_replicas=1)
+    quota = kube.get(QUOTA)["spec"]["hard"]
+    assert (quota["requests.cpu"], quota["requests.memory"], quota["pods"]) == ("9", "68Gi",
+                                                                                "4")
+    with pytest.raises(ValidationError) as refused:
+        services.kserve_deployment_create(actor=msp_admin, deployment=build(
+            cluster, version, gpu_tenant, name="cpu-heavy", gpu_count=0, gpu_product="",
+            cpu="4", memory="1Gi", max_replicas=1))
+    assert "allows 9 cores of CPU" in str(refused.value)
+    assert Deployment.objects.count() == 1

@@ -179,26 +179,45 @@ def tenant_objects(cluster: Cluster, tenant: Tenant) -> list[KubeObject]:
 
 def ensure(cluster: Cluster, tenant: Tenant | None) -> list[str]:
     """Create or repair every object; returns what was done, e.g. ['ResourceQuota repaired'].
-    `tenant` None: the shared namespace."""
+    `tenant` None: the shared namespace. Converges under races: an object that another
+    writer (a second worker, a retried request) created or changed meanwhile answers 409,
+    and is read and compared again."""
     done = []
     wanted_objects = tenant_objects(cluster, tenant) if tenant else shared_objects(cluster)
     with kube.session(cluster) as k:
         for wanted in wanted_objects:
-            try:
-                live = k.request("GET", wanted.path)
-            except kube.KubeError as exc:
-                if not kube.not_found(exc):
-                    raise
-                k.request("POST", wanted.collection, wanted.body)
-                done.append(f"{wanted.kind} created")
-                continue
-            if _matches(live, wanted):
-                continue
-            body = {**wanted.body, "metadata": {
-                **wanted.body["metadata"],
-                "labels": {**((live.get("metadata") or {}).get("labels") or {}),
-                           **wanted.body["metadata"]["labels"]},
-                "resourceVersion": (live.get("metadata") or {}).get("resourceVersion")}}
-            k.request("PUT", wanted.path, body)
-            done.append(f"{wanted.kind} repaired")
+            for attempt in range(3):
+                try:
+                    outcome = _ensure_one(k, wanted)
+                except kube.KubeError as exc:
+                    if not kube.conflict(exc) or attempt == 2:
+                        raise
+                    continue
+                if outcome:
+                    done.append(f"{wanted.kind} {outcome}")
+                break
     return done
+
+
+def _ensure_one(k, wanted: KubeObject) -> str:
+    try:
+        live = k.request("GET", wanted.path)
+    except kube.KubeError as exc:
+        if not kube.not_found(exc):
+            raise
+        k.request("POST", wanted.collection, wanted.body)
+        return "created"
+    if _matches(live, wanted):
+        return ""
+    if wanted.kind == "RoleBinding" and live.get("roleRef") != wanted.body["roleRef"]:
+        # roleRef is immutable: a binding to another role is replaced, not edited.
+        k.request("DELETE", wanted.path)
+        k.request("POST", wanted.collection, wanted.body)
+        return "replaced"
+    body = {**wanted.body, "metadata": {
+        **wanted.body["metadata"],
+        "labels": {**((live.get("metadata") or {}).get("labels") or {}),
+                   **wanted.body["metadata"]["labels"]},
+        "resourceVersion": (live.get("metadata") or {}).get("resourceVersion")}}
+    k.request("PUT", wanted.path, body)
+    return "repaired"

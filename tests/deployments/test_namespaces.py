@@ -113,3 +113,17 @@ def test_cpu_memory_and_pods_beyond_the_namespace_quota_are_refused_first(
             cpu="4", memory="1Gi", max_replicas=1))
     assert "allows 9 cores of CPU" in str(refused.value)
     assert Deployment.objects.count() == 1
+
+
+def test_conflicts_are_read_again_and_an_immutable_role_ref_is_replaced(cluster, gpu_tenant,
+                                                                         kube):
+    services.tenant_namespace_ensure(cluster=cluster, tenant=gpu_tenant)
+    binding = kube.get(BINDING)
+    binding["roleRef"]["name"] = "edit"  # someone granted more: roleRef can't be edited back
+    kube.put(BINDING, binding)
+    kube.fail_next(1, status=409)  # and another writer got in the way once
+    record = services.tenant_namespace_ensure(cluster=cluster, tenant=gpu_tenant)
+    assert record.ok, record.message
+    assert "RoleBinding replaced" in record.message
+    assert kube.get(BINDING)["roleRef"]["name"] == "view"
+    assert kube.count("DELETE", "rolebindings/tenant-viewers") == 1

@@ -95,25 +95,49 @@ def _validate_shape(*, mode: str, runtime: str, gpu_count: int, min_replicas: in
     return errors
 
 
-def _check_gpus(*, actor, cluster: Cluster, tenant: Tenant | None, gpu_product: str,
-                gpus_needed: int, exclude: Deployment | None, details: dict) -> None:
+def _gpu_problem(*, cluster: Cluster, tenant: Tenant | None, gpu_product: str,
+                 gpus_needed: int, exclude: Deployment | None) -> tuple[str, str] | None:
+    """(field, reason) when the GPUs are not there, else None."""
     if not gpus_needed:
-        return
+        return None
     if gpu_product not in cluster.gpu_capacity:
-        _refuse(actor=actor, tenant=tenant, field="gpu_product", details=details,
-                reason=f"{cluster.name} has no {gpu_product or 'GPU product chosen'}; it offers "
-                       f"{', '.join(cluster.gpu_products) or 'no GPUs'}.")
+        return "gpu_product", (f"{cluster.name} has no {gpu_product or 'GPU product chosen'}; "
+                               f"it offers {', '.join(cluster.gpu_products) or 'no GPUs'}.")
     free = selectors.cluster_free_gpus(cluster, exclude=exclude).get(gpu_product, 0)
     if gpus_needed > free:
-        _refuse(actor=actor, tenant=tenant, field="gpu_count", details=details,
-                reason=f"{gpus_needed} × {gpu_product} at peak, but {cluster.name} has only "
-                       f"{free} free.")
+        return "gpu_count", (f"{gpus_needed} × {gpu_product} at peak, but {cluster.name} has "
+                             f"only {free} free.")
     if tenant is not None:
         used = selectors.tenant_gpus_reserved(tenant, exclude=exclude)
         if used + gpus_needed > tenant.max_gpus:
-            _refuse(actor=actor, tenant=tenant, field="gpu_count", details=details,
-                    reason=f"{tenant.name}'s GPU quota is {tenant.max_gpus}; {used} are in use "
-                           f"and this needs {gpus_needed} at peak.")
+            return "gpu_count", (f"{tenant.name}'s GPU quota is {tenant.max_gpus}; {used} are "
+                                 f"in use and this needs {gpus_needed} at peak.")
+    return None
+
+
+def _check_gpus(*, actor, cluster: Cluster, tenant: Tenant | None, gpu_product: str,
+                gpus_needed: int, exclude: Deployment | None, details: dict) -> None:
+    problem = _gpu_problem(cluster=cluster, tenant=tenant, gpu_product=gpu_product,
+                           gpus_needed=gpus_needed, exclude=exclude)
+    if problem:
+        _refuse(actor=actor, tenant=tenant, field=problem[0], reason=problem[1],
+                details=details)
+
+
+def _book_gpus(deployment: Deployment) -> None:
+    """Inside the transaction that saves a deployment's new GPU peak: lock the cluster row so
+    concurrent bookings take turns, and check again — two requests that each fit alone must
+    not both be saved. (The audited refusal ran before; this catches only the race.)"""
+    if not deployment.gpus_reserved:
+        return
+    Cluster.objects.select_for_update().filter(pk=deployment.cluster_id).first()
+    problem = _gpu_problem(cluster=deployment.cluster, tenant=deployment.tenant,
+                           gpu_product=deployment.gpu_product,
+                           gpus_needed=deployment.gpus_reserved,
+                           exclude=deployment if deployment.pk else None)
+    if problem:
+        raise ValidationError({problem[0]: problem[1] + " (booked meanwhile by another "
+                                                        "deployment)"})
 
 
 def kserve_deployment_build(
@@ -263,6 +287,7 @@ def kserve_deployment_create(*, actor, deployment: Deployment) -> Deployment:
     """Validate (refusals audited) and save a built deployment; a worker applies it."""
     kserve_deployment_validate(actor=actor, deployment=deployment)
     with transaction.atomic():
+        _book_gpus(deployment)
         deployment.created_by = actor if getattr(actor, "pk", None) else None
         deployment.status, deployment.status_changed_at = S.PENDING, timezone.now()
         deployment.full_clean()
@@ -390,6 +415,8 @@ def _change(*, actor, deployment: Deployment, action: str, message: str, details
     if to == S.PENDING:
         kserve_deployment_validate(actor=actor, deployment=deployment)
     with transaction.atomic():
+        if to == S.PENDING:
+            _book_gpus(deployment)
         locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
         if locked.status not in from_statuses:
             raise ValidationError(f"The deployment is {locked.get_status_display().lower()}; "

@@ -556,3 +556,44 @@ def test_a_broker_outage_loses_no_change_and_the_beat_queues_it_again(
     with mock.patch("deployments.tasks.drive_deployment.delay") as delay:
         services.deployments_fail_stale()
     delay.assert_called_once_with(deployment.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_bookings_that_each_fit_alone_are_not_both_saved(msp_admin, cluster, version):
+    """Both requests pass the checks before either is saved; the cluster row lock makes the
+    second one look again and refuse (6 + 6 GPUs of 8)."""
+    import threading
+    from unittest import mock
+
+    from django.db import connection
+
+    from deployments.services import lifecycle
+
+    both_checked = threading.Barrier(2, timeout=10)
+    real_book = lifecycle._book_gpus
+
+    def book_after_both_checked(deployment):
+        both_checked.wait()
+        real_book(deployment)
+
+    outcomes = []
+
+    def create(name):
+        try:
+            services.kserve_deployment_create(actor=msp_admin, deployment=build(
+                cluster, version, name=name, gpu_count=2, max_replicas=3))
+            outcomes.append("saved")
+        except ValidationError as exc:
+            outcomes.append(str(exc))
+        finally:
+            connection.close()
+
+    with mock.patch.object(lifecycle, "_book_gpus", book_after_both_checked):
+        threads = [threading.Thread(target=create, args=(n,)) for n in ("one", "two")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(15)
+    assert sorted(outcomes, key=len)[0] == "saved"
+    assert "booked meanwhile" in sorted(outcomes, key=len)[1]
+    assert Deployment.objects.count() == 1

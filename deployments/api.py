@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from deployments import selectors, services
 from deployments.backends import backend_for, manifest_yaml
 from deployments.backends.kserve import format_extra_args, parse_extra_args
-from deployments.models import Backend, Cluster, DeploymentStatus
+from deployments.models import Backend, DeploymentStatus
 from deployments.serializers import (
     ClusterCreateSerializer,
     ClusterOutputSerializer,
@@ -26,8 +26,10 @@ from deployments.serializers import (
     ExternalEndpointUpdateSerializer,
     GpuAllocationSerializer,
     ManifestSerializer,
+    NamespaceSyncSerializer,
     ScaleSerializer,
     TenantDeploymentsSerializer,
+    TenantNamespaceSerializer,
     UpdateVersionSerializer,
 )
 from models_catalog.models import ModelVersion
@@ -90,6 +92,29 @@ class ClusterCheckApi(APIView):
         return Response(ClusterOutputSerializer(cluster).data)
 
 
+class ClusterNamespaceListApi(APIView):
+    @extend_schema(responses=TenantNamespaceSerializer(many=True),
+                   operation_id="clusters_namespaces_list")
+    def get(self, request: Request, pk: int) -> Response:
+        """The tenant namespaces on the cluster, as last synced."""
+        _require_manage(request)
+        cluster = selectors.cluster_get(pk)
+        rows = cluster.namespaces.select_related("tenant").order_by("name")
+        return Response(TenantNamespaceSerializer(rows, many=True).data)
+
+
+class ClusterNamespaceSyncApi(APIView):
+    @extend_schema(request=None, responses={202: NamespaceSyncSerializer},
+                   operation_id="clusters_namespaces_sync")
+    def post(self, request: Request, pk: int) -> Response:
+        """Queue a sync of every active tenant's namespace on the cluster; the outcome
+        appears in `GET /api/clusters/{id}/namespaces/` once the worker has run."""
+        _require_manage(request)
+        count = services.cluster_namespaces_sync(actor=request.user,
+                                                 cluster=selectors.cluster_get(pk))
+        return Response({"tenants": count}, status=status.HTTP_202_ACCEPTED)
+
+
 class DeploymentListApi(APIView):
     @extend_schema(responses=DeploymentOutputSerializer(many=True),
                    operation_id="deployments_list")
@@ -108,7 +133,7 @@ class DeploymentListApi(APIView):
         values = dict(data.validated_data)
         dry_run = values.pop("dry_run")
         version = get_object_or_404(ModelVersion, pk=values.pop("version"))
-        cluster = get_object_or_404(Cluster, pk=values.pop("cluster"))
+        cluster = selectors.cluster_get(values.pop("cluster"))
         slug = values.pop("tenant")
         tenant = get_object_or_404(Tenant, slug=slug) if slug else None
         try:

@@ -9,6 +9,7 @@ from deployments.models import (
     DeploymentMode,
     Runtime,
     ScaleMetric,
+    TenantNamespace,
 )
 from models_catalog.models import ModelTask
 from portal.text import validate_display_name
@@ -20,6 +21,20 @@ class ClusterOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "api_url", "jurisdiction", "credential_kind", "gpu_capacity",
                   "gateway_namespace", "default_mode", "server_version", "last_check_ok",
                   "last_check_message", "last_checked_at", "created_at", "updated_at"]
+
+
+class TenantNamespaceSerializer(serializers.ModelSerializer):
+    tenant = serializers.CharField(source="tenant.slug", help_text="Tenant slug.")
+    namespace = serializers.CharField(source="name")
+
+    class Meta:
+        model = TenantNamespace
+        fields = ["tenant", "namespace", "synced_at", "ok", "message"]
+
+
+class NamespaceSyncSerializer(serializers.Serializer):
+    tenants = serializers.IntegerField(help_text="Active tenants whose namespace sync was "
+                                                 "queued.")
 
 
 class ClusterCreateSerializer(serializers.Serializer):

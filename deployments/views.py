@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from deployments import selectors, services, tasks
+from deployments import selectors, services
 from deployments.backends import manifest_yaml
 from deployments.forms import (
     WIZARD_STEPS,
@@ -26,7 +26,6 @@ from deployments.models import Backend, Deployment, DeploymentStatus
 from portal.api import ApplicationError
 from portal.forms import add_service_errors, service_error_message
 from tenants.access import platform_view, tenant_view
-from tenants.models import Tenant
 from tenants.permissions import PlatformPerm, TenantPerm
 
 MANAGE = PlatformPerm.DEPLOYMENTS_MANAGE
@@ -123,10 +122,8 @@ def cluster_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @platform_view(MANAGE)
 def cluster_sync_namespaces(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = selectors.cluster_get(pk)
-    tenant_ids = list(Tenant.objects.filter(status="active").values_list("pk", flat=True))
-    for tenant_id in tenant_ids:
-        tasks.sync_tenant_namespace.delay(cluster.pk, tenant_id)
-    messages.success(request, f"Syncing {len(tenant_ids)} tenant namespaces on {cluster.name} "
+    count = services.cluster_namespaces_sync(actor=request.user, cluster=cluster)
+    messages.success(request, f"Syncing {count} tenant namespaces on {cluster.name} "
                               "in the background; refresh to see the outcome.")
     return redirect("deployments:cluster", pk=pk)
 

@@ -9,6 +9,7 @@ from deployments.services.clusters import (
     cluster_check,
     cluster_create,
     cluster_delete,
+    cluster_namespaces_sync,
     cluster_update,
     jurisdiction_allowed,
     tenant_namespace_ensure,
@@ -41,7 +42,8 @@ from deployments.services.lifecycle import (
 )
 
 __all__ = [
-    "EU_MEMBERS", "cluster_check", "cluster_create", "cluster_delete", "cluster_update",
+    "EU_MEMBERS", "cluster_check", "cluster_create", "cluster_delete",
+    "cluster_namespaces_sync", "cluster_update",
     "deployment_check",
     "deployment_delete", "deployment_drive", "deployment_follow", "deployment_promote",
     "deployment_reconcile", "deployment_retry", "deployment_rollback", "deployment_scale",

@@ -18,7 +18,7 @@ from deployments.models import (
 )
 from portal import crypto
 from portal.api import ApplicationError
-from tenants.models import Tenant
+from tenants.models import Tenant, TenantStatus
 
 SYSTEM = "system:deployments"
 
@@ -140,6 +140,24 @@ def cluster_check(*, actor, cluster: Cluster) -> Cluster:
         audit.record(action="cluster.checked", actor=actor, target=cluster,
                      details={"ok": not problem, "message": cluster.last_check_message})
     return cluster
+
+
+def cluster_namespaces_sync(*, actor, cluster: Cluster) -> int:
+    """Queue a namespace sync of every active tenant on `cluster`; returns how many.
+
+    Each `tasks.sync_tenant_namespace` creates or repairs one tenant's namespace objects and
+    records the outcome on its `TenantNamespace` row.
+    """
+    from deployments import tasks
+
+    tenant_ids = list(Tenant.objects.filter(status=TenantStatus.ACTIVE)
+                      .values_list("pk", flat=True))
+    with transaction.atomic():
+        audit.record(action="cluster.namespaces_sync_requested", actor=actor, target=cluster,
+                     details={"name": cluster.name, "tenants": len(tenant_ids)})
+    for tenant_id in tenant_ids:
+        tasks.sync_tenant_namespace.delay(cluster.pk, tenant_id)
+    return len(tenant_ids)
 
 
 # --- Residency ----------------------------------------------------------------------------

@@ -185,6 +185,10 @@ class Deployment(models.Model):
         default=False, help_text="Deletion was asked for: a retry after a failed delete "
                                  "deletes again instead of re-applying.")
 
+    applied_manifest = models.JSONField(
+        default=dict, blank=True,
+        help_text="The InferenceService last applied: what a pending change is compared to.")
+
     # --- KServe observed state ---
     url = models.URLField(max_length=500, blank=True)
     conditions = models.JSONField(default=list, blank=True)

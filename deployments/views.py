@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from functools import partial
 
 from django.conf import settings
 from django.contrib import messages
@@ -13,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from deployments import selectors, services
-from deployments.backends import manifest_yaml
+from deployments.backends import backend_for, manifest_yaml
 from deployments.forms import (
     WIZARD_STEPS,
     ClusterForm,
@@ -308,6 +309,25 @@ def _canary_diff(deployment: Deployment) -> str:
         tofile=f"{deployment.resource_name} (with canary {deployment.canary_version.version})"))
 
 
+def _pending_diff(deployment: Deployment) -> str:
+    """What applying the desired state would change on the cluster: the last applied
+    manifest against the one the portal would apply now (empty when they agree)."""
+    if deployment.backend != Backend.KSERVE or not deployment.applied_manifest \
+            or deployment.status in (DeploymentStatus.DELETING, DeploymentStatus.DELETED):
+        return ""
+    import yaml
+
+    desired = backend_for(deployment).manifest(deployment)
+    if desired == deployment.applied_manifest:
+        return ""
+    dump = partial(yaml.safe_dump, sort_keys=False, default_flow_style=False)
+    return "".join(difflib.unified_diff(
+        dump(deployment.applied_manifest).splitlines(keepends=True),
+        dump(desired).splitlines(keepends=True),
+        fromfile=f"{deployment.resource_name} (applied)",
+        tofile=f"{deployment.resource_name} (pending: {deployment.status_reason or 'change'})"))
+
+
 @platform_view(MANAGE)
 def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
     deployment = selectors.deployment_get(pk)
@@ -316,6 +336,7 @@ def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         return render(request, "deployments/partials/_status.html", context)
     context.update({
         "canary_diff": _canary_diff(deployment),
+        "pending_diff": _pending_diff(deployment),
         "update_form": UpdateVersionForm(deployment=deployment),
         "scale_form": ScaleForm(initial={
             "min_replicas": deployment.min_replicas, "max_replicas": deployment.max_replicas,

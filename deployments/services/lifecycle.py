@@ -7,6 +7,7 @@ their outcome is recorded in a short one."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from django.conf import settings
@@ -42,6 +43,8 @@ from models_catalog.models import ModelLifecycle, ModelVersion
 from models_catalog.signing import version_verify
 from portal.gateway_config import bump_gateway_config
 from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
 
 S = DeploymentStatus
 
@@ -355,6 +358,8 @@ def deployment_drive(deployment_id: int) -> str:
         message = exc.message if isinstance(exc, kube.KubeError) else " ".join(exc.messages)
         _fail(deployment, from_statuses=from_statuses, reason=message)
         return S.FAILED
+    Deployment.objects.filter(pk=deployment.pk).update(
+        applied_manifest=backend.manifest(deployment))
     if deployment.status in (S.STOPPING, S.APPLYING) and deployment.stop_requested:
         # A stop, or a change (scale, update, retry) to a stopped deployment: applied with the
         # stop annotation, so there is nothing to wait for.
@@ -588,7 +593,13 @@ def deployments_reconcile_all() -> dict[str, int]:
     live = Deployment.objects.filter(backend=Backend.KSERVE,
                                      status__in=[S.READY, S.STOPPED, S.PROGRESSING])
     for deployment_id in live.values_list("pk", flat=True):
-        outcome = deployment_reconcile(deployment_id)
+        try:
+            outcome = deployment_reconcile(deployment_id)
+        except Deployment.DoesNotExist:
+            continue  # removed while the run went on
+        except Exception:  # one deployment's surprise must not stop the others' reconcile
+            logger.exception("Reconciling deployment %s failed", deployment_id)
+            outcome = "error"
         counts[outcome] = counts.get(outcome, 0) + 1
     pairs = Deployment.objects.filter(backend=Backend.KSERVE, tenant__isnull=False).exclude(
         status=S.DELETED).values_list("cluster_id", "tenant_id").distinct()

@@ -597,3 +597,27 @@ def test_two_bookings_that_each_fit_alone_are_not_both_saved(msp_admin, cluster,
     assert sorted(outcomes, key=len)[0] == "saved"
     assert "booked meanwhile" in sorted(outcomes, key=len)[1]
     assert Deployment.objects.count() == 1
+
+
+def test_one_deployments_surprise_does_not_stop_the_reconcile_of_the_others(
+        msp_admin, cluster, version, kube):
+    from unittest import mock
+
+    from deployments.services import lifecycle
+
+    first = become_ready(kube, deploy(msp_admin, cluster, version, name="first", gpu_count=0,
+                                      gpu_product=""))
+    second = become_ready(kube, deploy(msp_admin, cluster, version, name="second",
+                                       gpu_count=0, gpu_product=""))
+    real = lifecycle.deployment_reconcile
+
+    def flaky(deployment_id):
+        if deployment_id == first.pk:
+            raise RuntimeError("surprise")
+        return real(deployment_id)
+
+    kube.remove(kube.isvc_path(second.namespace, second.resource_name))
+    with mock.patch.object(lifecycle, "deployment_reconcile", flaky):
+        counts = services.deployments_reconcile_all()
+    assert counts["error"] == 1 and counts["repaired"] == 1
+    assert kube.isvc(second.namespace, second.resource_name)

@@ -329,3 +329,20 @@ def test_a_failed_deployment_shows_its_reason_and_a_retry_button(client, msp_adm
     client.post(f"/msp/deployments/{deployment.pk}/retry/")
     deployment.refresh_from_db()
     assert deployment.status == S.PENDING
+
+
+def test_a_change_not_applied_yet_is_shown_as_a_diff_against_the_applied_manifest(
+        client, msp_admin, cluster, version, kube):
+    deployment = become_ready(kube, deploy(msp_admin, cluster, version))
+    client.force_login(msp_admin)
+    assert 'data-testid="pending-diff"' not in client.get(
+        f"/msp/deployments/{deployment.pk}/").content.decode()  # applied == desired
+    services.deployment_scale(actor=msp_admin, deployment=deployment, min_replicas=2,
+                              max_replicas=4, scale_metric="cpu", scale_target=50)
+    page = client.get(f"/msp/deployments/{deployment.pk}/").content.decode()
+    assert 'data-testid="pending-diff"' in page
+    assert re.search(r"^- +maxReplicas: 2$", page, re.M)
+    assert re.search(r"^\+ +maxReplicas: 4$", page, re.M)
+    services.deployment_drive(deployment.pk)  # applied: nothing pending any more
+    assert 'data-testid="pending-diff"' not in client.get(
+        f"/msp/deployments/{deployment.pk}/").content.decode()

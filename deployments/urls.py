@@ -23,6 +23,8 @@ urlpatterns = [
     path("msp/deployments/<int:pk>/check/", views.deployment_check, name="check"),
     path("msp/deployments/<int:pk>/manifest.yaml", views.deployment_manifest, name="manifest"),
     path("msp/deployments/<int:pk>/update/", views.deployment_update, name="update"),
+    path("msp/deployments/<int:pk>/update/preview/", views.deployment_update_preview,
+         name="update_preview"),
     path("msp/deployments/<int:pk>/scale/", views.deployment_scale, name="scale"),
     path("t/<slug:tenant_slug>/deployments/", views.tenant_deployment_list, name="tenant_list"),
 ]

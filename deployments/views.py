@@ -388,6 +388,30 @@ def deployment_update(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @platform_view(MANAGE)
+def deployment_update_preview(request: HttpRequest, pk: int) -> HttpResponse:
+    """The manifest change a roll-out would make, before it is submitted (htmx partial)."""
+    deployment = selectors.deployment_get(pk)
+    form = UpdateVersionForm(request.POST, deployment=deployment)
+    context = {"deployment": deployment, "diff": "", "problem": ""}
+    if not form.is_valid():
+        context["problem"] = " ".join(e for errs in form.errors.values() for e in errs)
+    else:
+        try:
+            proposed = services.deployment_update_preview(deployment=deployment,
+                                                          **form.cleaned_data)
+        except (ValidationError, ApplicationError) as exc:
+            context["problem"] = service_error_message(exc)
+        else:
+            context["diff"] = "".join(difflib.unified_diff(
+                manifest_yaml(deployment).splitlines(keepends=True),
+                manifest_yaml(proposed).splitlines(keepends=True),
+                fromfile=f"{deployment.resource_name} (now)",
+                tofile=f"{deployment.resource_name} (after the roll-out)"))
+    return render(request, "deployments/partials/_update_preview.html", context)
+
+
+@require_POST
+@platform_view(MANAGE)
 def deployment_scale(request: HttpRequest, pk: int) -> HttpResponse:
     form = ScaleForm(request.POST)
     if not form.is_valid():

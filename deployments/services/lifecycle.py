@@ -7,6 +7,7 @@ their outcome is recorded in a short one."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from datetime import timedelta
 
@@ -445,9 +446,20 @@ def deployment_retry(*, actor, deployment: Deployment) -> Deployment:
                    message="Retry requested.", details={}, from_statuses=[S.FAILED])
 
 
-def deployment_update_version(*, actor, deployment: Deployment, version: ModelVersion,
+def deployment_update_preview(*, deployment: Deployment, version: ModelVersion,
                               canary_traffic_percent: int | None = None) -> Deployment:
-    """Roll out `version`: all at once (rolling), or as a canary taking that % of traffic."""
+    """The deployment as `deployment_update_version` would leave it, unsaved: what the
+    roll-out form previews. Refuses what the roll-out would refuse, without auditing."""
+    proposed = copy.copy(deployment)
+    fields = _update_fields(deployment, version, canary_traffic_percent)
+    for field, value in fields.items():
+        setattr(proposed, field, value)
+    return proposed
+
+
+def _update_fields(deployment: Deployment, version: ModelVersion,
+                   canary_traffic_percent: int | None) -> dict:
+    """The checks of a roll-out, and the fields it changes."""
     if version.model_id != deployment.model_id:
         raise ValidationError({"version": f"{version} is not a version of "
                                           f"{deployment.model.slug}."})
@@ -456,26 +468,33 @@ def deployment_update_version(*, actor, deployment: Deployment, version: ModelVe
     if deployment.canary_version_id:
         raise ValidationError({"version": "A canary is pending: promote or roll it back "
                                           "first."})
+    if not canary_traffic_percent:
+        return {"previous_version": deployment.version, "version": version}
+    if not 1 <= canary_traffic_percent <= 99:
+        raise ValidationError({"canary_traffic_percent": "Give 1 to 99 percent."})
+    if deployment.mode == DeploymentMode.STANDARD:
+        if deployment.min_replicas < 1:
+            raise ValidationError({"canary_traffic_percent": (
+                "In Standard mode KServe runs a canary with ceil(min replicas × percent / "
+                "100) pods, so with min replicas 0 it would get none: scale to at least "
+                "1 minimum replica first, or roll out without a canary.")})
+        canary_name(deployment, version)  # refuses names KServe could not use
+    return {"canary_version": version, "canary_traffic_percent": canary_traffic_percent}
+
+
+def deployment_update_version(*, actor, deployment: Deployment, version: ModelVersion,
+                              canary_traffic_percent: int | None = None) -> Deployment:
+    """Roll out `version`: all at once (rolling), or as a canary taking that % of traffic."""
+    fields = _update_fields(deployment, version, canary_traffic_percent)
     details = {"from_version": deployment.version.version, "to_version": version.version,
                "digest": version.manifest_digest}
     if canary_traffic_percent:
-        if not 1 <= canary_traffic_percent <= 99:
-            raise ValidationError({"canary_traffic_percent": "Give 1 to 99 percent."})
-        if deployment.mode == DeploymentMode.STANDARD:
-            if deployment.min_replicas < 1:
-                raise ValidationError({"canary_traffic_percent": (
-                    "In Standard mode KServe runs a canary with ceil(min replicas × percent / "
-                    "100) pods, so with min replicas 0 it would get none: scale to at least "
-                    "1 minimum replica first, or roll out without a canary.")})
-            canary_name(deployment, version)  # refuses names KServe could not use
         return _change(actor=actor, deployment=deployment, action="deployment.canary_started",
                        message=f"Canary {version.version} at {canary_traffic_percent}% of "
                                "traffic.",
-                       details={**details, "percent": canary_traffic_percent},
-                       canary_version=version, canary_traffic_percent=canary_traffic_percent)
+                       details={**details, "percent": canary_traffic_percent}, **fields)
     return _change(actor=actor, deployment=deployment, action="deployment.updated",
-                   message=f"Rolling update to {version.version}.", details=details,
-                   previous_version=deployment.version, version=version)
+                   message=f"Rolling update to {version.version}.", details=details, **fields)
 
 
 def deployment_promote(*, actor, deployment: Deployment) -> Deployment:

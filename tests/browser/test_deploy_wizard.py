@@ -87,6 +87,9 @@ def test_wizard_to_ready_then_canary_and_promotion(page, live_server, kube, sett
 
     page.select_option("#id_version", str(v2.pk))
     page.fill("#id_canary_traffic_percent", "10")
+    page.get_by_test_id("preview-update").click()
+    expect(page.get_by_test_id("update-preview-diff")).to_contain_text("trafficPercent: 10")
+    shot(page, "deployment-update-preview")
     page.get_by_test_id("update").click()
     expect(page.get_by_text("Manifest change of the pending canary")).to_be_visible()
     services.deployment_drive(deployment.pk)

@@ -346,3 +346,32 @@ def test_a_change_not_applied_yet_is_shown_as_a_diff_against_the_applied_manifes
     services.deployment_drive(deployment.pk)  # applied: nothing pending any more
     assert 'data-testid="pending-diff"' not in client.get(
         f"/msp/deployments/{deployment.pk}/").content.decode()
+
+
+def test_the_roll_out_form_previews_the_manifest_change_without_applying_it(
+        client, msp_admin, cluster, version, kube):
+    deployment = become_ready(kube, deploy(msp_admin, cluster, version))
+    v2 = published_version(version.model, version="2.0")
+    client.force_login(msp_admin)
+    url = f"/msp/deployments/{deployment.pk}/update/preview/"
+    audited = AuditEvent.objects.count()
+
+    rolling = client.post(url, {"version": v2.pk, "canary_traffic_percent": ""}).content.decode()
+    assert re.search(rf"^- +storageUri: .*@{version.manifest_digest}$", rolling, re.M)
+    assert re.search(rf"^\+ +storageUri: .*@{v2.manifest_digest}$", rolling, re.M)
+    canary = client.post(url, {"version": v2.pk, "canary_traffic_percent": "15"}).content.decode()
+    assert re.search(r"^\+ +trafficPercent: 15$", canary, re.M)
+    assert re.search(r"^\+ +name: v-2-0$", canary, re.M)
+    assert AuditEvent.objects.count() == audited  # previews change nothing
+
+    services.deployment_scale(actor=msp_admin, deployment=deployment, min_replicas=0,
+                              max_replicas=2)
+    services.deployment_drive(deployment.pk)
+    deployment = become_ready(kube, Deployment.objects.get(pk=deployment.pk))
+    audited = AuditEvent.objects.count()
+    refused = client.post(url, {"version": v2.pk, "canary_traffic_percent": "15"})
+    assert 'data-testid="update-preview-problem"' in refused.content.decode()
+    assert "would get none" in refused.content.decode()
+    deployment.refresh_from_db()
+    assert deployment.version == version and deployment.canary_version is None
+    assert AuditEvent.objects.count() == audited

@@ -150,6 +150,8 @@ PAGES = [
     Case("deployments:manifest", "GET", "kserve", 200),
     Case("deployments:update", "POST", "kserve", 302,
          lambda w: {"version": w.v2.pk, "canary_traffic_percent": ""}, "deployment.updated"),
+    Case("deployments:update_preview", "POST", "kserve", 200,
+         lambda w: {"version": w.v2.pk, "canary_traffic_percent": "10"}),
     Case("deployments:scale", "POST", "kserve", 302, scale_form, "deployment.scaled"),
     Case("deployments:retry", "POST", "kserve", 302, audit="deployment.retried",
          prepare=_set(status=S.FAILED)),

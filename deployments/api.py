@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,7 +14,6 @@ from rest_framework.views import APIView
 from deployments import selectors, services
 from deployments.backends import backend_for, manifest_yaml
 from deployments.backends.kserve import format_extra_args, parse_extra_args
-from deployments.models import Backend, DeploymentStatus
 from deployments.serializers import (
     ClusterCreateSerializer,
     ClusterOutputSerializer,
@@ -172,13 +171,6 @@ class ExternalEndpointCreateApi(APIView):
                         status=status.HTTP_201_CREATED)
 
 
-def _external(pk: int):
-    deployment = selectors.deployment_get(pk)
-    if deployment.backend != Backend.EXTERNAL or deployment.status == DeploymentStatus.DELETED:
-        raise NotFound("No registered external endpoint with this id.")
-    return deployment
-
-
 class ExternalEndpointUpdateApi(APIView):
     @extend_schema(request=ExternalEndpointUpdateSerializer, responses=DeploymentOutputSerializer,
                    operation_id="deployments_endpoint_update")
@@ -186,7 +178,7 @@ class ExternalEndpointUpdateApi(APIView):
         """Change an external endpoint's URL, upstream name, display name or key; the
         endpoint is checked again at once."""
         _require_manage(request)
-        deployment = _external(pk)
+        deployment = selectors.external_endpoint_get(pk)
         data = ExternalEndpointUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         deployment = services.external_endpoint_update(actor=request.user,
@@ -201,7 +193,8 @@ class ExternalEndpointCheckApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         """Health-check an external endpoint now (`GET <base URL>/models`)."""
         _require_manage(request)
-        deployment = services.deployment_check(actor=request.user, deployment=_external(pk))
+        deployment = services.deployment_check(actor=request.user,
+                                               deployment=selectors.external_endpoint_get(pk))
         return Response(DeploymentOutputSerializer(deployment).data)
 
 

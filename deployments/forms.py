@@ -156,6 +156,14 @@ class ExternalEndpointEditForm(forms.Form):
     remove_upstream_api_key = forms.BooleanField(
         required=False, label="Remove the stored upstream API key")
 
+    def __init__(self, *args, has_key: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not has_key:  # nothing stored to keep or remove
+            del self.fields["remove_upstream_api_key"]
+            key = self.fields["upstream_api_key"]
+            key.label = "Upstream API key"
+            key.help_text = "If the server wants one. Stored encrypted and never shown again."
+
     def clean(self):
         data = super().clean()
         if data.get("upstream_api_key") and data.get("remove_upstream_api_key"):
@@ -165,7 +173,7 @@ class ExternalEndpointEditForm(forms.Form):
 
     def service_fields(self) -> dict:
         data = self.cleaned_data
-        key = "" if data["remove_upstream_api_key"] else (data["upstream_api_key"] or None)
+        key = "" if data.get("remove_upstream_api_key") else (data["upstream_api_key"] or None)
         return {"base_url": data["base_url"], "upstream_model": data["upstream_model"],
                 "name": data["name"], "upstream_api_key": key}
 

@@ -223,21 +223,16 @@ class Deployment(models.Model):
     @property
     def gpus_reserved(self) -> int:
         """GPUs this deployment may hold at its peak: every replica, plus a canary's pods."""
-        peak = self.gpu_count * self.max_replicas
-        if not self.canary_version_id:
-            return peak
-        if self.mode == DeploymentMode.STANDARD:
-            return peak + self.gpu_count * self.canary_replicas
-        return peak * 2  # Knative: the candidate revision autoscales up to max_replicas too
+        return self.gpu_count * self.peak_pods
 
     @property
     def peak_pods(self) -> int:
-        """Pods this deployment may run at its peak (as `gpus_reserved` counts GPUs)."""
+        """Pods this deployment may run at its peak: every replica, plus a canary's pods."""
         if not self.canary_version_id:
             return self.max_replicas
         if self.mode == DeploymentMode.STANDARD:
             return self.max_replicas + self.canary_replicas
-        return self.max_replicas * 2
+        return self.max_replicas * 2  # Knative: the candidate autoscales up to max too
 
     @property
     def canary_replicas(self) -> int:

@@ -103,6 +103,13 @@ def deployment_get(pk: int) -> Deployment:
                                           "canary_version", "previous_version"), pk=pk)
 
 
+def external_endpoint_get(pk: int) -> Deployment:
+    """A registered (not unregistered) external endpoint, else 404 — pages and API alike."""
+    return get_object_or_404(
+        Deployment.objects.select_related("model", "tenant").filter(
+            backend=Backend.EXTERNAL).exclude(status=DeploymentStatus.DELETED), pk=pk)
+
+
 def deployable_versions(model: Model | None = None) -> QuerySet[ModelVersion]:
     """Published versions whose signature verifies now (an Ed25519 check each; the chosen
     one is verified again before every apply)."""

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import difflib
-from functools import partial
-
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from deployments import selectors, services
-from deployments.backends import backend_for, manifest_yaml
+from deployments.backends import backend_for, manifest_diff, manifest_yaml
 from deployments.forms import (
     WIZARD_STEPS,
     ClusterForm,
@@ -251,10 +248,9 @@ def external_endpoint_register(request: HttpRequest) -> HttpResponse:
 
 @platform_view(MANAGE)
 def external_endpoint_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    deployment = selectors.deployment_get(pk)
-    if deployment.backend != Backend.EXTERNAL or deployment.status == DeploymentStatus.DELETED:
-        raise Http404("Not a registered external endpoint.")
-    form = ExternalEndpointEditForm(request.POST or None, initial={
+    deployment = selectors.external_endpoint_get(pk)
+    has_key = bool(deployment.upstream_api_key_encrypted)
+    form = ExternalEndpointEditForm(request.POST or None, has_key=has_key, initial={
         "base_url": deployment.base_url, "upstream_model": deployment.upstream_model,
         "name": deployment.name})
     if request.method == "POST" and form.is_valid():
@@ -268,19 +264,15 @@ def external_endpoint_edit(request: HttpRequest, pk: int) -> HttpResponse:
             return redirect("deployments:detail", pk=deployment.pk)
     return render(request, "deployments/external_edit.html",
                   {"form": form, "deployment": deployment,
-                   "has_key": bool(deployment.upstream_api_key_encrypted)})
+                   "has_key": has_key})
 
 
 @require_POST
 @platform_view(MANAGE)
 def deployment_check(request: HttpRequest, pk: int) -> HttpResponse:
-    deployment = selectors.deployment_get(pk)
-    if deployment.backend != Backend.EXTERNAL or deployment.status == DeploymentStatus.DELETED:
-        messages.error(request, "Only registered external endpoints are checked on demand; "
-                                "the worker observes KServe deployments continuously.")
-    else:
-        deployment = services.deployment_check(actor=request.user, deployment=deployment)
-        _check_message(request, deployment, registered=False)
+    deployment = services.deployment_check(actor=request.user,
+                                           deployment=selectors.external_endpoint_get(pk))
+    _check_message(request, deployment, registered=False)
     return redirect("deployments:detail", pk=pk)
 
 
@@ -302,11 +294,12 @@ def _canary_diff(deployment: Deployment) -> str:
     stable = Deployment.objects.select_related("model", "tenant", "cluster", "version").get(
         pk=deployment.pk)
     stable.canary_version, stable.canary_traffic_percent = None, None
-    return "".join(difflib.unified_diff(
-        manifest_yaml(stable).splitlines(keepends=True),
-        manifest_yaml(deployment).splitlines(keepends=True),
-        fromfile=f"{deployment.resource_name} (stable {deployment.version.version})",
-        tofile=f"{deployment.resource_name} (with canary {deployment.canary_version.version})"))
+    backend = backend_for(deployment)
+    return manifest_diff(
+        backend.manifest(stable), backend.manifest(deployment),
+        before_label=f"{deployment.resource_name} (stable {deployment.version.version})",
+        after_label=f"{deployment.resource_name} (with canary "
+                    f"{deployment.canary_version.version})")
 
 
 def _pending_diff(deployment: Deployment) -> str:
@@ -315,17 +308,11 @@ def _pending_diff(deployment: Deployment) -> str:
     if deployment.backend != Backend.KSERVE or not deployment.applied_manifest \
             or deployment.status in (DeploymentStatus.DELETING, DeploymentStatus.DELETED):
         return ""
-    import yaml
-
-    desired = backend_for(deployment).manifest(deployment)
-    if desired == deployment.applied_manifest:
-        return ""
-    dump = partial(yaml.safe_dump, sort_keys=False, default_flow_style=False)
-    return "".join(difflib.unified_diff(
-        dump(deployment.applied_manifest).splitlines(keepends=True),
-        dump(desired).splitlines(keepends=True),
-        fromfile=f"{deployment.resource_name} (applied)",
-        tofile=f"{deployment.resource_name} (pending: {deployment.status_reason or 'change'})"))
+    return manifest_diff(
+        deployment.applied_manifest, backend_for(deployment).manifest(deployment),
+        before_label=f"{deployment.resource_name} (applied)",
+        after_label=f"{deployment.resource_name} (pending: "
+                    f"{deployment.status_reason or 'change'})", sort_keys=True)
 
 
 @platform_view(MANAGE)
@@ -402,11 +389,11 @@ def deployment_update_preview(request: HttpRequest, pk: int) -> HttpResponse:
         except (ValidationError, ApplicationError) as exc:
             context["problem"] = service_error_message(exc)
         else:
-            context["diff"] = "".join(difflib.unified_diff(
-                manifest_yaml(deployment).splitlines(keepends=True),
-                manifest_yaml(proposed).splitlines(keepends=True),
-                fromfile=f"{deployment.resource_name} (now)",
-                tofile=f"{deployment.resource_name} (after the roll-out)"))
+            backend = backend_for(deployment)
+            context["diff"] = manifest_diff(
+                backend.manifest(deployment), backend.manifest(proposed),
+                before_label=f"{deployment.resource_name} (now)",
+                after_label=f"{deployment.resource_name} (after the roll-out)")
     return render(request, "deployments/partials/_update_preview.html", context)
 
 

@@ -53,9 +53,28 @@ def backend_for(deployment: Deployment) -> DeploymentBackend:
     return import_module(BACKENDS[deployment.backend]).BACKEND
 
 
-def manifest_yaml(deployment: Deployment) -> str:
-    """The manifest as YAML, exactly as applied (empty for backends without one)."""
+def to_yaml(manifest: dict | None, *, sort_keys: bool = False) -> str:
+    """A manifest as YAML, in the order it was built unless `sort_keys` (empty for none)."""
     import yaml
 
-    manifest = backend_for(deployment).manifest(deployment)
-    return yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False) if manifest else ""
+    return yaml.safe_dump(manifest, sort_keys=sort_keys,
+                          default_flow_style=False) if manifest else ""
+
+
+def manifest_yaml(deployment: Deployment) -> str:
+    """The manifest as YAML, exactly as applied (empty for backends without one)."""
+    return to_yaml(backend_for(deployment).manifest(deployment))
+
+
+def manifest_diff(before: dict, after: dict, *, before_label: str, after_label: str,
+                  sort_keys: bool = False) -> str:
+    """The unified diff of two manifests' YAML (empty when they agree). `sort_keys` when one
+    side was stored in the database: PostgreSQL's jsonb does not keep key order."""
+    import difflib
+
+    if before == after:
+        return ""
+    return "".join(difflib.unified_diff(
+        to_yaml(before, sort_keys=sort_keys).splitlines(keepends=True),
+        to_yaml(after, sort_keys=sort_keys).splitlines(keepends=True),
+        fromfile=before_label, tofile=after_label))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -22,6 +24,10 @@ from portal.gateway_config import bump_gateway_config
 from tenants.models import Tenant
 
 # --- External endpoints -------------------------------------------------------------------
+
+def _host_and_port(url: str) -> str:
+    """An endpoint's display name when none is given."""
+    return urlsplit(url).netloc or url
 
 def endpoint_model_resolve(*, actor, slug: str, task: str = "") -> Model:
     """The catalog model an endpoint serves: the one with `slug`, or a new one of `task`
@@ -53,7 +59,7 @@ def external_endpoint_register(
         model = endpoint_model_resolve(actor=actor, slug=model_slug, task=task)
     deployment = Deployment(
         model=model, tenant=tenant, backend=Backend.EXTERNAL, base_url=base_url.rstrip("/"),
-        name=name or base_url.split("://", 1)[-1].split("/", 1)[0],
+        name=name or _host_and_port(base_url),
         upstream_model=upstream_model,
         upstream_api_key_encrypted=crypto.encrypt(upstream_api_key),
     )
@@ -87,7 +93,7 @@ def external_endpoint_update(*, actor, deployment: Deployment, base_url: str | N
         if value is not None and value != getattr(deployment, field):
             changed[field] = value
     if changed.get("name") == "":
-        changed["name"] = deployment.base_url.split("://", 1)[-1].split("/", 1)[0]
+        changed["name"] = _host_and_port(deployment.base_url)
     for field, value in changed.items():
         setattr(deployment, field, value)
     if upstream_api_key is not None:

@@ -228,18 +228,18 @@ def _check_namespace_quota(*, actor, deployment: Deployment, details: dict) -> N
     for other in [*held, deployment]:
         for key, value in namespaces.peak_requests(other).items():
             used[key] += value
-    words = {"cpu": ("CPU", lambda v: f"{v:g} cores"),
-             "memory": ("memory", lambda v: f"{v / 2**30:.1f} GiB"),
-             "pods": ("pods", lambda v: f"{v:g}")}
-    for key, (label, show) in words.items():
+    # quota key → (form field to blame, label, how to show an amount)
+    shown = {"cpu": ("cpu", "CPU", lambda v: f"{v:g} cores"),
+             "memory": ("memory", "memory", lambda v: f"{v / 2**30:.1f} GiB"),
+             "pods": ("max_replicas", "pods", lambda v: f"{v:g}")}
+    for key, (field, label, show) in shown.items():
         if used[key] > quota[key]:
-            _refuse(actor=actor, tenant=deployment.tenant, field="cpu" if key == "cpu" else (
-                "memory" if key == "memory" else "max_replicas"), details=details,
-                reason=f"{deployment.tenant.name}'s namespace on {deployment.cluster.name} "
-                       f"allows {show(quota[key])} of {label} (with {deployment.tenant.max_gpus}"
-                       f" GPUs); its deployments there would request {show(used[key])} at "
-                       "their peak. Ask for fewer per replica or fewer replicas, or raise the "
-                       "tenant's GPU quota.")
+            _refuse(actor=actor, tenant=deployment.tenant, field=field, details=details,
+                    reason=f"{deployment.tenant.name}'s namespace on {deployment.cluster.name} "
+                           f"allows {show(quota[key])} of {label} (with "
+                           f"{deployment.tenant.max_gpus} GPUs); its deployments there would "
+                           f"request {show(used[key])} at their peak. Ask for fewer per "
+                           "replica or fewer replicas, or raise the tenant's GPU quota.")
 
 
 def jurisdiction_allowed_for_tenant(deployment: Deployment) -> bool:

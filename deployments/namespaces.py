@@ -41,12 +41,18 @@ def quantity(text: str) -> Decimal:
     return Decimal(match[1]) * _UNITS[match[2] or ""]
 
 
+def _quota(gpus: int) -> dict[str, int]:
+    """A tenant namespace's ResourceQuota for a GPU quota: cores, GiB, pods."""
+    units = max(gpus, 1)
+    return {"gpus": gpus, "cpu": units * (CPU_PER_GPU + 1),
+            "memory_gi": units * (MEMORY_GI_PER_GPU + 4), "pods": units * PODS_PER_GPU}
+
+
 def tenant_quota(tenant: Tenant) -> dict[str, Decimal]:
     """The ResourceQuota of the tenant's namespace on every cluster, as numbers."""
-    units = max(tenant.max_gpus, 1)
-    return {"gpus": Decimal(tenant.max_gpus), "cpu": Decimal(units * (CPU_PER_GPU + 1)),
-            "memory": Decimal(units * (MEMORY_GI_PER_GPU + 4) * 2**30),
-            "pods": Decimal(units * PODS_PER_GPU)}
+    quota = _quota(tenant.max_gpus)
+    return {"gpus": Decimal(quota["gpus"]), "cpu": Decimal(quota["cpu"]),
+            "memory": Decimal(quota["memory_gi"] * 2**30), "pods": Decimal(quota["pods"])}
 
 
 def peak_requests(deployment: Deployment) -> dict[str, Decimal]:
@@ -77,6 +83,7 @@ class KubeObject:
 def _objects(cluster: Cluster, ns: str, labels: dict, gpus: int,
              tenant_slug: str) -> list[KubeObject]:
     meta = {"namespace": ns, "labels": labels}
+    quota = _quota(gpus)
     in_ns = f"/api/v1/namespaces/{ns}"
     return [
         KubeObject("Namespace", "/api/v1/namespaces", ns, {
@@ -96,10 +103,10 @@ def _objects(cluster: Cluster, ns: str, labels: dict, gpus: int,
             "apiVersion": "v1", "kind": "ResourceQuota",
             "metadata": {"name": "portal-quota", **meta},
             "spec": {"hard": {
-                "requests.nvidia.com/gpu": str(gpus),
-                "requests.cpu": str(max(gpus, 1) * (CPU_PER_GPU + 1)),
-                "requests.memory": f"{max(gpus, 1) * (MEMORY_GI_PER_GPU + 4)}Gi",
-                "pods": str(max(gpus, 1) * PODS_PER_GPU),
+                "requests.nvidia.com/gpu": str(quota["gpus"]),
+                "requests.cpu": str(quota["cpu"]),
+                "requests.memory": f"{quota['memory_gi']}Gi",
+                "pods": str(quota["pods"]),
             }},
         }, ("spec",)),
         KubeObject("LimitRange", f"{in_ns}/limitranges", "portal-defaults", {

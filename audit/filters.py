@@ -7,6 +7,8 @@ from datetime import datetime
 
 from django import forms
 
+from portal.dates import validate_supported_date
+
 
 @dataclass(frozen=True)
 class EventFilter:
@@ -23,8 +25,10 @@ class EventFilter:
 class EventFilterForm(forms.Form):
     """Query parameters → `EventFilter`. Bad values are form errors, never a 500."""
 
-    since = forms.DateTimeField(required=False, label="From (UTC)")
-    until = forms.DateTimeField(required=False, label="Until (UTC)")
+    since = forms.DateTimeField(required=False, label="From (UTC)",
+                                validators=[validate_supported_date])
+    until = forms.DateTimeField(required=False, label="Until (UTC)",
+                                validators=[validate_supported_date])
     tenant = forms.SlugField(required=False, max_length=40)
     actor = forms.CharField(required=False, max_length=254,
                             help_text="Exact e-mail or system label")

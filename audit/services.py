@@ -13,6 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from audit import limits
 from audit.chain import GENESIS_HASH, canonical_time, checkpoint_payload, link_hash
 from audit.integrity import PURGE_ACTION, IntegrityReport, verify_chain
 from audit.models import (
@@ -54,7 +55,11 @@ def _target_fields(target: Any) -> tuple[str, str]:
 
 def _normalized(details: dict[str, Any] | None) -> dict[str, Any]:
     # Store exactly what a later reader gets back, so the hash recomputes byte for byte.
-    return json.loads(json.dumps(details or {}, cls=DjangoJSONEncoder))
+    return limits.bounded_details(json.loads(json.dumps(details or {}, cls=DjangoJSONEncoder)))
+
+
+def _column(name: str, value: str) -> str:
+    return limits.bounded_text(value, AuditEvent._meta.get_field(name).max_length)
 
 
 def _lock_chain() -> None:
@@ -72,34 +77,46 @@ def record_event(
     tenant: Any = None,
     target: Any = None,
     details: dict[str, Any] | None = None,
-) -> AuditEvent:
+) -> AuditEvent | None:
     """Append one event, in the caller's transaction.
 
     `tenant` is any object with `pk` and `slug`; `target` a model instance or a
     `(type, id)` pair. Appends are serialized with a transaction-scoped advisory lock
     (SQLite: the IMMEDIATE write lock), so concurrent writers never fork the chain.
+
+    Every string is bounded (`audit.limits`). Events of the anonymous actor caused by a
+    request are admitted within per-client and overall budgets: over a budget, one
+    `audit.anonymous_throttled` event is written instead and then nothing (None) until the
+    next minute.
     """
+    context = request_context.current()
+    if actor == limits.ANONYMOUS and (context.request_id or context.client_ip):
+        verdict = limits.anonymous_admission(action=action, client_ip=context.client_ip)
+        if verdict is None:
+            return None
+        if verdict:
+            action, actor, tenant, target, details = (limits.THROTTLED_ACTION, "system:audit",
+                                                      None, None, verdict)
     _lock_chain()
     last = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
 
     actor_type, actor_id, actor_label = _actor_fields(actor)
     target_type, target_id = _target_fields(target)
-    context = request_context.current()
     event = AuditEvent(
         seq=seq,
         created_at=timezone.now(),
         actor_type=actor_type,
-        actor_id=actor_id,
-        actor_label=actor_label[:254],
+        actor_id=_column("actor_id", actor_id),
+        actor_label=_column("actor_label", actor_label),
         tenant_id=getattr(tenant, "pk", None),
-        tenant_slug=getattr(tenant, "slug", "") or "",
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
+        tenant_slug=_column("tenant_slug", getattr(tenant, "slug", "") or ""),
+        action=_column("action", action),
+        target_type=_column("target_type", target_type),
+        target_id=_column("target_id", target_id),
         details=_normalized(details),
         client_ip=context.client_ip,
-        request_id=context.request_id,
+        request_id=_column("request_id", context.request_id),
         prev_hash=prev_hash,
     )
     event.hash = link_hash(vars(event))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 
@@ -20,6 +19,7 @@ from audit.models import ReportStatus
 from audit.reports import generate
 from portal import signing
 from portal.api import ApplicationError
+from portal.csvexport import csv_writer
 from portal.streaming import file_download, streaming_download
 from tenants import selectors as tenant_selectors
 from tenants.access import platform_view, tenant_view
@@ -92,18 +92,12 @@ def _detail(request: HttpRequest, seq: int, *, scope_tenant=None) -> HttpRespons
     })
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 def _csv_lines(rows) -> Iterator[str]:
-    writer = csv.writer(_Echo())
+    writer = csv_writer()
     yield writer.writerow(selectors.EXPORT_FIELDS)
     for row in rows:
         row["details"] = json.dumps(row["details"], ensure_ascii=False, sort_keys=True)
-        yield writer.writerow([row[name] if row[name] is not None else ""
-                               for name in selectors.EXPORT_FIELDS])
+        yield writer.writerow([row[name] for name in selectors.EXPORT_FIELDS])
 
 
 def _jsonl_lines(rows) -> Iterator[str]:

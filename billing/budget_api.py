@@ -24,6 +24,7 @@ from billing.budget_serializers import (
 from billing.budgets import budget_consumption, month_start
 from models_catalog.selectors import model_list_for_tenant
 from portal.api import ApplicationError
+from portal.dates import parse_month
 from tenants.api import tenant_for_api
 from tenants.permissions import TenantPerm
 
@@ -104,7 +105,7 @@ class BudgetAlertListApi(APIView):
 
 def _month(value: str):
     try:
-        month = datetime.strptime(value, "%Y-%m").replace(tzinfo=UTC).date()
+        month = parse_month(value)
     except ValueError:
         raise Http404("No such month.") from None
     if month > month_start(datetime.now(UTC).date()):

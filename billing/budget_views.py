@@ -15,6 +15,7 @@ from billing import budgets, statements, webhooks
 from billing.budget_forms import BudgetForm, WebhookForm
 from billing.budgets import month_start, next_month
 from portal.api import ApplicationError
+from portal.dates import parse_month
 from portal.forms import add_service_errors
 from tenants import permissions
 from tenants.access import platform_view, tenant_view
@@ -155,10 +156,10 @@ def webhook_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _month(value: str) -> date:
     try:
-        month = datetime.strptime(value, "%Y-%m").replace(tzinfo=UTC).date()
+        month = parse_month(value)
     except ValueError:
         raise Http404("No such month.") from None
-    if month > month_start(datetime.now(UTC).date()) or month.year < 2000:
+    if month > month_start(datetime.now(UTC).date()):
         raise Http404("No statement for a future month.")
     return month
 
@@ -201,9 +202,9 @@ def msp_statements(request: HttpRequest) -> HttpResponse:
 @platform_view(PlatformPerm.STATEMENTS_CLOSE)
 def msp_statements_close(request: HttpRequest) -> HttpResponse:
     try:
-        month = datetime.strptime(request.POST.get("month", ""), "%Y-%m").date()
-    except ValueError:
-        messages.error(request, "Choose a month to close, e.g. 2026-10.")
+        month = parse_month(request.POST.get("month", ""))
+    except ValueError as exc:
+        messages.error(request, f"Choose a month to close: {exc}")
         return redirect("billing_msp:statements")
     if next_month(month) > datetime.now(UTC).date():
         messages.error(request, f"{month:%B %Y} is not over yet; it can be closed from "

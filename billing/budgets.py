@@ -37,6 +37,7 @@ from billing.budget_models import (
     Notification,
 )
 from billing.models import UsageRecord
+from portal.dates import OUT_OF_RANGE, is_supported
 from portal.gateway_config import bump_gateway_config
 from tenants.models import Membership, Tenant, TenantRole
 
@@ -389,6 +390,8 @@ def _validate(budget: Budget) -> None:
     if budget.period == BudgetPeriod.CUSTOM:
         if not budget.period_start or not budget.period_end:
             errors["period_start"] = ["A custom period needs a first and a last day."]
+        elif not (is_supported(budget.period_start) and is_supported(budget.period_end)):
+            errors["period_end"] = [OUT_OF_RANGE]
         elif budget.period_end < budget.period_start:
             errors["period_end"] = ["The last day must not be before the first."]
         elif (budget.period_end - budget.period_start).days > 366:

@@ -9,7 +9,6 @@ month when it closes.
 
 from __future__ import annotations
 
-import csv
 import io
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from billing.budget_models import LineKind, Statement, StatementLine
 from billing.budgets import month_start, next_month
 from billing.models import UsageRecord
 from portal.api import ApplicationError
+from portal.csvexport import csv_writer
 from tenants.models import Tenant
 
 GroupKey = tuple[str, str, Decimal | None, Decimal | None]  # model, currency, in, out price
@@ -237,7 +237,7 @@ CSV_HEADER = ["period", "kind", "usage_month", "model", "currency", "input_price
 
 def statement_csv(data: StatementData) -> str:
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv_writer(out)
     writer.writerow(CSV_HEADER)
     period = f"{data.period_start:%Y-%m}"
     for line in data.lines:

@@ -14,14 +14,17 @@ from billing.usage_forms import MAX_DAYS, MAX_HOURLY_DAYS
 from billing.usage_models import Granularity
 from billing.usage_selectors import GROUPS, UsageScope, usage_query
 from billing.usage_views import own_key_ids
+from portal.dates import validate_supported_date
 from tenants import permissions
 from tenants.api import require_platform_perm, tenant_for_api
 from tenants.permissions import PlatformPerm, TenantPerm
 
 
 class UsageQuerySerializer(serializers.Serializer):
-    since = serializers.DateTimeField(help_text="Start (inclusive), ISO 8601")
-    until = serializers.DateTimeField(help_text="End (exclusive), ISO 8601")
+    since = serializers.DateTimeField(help_text="Start (inclusive), ISO 8601",
+                                      validators=[validate_supported_date])
+    until = serializers.DateTimeField(help_text="End (exclusive), ISO 8601",
+                                      validators=[validate_supported_date])
     granularity = serializers.ChoiceField(choices=Granularity.choices, default=Granularity.DAY)
     group_by = serializers.ListField(child=serializers.ChoiceField(choices=list(GROUPS)),
                                      required=False, default=list,

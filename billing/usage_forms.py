@@ -6,6 +6,7 @@ from django import forms
 from django.utils import timezone
 
 from billing.usage_models import Granularity
+from portal.dates import validate_supported_date
 
 RANGES = [("1", "Last 24 hours"), ("7", "Last 7 days"), ("30", "Last 30 days"),
           ("90", "Last 90 days"), ("custom", "Custom")]
@@ -18,8 +19,9 @@ class UsageRangeForm(forms.Form):
 
     range = forms.ChoiceField(choices=RANGES, initial="7", required=False)
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}),
-                            help_text="First day (UTC)")
+                            validators=[validate_supported_date], help_text="First day (UTC)")
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}),
+                            validators=[validate_supported_date],
                             help_text="Last day (UTC), included")
     granularity = forms.ChoiceField(choices=Granularity.choices, initial=Granularity.DAY,
                                     required=False)

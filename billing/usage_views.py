@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from typing import Any
 
 from django.apps import apps
@@ -13,6 +12,7 @@ from billing.usage_forms import UsageRangeForm
 from billing.usage_selectors import Dashboard, UsageScope, usage_dashboard
 from deployments.models import Deployment
 from deployments.selectors import gpu_allocation
+from portal.csvexport import csv_writer
 from tenants import permissions
 from tenants.access import platform_view, tenant_view
 from tenants.models import Tenant
@@ -73,7 +73,7 @@ def _chart_data(dashboard: Dashboard, granularity: str) -> dict[str, Any]:
 def _csv(dashboard: Dashboard, table: str, filename: str) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}-{table}.csv"'
-    writer = csv.writer(response)
+    writer = csv_writer(response)
     figures = ["requests", "errors", "input_tokens", "output_tokens", "latency_p50_ms",
                "latency_p95_ms"]
     if table == "series":

@@ -15,7 +15,7 @@ from deployments.models import (
     dns_label_validator,
 )
 from models_catalog.models import Model, ModelLifecycle, ModelTask, ModelVersion
-from portal.text import validate_display_name
+from portal.text import validate_display_name, validate_header_token
 from tenants.models import Tenant, TenantStatus
 
 
@@ -112,7 +112,7 @@ class ExternalEndpointForm(forms.Form):
         max_length=200, required=False, label="Upstream model name",
         help_text="The name the server serves the model under; empty: the catalog slug.")
     upstream_api_key = forms.CharField(
-        required=False, label="Upstream API key",
+        required=False, label="Upstream API key", validators=[validate_header_token],
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="If the server wants one. Stored encrypted and never shown again.")
     tenant = forms.ModelChoiceField(
@@ -150,7 +150,7 @@ class ExternalEndpointEditForm(forms.Form):
                            validators=[validate_display_name],
                            help_text="Empty: the server's host and port.")
     upstream_api_key = forms.CharField(
-        required=False, label="New upstream API key",
+        required=False, label="New upstream API key", validators=[validate_header_token],
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Empty keeps the stored key. Stored encrypted and never shown again.")
     remove_upstream_api_key = forms.BooleanField(

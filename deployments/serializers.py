@@ -12,7 +12,7 @@ from deployments.models import (
     TenantNamespace,
 )
 from models_catalog.models import ModelTask
-from portal.text import validate_display_name
+from portal.text import validate_display_name, validate_header_token
 
 
 class ClusterOutputSerializer(serializers.ModelSerializer):
@@ -156,8 +156,8 @@ class ExternalEndpointCreateSerializer(serializers.Serializer):
     upstream_model = serializers.CharField(max_length=200, required=False, allow_blank=True,
                                            default="", help_text="Empty: the catalog slug.")
     upstream_api_key = serializers.CharField(write_only=True, required=False, allow_blank=True,
-                                             default="", help_text="Stored encrypted; never "
-                                                                   "returned.")
+                                             default="", validators=[validate_header_token],
+                                             help_text="Stored encrypted; never returned.")
     tenant = serializers.SlugField(required=False, allow_null=True, default=None,
                                    help_text="Tenant slug for a dedicated endpoint; empty: "
                                              "shared.")
@@ -172,7 +172,7 @@ class ExternalEndpointUpdateSerializer(serializers.Serializer):
                                  validators=[validate_display_name],
                                  help_text="Empty: the server's host and port.")
     upstream_api_key = serializers.CharField(
-        write_only=True, required=False, allow_blank=True,
+        write_only=True, required=False, allow_blank=True, validators=[validate_header_token],
         help_text="A new key; an empty string removes the stored one; absent keeps it.")
 
 

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, time, timedelta
 from django import forms
 
 from models_catalog.selectors import model_list_for_tenant
+from portal.dates import validate_supported_date
 from portal.text import validate_display_name
 
 
@@ -13,7 +14,7 @@ class ApiKeyForm(forms.Form):
                            help_text="What uses it, e.g. “CI pipeline”.")
     expires_on = forms.DateField(
         required=False, label="Expires on",
-        widget=forms.DateInput(attrs={"type": "date"}),
+        widget=forms.DateInput(attrs={"type": "date"}), validators=[validate_supported_date],
         help_text="The key stops working at the end of this day (UTC). Empty: no expiry.")
     allowed_models = forms.ModelMultipleChoiceField(
         queryset=None, required=False, widget=forms.CheckboxSelectMultiple,

@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from gateway.models import ApiKey
+from portal.dates import validate_supported_date
 from portal.text import validate_display_name
 
 
@@ -28,7 +29,8 @@ class ApiKeyCreatedSerializer(ApiKeyOutputSerializer):
 
 class ApiKeyCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100, validators=[validate_display_name])
-    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None,
+                                           validators=[validate_supported_date])
     allowed_models = serializers.ListField(child=serializers.SlugField(), required=False,
                                            default=list)
     rpm_limit = serializers.IntegerField(min_value=1, required=False, allow_null=True,

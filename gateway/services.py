@@ -15,6 +15,7 @@ from gateway.keys import hash_token, new_token, token_for
 from gateway.models import ApiKey
 from models_catalog.models import Model
 from portal.api import ApplicationError
+from portal.dates import OUT_OF_RANGE, is_supported
 from portal.gateway_config import bump_gateway_config
 from tenants.models import Tenant, User
 
@@ -38,6 +39,8 @@ def _check_expiry(expires_at: datetime | None) -> None:
             raise ValidationError({"expires_at": [
                 f"Keys must expire on this platform: choose a date within {max_days} days."]})
         return
+    if not is_supported(expires_at):
+        raise ValidationError({"expires_at": [OUT_OF_RANGE]})
     if expires_at <= now:
         raise ValidationError({"expires_at": ["Choose a time in the future."]})
     if max_days and expires_at > now + timedelta(days=max_days):

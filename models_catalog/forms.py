@@ -6,6 +6,7 @@ from decimal import Decimal
 from django import forms
 
 from models_catalog.models import Model, ModelLifecycle, ModelTask, VersionStatus
+from portal.dates import validate_supported_date
 from portal.text import validate_display_name
 from tenants.models import Tenant
 
@@ -132,6 +133,7 @@ class PriceForm(forms.Form):
     currency = forms.RegexField(regex=r"^[A-Z]{3}$", initial="EUR", max_length=3,
                                 error_messages={"invalid": "A three-letter code, e.g. EUR."})
     effective_from = forms.DateTimeField(required=False, label="From (UTC, empty: now)",
+                                         validators=[validate_supported_date],
                                          widget=forms.DateTimeInput(
                                              attrs={"type": "datetime-local"}))
 

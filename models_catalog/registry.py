@@ -95,7 +95,7 @@ class Descriptor:
             return cls(media_type=data.get("mediaType", ""), digest=data["digest"],
                        size=int(data["size"]), artifact_type=data.get("artifactType", ""),
                        annotations=data.get("annotations") or {})
-        except (KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise UnsupportedMediaType(f"A descriptor in the manifest is malformed ({exc}).") \
                 from exc
 
@@ -118,7 +118,10 @@ class Manifest:
 
     @property
     def data(self) -> dict:
-        return json.loads(self.raw)
+        data = json.loads(self.raw)
+        if not isinstance(data, dict):
+            raise UnsupportedMediaType("The manifest is not a JSON object.")
+        return data
 
     def image_blobs(self) -> tuple[Descriptor, list[Descriptor]]:
         """(config, layers) of an image manifest; anything else is refused."""
@@ -139,6 +142,17 @@ def manifest_media_type(raw: bytes, header: str = "") -> str:
     except (ValueError, AttributeError):
         raise UnsupportedMediaType("The manifest is not JSON.") from None
     return declared or header.split(";")[0].strip()
+
+
+def _json_object(response: requests.Response, what: str) -> dict:
+    """A registry answer that must be a JSON object (well-formed JSON can be anything)."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise RegistryUnavailable(f"The registry's {what} is not a JSON object.")
+    return data
 
 
 class RegistryClient:
@@ -224,11 +238,10 @@ class RegistryClient:
         if response.status_code != 200:
             raise RegistryUnavailable(f"The registry's token service answered "
                                       f"{response.status_code}.")
-        try:
-            body = response.json()
-            token = body.get("token") or body["access_token"]
-        except (ValueError, KeyError) as exc:
-            raise RegistryUnavailable("The registry's token service sent no token.") from exc
+        body = _json_object(response, "token service's answer")
+        token = body.get("token") or body.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise RegistryUnavailable("The registry's token service sent no token.")
         self._tokens[scope] = token
         return True
 
@@ -407,7 +420,10 @@ class RegistryClient:
                                  scope=self._scope(repository), ok=(200, 404))
         if response.status_code == 404:
             return []
-        return sorted(response.json().get("tags") or [])
+        tags = _json_object(response, "tag list").get("tags") or []
+        if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+            raise RegistryUnavailable("The registry's tag list is not a list of names.")
+        return sorted(tags)
 
     # --- Referrers ----------------------------------------------------------------------
 
@@ -422,7 +438,7 @@ class RegistryClient:
         index = None
         if response.status_code == 200 and response.headers.get(
                 "Content-Type", "").startswith(OCI_INDEX):
-            index = response.json()
+            index = _json_object(response, "referrers index")
         else:
             try:
                 index = self.manifest_get(repository, referrers_tag(digest)).data
@@ -472,7 +488,7 @@ class RegistryClient:
         except RegistryNotFound:
             index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
         manifests = [m for m in index.get("manifests") or []
-                     if m.get("digest") != descriptor.digest]
+                     if isinstance(m, dict) and m.get("digest") != descriptor.digest]
         manifests.append(descriptor.to_json())
         index["manifests"] = manifests
         raw = json.dumps(index, sort_keys=True, separators=(",", ":")).encode()

@@ -14,6 +14,7 @@ from models_catalog.models import (
     UploadSession,
     VersionStatus,
 )
+from portal.dates import validate_supported_date
 from portal.text import validate_display_name
 
 
@@ -149,4 +150,5 @@ class PriceCreateSerializer(serializers.Serializer):
     output_per_million = serializers.DecimalField(max_digits=12, decimal_places=6,
                                                   min_value=Decimal("0"))
     currency = serializers.RegexField(r"^[A-Z]{3}$", default="EUR")
-    effective_from = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    effective_from = serializers.DateTimeField(required=False, allow_null=True, default=None,
+                                               validators=[validate_supported_date])

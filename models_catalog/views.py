@@ -400,16 +400,27 @@ def _json_error(message: str, status: int = 400, **extra) -> JsonResponse:
     return JsonResponse({"detail": message, **extra}, status=status)
 
 
+def _upload_wanted(body: bytes) -> tuple[str, int] | None:
+    """(file name, size) from the wizard's JSON object; None for anything else — a JSON array,
+    string or number is well-formed too, but names no file."""
+    try:
+        data = json.loads(body or b"{}")
+        if isinstance(data, dict):
+            return str(data.get("filename") or "modelcar.tar"), int(data["size"])
+    except (ValueError, TypeError, KeyError, OverflowError):
+        pass
+    return None
+
+
 @require_POST
 @platform_view(PlatformPerm.MODELS_MANAGE)
 def upload_create(request: HttpRequest, model_slug: str, version: str) -> JsonResponse:
     mv = _version(request, model_slug, version)
-    try:
-        body = json.loads(request.body or b"{}")
-        size = int(body.get("size"))
-        filename = str(body.get("filename") or "modelcar.tar")
-    except (ValueError, TypeError):
-        return _json_error("Send JSON with the file's name and size.")
+    wanted = _upload_wanted(request.body)
+    if wanted is None:
+        return _json_error('Send a JSON object with the file\'s name and size in bytes, e.g. '
+                           '{"filename": "modelcar.tar", "size": 1048576}.')
+    filename, size = wanted
     existing = getattr(mv, "upload", None)
     if existing is not None and existing.filename == filename and existing.size_bytes == size:
         session = existing  # the same file again: resume it

@@ -489,6 +489,12 @@ elif not Path(PLATFORM_SIGNING_KEY_FILE).is_file():
         f"PLATFORM_SIGNING_KEY_FILE={PLATFORM_SIGNING_KEY_FILE!r} is not a readable file.")
 
 AUDIT_CHECKPOINT_INTERVAL_MINUTES = env_int("AUDIT_CHECKPOINT_INTERVAL_MINUTES", 15, minimum=1)
+# Events anyone on the network can cause (failed sign-ins, rejected tokens) are recorded up to
+# these budgets per client (IPv6: per /64) and for all clients together, per minute; the first
+# event over a budget is recorded as `audit.anonymous_throttled` (see audit.limits).
+AUDIT_ANONYMOUS_EVENTS_PER_CLIENT_PER_MINUTE = env_int(
+    "AUDIT_ANONYMOUS_EVENTS_PER_CLIENT_PER_MINUTE", 10, minimum=1)
+AUDIT_ANONYMOUS_EVENTS_PER_MINUTE = env_int("AUDIT_ANONYMOUS_EVENTS_PER_MINUTE", 60, minimum=1)
 COMPLIANCE_REPORTS_DIR = Path(os.environ.get("COMPLIANCE_REPORTS_DIR", VAR_DIR / "reports"))
 
 # Retention of audit events: days per event class (action prefix), the rest by default.

@@ -73,3 +73,25 @@ class DisplayNameValidator:
 
 
 validate_display_name = DisplayNameValidator()
+
+
+# --- Secrets the portal sends in HTTP headers ----------------------------------------------
+
+HEADER_TOKEN_CHARACTERS = frozenset(chr(c) for c in range(0x21, 0x7F))
+
+
+def validate_header_token(value) -> None:
+    """A credential the portal sends as `Authorization: Bearer <value>` (an upstream's API key,
+    a cluster token) must be visible ASCII without spaces: HTTP clients encode headers as
+    Latin-1 and refuse line breaks, so anything else would fail at every call instead of
+    once, here, with a message."""
+    if not isinstance(value, str) or not value:
+        return
+    for position, char in enumerate(value, start=1):
+        if char not in HEADER_TOKEN_CHARACTERS:
+            shown = f"U+{ord(char):04X}" if not char.isprintable() or char.isspace() else (
+                f"“{char}” (U+{ord(char):04X})")
+            raise ValidationError(
+                f"Character {position} is {shown}: an API key or token can hold only visible "
+                "ASCII characters (letters, digits and punctuation, no spaces). Paste the key "
+                "exactly as its issuer shows it.", code="not_a_header_token")

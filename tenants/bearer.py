@@ -160,4 +160,4 @@ def _audit_rejection(token: bytes, reason: str, issuer: str) -> None:
                            "until the next minute.", settings.OIDC_REJECTIONS_AUDITED_PER_MINUTE)
         return
     audit.record(action="api.token_rejected", actor="anonymous",
-                 details={"reason": reason, "issuer": issuer[:300], "token_sha256": digest})
+                 details={"reason": reason, "issuer": issuer, "token_sha256": digest})

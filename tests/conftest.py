@@ -38,6 +38,16 @@ def _clean_redis_test_db():
         redis.Redis.from_url(settings.REDIS_URL).flushdb()
 
 
+@pytest.fixture(autouse=True)
+def _unspent_anonymous_audit_budgets():
+    """The audit admits anonymous events per client and per minute (audit.limits), and the
+    test client is always 127.0.0.1: each test starts with those budgets unspent."""
+    if settings.REDIS_URL:
+        connection = redis.Redis.from_url(settings.REDIS_URL)
+        for key in connection.scan_iter(match="*audit-anonymous:*"):
+            connection.delete(key)
+
+
 @pytest.fixture
 def tenant(db):
     return TenantFactory(slug="acme", name="Acme Research")

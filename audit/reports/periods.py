@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from portal.dates import FIRST_DAY, LAST_DAY, OUT_OF_RANGE
+
 
 class PeriodError(ValueError):
     """The text is not a period, or not one a report can cover."""
@@ -26,9 +28,17 @@ def _midnight(day: date) -> datetime:
 
 def _day(text: str) -> date:
     try:
-        return date.fromisoformat(text)
+        value = date.fromisoformat(text)
     except ValueError:
         raise PeriodError(f"{text!r} is not a date (use YYYY-MM-DD).") from None
+    _check_year(value.year)
+    return value
+
+
+def _check_year(year: int) -> None:
+    # Far from datetime's limits, so a period's end (the day after, the next month) exists.
+    if not FIRST_DAY.year <= year <= LAST_DAY.year:
+        raise PeriodError(OUT_OF_RANGE)
 
 
 def month(year: int, month_number: int) -> Period:
@@ -57,8 +67,10 @@ def parse_period(text: str) -> Period:
         year, month_number = int(m[1]), int(m[2])
         if not 1 <= month_number <= 12:
             raise PeriodError(f"{text!r}: there is no month {month_number}.")
+        _check_year(year)
         return month(year, month_number)
     if m := re.fullmatch(r"(\d{4})-W(\d{2})", text):
+        _check_year(int(m[1]))
         return iso_week(int(m[1]), int(m[2]))
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         return day(_day(text))

@@ -20,6 +20,9 @@ def probe_openai_endpoint(*, base_url: str, api_key: str, expected_model: str) -
                                 timeout=HEALTH_TIMEOUT_SECONDS)
     except requests.RequestException as exc:
         return f"{base_url} is unreachable ({exc.__class__.__name__})."
+    except UnicodeError:  # a key stored before keys were checked (see validate_header_token)
+        return ("The stored upstream API key holds characters an HTTP header can't carry: "
+                "edit the endpoint and enter the key again.")
     if response.status_code in (401, 403):
         return f"{base_url} refused the upstream API key (HTTP {response.status_code})."
     if response.status_code != 200:

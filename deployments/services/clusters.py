@@ -18,6 +18,7 @@ from deployments.models import (
 )
 from portal import crypto
 from portal.api import ApplicationError
+from portal.text import validate_header_token
 from tenants.models import Tenant, TenantStatus
 
 SYSTEM = "system:deployments"
@@ -33,6 +34,16 @@ def _check_capacity_map(capacity: dict) -> None:
                                                "NVIDIA-A100-SXM4-80GB=8."})
 
 
+def _check_token(credential_kind: str, credentials: str) -> None:
+    """A bearer token goes into every request's Authorization header."""
+    if credential_kind != CredentialKind.TOKEN:
+        return
+    try:
+        validate_header_token(credentials)
+    except ValidationError as exc:
+        raise ValidationError({"credentials": exc.messages}) from None
+
+
 @transaction.atomic
 def cluster_create(*, actor, name: str, api_url: str, jurisdiction: str, credentials: str,
                    credential_kind: str = CredentialKind.TOKEN, ca_bundle: str = "",
@@ -40,6 +51,7 @@ def cluster_create(*, actor, name: str, api_url: str, jurisdiction: str, credent
                    default_mode: str = DeploymentMode.STANDARD) -> Cluster:
     gpu_capacity = gpu_capacity or {}
     _check_capacity_map(gpu_capacity)
+    _check_token(credential_kind, credentials)
     cluster = Cluster(name=name, api_url=api_url.rstrip("/"), jurisdiction=jurisdiction,
                       credential_kind=credential_kind, ca_bundle=ca_bundle,
                       credentials_encrypted=crypto.encrypt(credentials),
@@ -59,6 +71,8 @@ def cluster_update(*, actor, cluster: Cluster, credentials: str = "", **fields) 
     """Change the given fields; empty `credentials` keeps the stored ones."""
     if "gpu_capacity" in fields:
         _check_capacity_map(fields["gpu_capacity"])
+    if credentials:
+        _check_token(fields.get("credential_kind", cluster.credential_kind), credentials)
     changed = {}
     for field, value in fields.items():
         if getattr(cluster, field) != value:

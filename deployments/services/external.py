@@ -21,6 +21,7 @@ from models_catalog import services as catalog_services
 from models_catalog.models import Model
 from portal import crypto
 from portal.gateway_config import bump_gateway_config
+from portal.text import validate_header_token
 from tenants.models import Tenant
 
 # --- External endpoints -------------------------------------------------------------------
@@ -28,6 +29,13 @@ from tenants.models import Tenant
 def _host_and_port(url: str) -> str:
     """An endpoint's display name when none is given."""
     return urlsplit(url).netloc or url
+
+def _check_upstream_key(key: str | None) -> None:
+    try:
+        validate_header_token(key)
+    except ValidationError as exc:
+        raise ValidationError({"upstream_api_key": exc.messages}) from None
+
 
 def endpoint_model_resolve(*, actor, slug: str, task: str = "") -> Model:
     """The catalog model an endpoint serves: the one with `slug`, or a new one of `task`
@@ -55,6 +63,7 @@ def external_endpoint_register(
     A failed health check still registers the endpoint, as failed with the reason: the
     operator fixes the server and checks again, without entering the key a second time.
     """
+    _check_upstream_key(upstream_api_key)
     if model is None:
         model = endpoint_model_resolve(actor=actor, slug=model_slug, task=task)
     deployment = Deployment(
@@ -87,6 +96,7 @@ def external_endpoint_update(*, actor, deployment: Deployment, base_url: str | N
     """
     if deployment.backend != Backend.EXTERNAL or deployment.status == DeploymentStatus.DELETED:
         raise ValidationError("Only a registered external endpoint can be edited.")
+    _check_upstream_key(upstream_api_key)
     changed = {}
     for field, value in (("base_url", base_url and base_url.rstrip("/")),
                          ("upstream_model", upstream_model), ("name", name)):

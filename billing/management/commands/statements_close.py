@@ -1,9 +1,8 @@
-from datetime import UTC, datetime
-
 from django.core.management.base import BaseCommand, CommandError
 
 from billing import statements
 from portal.api import ApplicationError
+from portal.dates import parse_month
 
 
 class Command(BaseCommand):
@@ -15,9 +14,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, month: str, **options):
         try:
-            start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC).date()
-        except ValueError:
-            raise CommandError("--month must look like 2026-10.") from None
+            start = parse_month(month)
+        except ValueError as exc:
+            raise CommandError(f"--month: {exc}") from None
         try:
             closed = statements.statements_close(actor="system:statements_close",
                                                  period_start=start)

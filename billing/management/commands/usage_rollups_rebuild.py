@@ -7,13 +7,17 @@ from datetime import UTC, datetime, time
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.rollups import rollups_rebuild
+from portal.dates import OUT_OF_RANGE, is_supported
 
 
 def _day(value: str) -> datetime:
     try:
-        return datetime.combine(datetime.strptime(value, "%Y-%m-%d").date(), time(), tzinfo=UTC)
+        day = datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:
         raise CommandError(f"{value!r} is not a day like 2026-11-01.") from None
+    if not is_supported(day):
+        raise CommandError(f"{value}: {OUT_OF_RANGE}")
+    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 class Command(BaseCommand):

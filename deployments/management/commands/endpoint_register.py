@@ -36,6 +36,9 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"Can't read {options['upstream_key_file']}: "
                                    f"{exc.strerror}.") from exc
+            except UnicodeDecodeError:
+                raise CommandError(f"{options['upstream_key_file']} is not UTF-8 text: put "
+                                   "the key in it as plain text.") from None
         try:
             deployment = services.external_endpoint_register(
                 actor=actor, model_slug=options["model"], task=options["task"],

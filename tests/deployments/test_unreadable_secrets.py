@@ -6,8 +6,10 @@ import pytest
 
 from audit.models import AuditEvent
 from deployments import services
-from deployments.models import Deployment, DeploymentStatus
+from deployments.models import Cluster, Deployment, DeploymentStatus
 from models_catalog.models import Model
+from portal import crypto
+from tests.deployments.test_kserve_lifecycle import become_ready, deploy
 from tests.support.processes import start_upstream, stop
 from tests.support.secret_keys import keys, new_key
 
@@ -87,3 +89,18 @@ def test_an_endpoint_whose_key_is_unreadable_is_failed_with_the_reason_others_st
     assert "health check passed" in response.content.decode()
     assert "secret-problems" not in response.content.decode()
     assert Deployment.objects.get(pk=locked.pk).status == DeploymentStatus.READY
+
+
+def test_models_already_serving_on_that_cluster_keep_serving(msp_admin, cluster, version,
+                                                            kube):
+    ready = become_ready(kube, deploy(msp_admin, cluster, version))
+    progressing = deploy(msp_admin, cluster, version, name="second")
+    with keys(new_key()):  # the credentials end up under a key that is then removed
+        Cluster.objects.filter(pk=cluster.pk).update(
+            credentials_encrypted=crypto.encrypt(kube.token))
+
+    assert services.deployment_follow(ready.pk) == DeploymentStatus.READY
+    assert services.deployment_follow(progressing.pk) == DeploymentStatus.FAILED
+    progressing.refresh_from_db()
+    assert UNREADABLE in progressing.status_reason
+    assert _unreadable_events(cluster) == 1

@@ -46,6 +46,7 @@ def _environment() -> dict[str, str]:
         "PLATFORM_SIGNING_KEY_FILE": str(key), "COMPLIANCE_REPORTS_DIR": str(VAR / "reports"),
         "PORTAL_VAR_DIR": str(VAR), "DJANGO_SETTINGS_MODULE": "portal.settings",
         "LOG_LEVEL": "WARNING",
+        "FIELD_ENCRYPTION_KEYS": "YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleSE=",
     })
     if not key.exists():
         sys.path.insert(0, str(ROOT))

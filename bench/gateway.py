@@ -36,7 +36,8 @@ DATABASE_URL = os.environ.get("BENCH_DATABASE_URL",
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 ENV = {**os.environ, "DATABASE_URL": DATABASE_URL, "REDIS_URL": REDIS_URL, "DEBUG": "false",
        "SECRET_KEY": "bench-only-secret-key-0123456789abcdef", "PORTAL_IGNORE_DOTENV": "1",
-       "STATIC_MANIFEST": "false"}
+       "STATIC_MANIFEST": "false",
+       "FIELD_ENCRYPTION_KEYS": "YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleSE="}
 SIGNING_KEY = ROOT / "var/bench-platform-signing-key.pem"
 ENV["PLATFORM_SIGNING_KEY_FILE"] = str(SIGNING_KEY)
 os.environ.update({k: v for k, v in ENV.items() if k != "PATH"})

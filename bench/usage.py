@@ -37,6 +37,7 @@ DATABASE_URL = os.environ.get("BENCH_DATABASE_URL",
 ENV = {**os.environ, "DATABASE_URL": DATABASE_URL, "DEBUG": "false", "REDIS_URL": "",
        "SECRET_KEY": "bench-only-secret-key-0123456789abcdef", "PORTAL_IGNORE_DOTENV": "1",
        "STATIC_MANIFEST": "false", "ALLOWED_HOSTS": "testserver", "LOG_LEVEL": "WARNING",
+       "FIELD_ENCRYPTION_KEYS": "YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleSE=",
        "PLATFORM_SIGNING_KEY_FILE": str(ROOT / "var/bench-platform-signing-key.pem")}
 TENANTS, MODELS, KEYS_PER_TENANT, DAYS = 500, 50, 5, 30
 COLUMNS = ("tenant_id", "request_id", "created_at", "api_key_id", "model_id", "model_slug",

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from portal.crypto import EncryptedTextField
 from portal.text import validate_display_name
 from tenants.models import TenantOwned
 
@@ -122,7 +123,9 @@ class Notification(TenantOwned):
 class WebhookEndpoint(TenantOwned):
     name = models.CharField(max_length=100, validators=[validate_display_name])
     url = models.URLField(max_length=500)
-    secret_encrypted = models.TextField()
+    secret_encrypted = EncryptedTextField(
+        secret_name="signing secret",
+        remedy="Delete the endpoint and add it again (its receiver gets a new secret)")
     active = models.BooleanField(default=True)
     created_by = models.CharField(max_length=254, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

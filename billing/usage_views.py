@@ -28,7 +28,10 @@ def _api_keys():
 
 
 def own_key_ids(user, tenant: Tenant) -> list[int]:
-    return list(_api_keys().filter(tenant=tenant, owner=user).values_list("pk", flat=True))
+    """The keys a person, or a service account (a bearer token's principal), owns."""
+    owned = ({"service_account": user.pk} if getattr(user, "is_service_account", False)
+             else {"owner": user})
+    return list(_api_keys().filter(tenant=tenant, **owned).values_list("pk", flat=True))
 
 
 def _labels(dashboard: Dashboard) -> None:

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 import audit
 from billing.budget_models import BudgetAlert, DeliveryStatus, WebhookDelivery, WebhookEndpoint
-from portal import crypto
+from portal import crypto, stored_secrets
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -148,6 +148,7 @@ def delivery_attempt(*, delivery_id: int) -> int | None:
     status_code, error = None, ""
     try:
         check_url(endpoint.url)  # again: DNS may have changed since the endpoint was saved
+        secret = stored_secrets.reveal(endpoint, "secret_encrypted")
         response = requests.post(endpoint.url, data=body, timeout=settings.BUDGET_WEBHOOK_TIMEOUT,
                                  allow_redirects=False, headers={
                                      "Content-Type": "application/json",
@@ -155,13 +156,14 @@ def delivery_attempt(*, delivery_id: int) -> int | None:
                                      "X-Portal-Event": delivery.event,
                                      "X-Portal-Delivery": str(delivery.pk),
                                      TIMESTAMP_HEADER: str(timestamp),
-                                     SIGNATURE_HEADER: sign(crypto.decrypt(
-                                         endpoint.secret_encrypted), timestamp, body)})
+                                     SIGNATURE_HEADER: sign(secret, timestamp, body)})
         status_code = response.status_code
         if not 200 <= status_code < 300:
             error = f"HTTP {status_code}"
     except ValidationError as exc:
         error = " ".join(exc.messages)
+    except stored_secrets.SecretUnreadable as exc:
+        error = exc.message[:500]
     except requests.RequestException as exc:
         error = f"{exc.__class__.__name__}: {exc}"[:500]
     delivery.attempts += 1

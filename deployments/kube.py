@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.kube_config import KubeConfigLoader
 
 from deployments.models import Cluster, CredentialKind
-from portal import crypto
+from portal import stored_secrets
 
 KSERVE_GROUP = "serving.kserve.io"
 KSERVE_VERSION = "v1beta1"
@@ -41,6 +41,10 @@ class KubeError(Exception):
 
 class ClusterUnreachable(KubeError):
     """Transport errors, timeouts or 5xx after every attempt."""
+
+
+class CredentialsUnreadable(KubeError):
+    """The cluster's stored credentials can't be decrypted: nothing was sent to it."""
 
 
 def _retryable(exc: Exception) -> bool:
@@ -64,7 +68,10 @@ def _describe(exc: Exception) -> str:
 
 
 def configuration_for(cluster: Cluster) -> client.Configuration:
-    secret = crypto.decrypt(cluster.credentials_encrypted)
+    try:
+        secret = stored_secrets.reveal(cluster, "credentials_encrypted")
+    except stored_secrets.SecretUnreadable as exc:
+        raise CredentialsUnreadable(exc.message) from None
     configuration = client.Configuration()
     if cluster.credential_kind == CredentialKind.KUBECONFIG and secret:
         try:

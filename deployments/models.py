@@ -6,6 +6,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 
 from models_catalog.models import Model, ModelVersion
+from portal.crypto import EncryptedTextField
 from portal.text import validate_display_name
 from tenants.models import Tenant, User, jurisdiction_validator
 
@@ -45,7 +46,9 @@ class Cluster(models.Model):
                                  help_text="Empty to trust the system's CAs.")
     credential_kind = models.CharField(max_length=16, choices=CredentialKind.choices,
                                        default=CredentialKind.TOKEN)
-    credentials_encrypted = models.TextField(blank=True)
+    credentials_encrypted = EncryptedTextField(
+        blank=True, secret_name="cluster credentials (token or kubeconfig)",
+        remedy="Enter the token or kubeconfig again (Edit)")
     jurisdiction = models.CharField(max_length=8, validators=[jurisdiction_validator],
                                     help_text="Where the cluster runs, e.g. DE or DE-BY.")
     gpu_capacity = models.JSONField(
@@ -144,7 +147,9 @@ class Deployment(models.Model):
     upstream_model = models.CharField(max_length=200, blank=True,
                                       help_text="Model name the upstream expects; defaults to "
                                                 "the catalog slug.")
-    upstream_api_key_encrypted = models.TextField(blank=True)
+    upstream_api_key_encrypted = EncryptedTextField(
+        blank=True, secret_name="upstream API key",
+        remedy="Enter the key again on the endpoint's edit page")
     status = models.CharField(max_length=16, choices=DeploymentStatus.choices,
                               default=DeploymentStatus.PENDING)
     status_reason = models.CharField(max_length=500, blank=True)

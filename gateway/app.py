@@ -371,6 +371,11 @@ class Forwarder:
                 raise GatewayError(502, f"The model server for `{self.route.slug}` failed "
                                         f"({exc.__class__.__name__}).", type="server_error",
                                    code="upstream_error") from None
+        if not upstreams and self.route.disabled_for(self.tenant.id):
+            raise GatewayError(503, f"The model server for `{self.route.slug}` is disabled: "
+                                    "the portal can't read the credentials it needs to call "
+                                    "it. The platform operator must fix this; try again "
+                                    "later.", type="server_error", code="upstream_disabled")
         raise GatewayError(503, f"No model server for `{self.route.slug}` is reachable right "
                                 f"now ({last_error}); try again shortly.", type="server_error",
                            code="upstream_unavailable")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import itertools
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,8 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
 from billing.budgets import BudgetRule, gateway_budget_rules
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class Upstream:
     url: str
     model_name: str
     auth_header: str
+    disabled: bool = False  # skipped: its stored API key can't be decrypted
 
 
 @dataclass
@@ -68,11 +72,15 @@ class Route:
 
     def upstreams_for(self, tenant_id: int) -> list[Upstream]:
         """Shared upstreams plus this tenant's dedicated ones, rotated for load balancing."""
-        usable = [u for u in self.upstreams if u.tenant_id in (None, tenant_id)]
+        usable = [u for u in self.upstreams
+                  if u.tenant_id in (None, tenant_id) and not u.disabled]
         if len(usable) > 1:
             start = next(self._turn) % len(usable)
             usable = usable[start:] + usable[:start]
         return usable
+
+    def disabled_for(self, tenant_id: int) -> list[Upstream]:
+        return [u for u in self.upstreams if u.tenant_id in (None, tenant_id) and u.disabled]
 
     def visible_to(self, tenant_id: int) -> bool:
         return (self.lifecycle != "retired" and (self.all_tenants or tenant_id in self.entitled)
@@ -110,7 +118,7 @@ def _load_key(prefix: str) -> tuple[KeyInfo, TenantInfo] | None:
 def _load_routes_and_tenants() -> tuple[dict[str, Route], dict[int, TenantInfo]]:
     from deployments.models import Deployment, DeploymentStatus
     from models_catalog.models import Model
-    from portal import crypto
+    from portal import stored_secrets
     from tenants.models import Tenant
 
     close_old_connections()
@@ -125,11 +133,18 @@ def _load_routes_and_tenants() -> tuple[dict[str, Route], dict[int, TenantInfo]]
     by_id = {route.model_id: route for route in routes.values()}
     for deployment in Deployment.objects.filter(status=DeploymentStatus.READY).select_related(
             "model"):
-        key = crypto.decrypt(deployment.upstream_api_key_encrypted)
+        try:
+            key = stored_secrets.reveal(deployment, "upstream_api_key_encrypted")
+            disabled = False
+        except stored_secrets.SecretUnreadable as exc:
+            # Only this upstream is skipped (and audited once); the others keep serving.
+            logger.warning("Skipping deployment %s (%s): %s", deployment.pk, deployment.name,
+                           exc.message)
+            key, disabled = "", True
         by_id[deployment.model_id].upstreams.append(Upstream(
             deployment_id=deployment.pk, tenant_id=deployment.tenant_id,
             url=deployment.base_url.rstrip("/"), model_name=deployment.served_model_name,
-            auth_header=f"Bearer {key}" if key else ""))
+            auth_header=f"Bearer {key}" if key else "", disabled=disabled))
     return routes, tenants
 
 

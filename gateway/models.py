@@ -17,8 +17,12 @@ class ApiKey(TenantOwned):
     """
 
     name = models.CharField(max_length=100, validators=[validate_display_name])
+    # A key is owned by the person who created it, or by the service account (an OIDC client
+    # of a provider's `service_accounts`, as `<provider id>:<client id>`) whose token created
+    # it through the API; neither for keys made by an operator's command.
     owner = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="api_keys")
+    service_account = models.CharField(max_length=200, blank=True)
     prefix = models.CharField(max_length=16, unique=True)
     secret_hash = models.CharField(max_length=64)
     previous_secret_hash = models.CharField(max_length=64, blank=True)
@@ -38,6 +42,13 @@ class ApiKey(TenantOwned):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(owner__isnull=True) | models.Q(service_account=""),
+                name="apikey_one_owner",
+                violation_error_message="A key is owned by a person or a service account, "
+                                        "not both."),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.display_prefix})"
@@ -45,6 +56,16 @@ class ApiKey(TenantOwned):
     @property
     def display_prefix(self) -> str:
         return f"smp_{self.prefix}_…"
+
+    @property
+    def owner_label(self) -> str:
+        """Who owns the key, for pages and reports."""
+        if self.owner_id:
+            return self.owner.email
+        if self.service_account:
+            provider, _, client = self.service_account.partition(":")
+            return f"service account {client} ({provider})"
+        return "automation"
 
     @property
     def audit_label(self) -> str:

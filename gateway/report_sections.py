@@ -41,7 +41,7 @@ def api_keys(scope: ReportScope) -> Section:
                                 "setting GATEWAY_KEY_EXPIRY_REQUIRED.")
     section.tables.append(Table(
         "Active keys without expiry", ["Tenant", "Key", "Name", "Owner", "Created"],
-        [[k.tenant.slug, k.display_prefix, k.name, k.owner.email if k.owner else "automation",
+        [[k.tenant.slug, k.display_prefix, k.name, k.owner_label,
           k.created_at.strftime("%Y-%m-%d")] for k in forever.order_by("tenant__slug")[:200]],
         total_rows=forever.count()))
     return section

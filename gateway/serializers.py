@@ -7,15 +7,22 @@ from portal.text import validate_display_name
 
 class ApiKeyOutputSerializer(serializers.ModelSerializer):
     key_prefix = serializers.CharField(source="display_prefix")
-    owner = serializers.EmailField(source="owner.email", default=None)
+    owner = serializers.EmailField(source="owner.email", default=None,
+                                   help_text="The person who owns the key, if one does.")
+    service_account = serializers.SerializerMethodField(
+        help_text="The service account (`<provider>:<client id>`) that owns the key, if one "
+                  "does.")
     status = serializers.CharField()
     allowed_models = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "key_prefix", "status", "owner", "allowed_models", "rpm_limit",
-                  "tpm_limit", "allowed_networks", "expires_at", "last_used_at", "created_at",
-                  "revoked_at"]
+        fields = ["id", "name", "key_prefix", "status", "owner", "service_account",
+                  "allowed_models", "rpm_limit", "tpm_limit", "allowed_networks", "expires_at",
+                  "last_used_at", "created_at", "revoked_at"]
+
+    def get_service_account(self, key: ApiKey) -> str | None:
+        return key.service_account or None
 
 
 class ApiKeyCreatedSerializer(ApiKeyOutputSerializer):

@@ -17,6 +17,7 @@ from models_catalog.models import Model
 from portal.api import ApplicationError
 from portal.dates import OUT_OF_RANGE, is_supported
 from portal.gateway_config import bump_gateway_config
+from tenants.bearer import ServiceAccount
 from tenants.models import Tenant, User
 
 
@@ -50,12 +51,15 @@ def _check_expiry(expires_at: datetime | None) -> None:
 
 @transaction.atomic
 def apikey_create(
-    *, actor, tenant: Tenant, name: str, owner: User | None = None,
+    *, actor, tenant: Tenant, name: str, owner: User | ServiceAccount | None = None,
     expires_at: datetime | None = None, allowed_models: list[Model] | None = None,
     rpm_limit: int | None = None, tpm_limit: int | None = None,
     allowed_networks: list[str] | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key; returns it and its token, which is shown once and never stored."""
+    """Create a key; returns it and its token, which is shown once and never stored.
+
+    `owner` is the person or the service account (a bearer token's principal) who manages
+    the key from then on; None for keys made by an operator's command."""
     tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
     if not tenant.is_active:
         raise ApplicationError(f"{tenant.name} is suspended: no new API keys.")
@@ -67,7 +71,10 @@ def apikey_create(
             "longer use, or ask your operator for a higher quota.")
     _check_expiry(expires_at)
     prefix, token = new_token()
-    key = ApiKey(tenant=tenant, name=name.strip(), owner=owner, prefix=prefix,
+    service_account = owner.pk if getattr(owner, "is_service_account", False) else ""
+    person = None if service_account else owner
+    key = ApiKey(tenant=tenant, name=name.strip(), owner=person,
+                 service_account=service_account, prefix=prefix,
                  secret_hash=hash_token(token), expires_at=expires_at, rpm_limit=rpm_limit,
                  tpm_limit=tpm_limit,
                  allowed_networks=_normalized_networks(allowed_networks or []))
@@ -76,7 +83,8 @@ def apikey_create(
     models = list(allowed_models or [])
     key.allowed_models.set(models)
     audit.record(action="apikey.created", actor=actor, tenant=tenant, target=key, details={
-        "name": key.name, "prefix": key.prefix, "owner": owner.email if owner else None,
+        "name": key.name, "prefix": key.prefix, "owner": person.email if person else None,
+        "service_account": service_account or None,
         "expires_at": expires_at, "models": sorted(m.slug for m in models),
         "rpm_limit": rpm_limit, "tpm_limit": tpm_limit, "networks": key.allowed_networks})
     bump_gateway_config()

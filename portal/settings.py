@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import environ
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from portal.oidc_settings import parse_providers
@@ -89,18 +90,34 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "insecure-development-key-only-used-with-DEBUG-true"
 
-# Key for secrets stored encrypted (Fernet: 32 url-safe base64 bytes). See portal/crypto.py.
-FIELD_ENCRYPTION_KEY = env_secret("FIELD_ENCRYPTION_KEY")
-if FIELD_ENCRYPTION_KEY:
+# Keys for secrets stored encrypted (Fernet: 32 url-safe base64 bytes each), comma-separated:
+# the first encrypts, every one decrypts. See portal/crypto.py and README "Secrets at rest".
+_GENERATE_FERNET_KEY = ("python -c 'from cryptography.fernet import Fernet; "
+                        "print(Fernet.generate_key().decode())'")
+# The former single-key name is refused rather than aliased: one name per setting, so nobody
+# has to work out which of two variables a rotation applies to.
+if any(os.environ.get(old) for old in ("FIELD_ENCRYPTION_KEY", "FIELD_ENCRYPTION_KEY_FILE")):
+    raise ImproperlyConfigured(
+        "FIELD_ENCRYPTION_KEY was renamed FIELD_ENCRYPTION_KEYS (a comma-separated list whose "
+        "first key encrypts): rename the variable (or FIELD_ENCRYPTION_KEY_FILE to "
+        "FIELD_ENCRYPTION_KEYS_FILE); its value works unchanged as the only key.")
+FIELD_ENCRYPTION_KEYS = [key.strip() for key in env_secret("FIELD_ENCRYPTION_KEYS").split(",")
+                         if key.strip()]
+for _position, _key in enumerate(FIELD_ENCRYPTION_KEYS, start=1):
     try:
-        from cryptography.fernet import Fernet
-
-        Fernet(FIELD_ENCRYPTION_KEY.encode())
+        Fernet(_key.encode())
     except ValueError:
         raise ImproperlyConfigured(
-            "FIELD_ENCRYPTION_KEY must be 32 url-safe base64-encoded bytes; generate one with "
-            "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key())'."
-        ) from None
+            f"FIELD_ENCRYPTION_KEYS: key #{_position} is not a Fernet key (32 url-safe "
+            f"base64-encoded bytes); generate one with {_GENERATE_FERNET_KEY}.") from None
+if not FIELD_ENCRYPTION_KEYS and not DEBUG:
+    raise ImproperlyConfigured(
+        "FIELD_ENCRYPTION_KEYS is not set: set it (or FIELD_ENCRYPTION_KEYS_FILE) to a Fernet "
+        f"key, generated with {_GENERATE_FERNET_KEY}. Only a DEBUG=true development server "
+        "may start without one (it derives a key from SECRET_KEY).")
+# Also decrypt (never encrypt) with the key derived from SECRET_KEY, which the portal used
+# before FIELD_ENCRYPTION_KEYS: on while `manage.py secrets_rotate` moves such values over.
+FIELD_ENCRYPTION_LEGACY_DERIVED_KEY = env_bool("FIELD_ENCRYPTION_LEGACY_DERIVED_KEY", False)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])

@@ -9,6 +9,8 @@ ensure_venv dev
 export PORTAL_IGNORE_DOTENV=1
 export DEBUG=false
 export SECRET_KEY="test-only-secret-key-not-for-production"
+# Fernet key for secrets at rest: base64 of "test-only-field-encryption-key!!".
+export FIELD_ENCRYPTION_KEYS="dGVzdC1vbmx5LWZpZWxkLWVuY3J5cHRpb24ta2V5ISE="
 export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/portal}"
 export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 export STATIC_MANIFEST=false

@@ -145,7 +145,12 @@ def has_tenant_perm(user, tenant: Tenant, perm: TenantPerm) -> bool:
 
 
 def can_manage_key(user, key) -> bool:
-    """Tenant admins manage every key of their tenant; developers their own."""
+    """Tenant admins manage every key of their tenant; developers (people or service accounts)
+    their own."""
     if has_tenant_perm(user, key.tenant, TenantPerm.KEYS_MANAGE_ALL):
         return True
-    return has_tenant_perm(user, key.tenant, TenantPerm.KEYS_CREATE) and key.owner_id == user.pk
+    if not has_tenant_perm(user, key.tenant, TenantPerm.KEYS_CREATE):
+        return False
+    if getattr(user, "is_service_account", False):
+        return key.service_account == user.pk
+    return key.owner_id is not None and key.owner_id == user.pk

@@ -7,7 +7,7 @@ import requests
 
 from deployments.backends import Observation
 from deployments.models import Deployment
-from portal import crypto
+from portal import stored_secrets
 
 HEALTH_TIMEOUT_SECONDS = 5
 
@@ -45,10 +45,13 @@ class ExternalBackend:
         return "nothing to apply: the endpoint runs outside the portal"
 
     def observe(self, deployment: Deployment) -> Observation:
-        problem = probe_openai_endpoint(
-            base_url=deployment.base_url,
-            api_key=crypto.decrypt(deployment.upstream_api_key_encrypted),
-            expected_model=deployment.served_model_name)
+        try:
+            api_key = stored_secrets.reveal(deployment, "upstream_api_key_encrypted")
+        except stored_secrets.SecretUnreadable as exc:
+            return Observation(found=True, ready=False, url=deployment.base_url,
+                               problem=exc.message)
+        problem = probe_openai_endpoint(base_url=deployment.base_url, api_key=api_key,
+                                        expected_model=deployment.served_model_name)
         return Observation(found=True, ready=problem is None, url=deployment.base_url,
                            problem=problem or "")
 

@@ -139,6 +139,8 @@ def cluster_check(*, actor, cluster: Cluster) -> Cluster:
                                f"read CRDs ({exc.message}).")
                 else:
                     raise
+    except kube.CredentialsUnreadable as exc:
+        problem = exc.message
     except kube.KubeError as exc:
         problem = (f"Can't reach the API server: {exc.message}" if exc.status not in (401, 403)
                    else f"The API server refused the credentials ({exc.message}). Replace "

@@ -382,6 +382,10 @@ def deployment_follow(deployment_id: int) -> str:
     try:
         seen = backend_for(deployment).observe(deployment)
     except kube.KubeError as exc:
+        if isinstance(exc, kube.CredentialsUnreadable) and deployment.status == S.READY:
+            # The model server doesn't need the cluster's credentials to serve: keep routing
+            # to it; the cluster's page and audit trail carry the problem.
+            return S.READY
         if deployment.status == S.PROGRESSING:
             _fail(deployment, from_statuses=[S.PROGRESSING],
                   reason=f"Can't read the InferenceService: {exc.message}")

@@ -81,3 +81,11 @@ def role_label(value: str) -> str:
         if value in choices.values:
             return choices(value).label
     return str(value)
+
+
+@register.filter
+def secret_problems(obj) -> list[str]:
+    """What to tell people about `obj`'s stored secrets that can't be decrypted."""
+    from portal.stored_secrets import problems
+
+    return problems(obj)

@@ -27,22 +27,32 @@ def upstream():
     stop(process)
 
 
-@pytest.fixture(scope="session")
-def gateway_server(django_db_setup, django_db_blocker):
-    """The portal's real ASGI server (uvicorn, two worker processes) on loopback."""
+def start_gateway(database: dict, **extra_env: str) -> SimpleNamespace:
+    """The portal's real ASGI server (uvicorn, two worker processes) on loopback, up and
+    answering; stop it with `stop(server.process)`."""
     port = free_port()
-    with django_db_blocker.unblock():
-        database = dict(connection.settings_dict)
     env = portal_env(database, settings.REDIS_URL,
-                     GATEWAY_UPSTREAM_TIMEOUT=str(UPSTREAM_TIMEOUT))
+                     GATEWAY_UPSTREAM_TIMEOUT=str(UPSTREAM_TIMEOUT), **extra_env)
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1",
          "--port", str(port), "--workers", "2", "--lifespan", "on", "--no-access-log"],
         env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    wait_until_up(url + "/healthz", process)
-    yield SimpleNamespace(url=url, process=process)
-    stop(process)
+    try:
+        wait_until_up(url + "/healthz", process)
+    except BaseException:
+        stop(process)
+        raise
+    return SimpleNamespace(url=url, process=process)
+
+
+@pytest.fixture(scope="session")
+def gateway_server(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        database = dict(connection.settings_dict)
+    server = start_gateway(database)
+    yield server
+    stop(server.process)
 
 
 def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05):

@@ -46,7 +46,10 @@ def start_upstream(*args: str, port: int | None = None) -> tuple[subprocess.Pope
 
 
 def portal_env(database: dict, redis_url: str, **extra: str) -> dict[str, str]:
-    """Environment for a portal process that uses the test database and Redis."""
+    """Environment for a portal process that uses the test database and Redis, and decrypts
+    stored secrets with the test process's keys (unless `extra` says otherwise)."""
+    from django.conf import settings
+
     password = database["PASSWORD"] or ""
     return {
         **os.environ,
@@ -55,6 +58,7 @@ def portal_env(database: dict, redis_url: str, **extra: str) -> dict[str, str]:
         "REDIS_URL": redis_url,
         "DEBUG": "false",
         "PORTAL_IGNORE_DOTENV": "1",
+        "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
         **extra,
     }
 

@@ -116,7 +116,6 @@ if not PORTAL_BASE_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured(f"PORTAL_BASE_URL={PORTAL_BASE_URL!r} must be an http(s) URL.")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -272,12 +271,23 @@ ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+# Every session comes from the sign-in with its second factor: a password reset never signs
+# anybody in, and there is no sign-in by e-mailed code.
+ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
+ACCOUNT_LOGIN_BY_CODE_ENABLED = False
+# Failed sign-ins are throttled per (account, client address) with a growing wait
+# (tenants.sign_in_throttle); besides that, one client address may fail at most 20 times in
+# 10 minutes across all accounts (allauth's "login" limit of 30 attempts a minute stays).
+# Nothing counts per account alone, so nobody can lock somebody else out.
+ACCOUNT_RATE_LIMITS = {"login_failed": "20/10m/ip"}
 ACCOUNT_SESSION_REMEMBER = False
 ACCOUNT_EMAIL_SUBJECT_PREFIX = f"[{SITE_NAME}] "
 # Self-service sign-up is only for people holding an invitation (see tenants.adapters).
 PORTAL_OPEN_SIGNUP = env_bool("PORTAL_OPEN_SIGNUP", False)
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_PASSKEY_LOGIN_ENABLED = False
+MFA_FORMS = {"authenticate": "tenants.mfa_forms.ThrottledAuthenticateForm",
+             "reauthenticate": "tenants.mfa_forms.ThrottledReauthenticateForm"}
 MFA_TOTP_ISSUER = SITE_NAME
 MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = DEBUG
 INVITATION_VALID_DAYS = env_int("INVITATION_VALID_DAYS", 7, minimum=1)

@@ -350,9 +350,20 @@ SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=300)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-if env_bool("BEHIND_TLS_PROXY", False):
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+# With TLS in front (a TLS proxy, or secure-only cookies, which only work over HTTPS), browsers
+# are told to use HTTPS for a year and plain-HTTP requests are redirected to it. The health
+# probes stay reachable over plain HTTP: orchestrators call them on the pod's address.
+_TLS_IN_FRONT = BEHIND_TLS_PROXY or SECURE_COOKIES
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if _TLS_IN_FRONT else 0,
+                              minimum=0)
+# Covers the portal's own host name's subdomains (not its parent domain's other hosts).
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _TLS_IN_FRONT)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
 # Client addresses: REMOTE_ADDR unless the request came through one of these proxies.
 TRUSTED_PROXIES = []
@@ -433,7 +444,12 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "portal.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# The OpenAPI schema and the interactive docs describe every endpoint: in production only
+# signed-in people and API clients (bearer token) read them, unless opened on purpose.
+API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", DEBUG)
 SPECTACULAR_SETTINGS = {
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny" if API_DOCS_PUBLIC
+                          else "rest_framework.permissions.IsAuthenticated"],
     "TITLE": f"{SITE_NAME} API",
     "DESCRIPTION": "Management API of the Sovereign Model Portal.",
     "VERSION": "1",

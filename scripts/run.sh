@@ -7,16 +7,7 @@ source "$(dirname "$0")/_common.sh"
 ensure_venv
 mkdir -p var
 
-if [ ! -f .env ]; then
-  say "Writing .env for local development (edit it, or see .env.example)"
-  {
-    echo "# Written by 'make run' for local development. See .env.example for every setting."
-    echo "DEBUG=true"
-    echo "SECRET_KEY=$("$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(50))')"
-    echo "# Where models may run (data residency); empty refuses every deployment."
-    echo "ALLOWED_JURISDICTIONS=DE,EU"
-  } > .env
-fi
+"$ROOT/scripts/write-dev-env.sh"
 
 pids=()
 stop() {

@@ -166,3 +166,11 @@ def test_local_login_disabled_also_closes_sign_up(client, settings, db):
 
     assert not User.objects.filter(email="newcomer@example.test").exists()
 
+
+def test_api_clients_read_the_schema_with_a_bearer_token(client, sso, tenant):
+    token = sso["kc"].client_credentials_token("ci-acme")
+    assert client.get("/api/schema/").status_code == 401
+    assert client.get("/api/schema/", headers={"Authorization": "Bearer not-a-jwt"}
+                      ).status_code == 401
+    response = client.get("/api/schema/", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200 and b"/api/tenants/" in response.content

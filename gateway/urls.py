@@ -10,4 +10,6 @@ urlpatterns = [
     path("t/<slug:tenant_slug>/keys/<int:pk>/revoke/", views.key_revoke, name="key_revoke"),
     path("t/<slug:tenant_slug>/keys/<int:pk>/rotate/", views.key_rotate, name="key_rotate"),
     path("t/<slug:tenant_slug>/playground/", views.playground, name="playground"),
+    path("t/<slug:tenant_slug>/playground/token/", views.playground_token,
+         name="playground_token"),
 ]

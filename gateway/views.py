@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
@@ -91,14 +91,20 @@ def key_rotate(request: HttpRequest, pk: int) -> HttpResponse:
 
 @tenant_view(TenantPerm.PLAYGROUND_USE)
 def playground(request: HttpRequest) -> HttpResponse:
+    """The chat page. It holds no secret and changes nothing: the page's script asks for its
+    token (`playground_token`, a POST) when the first message is sent."""
     from deployments.selectors import served_models_for_tenant
 
     models = list(served_models_for_tenant(tenant=request.tenant, task="chat"))
-    context = {"tenant": request.tenant, "models": models, "token": ""}
-    if models and request.tenant.is_active:
-        try:
-            context["token"] = services.playground_token(user=request.user,
-                                                         tenant=request.tenant)
-        except ApplicationError as exc:
-            context["error"] = exc.message
-    return render(request, "gateway/playground.html", context)
+    return render(request, "gateway/playground.html", {"tenant": request.tenant,
+                                                       "models": models})
+
+
+@require_POST
+@tenant_view(TenantPerm.PLAYGROUND_USE)
+def playground_token(request: HttpRequest) -> JsonResponse:
+    try:
+        token = services.playground_token(user=request.user, tenant=request.tenant)
+    except ApplicationError as exc:
+        return JsonResponse({"detail": exc.message}, status=409)
+    return JsonResponse({"token": token})

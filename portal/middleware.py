@@ -75,3 +75,19 @@ class MethodNotAllowedPageMiddleware:
         page = render(request, "errors/405.html", {"parent": parent}, status=405)
         page["Allow"] = response.get("Allow", "")
         return page
+
+
+class NoStoreMiddleware:
+    """Nothing the portal answers is kept by a browser's or a proxy's cache: new API keys,
+    rotated secrets, recovery codes, webhook secrets and playground tokens are in responses
+    like any other, and a page can show one whenever it is given one. A response whose view
+    chose its own Cache-Control keeps it. (Static files are answered before this by
+    WhiteNoise, with their own long-lived caching.)"""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        response.setdefault("Cache-Control", "no-store")
+        return response

@@ -133,7 +133,6 @@ if not PORTAL_BASE_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured(f"PORTAL_BASE_URL={PORTAL_BASE_URL!r} must be an http(s) URL.")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -163,6 +162,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portal.middleware.RequestContextMiddleware",
     "portal.middleware.ContentSecurityPolicyMiddleware",
+    "portal.middleware.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -289,12 +289,23 @@ ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+# Every session comes from the sign-in with its second factor: a password reset never signs
+# anybody in, and there is no sign-in by e-mailed code.
+ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
+ACCOUNT_LOGIN_BY_CODE_ENABLED = False
+# Failed sign-ins are throttled per (account, client address) with a growing wait
+# (tenants.sign_in_throttle); besides that, one client address may fail at most 20 times in
+# 10 minutes across all accounts (allauth's "login" limit of 30 attempts a minute stays).
+# Nothing counts per account alone, so nobody can lock somebody else out.
+ACCOUNT_RATE_LIMITS = {"login_failed": "20/10m/ip"}
 ACCOUNT_SESSION_REMEMBER = False
 ACCOUNT_EMAIL_SUBJECT_PREFIX = f"[{SITE_NAME}] "
 # Self-service sign-up is only for people holding an invitation (see tenants.adapters).
 PORTAL_OPEN_SIGNUP = env_bool("PORTAL_OPEN_SIGNUP", False)
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_PASSKEY_LOGIN_ENABLED = False
+MFA_FORMS = {"authenticate": "tenants.mfa_forms.ThrottledAuthenticateForm",
+             "reauthenticate": "tenants.mfa_forms.ThrottledReauthenticateForm"}
 MFA_TOTP_ISSUER = SITE_NAME
 MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = DEBUG
 INVITATION_VALID_DAYS = env_int("INVITATION_VALID_DAYS", 7, minimum=1)
@@ -356,9 +367,20 @@ SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=300)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-if env_bool("BEHIND_TLS_PROXY", False):
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+# With TLS in front (a TLS proxy, or secure-only cookies, which only work over HTTPS), browsers
+# are told to use HTTPS for a year and plain-HTTP requests are redirected to it. The health
+# probes stay reachable over plain HTTP: orchestrators call them on the pod's address.
+_TLS_IN_FRONT = BEHIND_TLS_PROXY or SECURE_COOKIES
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if _TLS_IN_FRONT else 0,
+                              minimum=0)
+# Covers the portal's own host name's subdomains (not its parent domain's other hosts).
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _TLS_IN_FRONT)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
 # Client addresses: REMOTE_ADDR unless the request came through one of these proxies.
 TRUSTED_PROXIES = []
@@ -439,7 +461,12 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "portal.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# The OpenAPI schema and the interactive docs describe every endpoint: in production only
+# signed-in people and API clients (bearer token) read them, unless opened on purpose.
+API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", DEBUG)
 SPECTACULAR_SETTINGS = {
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny" if API_DOCS_PUBLIC
+                          else "rest_framework.permissions.IsAuthenticated"],
     "TITLE": f"{SITE_NAME} API",
     "DESCRIPTION": "Management API of the Sovereign Model Portal.",
     "VERSION": "1",

@@ -1,10 +1,17 @@
-from django.contrib import admin
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from billing import budget_urls
 from portal import health
 from tenants import views as tenant_views
+
+# The schema needs a session or a bearer token (SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"]);
+# the docs page sends a browser without a session to the sign-in first.
+api_docs = SpectacularSwaggerSplitView.as_view(url_name="api-schema")
+if not settings.API_DOCS_PUBLIC:
+    api_docs = login_required(api_docs)
 
 urlpatterns = [
     path("", tenant_views.home, name="home"),
@@ -31,11 +38,9 @@ urlpatterns = [
     path("api/", include("models_catalog.api_urls")),
     path("api/", include("deployments.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"),
-         name="api-docs"),
+    path("api/docs/", api_docs, name="api-docs"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("django-admin/", admin.site.urls),
 ]
 
 handler404 = "portal.errors.not_found"

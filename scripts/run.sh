@@ -7,31 +7,7 @@ source "$(dirname "$0")/_common.sh"
 ensure_venv
 mkdir -p var
 
-new_fernet_key() {
-  "$VENV/bin/python" -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'
-}
-
-if [ ! -f .env ]; then
-  say "Writing .env for local development (edit it, or see .env.example)"
-  {
-    echo "# Written by 'make run' for local development. See .env.example for every setting."
-    echo "DEBUG=true"
-    echo "SECRET_KEY=$("$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(50))')"
-    echo "# Encrypts stored secrets (upstream API keys, cluster credentials); keep it with backups."
-    echo "FIELD_ENCRYPTION_KEYS=$(new_fernet_key)"
-    echo "# Where models may run (data residency); empty refuses every deployment."
-    echo "ALLOWED_JURISDICTIONS=DE,EU"
-  } > .env
-elif ! grep -Eqs '^FIELD_ENCRYPTION_KEYS(_FILE)?=.' .env; then
-  # A .env from before FIELD_ENCRYPTION_KEYS: its secrets were encrypted with a key derived
-  # from SECRET_KEY. Add a real key, keep the derived one readable, and move them over below.
-  say "Adding FIELD_ENCRYPTION_KEYS to .env (stored secrets are re-encrypted under it)"
-  {
-    echo "FIELD_ENCRYPTION_KEYS=$(new_fernet_key)"
-    echo "FIELD_ENCRYPTION_LEGACY_DERIVED_KEY=true"
-  } >> .env
-  ROTATE_SECRETS=1
-fi
+"$ROOT/scripts/write-dev-env.sh"
 
 pids=()
 stop() {
@@ -98,7 +74,7 @@ PY="$VENV/bin/python"
 
 say "Migrating the database"
 "$PY" manage.py migrate --no-input -v 0
-if [ -n "${ROTATE_SECRETS:-}" ]; then
+if grep -qs '^FIELD_ENCRYPTION_LEGACY_DERIVED_KEY=true' .env; then
   "$PY" manage.py secrets_rotate || say "Some stored secrets could not be re-encrypted (above)"
 fi
 "$PY" manage.py seed_demo > var/demo-logins.txt

@@ -1,4 +1,5 @@
 from allauth.account.adapter import DefaultAccountAdapter
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest
@@ -6,13 +7,19 @@ from django.shortcuts import redirect
 from django.urls import reverse
 
 import audit
-from tenants import identity, oidc_metadata
+from tenants import identity, oidc_metadata, sign_in_throttle
 
 INVITATION_SESSION_KEY = "portal_invitation_token"
 
 
 class AccountAdapter(DefaultAccountAdapter):
     """Sign-up is open only to people holding a valid invitation (unless the operator opens it)."""
+
+    error_messages = {
+        **DefaultAccountAdapter.error_messages,
+        "too_many_login_attempts": "Too many failed sign-ins from your network address: try "
+                                   "again in a few minutes.",
+    }
 
     def is_open_for_signup(self, request: HttpRequest) -> bool:
         if settings.LOCAL_LOGIN == "disabled":
@@ -30,6 +37,25 @@ class AccountAdapter(DefaultAccountAdapter):
         if commit:
             audit.record(action="user.signed_up", actor=user, target=user,
                          details={"email": user.email})
+        return user
+
+    def get_client_ip(self, request: HttpRequest) -> str:
+        """allauth's per-address limits use the same address as the rest of the portal:
+        `REMOTE_ADDR`, which only the trusted-proxy settings may replace."""
+        return sign_in_throttle.client_address(request)
+
+    def pre_authenticate(self, request: HttpRequest, **credentials) -> None:
+        super().pre_authenticate(request, **credentials)  # the per-address limit
+        try:
+            self._sign_in_attempt = sign_in_throttle.begin(
+                request, step="password", account=credentials.get("email") or "")
+        except sign_in_throttle.SignInThrottled as exc:
+            raise forms.ValidationError(exc.message("sign-ins")) from None
+
+    def authenticate(self, request: HttpRequest, **credentials):
+        user = super().authenticate(request, **credentials)
+        if user is not None:
+            self._sign_in_attempt.succeeded()
         return user
 
     def get_login_stages(self) -> list[str]:

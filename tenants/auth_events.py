@@ -43,8 +43,11 @@ def _login_failed(sender, credentials, request=None, **kwargs):
 
 @receiver(authenticator_added)
 def _mfa_added(sender, request, user, authenticator, **kwargs):
+    from tenants.assurance import record_enrolment
+
     audit.record(action="auth.mfa_added", actor=user, target=user,
                  details={"type": authenticator.type})
+    record_enrolment(request, authenticator)
 
 
 @receiver(authenticator_removed)

@@ -1,32 +1,33 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlencode
 
-from allauth.mfa.models import Authenticator
+from allauth.account.adapter import get_adapter as get_account_adapter
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
+from django.urls import reverse
 
-from tenants import permissions
+from tenants import assurance, permissions
 from tenants.social import OIDC_SESSION_KEY
 
-# Pages an MSP admin without MFA may still reach: account management (where MFA is set up,
-# and sign-out), static assets and the health probes.
-_MFA_EXEMPT_PREFIXES = ("/accounts/", "/static/", "/healthz", "/readyz")
+# Always reachable: static assets and the health probes.
+_ALWAYS_EXEMPT_PREFIXES = ("/static/", "/healthz", "/readyz")
+# A person who must still set up a second factor may use the account pages (where it is set
+# up, and sign-out).
+_ENROLMENT_PREFIXES = ("/accounts/",)
 
 
-def _needs_local_mfa(request: HttpRequest) -> bool:
-    """MSP admins signed in with a password, and everyone signed in through a provider that
-    is configured with `require_local_mfa`. Other provider sign-ins rely on the provider's
-    own authentication, whose strength the level-of-assurance rules check."""
-    facts = request.session.get(OIDC_SESSION_KEY)
-    if facts:
-        return bool(facts.get("local_mfa"))
-    return permissions.is_msp_admin(request.user)
+def _second_factor_steps(user) -> list[str]:
+    """Where this person proves their second factor again (code, or security key)."""
+    return [method["url"] for method in get_account_adapter().get_reauthentication_methods(user)
+            if method["id"].startswith("mfa_reauthenticate")]
 
 
 class MfaRequiredMiddleware:
-    """MSP admins hold the keys to every tenant: they must set up MFA before anything else."""
+    """Every signed-in session that needs a second factor (see `tenants.assurance`) has
+    passed it before it reaches anything else: pages, the REST API, downloads."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
@@ -34,26 +35,45 @@ class MfaRequiredMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         user = request.user
         if (
-            user.is_authenticated
-            and not request.path.startswith(_MFA_EXEMPT_PREFIXES)
-            and _needs_local_mfa(request)
-            and not Authenticator.objects.filter(
-                user=user, type__in=[Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN]
-            ).exists()
+            not user.is_authenticated
+            or request.path.startswith(_ALWAYS_EXEMPT_PREFIXES)
+            or assurance.session_passed_second_factor(request)
+            or not assurance.session_needs_second_factor(request)
         ):
-            if request.path.startswith("/api/"):
-                return HttpResponse(
-                    '{"detail": "MSP admins must set up two-factor authentication first: '
-                    'open /accounts/2fa/ in a browser."}',
-                    status=403, content_type="application/json",
-                )
-            messages.warning(
-                request,
-                "MSP admins must use two-factor authentication: confirm your password, then "
-                "scan the QR code with an authenticator app to continue."
-                if not request.session.get(OIDC_SESSION_KEY) else
-                "Your sign-in method also needs this portal's two-factor authentication: "
-                "scan the QR code with an authenticator app to continue.",
-            )
-            return redirect("mfa_activate_totp")
-        return self.get_response(request)
+            return self.get_response(request)
+        if not assurance.has_second_factor(user):
+            return self._enrol(request)
+        return self._step_up(request)
+
+    def _enrol(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(_ENROLMENT_PREFIXES):
+            return self.get_response(request)
+        if request.path.startswith("/api/"):
+            return JsonResponse({"detail": "This account must use two-factor authentication: "
+                                           "open /accounts/2fa/ in a browser to set it up."},
+                                status=403)
+        if request.session.get(OIDC_SESSION_KEY):
+            who = "Your sign-in method also needs this portal's two-factor authentication:"
+        elif permissions.is_msp_admin(request.user):
+            who = "MSP admins must use two-factor authentication: confirm your password, then"
+        else:
+            who = "This account must use two-factor authentication: confirm your password, then"
+        messages.warning(request, f"{who} scan the QR code with an authenticator app to "
+                                  "continue.")
+        return redirect("mfa_activate_totp")
+
+    def _step_up(self, request: HttpRequest) -> HttpResponse:
+        """A session without its second factor may open the second-factor step and sign-out,
+        nothing else: not the rest of /accounts/ either, where a password alone could replace
+        the authenticator."""
+        steps = _second_factor_steps(request.user)
+        if request.path in steps or request.path == reverse("account_logout"):
+            return self.get_response(request)
+        if request.path.startswith("/api/"):
+            return JsonResponse({"detail": "This session has not passed two-factor "
+                                           "authentication: sign in again at /accounts/login/ "
+                                           "and enter your authenticator code."}, status=403)
+        messages.warning(request, "Enter the code from your authenticator app to continue: "
+                                  "this session has not passed two-factor authentication.")
+        target = request.get_full_path() if request.method == "GET" else "/"
+        return redirect(f"{steps[0]}?{urlencode({'next': target})}")

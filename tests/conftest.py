@@ -32,6 +32,14 @@ def _test_teardown_may_empty_the_audit_table():
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _force_login_is_a_whole_sign_in():
+    """See tests.support.sessions: `force_login` includes the second factor, where one is set up."""
+    from tests.support import sessions
+
+    sessions.install()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _clean_redis_test_db():
     """The suite owns the Redis database named by REDIS_URL: start from empty."""
     if settings.REDIS_URL:

@@ -1,10 +1,14 @@
 // The playground: streams a chat completion from the gateway (/v1/chat/completions) with the
-// person's own playground key, exactly as an application would.
+// person's own playground key, exactly as an application would. Opening the page changes
+// nothing: the key's token is asked for (a POST) when the first message is sent, and again
+// only if the gateway no longer accepts it (another tab took a newer one).
 (function () {
   "use strict";
   var root = document.getElementById("playground");
   if (!root) return;
-  var token = root.getAttribute("data-token");
+  var token = null;
+  var tokenUrl = root.getAttribute("data-token-url");
+  var csrfToken = root.getAttribute("data-csrf-token");
   var endpoint = root.getAttribute("data-endpoint");
   var transcript = document.getElementById("pg-transcript");
   var status = document.getElementById("pg-status");
@@ -29,6 +33,25 @@
     return body;
   }
 
+  async function fetchToken() {
+    var response = await fetch(tokenUrl, {
+      method: "POST",
+      headers: { "X-CSRFToken": csrfToken },
+      credentials: "same-origin",
+    });
+    var body = await response.json().catch(function () { return {}; });
+    if (!response.ok) throw new Error(body.detail || "HTTP " + response.status);
+    token = body.token;
+  }
+
+  function complete(request) {
+    return fetch(endpoint, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: "Bearer " + token },
+      body: JSON.stringify(request),
+    });
+  }
+
   async function send(text) {
     history.push({ role: "user", content: text });
     bubble("user", text);
@@ -45,11 +68,12 @@
       temperature: parseFloat(document.getElementById("pg-temp").value) || 0,
     };
     try {
-      var response = await fetch(endpoint, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Authorization: "Bearer " + token },
-        body: JSON.stringify(request),
-      });
+      if (!token) await fetchToken();
+      var response = await complete(request);
+      if (response.status === 401) {
+        await fetchToken();
+        response = await complete(request);
+      }
       if (!response.ok) {
         var problem = await response.json().catch(function () { return {}; });
         throw new Error((problem.error && problem.error.message) || "HTTP " + response.status);

@@ -70,15 +70,12 @@ def _inventory(root: Path, report: ScanReport, policy: ScanPolicy, limits: ScanL
         rel = path.relative_to(root).as_posix()
         if progress:
             progress(done, len(paths), rel)
-        fmt = formats.detect(path)
+        fmt, findings = formats.examine(path, rel, limits)
         report.files.append(FileEntry(rel, path.stat().st_size, _sha256(path), fmt))
-        report.findings += formats.check(path, rel, fmt)
-        if policy.refuses_format(fmt):
-            report.findings.append(Finding(
-                rel, "high", POLICY_CODE,
-                f"{rel} is a {fmt.replace('_', ' ')} file, which can run code when loaded; the "
-                f"platform's policy ({policy.name}) admits only safetensors and GGUF weights. "
-                "Convert it to safetensors and upload again."))
+        report.findings += findings
+        refusal = policy.refusal(rel, fmt)
+        if refusal:
+            report.findings.append(Finding(rel, "high", POLICY_CODE, refusal))
     for link, target in sorted((links or {}).items()):
         report.files.append(FileEntry(link, 0, hashlib.sha256(target.encode()).hexdigest(),
                                       "symlink"))

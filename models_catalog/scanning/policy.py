@@ -1,4 +1,4 @@
-"""The platform's scan policy and the limits that stop archive bombs."""
+"""The platform's scan policy, and the limits that stop archive bombs and full disks."""
 
 from __future__ import annotations
 
@@ -64,6 +64,8 @@ class ScanPolicy:
 class ScanLimits:
     max_bytes: int
     max_files: int
+    # Bytes a scan may write to its work directory (layers downloaded, files unpacked).
+    disk_quota_bytes: int | None = None
 
 
 POLICIES = ("safetensors_gguf_only", "pickle_allowed_when_clean")
@@ -79,4 +81,5 @@ def limits_from_settings() -> ScanLimits:
     from django.conf import settings
 
     return ScanLimits(max_bytes=settings.MODEL_SCAN_MAX_BYTES,
-                      max_files=settings.MODEL_SCAN_MAX_FILES)
+                      max_files=settings.MODEL_SCAN_MAX_FILES,
+                      disk_quota_bytes=settings.MODEL_SCAN_DISK_QUOTA_BYTES)

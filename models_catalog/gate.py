@@ -15,7 +15,7 @@ import logging
 import shutil
 from datetime import timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -36,6 +36,9 @@ from models_catalog.models import (
 from models_catalog.signing import canonical, version_sign
 from portal.api import ApplicationError
 from portal.gateway_config import bump_gateway_config
+
+if TYPE_CHECKING:
+    from models_catalog.scanning.disk import DiskQuota
 
 logger = logging.getLogger(__name__)
 
@@ -374,12 +377,19 @@ def version_scan(*, version_id: int) -> ModelVersion | None:
                        scan_attempts=version.scan_attempts + 1, progress_at=timezone.now(),
                        scan_progress={"phase": "fetching", "done": 0, "total": 0}):
         return None  # another worker claimed it
+    from models_catalog.scanning import DiskQuota, ScanAborted
+
     workdir = Path(settings.MODEL_SCAN_WORKDIR) / f"version-{version.pk}"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
+    quota = DiskQuota(settings.MODEL_SCAN_DISK_QUOTA_BYTES, workdir)
     try:
-        layers = _fetch_layers(version, workdir)
-        report, sbom = _scan_layers(version, layers, workdir)
+        layers = _fetch_layers(version, workdir, quota)
+        report, sbom = _scan_layers(version, layers, workdir, quota)
+    except ScanAborted as exc:  # no room: nothing is wrong with the image, retry when there is
+        _transition(version, to=VersionStatus.QUARANTINED, actor=None, action="scan_interrupted",
+                    reason="", work_error=str(exc), progress_at=None, scan_progress={})
+        return version
     except TRANSIENT_ERRORS as exc:
         _transition(version, to=VersionStatus.QUARANTINED, actor=None, action="scan_interrupted",
                     reason="", work_error=f"The scan could not reach the registry: {exc}",
@@ -401,20 +411,28 @@ def version_scan(*, version_id: int) -> ModelVersion | None:
     return version
 
 
-def _fetch_layers(version: ModelVersion, workdir: Path) -> list[tuple[oci.Descriptor, Path]]:
-    """Download every layer of the pinned manifest to `workdir`, each digest-verified."""
+def _fetch_layers(version: ModelVersion, workdir: Path,
+                  quota: DiskQuota) -> list[tuple[oci.Descriptor, Path]]:
+    """Check there is disk space for the image's layers and what they unpack to, then
+    download every layer of the pinned manifest to `workdir`, each digest-verified and
+    charged to the scan's disk quota."""
+    from models_catalog.scanning.disk import size_text
+
     client = oci.registry_client()
     manifest = client.manifest_get(version.landing_repository, version.manifest_digest)
     config, layers = manifest.image_blobs()
+    total = sum(layer.size for layer in layers)
+    quota.ensure_free_space(2 * total, f"download the image's layers ({size_text(total)}) "
+                                       "and unpack them")
     for _chunk in client.blob_chunks(version.landing_repository, config):
         pass  # the config blob is verified too, though only the layers are scanned
-    total = sum(layer.size for layer in layers)
     fetched = 0
     paths = []
     for index, descriptor in enumerate(layers):
         path = workdir / f"layer-{index}"
         with path.open("wb") as target:
             for chunk in client.blob_chunks(version.landing_repository, descriptor):
+                quota.charge(len(chunk), f"layer {index + 1} of {len(layers)}")
                 target.write(chunk)
                 fetched += len(chunk)
                 if fetched % (64 * 1024 * 1024) < len(chunk):
@@ -424,7 +442,7 @@ def _fetch_layers(version: ModelVersion, workdir: Path) -> list[tuple[oci.Descri
 
 
 def _scan_layers(version: ModelVersion, layers: list[tuple[oci.Descriptor, Path]],
-                 workdir: Path):
+                 workdir: Path, quota: DiskQuota):
     """Run the scanner over the downloaded layers; build the SBOM. (report, sbom)."""
     from models_catalog.sbom import build_sbom
     from models_catalog.scanning import UnreadableArchive, policy_from_settings, scan_layers
@@ -440,7 +458,7 @@ def _scan_layers(version: ModelVersion, layers: list[tuple[oci.Descriptor, Path]
             streams.append((descriptor.media_type, path.open("rb")))
         report = scan_layers(streams, policy=policy_from_settings(), limits=None,
                              workdir=workdir / "extract", progress=progress,
-                             keep=("tokenizer.json",))
+                             keep=("tokenizer.json",), quota=quota)
     except UnreadableArchive as exc:
         raise ImageRefused(str(exc)) from exc
     finally:

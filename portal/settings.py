@@ -566,6 +566,10 @@ if MODEL_SCAN_POLICY not in {"safetensors_gguf_only", "pickle_allowed_when_clean
 # Caps on what one image may unpack to under /models (archive bombs stop at the cap).
 MODEL_SCAN_MAX_BYTES = env_int("MODEL_SCAN_MAX_BYTES", 200 * 1024**3, minimum=1)
 MODEL_SCAN_MAX_FILES = env_int("MODEL_SCAN_MAX_FILES", 10_000, minimum=1)
+# Bytes one scan may write to its scratch space under MODEL_SCAN_WORKDIR (downloaded layers
+# plus unpacked files); past it the scan stops and cleans up. Default: twice the /models cap.
+MODEL_SCAN_DISK_QUOTA_BYTES = env_int("MODEL_SCAN_DISK_QUOTA_BYTES", 2 * MODEL_SCAN_MAX_BYTES,
+                                      minimum=1)
 
 # --- Deployments ------------------------------------------------------------------------
 # Clusters pull ModelCars from the registry's trusted namespace (REGISTRY_URL, above) as

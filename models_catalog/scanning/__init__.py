@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from models_catalog.scanning import formats
+from models_catalog.scanning.disk import DiskQuota, ScanAborted, size_text, unpacked_size
 from models_catalog.scanning.extract import ROOT, extract_models
 from models_catalog.scanning.oci import OciImage, UnreadableArchive, read_oci_archive
 from models_catalog.scanning.policy import (
@@ -27,9 +28,9 @@ from models_catalog.scanning.policy import (
 )
 from models_catalog.scanning.report import POLICY_CODE, FileEntry, Finding, ScanReport
 
-__all__ = ["FileEntry", "Finding", "OciImage", "ScanLimits", "ScanPolicy", "ScanReport",
-           "UnreadableArchive", "policy_from_settings", "read_oci_archive", "scan_directory",
-           "scan_layers", "scan_oci_archive"]
+__all__ = ["DiskQuota", "FileEntry", "Finding", "OciImage", "ScanAborted", "ScanLimits",
+           "ScanPolicy", "ScanReport", "UnreadableArchive", "policy_from_settings",
+           "read_oci_archive", "scan_directory", "scan_layers", "scan_oci_archive"]
 
 Progress = Callable[[int, int, str], None]
 _CHUNK = 1024 * 1024
@@ -70,15 +71,12 @@ def _inventory(root: Path, report: ScanReport, policy: ScanPolicy, limits: ScanL
         rel = path.relative_to(root).as_posix()
         if progress:
             progress(done, len(paths), rel)
-        fmt = formats.detect(path)
+        fmt, findings = formats.examine(path, rel, limits)
         report.files.append(FileEntry(rel, path.stat().st_size, _sha256(path), fmt))
-        report.findings += formats.check(path, rel, fmt)
-        if policy.refuses_format(fmt):
-            report.findings.append(Finding(
-                rel, "high", POLICY_CODE,
-                f"{rel} is a {fmt.replace('_', ' ')} file, which can run code when loaded; the "
-                f"platform's policy ({policy.name}) admits only safetensors and GGUF weights. "
-                "Convert it to safetensors and upload again."))
+        report.findings += findings
+        refusal = policy.refusal(rel, fmt)
+        if refusal:
+            report.findings.append(Finding(rel, "high", POLICY_CODE, refusal))
     for link, target in sorted((links or {}).items()):
         report.files.append(FileEntry(link, 0, hashlib.sha256(target.encode()).hexdigest(),
                                       "symlink"))
@@ -101,17 +99,26 @@ KEEP_LIMIT = 64 * 1024 * 1024
 
 def scan_layers(layers: list[tuple[str, IO[bytes]]], *, policy: ScanPolicy,
                 limits: ScanLimits | None, workdir: Path,
-                progress: Progress | None = None, keep: tuple[str, ...] = ()) -> ScanReport:
-    """Unpack /models from an image's layers (media type, stream) into `workdir`, then scan.
-    Files named in `keep` (paths under /models, up to 64 MiB) come back in `report.kept`.
+                progress: Progress | None = None, keep: tuple[str, ...] = (),
+                quota: DiskQuota | None = None) -> ScanReport:
+    """Unpack /models from an image's layers (media type, seekable stream) into `workdir`,
+    then scan. Files named in `keep` (paths under /models, up to 64 MiB) come back in
+    `report.kept`. What is unpacked is charged to `quota` (by default a fresh one of the
+    limits' size).
 
-    Raises UnreadableArchive when a layer isn't a readable tar."""
+    Raises UnreadableArchive when a layer isn't a readable tar, and ScanAborted (with
+    `workdir` removed) when the disk has no room for the layers' unpacked size or unpacking
+    would pass the quota."""
     limits = limits or limits_from_settings()
     report = ScanReport(policy=policy.name, scanner_versions=_versions(), started_at=_now())
     dest = Path(workdir)
+    quota = quota or DiskQuota(limits.disk_quota_bytes, dest)
     shutil.rmtree(dest, ignore_errors=True)
+    unpacked = sum(unpacked_size(media_type, stream) for media_type, stream in layers)
+    quota.ensure_free_space(unpacked, f"unpack the image's layers ({size_text(unpacked)})")
     try:
-        extraction = extract_models([stream for _, stream in layers], dest, limits, progress)
+        extraction = extract_models([stream for _, stream in layers], dest, limits, quota,
+                                    progress)
         report.findings += extraction.findings
         stopped = any(f.code in ("size_limit", "file_count_limit") for f in extraction.findings)
         models = dest / ROOT
@@ -137,7 +144,8 @@ def scan_layers(layers: list[tuple[str, IO[bytes]]], *, policy: ScanPolicy,
 
 def scan_oci_archive(path: Path, *, policy: ScanPolicy, limits: ScanLimits | None = None,
                      workdir: Path, progress: Progress | None = None) -> ScanReport:
-    """Verify an image archive (every blob against its digest), then scan its layers."""
+    """Verify an image archive (every blob against its digest), then scan its layers.
+    Raises ScanAborted for lack of disk space."""
     image = read_oci_archive(path)
     with ExitStack() as stack:
         streams = [(layer.media_type, stack.enter_context(image.open_blob(layer.digest)))

@@ -3,7 +3,7 @@
 Layers are applied in order, with OCI whiteouts, into a fresh directory. Nothing is written
 outside it: absolute paths, `..`, links that leave /models and device files are refused (and
 reported), links are never created on disk, and the byte and file caps stop an archive bomb
-while it streams.
+while it streams. Every file is charged to the scan's disk quota before it is written.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from models_catalog.scanning.disk import DiskQuota
 from models_catalog.scanning.oci import UnreadableArchive
 from models_catalog.scanning.policy import ScanLimits
 from models_catalog.scanning.report import Finding
@@ -30,8 +31,8 @@ class LimitExceeded(Exception):
 
 
 class Extraction:
-    def __init__(self, dest: Path, limits: ScanLimits):
-        self.dest, self.limits = dest, limits
+    def __init__(self, dest: Path, limits: ScanLimits, quota: DiskQuota):
+        self.dest, self.limits, self.quota = dest, limits, quota
         self.findings: list[Finding] = []
         self.links: dict[str, str] = {}  # symlinks inside /models: path → target
         self.files = 0
@@ -93,6 +94,7 @@ class Extraction:
             source = self.dest / target
             if source.is_file():
                 self._count(path, source.stat().st_size)
+                self.quota.charge(source.stat().st_size, f"/{path}")
                 destination = self._target(path)
                 shutil.copyfile(source, destination)
             return
@@ -101,6 +103,7 @@ class Extraction:
             return
         if member.isfile():
             self._count(path, member.size)
+            self.quota.charge(member.size, f"/{path}")
             destination = self._target(path)
             handle = tar.extractfile(member)
             with destination.open("wb") as out:
@@ -159,11 +162,12 @@ def _inside(path: str) -> bool:
     return path == ROOT or path.startswith(ROOT + "/")
 
 
-def extract_models(layers: list[IO[bytes]], dest: Path, limits: ScanLimits,
+def extract_models(layers: list[IO[bytes]], dest: Path, limits: ScanLimits, quota: DiskQuota,
                    progress: Callable[[int, int, str], None] | None = None) -> Extraction:
-    """Apply `layers` in order into `dest`; refusals and a stop at a cap are findings."""
+    """Apply `layers` in order into `dest`; refusals and a stop at a cap are findings.
+    Raises DiskQuotaExceeded when the files would pass the scan's disk quota."""
     dest.mkdir(parents=True, exist_ok=True)
-    extraction = Extraction(dest, limits)
+    extraction = Extraction(dest, limits, quota)
     for index, stream in enumerate(layers):
         if progress:
             progress(index, len(layers), f"layer {index + 1} of {len(layers)}")

@@ -69,6 +69,7 @@ def test_a_clean_modelcar_goes_from_upload_to_awaiting_approval(tmp_path, regist
 @pytest.mark.parametrize("name, content", [
     ("evil.pkl", malicious_pickle()),
     ("pytorch_model.bin", pytorch_zip_checkpoint(malicious_pickle())),
+    ("weights.pth", malicious_pickle(protocol=0)),  # plain ASCII, no pickle header
 ])
 def test_code_in_a_pickle_rejects_the_version(tmp_path, registry_settings, msp_admin, name,
                                               content):

@@ -11,10 +11,10 @@ from tests.support.modelcar import CLEAN_FILES, build_modelcar_archive, maliciou
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(*args):
+def run(*args, env: dict[str, str] | None = None):
     # A database URL pointing at a closed port: the command must never need it.
     env = {**os.environ, "DATABASE_URL": "postgres://nobody@127.0.0.1:9/none",
-           "PORTAL_IGNORE_DOTENV": "1", "DEBUG": "true", "REDIS_URL": ""}
+           "PORTAL_IGNORE_DOTENV": "1", "DEBUG": "true", "REDIS_URL": "", **(env or {})}
     return subprocess.run([sys.executable, "manage.py", "model_scan", *map(str, args)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 

@@ -41,8 +41,8 @@ class _RunsAShellCommand:
         return (os.system, ("echo pwned",))
 
 
-def malicious_pickle() -> bytes:
-    return pickle.dumps(_RunsAShellCommand(), protocol=2)
+def malicious_pickle(protocol: int = 2) -> bytes:
+    return pickle.dumps(_RunsAShellCommand(), protocol=protocol)
 
 
 def clean_pickle() -> bytes:
@@ -67,10 +67,31 @@ def legacy_pytorch_bin(payload: bytes) -> bytes:
             + payload + pickle.dumps(["0"], protocol=2))
 
 
-def numpy_object_array(payload: bytes) -> bytes:
-    header = "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }"
+def numpy_object_array(payload: bytes, descr: str = "'|O'") -> bytes:
+    """An .npy file of the dtype `descr` (a Python literal, as NumPy writes it) whose data
+    is `payload`: for an object dtype, np.load(allow_pickle=True) unpickles it."""
+    header = "{'descr': " + descr + ", 'fortran_order': False, 'shape': (1,), }"
     header += " " * (-(10 + len(header) + 1) % 64) + "\n"
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + payload
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def tar_bytes(files: dict[str, bytes], *, compression: str = "") -> bytes:
+    """A tar of `files`; `compression` "gz", "bz2" or "xz" compresses it."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=f"w:{compression}") as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
 
 
 def _gguf_string(text: str) -> bytes:

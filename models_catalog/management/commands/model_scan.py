@@ -10,6 +10,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand
 
 from models_catalog.scanning import (
+    ScanAborted,
     ScanPolicy,
     UnreadableArchive,
     policy_from_settings,
@@ -24,7 +25,7 @@ class Command(BaseCommand):
             "directory of model files. Touches neither the database nor the registry. Prints "
             "the verdict and findings as JSON; exits 0 when clean and allowed by the policy, 1 "
             "when suspicious, malicious or refused by the policy, 2 when the input is "
-            "unreadable.")
+            "unreadable or there is not enough disk space to unpack it.")
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser):
@@ -43,7 +44,7 @@ class Command(BaseCommand):
                     report = scan_oci_archive(target, policy=chosen, workdir=Path(workdir))
             else:
                 raise UnreadableArchive(f"{path} is neither a file nor a directory.")
-        except UnreadableArchive as exc:
+        except (UnreadableArchive, ScanAborted) as exc:
             sys.stderr.write(f"model_scan: {exc}\n")
             raise SystemExit(2) from None
         self.stdout.write(json.dumps(report.to_dict(), indent=2))

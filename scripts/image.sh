@@ -11,9 +11,7 @@
 #   5. var/image/sovereign-portal-TAG.oci.tar, checked with manage.py image_verify
 #
 # Environment: IMAGE_TAG (default VERSION-gCOMMIT), PLATFORM_SIGNING_KEY_FILE (default the
-# quickstart's var/platform-signing-key.pem), DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR;
-# IMAGE_PUSH_REPOSITORY (e.g. platform/sovereign-portal) also pushes the image, its SBOM and
-# signature to REGISTRY_URL.
+# quickstart's var/platform-signing-key.pem), DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR.
 source "$(dirname "$0")/_common.sh"
 
 IMAGE_NAME=sovereign-portal
@@ -142,9 +140,6 @@ tar -C "$BUILD/layout" --sort=name -cf "$ARCHIVE.partial" oci-layout index.json 
 mv "$ARCHIVE.partial" "$ARCHIVE"
 ln -sfn "$(basename "$ARCHIVE")" "$OUT/$IMAGE_NAME.oci.tar"
 "${attest_env[@]}" "$PY" manage.py image_verify "$ARCHIVE"
-if [ -n "${IMAGE_PUSH_REPOSITORY:-}" ]; then
-  "$PY" manage.py image_push "$ARCHIVE" --repository "$IMAGE_PUSH_REPOSITORY"
-fi
 rm -rf "$BUILD"
 say "Built $ARCHIVE ($(du -h "$ARCHIVE" | cut -f1), $((SECONDS - started)) s)"
 echo "  Run it:  podman pull oci-archive:$ARCHIVE:$TAG   (roles: web gateway worker beat migrate)"

@@ -294,16 +294,31 @@ def verify_archive(path: Path, *, public_key: Ed25519PublicKey,
         return Verification(False, str(exc) or exc.__class__.__name__)
 
 
-def _verify(archive: _Archive, *, public_key: Ed25519PublicKey,
-            tag: str | None) -> Verification:
+def _tagged_image(archive: _Archive, tag: str | None) -> dict:
     manifests = archive.index().get("manifests") or []
     images = [d for d in manifests if REF_NAME in (d.get("annotations") or {})
               and (tag is None or d["annotations"][REF_NAME] == tag)]
     if len(images) != 1:
         wanted = f"tagged {tag!r}" if tag else "with a tag"
-        return Verification(False, f"the archive holds {len(images)} images {wanted}; "
-                                   "name one with --tag")
-    image = images[0]
+        raise AttestationError(f"the archive holds {len(images)} images {wanted}; name one "
+                               "with --tag")
+    return images[0]
+
+
+def _attached(archive: _Archive, digest: str, kind: str) -> bytes:
+    """The payload of the `kind` artifact whose subject is the image `digest`."""
+    for descriptor in archive.index().get("manifests") or []:
+        if descriptor.get("artifactType") != kind:
+            continue
+        attached = json.loads(archive.blob(descriptor))
+        if (attached.get("subject") or {}).get("digest") == digest:
+            return archive.blob(attached["layers"][0])
+    raise AttestationError(f"no {kind} artifact refers to the image {digest}")
+
+
+def _verify(archive: _Archive, *, public_key: Ed25519PublicKey,
+            tag: str | None) -> Verification:
+    image = _tagged_image(archive, tag)
     tag = image["annotations"][REF_NAME]
     digest = image["digest"]
     result = Verification(False, "", tag=tag, manifest_digest=digest)
@@ -315,15 +330,7 @@ def _verify(archive: _Archive, *, public_key: Ed25519PublicKey,
     result.checked.append(f"image {tag} ({digest}): manifest, config and "
                           f"{len(manifest.get('layers', []))} layers match their digests")
 
-    def artifact(kind: str) -> bytes:
-        found = [d for d in manifests if d.get("artifactType") == kind]
-        for descriptor in found:
-            attached = json.loads(archive.blob(descriptor))
-            if (attached.get("subject") or {}).get("digest") == digest:
-                return archive.blob(attached["layers"][0])
-        raise AttestationError(f"no {kind} artifact refers to the image {digest}")
-
-    sbom = artifact(SBOM_TYPE)
+    sbom = _attached(archive, digest, SBOM_TYPE)
     error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(sbom.decode())
     if error is not None:
         return Verification(False, f"the SBOM is not valid CycloneDX 1.6: {error}", tag,
@@ -337,7 +344,7 @@ def _verify(archive: _Archive, *, public_key: Ed25519PublicKey,
                           f"{component_count(sbom)} components, "
                           "names the image's manifest digest")
 
-    signed = json.loads(artifact(SIGNATURE_TYPE))
+    signed = json.loads(_attached(archive, digest, SIGNATURE_TYPE))
     statement = signed.get("statement") or {}
     if not signing.verify(public_key, canonical(statement), signed.get("signature", "")):
         return Verification(False, "the signature does not verify with the platform key "
@@ -354,3 +361,29 @@ def _verify(archive: _Archive, *, public_key: Ed25519PublicKey,
                           f"{statement.get('signed_at')} over the image and SBOM digests")
     result.ok, result.reason = True, f"{tag} ({digest}) verified"
     return result
+
+
+# --- Pushing a verified archive to a registry -------------------------------------------
+
+def push_archive(path: Path, *, client, repository: str, tag: str | None = None) -> str:
+    """Push the image to `repository` under its tag, then attach its SBOM and signature as
+    referrers (the referrers tag schema where the registry has no referrers API). Returns the
+    manifest digest. `client` is a models_catalog.registry.RegistryClient; verify first."""
+    from models_catalog.registry import Manifest
+
+    with tarfile.open(path) as handle:
+        archive = _Archive(handle)
+        image = _tagged_image(archive, tag)
+        raw = archive.blob(image)
+        manifest = json.loads(raw)
+        for descriptor in [manifest["config"], *manifest.get("layers", [])]:
+            name = f"blobs/sha256/{descriptor['digest'].removeprefix('sha256:')}"
+            client.blob_upload(repository, descriptor["digest"],
+                               handle.extractfile(archive.members[name]), descriptor["size"])
+        client.manifest_put(repository, image["annotations"][REF_NAME], raw, OCI_MANIFEST)
+        subject = Manifest(raw=raw, digest=image["digest"], media_type=OCI_MANIFEST)
+        for kind in (SBOM_TYPE, SIGNATURE_TYPE):
+            client.artifact_attach(repository, subject=subject, artifact_type=kind,
+                                   payload=_attached(archive, image["digest"], kind),
+                                   payload_media_type=kind)
+    return image["digest"]

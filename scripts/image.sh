@@ -11,7 +11,9 @@
 #   5. var/image/sovereign-portal-TAG.oci.tar, checked with manage.py image_verify
 #
 # Environment: IMAGE_TAG (default VERSION-gCOMMIT), PLATFORM_SIGNING_KEY_FILE (default the
-# quickstart's var/platform-signing-key.pem), DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR.
+# quickstart's var/platform-signing-key.pem), DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR;
+# IMAGE_PUSH_REPOSITORY (e.g. platform/sovereign-portal) also pushes the image with its SBOM
+# and signature to REGISTRY_URL (manage.py image_push).
 source "$(dirname "$0")/_common.sh"
 
 IMAGE_NAME=sovereign-portal
@@ -140,6 +142,10 @@ tar -C "$BUILD/layout" --sort=name -cf "$ARCHIVE.partial" oci-layout index.json 
 mv "$ARCHIVE.partial" "$ARCHIVE"
 ln -sfn "$(basename "$ARCHIVE")" "$OUT/$IMAGE_NAME.oci.tar"
 "${attest_env[@]}" "$PY" manage.py image_verify "$ARCHIVE"
+if [ -n "${IMAGE_PUSH_REPOSITORY:-}" ]; then
+  [ -n "${REGISTRY_URL:-}" ] || die "IMAGE_PUSH_REPOSITORY needs REGISTRY_URL (and REGISTRY_USERNAME/REGISTRY_PASSWORD if it asks)."
+  "${attest_env[@]}" "$PY" manage.py image_push "$ARCHIVE" --repository "$IMAGE_PUSH_REPOSITORY"
+fi
 rm -rf "$BUILD"
 say "Built $ARCHIVE ($(du -h "$ARCHIVE" | cut -f1), $((SECONDS - started)) s)"
 echo "  Run it:  podman pull oci-archive:$ARCHIVE:$TAG   (roles: web gateway worker beat migrate)"

@@ -28,6 +28,8 @@ OUT="$ROOT/var/image"
 CACHE="$OUT/cache"
 started=$SECONDS
 
+# mmdebstrap's hooks chroot into the new root filesystem and umoci keeps file owners: root.
+[ "$(id -u)" -eq 0 ] || die "make image needs root (mmdebstrap, chroot, umoci): run it with sudo."
 for tool in mmdebstrap umoci; do command -v "$tool" >/dev/null || apt_install "$tool"; done
 ensure_venv
 PY="$VENV/bin/python"
@@ -147,5 +149,8 @@ if [ -n "${IMAGE_PUSH_REPOSITORY:-}" ]; then
   "${attest_env[@]}" "$PY" manage.py image_push "$ARCHIVE" --repository "$IMAGE_PUSH_REPOSITORY"
 fi
 rm -rf "$BUILD"
+# Keep only the current wheels and base layer in the cache.
+find "$CACHE" -mindepth 1 -maxdepth 1 ! -name "wheels-$wheels_key" ! -name "base-$base_key" \
+  -exec rm -rf {} +
 say "Built $ARCHIVE ($(du -h "$ARCHIVE" | cut -f1), $((SECONDS - started)) s)"
 echo "  Run it:  podman pull oci-archive:$ARCHIVE:$TAG   (roles: web gateway worker beat migrate)"

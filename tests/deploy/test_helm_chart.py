@@ -86,6 +86,15 @@ def test_every_rendered_object_validates_against_kubernetes_1_31(openshift):
     assert checked >= 15
 
 
+@pytest.mark.parametrize("values_file", [None, "values-openshift.yaml"])
+def test_helm_lint_finds_no_error(values_file):
+    values = yaml.safe_load((CHART / values_file).read_text()) if values_file else None
+    report = helm.lint(CHART, values, strict=True, namespace="portal",
+                       kube_version=f"v{KUBERNETES_VERSION}.0")
+    problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+    assert problems == []
+
+
 def test_roles_run_as_separate_deployments_with_a_migrate_hook(default_objects):
     deployments = by_kind(default_objects, "Deployment")
     assert sorted(deployments) == sorted(f"portal-sovereign-portal-{r}" for r in ROLES)

@@ -262,6 +262,12 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# With Redis, any number of beat processes may run: one holds a lock in Redis and sends the
+# periodic tasks, the others take over within this many seconds of it stopping
+# (portal/beat_scheduler.py). The quickstart without Redis runs one beat with a file.
+BEAT_LEADER_LOCK_SECONDS = env_int("BEAT_LEADER_LOCK_SECONDS", 30, minimum=3)
+if REDIS_URL:
+    CELERY_BEAT_SCHEDULER = "portal.beat_scheduler:LeaderScheduler"
 
 # --- Auth: allauth (local accounts + MFA) ----------------------------------------------
 

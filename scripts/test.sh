@@ -26,6 +26,16 @@ export COMPLIANCE_REPORTS_DIR="$ROOT/var/test-reports"
 export KSERVE_SDK_WHEEL="$ROOT/var/kserve-sdk/kserve-0.20.0-py3-none-any.whl"
 [ -f "$KSERVE_SDK_WHEEL" ] || "$VENV/bin/python" -m pip download -q --no-deps \
   --only-binary=:all: -c requirements/constraints.txt -d "$ROOT/var/kserve-sdk" kserve==0.20.0
+# The Helm chart's policy lint: checkov in a venv of its own (its pins clash with the portal's).
+CHECKOV_VENV="$ROOT/var/tools/checkov"
+checkov_digest="$(sha256sum requirements/checkov.txt | cut -c1-16)"
+if [ "$(cat "$CHECKOV_VENV/.installed" 2>/dev/null)" != "$checkov_digest" ]; then
+  say "Installing checkov (requirements/checkov.txt) into var/tools/checkov"
+  rm -rf "$CHECKOV_VENV" && "$(find_python)" -m venv "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/python" -m pip install -q --no-deps -r requirements/checkov.txt
+  echo "$checkov_digest" > "$CHECKOV_VENV/.installed"
+fi
+export CHECKOV_BIN="$CHECKOV_VENV/bin/checkov"
 "$VENV/bin/python" manage.py collectstatic --no-input -v 0
 export CHROMIUM_PATH="${CHROMIUM_PATH:-$(command -v chromium)}"
 

@@ -1,7 +1,8 @@
 """The portal's OCI image, run with rootful podman against the local PostgreSQL and Redis.
 
 Builds take minutes, so these tests run from `make image-test`, which builds the image and
-names the archive in PORTAL_IMAGE_ARCHIVE; without it they are skipped.
+names the archive in PORTAL_IMAGE_ARCHIVE; without it `make test` does not collect them
+(tests/deploy/conftest.py).
 
 The container runs as OpenShift would run it: an arbitrary uid in group 0, a read-only root
 filesystem, the writable paths as volumes and the secrets as files (the chart's layout)."""
@@ -29,8 +30,6 @@ from portal.image_attestation import REF_NAME, verify_archive
 from tests.support.processes import free_port
 
 ARCHIVE = os.environ.get("PORTAL_IMAGE_ARCHIVE", "")
-pytestmark = pytest.mark.skipif(
-    not ARCHIVE, reason="set PORTAL_IMAGE_ARCHIVE (make image-test builds the image)")
 
 # Rootful podman here: crun 1.8 refuses this kernel's hybrid cgroups (runc copes), and root
 # lacks CAP_SYS_RESOURCE, so the container may not raise podman's default rlimits.

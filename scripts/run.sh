@@ -15,6 +15,9 @@ if [ ! -f .env ]; then
     echo "SECRET_KEY=$("$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(50))')"
     echo "# Where models may run (data residency); empty refuses every deployment."
     echo "ALLOWED_JURISDICTIONS=DE,EU"
+    echo "# Where external endpoints and clusters may be (CIDRs): this machine, for a local"
+    echo "# model server or cluster. Empty: public addresses only."
+    echo "OUTBOUND_ALLOWED_NETWORKS=127.0.0.0/8,::1/128"
   } > .env
 fi
 

@@ -123,10 +123,10 @@ def refusal(address: str | IPAddress, policy: Policy) -> str | None:
         for form, inner in embedded:
             if inner is not None and not inner.is_global:
                 return f"a {form} address embedding the private or reserved address {inner}"
-        if ip.is_site_local:
-            return "a private or reserved address (site-local)"
     if not ip.is_global:
         return f"a private or reserved address ({_kind(ip)})"
+    if ip.version == 6 and (ip.is_site_local or ip.is_reserved):
+        return "a private or reserved address (reserved IPv6 range)"  # e.g. ::ffff:0:a.b.c.d
     return None
 
 

@@ -40,7 +40,7 @@ def public_only(settings):
     ("::1", "loopback"),
     ("fe80::1", "link-local"),
     ("fc00::1", "private"),
-    ("fec0::1", "site-local"),
+    ("fec0::1", "reserved"),  # site-local, deprecated
     ("::", "unspecified"),
     # NAT64: reaches IPv4 networks through a translator, whatever the embedded address
     ("64:ff9b::808:808", "NAT64"),
@@ -56,6 +56,7 @@ def public_only(settings):
     ("::ffff:10.0.0.1", "private"),
     ("::ffff:169.254.169.254", "link-local"),
     ("::7f00:1", "IPv4-compatible"),
+    ("::ffff:0:a00:1", "reserved"),  # IPv4-translated (SIIT) 10.0.0.1
 ])
 def test_non_public_addresses_are_refused(public_only, address, reason):
     for policy in (outbound.webhook_policy(), outbound.msp_policy()):

@@ -74,7 +74,7 @@ def _describe(exc: Exception) -> str:
     return exc.__class__.__name__
 
 
-def credentials_for(cluster: Cluster) -> kubeconfig.Credentials:
+def _credentials(cluster: Cluster) -> kubeconfig.Credentials:
     """The cluster's vetted credentials; its CA bundle unless a kubeconfig brings its own CA.
     A kubeconfig stored before the allow-list existed is refused here, before any use."""
     secret = crypto.decrypt(cluster.credentials_encrypted)
@@ -122,7 +122,7 @@ class KubeSession:
 
     def __init__(self, cluster: Cluster):
         self.cluster = cluster
-        credentials = credentials_for(cluster)
+        credentials = _credentials(cluster)
         pool_manager = _pool_manager(cluster, credentials)
         self.api_client = client.ApiClient(_configuration(cluster, credentials))
         # The client's own pool manager would follow proxy settings and resolve the host

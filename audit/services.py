@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -25,13 +25,9 @@ from audit.models import (
     ReportStatus,
 )
 from audit.reports import generate, periods
-from portal import request_context, signing
+from portal import locks, request_context, signing
 
 logger = logging.getLogger(__name__)
-
-# pg_advisory_xact_lock key that serializes appends ("AUDIT" in ASCII, as a bigint).
-_APPEND_LOCK_KEY = 0x4155444954
-
 
 def _actor_fields(actor: Any) -> tuple[str, str, str]:
     """A user, an API key (anything with `audit_actor_type`), a system label, or None."""
@@ -64,9 +60,7 @@ def _column(name: str, value: str) -> str:
 
 def _lock_chain() -> None:
     """Serialize with every other append (and purge) until the transaction ends."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_APPEND_LOCK_KEY])
+    locks.hold(locks.AUDIT)
 
 
 @transaction.atomic

@@ -12,6 +12,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 
 from portal.crypto import EncryptedTextField
+from portal.outbound import mask_url
 from portal.text import validate_display_name
 from tenants.models import TenantOwned
 
@@ -135,6 +136,12 @@ class WebhookEndpoint(TenantOwned):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def masked_url(self) -> str:
+        """Scheme, host and port only: the rest may be the receiver's secret (Slack, Teams
+        URLs). The whole URL is for the tenant's admins (tenants.permissions)."""
+        return mask_url(self.url)
 
 
 class DeliveryStatus(models.TextChoices):

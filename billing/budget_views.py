@@ -109,7 +109,8 @@ def _webhook_page(request: HttpRequest, *, form: WebhookForm | None = None, stat
     return render(request, "billing/webhooks.html", {
         "tenant": tenant, "endpoints": selectors.webhook_endpoint_list(tenant=tenant),
         "deliveries": selectors.webhook_delivery_list(tenant=tenant)[:50],
-        "form": form or WebhookForm(), "can_manage": _can_manage(request), **extra},
+        "form": form or WebhookForm(), "can_manage": _can_manage(request),
+        "reveal_urls": permissions.can_see_webhook_urls(request.user, tenant), **extra},
         status=status)
 
 

@@ -6,9 +6,10 @@ adds each batch's usage (`budgets_record_usage`), a beat task recomputes the cou
 usage records (`budgets_reconcile`), and the gateway compares the counters of the budgets that
 block with their limits (`BudgetRule`) — one MGET, no database query.
 
-Drain and reconcile serialize through a PostgreSQL advisory lock: the drain increments inside
-its transaction under a shared lock, the reconcile reads the records and overwrites the
-counters under the exclusive lock, so an increment is never lost nor counted twice.
+Drain and reconcile serialize through the BUDGETS advisory lock (portal.locks): the drain
+increments inside its transaction under the shared lock, the reconcile reads the records and
+overwrites the counters under the exclusive lock, so an increment is never lost nor counted
+twice.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from decimal import Decimal
 import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
 
 import audit
@@ -37,6 +38,7 @@ from billing.budget_models import (
     Notification,
 )
 from billing.models import UsageRecord
+from portal import locks
 from portal.dates import OUT_OF_RANGE, is_supported
 from portal.gateway_config import bump_gateway_config
 from tenants.models import Membership, Tenant, TenantRole
@@ -44,7 +46,6 @@ from tenants.models import Membership, Tenant, TenantRole
 logger = logging.getLogger(__name__)
 
 MONEY_SCALE = 10**8  # counters hold money in units of 1e-8, UsageRecord.cost's precision
-_LOCK_ID = 0x62756467  # "budg": drain (shared) vs. reconcile (exclusive)
 
 
 # --- periods --------------------------------------------------------------------------
@@ -150,14 +151,6 @@ def _redis() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
 
 
-def _lock(shared: bool) -> None:
-    if connection.vendor != "postgresql":
-        return  # the SQLite quickstart has one writer at a time anyway
-    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {function}(%s)", [_LOCK_ID])
-
-
 def _expire_at(end: date) -> int:
     # Kept a month past the period, for the budget pages and late usage.
     return int((_midnight(end) + timedelta(days=35)).timestamp())
@@ -190,7 +183,7 @@ def budgets_record_usage(*, records: Iterable[UsageRecord]) -> None:
     deltas = {k: v for k, v in deltas.items() if v}
     if not deltas:
         return
-    _lock(shared=True)
+    locks.hold(locks.BUDGETS, shared=True)
     pipe = _redis().pipeline(transaction=False)
     for (budget_id, start), delta in deltas.items():
         pipe.incrby(counter_key(budget_id, start), delta)
@@ -222,7 +215,7 @@ def budget_reconcile(*, budget: Budget, now: datetime | None = None) -> int | No
     if period is None or not settings.REDIS_URL:
         return None
     with transaction.atomic():
-        _lock(shared=False)
+        locks.hold(locks.BUDGETS)
         consumed = _consumed_in_db(budget, *period)
         _redis().set(counter_key(budget.pk, period[0]), consumed,
                      exat=_expire_at(period[1]))

@@ -17,6 +17,7 @@ from django.db import connection, transaction
 
 from billing.models import UsageRecord
 from billing.usage_models import LATENCY_BOUNDS_MS, LATENCY_COLUMNS, Granularity, UsageRollup
+from portal import locks
 
 _KEY_COLUMNS = ("granularity", "bucket", "tenant_id", "api_key_id", "model_id",
                 "deployment_id", "currency")
@@ -77,21 +78,11 @@ def _upsert(rows: dict[tuple, dict]) -> None:
                            [value for row in part for value in row])
 
 
-# Drainers add under a shared lock and never wait for each other; a rebuild takes it
-# exclusively, so a row a drainer creates while a rebuild runs can't be counted twice.
-_LOCK_KEY = 0x524F4C4C  # "ROLL"
-
-
-def _lock(*, exclusive: bool) -> None:
-    if connection.vendor == "postgresql":
-        function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT {function}(%s)", [_LOCK_KEY])
-
-
 def rollups_add(*, records: list[UsageRecord]) -> None:
     """Add newly stored records to the hourly and daily rollups (caller's transaction)."""
-    _lock(exclusive=False)
+    # Drainers add under the shared lock and never wait for each other; a rebuild takes it
+    # exclusively, so a row a drainer creates while a rebuild runs can't be counted twice.
+    locks.hold(locks.ROLLUPS, shared=True)
     if connection.vendor == "postgresql":
         # The records are in the table already (this transaction): PostgreSQL sums them,
         # one statement per granularity, instead of rows travelling back and forth.
@@ -106,7 +97,7 @@ def rollups_add(*, records: list[UsageRecord]) -> None:
 def rollups_rebuild(*, since: datetime, until: datetime) -> int:
     """Recompute the rollups of the whole UTC days from `since` through `until` from raw
     records. Returns how many records were read."""
-    _lock(exclusive=True)
+    locks.hold(locks.ROLLUPS)
     since = bucket_start(since, Granularity.DAY)
     until = bucket_start(until, Granularity.DAY) + timedelta(days=1)
     UsageRollup.objects.filter(bucket__gte=since, bucket__lt=until).delete()

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import logging
 import secrets
-import socket
 import time
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -27,7 +25,7 @@ from django.utils import timezone
 
 import audit
 from billing.budget_models import BudgetAlert, DeliveryStatus, WebhookDelivery, WebhookEndpoint
-from portal import crypto, stored_secrets
+from portal import crypto, outbound, stored_secrets
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -43,53 +41,34 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return "sha256=" + digest.hexdigest()
 
 
-def _forbidden_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if any(ip in network for network in settings.BUDGET_WEBHOOK_ALLOWED_NETWORKS):
-        return False
-    return not ip.is_global
-
-
-def check_url(url: str) -> None:
-    """Refuse URLs that aren't http(s) or that resolve to a non-public address outside the
-    operator's allow-list (the portal must not become a way into the internal network)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError({"url": ["Use an http:// or https:// URL."]})
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, port,
-                                                                type=socket.SOCK_STREAM)}
-    except (OSError, ValueError):
-        raise ValidationError({"url": [f"The host “{parts.hostname}” can't be resolved."]}
-                              ) from None
-    if any(_forbidden_address(a.split("%")[0]) for a in addresses):
-        raise ValidationError({"url": [
-            f"“{parts.hostname}” is a private or reserved address; webhooks may only call "
-            "public addresses, or networks the operator allowed "
-            "(BUDGET_WEBHOOK_ALLOWED_NETWORKS)."]})
-
-
-@transaction.atomic
 def webhook_endpoint_create(*, actor, tenant: Tenant, name: str, url: str
                             ) -> tuple[WebhookEndpoint, str]:
-    """Returns the endpoint and its signing secret, which is shown this once."""
-    check_url(url)
+    """Returns the endpoint and its signing secret, which is shown this once.
+
+    The URL must be http(s) and resolve to public addresses or networks the operator allowed
+    (portal.outbound: the portal must not become a way into the internal network); it is
+    checked before the transaction (it resolves the host). It may embed the receiver's own
+    secret (Slack, Teams), so the audit trail keeps it masked."""
+    try:
+        outbound.check_url(url, outbound.webhook_policy())
+    except outbound.OutboundRefused as exc:
+        raise ValidationError({"url": [exc.message]}) from None
     secret = "whsec_" + secrets.token_urlsafe(32)
-    endpoint = WebhookEndpoint(tenant=tenant, name=name, url=url,
-                               secret_encrypted=crypto.encrypt(secret),
-                               created_by=getattr(actor, "audit_label", str(actor)))
-    endpoint.full_clean()
-    endpoint.save()
-    audit.record(action="billing.webhook_create", actor=actor, tenant=tenant, target=endpoint,
-                 details={"name": name, "url": url})
+    with transaction.atomic():
+        endpoint = WebhookEndpoint(tenant=tenant, name=name, url=url,
+                                   secret_encrypted=crypto.encrypt(secret),
+                                   created_by=getattr(actor, "audit_label", str(actor)))
+        endpoint.full_clean()
+        endpoint.save()
+        audit.record(action="billing.webhook_create", actor=actor, tenant=tenant,
+                     target=endpoint, details={"name": name, "url": endpoint.masked_url})
     return endpoint, secret
 
 
 @transaction.atomic
 def webhook_endpoint_delete(*, actor, endpoint: WebhookEndpoint) -> None:
     audit.record(action="billing.webhook_delete", actor=actor, tenant=endpoint.tenant,
-                 target=endpoint, details={"name": endpoint.name, "url": endpoint.url})
+                 target=endpoint, details={"name": endpoint.name, "url": endpoint.masked_url})
     endpoint.delete()
 
 
@@ -147,9 +126,12 @@ def delivery_attempt(*, delivery_id: int) -> int | None:
     timestamp = int(time.time())
     status_code, error = None, ""
     try:
-        check_url(endpoint.url)  # again: DNS may have changed since the endpoint was saved
         secret = stored_secrets.reveal(endpoint, "secret_encrypted")
-        response = requests.post(endpoint.url, data=body, timeout=settings.BUDGET_WEBHOOK_TIMEOUT,
+        # Through the policy again: DNS may have changed since the endpoint was saved, and
+        # the connection goes to the address that was vetted now.
+        with outbound.session(outbound.webhook_policy()) as http:
+            response = http.post(endpoint.url, data=body,
+                                 timeout=settings.BUDGET_WEBHOOK_TIMEOUT,
                                  allow_redirects=False, headers={
                                      "Content-Type": "application/json",
                                      "User-Agent": "sovereign-model-portal-webhooks",
@@ -160,12 +142,12 @@ def delivery_attempt(*, delivery_id: int) -> int | None:
         status_code = response.status_code
         if not 200 <= status_code < 300:
             error = f"HTTP {status_code}"
-    except ValidationError as exc:
-        error = " ".join(exc.messages)
+    except outbound.OutboundRefused as exc:
+        error = exc.message
     except stored_secrets.SecretUnreadable as exc:
         error = exc.message[:500]
     except requests.RequestException as exc:
-        error = f"{exc.__class__.__name__}: {exc}"[:500]
+        error = _without_secrets(f"{exc.__class__.__name__}: {exc}", endpoint.url)[:500]
     delivery.attempts += 1
     delivery.last_status_code = status_code
     delivery.last_error = error
@@ -184,7 +166,7 @@ def delivery_attempt(*, delivery_id: int) -> int | None:
                                  "delivered_at", "next_attempt_at"])
     if error:
         logger.warning("Webhook delivery %s to %s failed (attempt %d): %s", delivery.pk,
-                       endpoint.url, delivery.attempts, error)
+                       endpoint.masked_url, delivery.attempts, error)
     return retry_in
 
 
@@ -194,6 +176,16 @@ def deliveries_due() -> list[int]:
     return list(WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING,
                                                next_attempt_at__lte=timezone.now())
                 .values_list("pk", flat=True)[:500])
+
+
+def _without_secrets(text: str, url: str) -> str:
+    """An error message without the URL's path, query or credentials (the delivery log is
+    shown to every member of the tenant; the URL may carry the receiver's secret)."""
+    parts = urlsplit(url)
+    for secret in (parts.query, parts.path, parts.username, parts.password):
+        if secret and secret != "/":
+            text = text.replace(secret, "…")
+    return text
 
 
 def _json(payload: dict) -> bytes:

@@ -55,8 +55,9 @@ class ClusterForm(forms.ModelForm):
                              help_text="e.g. https://k8s.example.eu:6443")
     credentials = forms.CharField(
         widget=SecretTextarea(attrs={"rows": 3, "autocomplete": "off"}), required=False,
-        help_text="A service-account token or a whole kubeconfig. Stored encrypted and never "
-                  "shown again; leave empty to keep the stored one.")
+        help_text="A service-account token, or a kubeconfig with inline credentials only "
+                  "(token or client certificate data; no exec, auth-provider or file paths). "
+                  "Stored encrypted and never shown again; leave empty to keep the stored one.")
     capacity = forms.CharField(
         label="GPU products and capacity", required=False,
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "NVIDIA-A100-SXM4-80GB=8"}),
@@ -78,9 +79,10 @@ class ClusterForm(forms.ModelForm):
                 f"{product}={count}" for product, count in self.instance.gpu_capacity.items())
         else:
             self.fields["credentials"].required = True
-            self.fields["credentials"].help_text = ("A service-account token or a whole "
-                                                    "kubeconfig. Stored encrypted and never "
-                                                    "shown again.")
+            self.fields["credentials"].help_text = (
+                "A service-account token, or a kubeconfig with inline credentials only (token "
+                "or client certificate data; no exec, auth-provider or file paths). Stored "
+                "encrypted and never shown again.")
 
     def clean_capacity(self):
         return parse_capacity(self.cleaned_data["capacity"])

@@ -1,13 +1,16 @@
 """Talking to one cluster's Kubernetes API with the official client.
 
 Every call builds its `ApiClient` from the cluster's stored credentials (never the process's
-global kubeconfig), turns urllib3's own retries off and retries here instead, with a backoff,
-on 5xx, 429 and transport errors (timeouts, refused connections): so the number of attempts
-and the wait between them are ours to set and to test.
+global kubeconfig, and never by letting the library load a stored kubeconfig: see
+`deployments.kubeconfig`), always for the cluster's `api_url`, and connects through the
+outbound policy (`portal.outbound`). urllib3's own retries are off and this module retries
+instead, with a backoff, on 5xx, 429 and transport errors (timeouts, refused connections): so
+the number of attempts and the wait between them are ours to set and to test.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -15,14 +18,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import urllib3
-import yaml
 from django.conf import settings
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config.kube_config import KubeConfigLoader
 
+from deployments import kubeconfig
 from deployments.models import Cluster, CredentialKind
-from portal import stored_secrets
+from portal import outbound, stored_secrets
 
 KSERVE_GROUP = "serving.kserve.io"
 KSERVE_VERSION = "v1beta1"
@@ -47,6 +49,15 @@ class CredentialsUnreadable(KubeError):
     """The cluster's stored credentials can't be decrypted: nothing was sent to it."""
 
 
+class CredentialsUnusable(KubeError):
+    """The stored credentials can't be used (a kubeconfig the portal no longer accepts, a CA
+    that can't be read): nothing was sent. Replace them on the cluster's page."""
+
+
+class AddressRefused(KubeError):
+    """The outbound policy refuses the API server's address: nothing was sent."""
+
+
 def _retryable(exc: Exception) -> bool:
     if isinstance(exc, ApiException):
         return exc.status is None or exc.status >= 500 or exc.status == 429
@@ -67,27 +78,50 @@ def _describe(exc: Exception) -> str:
     return exc.__class__.__name__
 
 
-def configuration_for(cluster: Cluster) -> client.Configuration:
+def _credentials(cluster: Cluster) -> kubeconfig.Credentials:
+    """The cluster's vetted credentials; its CA bundle unless a kubeconfig brings its own CA.
+    A kubeconfig stored before the allow-list existed is refused here, before any use."""
     try:
         secret = stored_secrets.reveal(cluster, "credentials_encrypted")
     except stored_secrets.SecretUnreadable as exc:
         raise CredentialsUnreadable(exc.message) from None
-    configuration = client.Configuration()
-    if cluster.credential_kind == CredentialKind.KUBECONFIG and secret:
+    if cluster.credential_kind == CredentialKind.KUBECONFIG:
         try:
-            loader = KubeConfigLoader(config_dict=yaml.safe_load(secret))
-            loader.load_and_set(configuration)
-        except Exception as exc:  # the loader raises plain Exceptions of many kinds
-            raise KubeError(f"The stored kubeconfig can't be used ({exc}).") from exc
+            credentials = kubeconfig.parse(secret)
+        except kubeconfig.KubeconfigRefused as exc:
+            raise CredentialsUnusable(
+                f"The stored kubeconfig can't be used: {exc.message} Nothing was sent to the "
+                "cluster; replace it with a token or a kubeconfig with inline credentials."
+            ) from None
     else:
-        configuration.host = cluster.api_url.rstrip("/")
-        if secret:
-            configuration.api_key = {"BearerToken": secret}
-            configuration.api_key_prefix = {"BearerToken": "Bearer"}
-        if cluster.ca_bundle.strip():
-            configuration.ca_cert_data = cluster.ca_bundle
+        credentials = kubeconfig.Credentials(token=secret)
+    if not credentials.certificate_authority and cluster.ca_bundle.strip():
+        credentials = dataclasses.replace(credentials, certificate_authority=cluster.ca_bundle)
+    return credentials
+
+
+def _configuration(cluster: Cluster, credentials: kubeconfig.Credentials
+                   ) -> client.Configuration:
+    configuration = client.Configuration(host=cluster.api_url.rstrip("/"))
+    if credentials.token:
+        configuration.api_key = {"BearerToken": credentials.token}
+        configuration.api_key_prefix = {"BearerToken": "Bearer"}
     configuration.retries = False
     return configuration
+
+
+def _pool_manager(cluster: Cluster, credentials: kubeconfig.Credentials
+                  ) -> urllib3.PoolManager:
+    """Connections to the API server: vetted by the outbound policy, TLS from the stored CA and
+    client certificate (never from files a kubeconfig names), no proxy."""
+    tls = {}
+    if cluster.api_url.startswith("https:"):
+        try:
+            tls["ssl_context"] = credentials.ssl_context()
+        except kubeconfig.KubeconfigRefused as exc:
+            raise CredentialsUnusable(f"The stored credentials can't be used: {exc.message} "
+                                      "Replace them on the cluster's page.") from None
+    return outbound.pool_manager(outbound.msp_policy(), retries=False, **tls)
 
 
 class KubeSession:
@@ -95,7 +129,13 @@ class KubeSession:
 
     def __init__(self, cluster: Cluster):
         self.cluster = cluster
-        self.api_client = client.ApiClient(configuration_for(cluster))
+        credentials = _credentials(cluster)
+        pool_manager = _pool_manager(cluster, credentials)
+        self.api_client = client.ApiClient(_configuration(cluster, credentials))
+        # The client's own pool manager would follow proxy settings and resolve the host
+        # itself: every request goes through the vetted one instead.
+        self.api_client.rest_client.pool_manager.clear()
+        self.api_client.rest_client.pool_manager = pool_manager
         self.custom = client.CustomObjectsApi(self.api_client)
 
     def call(self, method: Callable, *args, **kwargs) -> Any:
@@ -106,6 +146,8 @@ class KubeSession:
         for attempt in range(1, attempts + 1):
             try:
                 return method(*args, **kwargs)
+            except outbound.OutboundRefused as exc:
+                raise AddressRefused(f"{self.cluster.api_url}: {exc.message}") from None
             except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
                 if not _retryable(exc):
                     raise KubeError(_describe(exc), status=exc.status) from exc

@@ -43,8 +43,10 @@ class ClusterCreateSerializer(serializers.Serializer):
     jurisdiction = serializers.CharField(max_length=8)
     credential_kind = serializers.ChoiceField(choices=CredentialKind.choices,
                                               default=CredentialKind.TOKEN)
-    credentials = serializers.CharField(write_only=True, help_text="Token or kubeconfig; "
-                                                                   "never returned.")
+    credentials = serializers.CharField(
+        write_only=True, help_text="A token, or a kubeconfig with inline credentials only "
+                                   "(`token`, `client-certificate-data` + `client-key-data`, "
+                                   "`certificate-authority-data`); never returned.")
     ca_bundle = serializers.CharField(required=False, allow_blank=True, default="")
     gpu_capacity = serializers.DictField(child=serializers.IntegerField(min_value=0),
                                          required=False, default=dict)

@@ -29,6 +29,7 @@ from gateway.keys import hash_token, prefix_of
 from gateway.redis_pipe import PipelinedRedis, RedisReplyError
 from gateway.tokens import TokenCounter, heuristic_count, request_text, response_text
 from gateway.usage import UsageRecorder
+from portal import outbound
 from portal.gateway_config import CONFIG_VERSION_KEY
 from portal.request_context import client_ip
 
@@ -143,8 +144,11 @@ class GatewayApp:
             return
         self.redis = PipelinedRedis(settings.REDIS_URL)
         self.ratelimit_sha = await self.load_scripts()
+        # Model servers are reached through the outbound policy: every DNS answer is vetted
+        # and the connector connects to (and caches) only vetted ones.
+        resolver = outbound.VettedResolver(outbound.msp_policy())
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, resolver=resolver),
             timeout=aiohttp.ClientTimeout(total=settings.GATEWAY_UPSTREAM_TIMEOUT,
                                           sock_connect=settings.GATEWAY_CONNECT_TIMEOUT),
             auto_decompress=False)

@@ -546,10 +546,22 @@ def version_submit(*, actor, version: ModelVersion, note: str = "") -> ModelVers
     return version
 
 
+def _publishing(version: ModelVersion) -> bool:
+    """An approval is copying the image right now (it claimed the version with `progress_at`;
+    a claim older than MODEL_SCAN_STALE_MINUTES lost its request and counts no more)."""
+    cutoff = timezone.now() - timedelta(minutes=settings.MODEL_SCAN_STALE_MINUTES)
+    return (version.status == VersionStatus.AWAITING_APPROVAL
+            and version.progress_at is not None and version.progress_at > cutoff)
+
+
 def version_approve(*, actor, version: ModelVersion) -> ModelVersion:
     """Four-eyes approval: sign the statement, copy the image by digest from landing to
     trusted, attach the signature to it in the registry, publish. The database says
-    "published" only after every registry step succeeded."""
+    "published" only after every registry step succeeded.
+
+    No lock is held while the registry works: a short transaction checks the rules and claims
+    the version (so a second approval or a rejection waits its turn), the registry steps run
+    outside any transaction, and a second short transaction publishes."""
     with transaction.atomic():
         version = (ModelVersion.objects.select_for_update().select_related("model")
                    .get(pk=version.pk))
@@ -560,30 +572,43 @@ def version_approve(*, actor, version: ModelVersion) -> ModelVersion:
                                    "version can't approve it. Ask another MSP admin.")
         if version.scan_verdict not in (ScanVerdict.CLEAN, ScanVerdict.SUSPICIOUS):
             raise ApplicationError("The version has no passing scan.")
-        client = oci.registry_client()
-        target = trusted_repository(version.model)
-        try:
-            copied = client.copy_by_digest(source=version.landing_repository, target=target,
-                                           digest=version.manifest_digest, tag=version.version)
-            version.trusted_repository = target
-            version_sign(version, approver_email=actor.email)
-            payload = canonical({"statement": json.loads(version.signed_statement),
-                                 "signature": version.signature,
-                                 "key_id": version.signature_key_id})
-            artifact = client.artifact_attach(
-                target, subject=copied, artifact_type=APPROVAL_ARTIFACT_TYPE, payload=payload,
-                payload_media_type=APPROVAL_ARTIFACT_TYPE,
-                annotations={"org.opencontainers.image.created": version.signed_at.isoformat(),
-                             "org.opencontainers.image.title": f"{version} approval"})
-        except oci.RegistryError as exc:
-            raise ApplicationError(f"Publishing failed, nothing was published: {exc}") from None
+        if _publishing(version):
+            raise ApplicationError("Another approval is publishing this version right now; "
+                                   "reload in a minute.")
+        claimed_at = timezone.now()
+        ModelVersion.objects.filter(pk=version.pk).update(progress_at=claimed_at)
+    client = oci.registry_client()
+    target = trusted_repository(version.model)
+    try:
+        copied = client.copy_by_digest(source=version.landing_repository, target=target,
+                                       digest=version.manifest_digest, tag=version.version)
+        version.trusted_repository = target
+        version_sign(version, approver_email=actor.email)
+        payload = canonical({"statement": json.loads(version.signed_statement),
+                             "signature": version.signature,
+                             "key_id": version.signature_key_id})
+        artifact = client.artifact_attach(
+            target, subject=copied, artifact_type=APPROVAL_ARTIFACT_TYPE, payload=payload,
+            payload_media_type=APPROVAL_ARTIFACT_TYPE,
+            annotations={"org.opencontainers.image.created": version.signed_at.isoformat(),
+                         "org.opencontainers.image.title": f"{version} approval"})
+    except oci.RegistryError as exc:
+        ModelVersion.objects.filter(pk=version.pk, progress_at=claimed_at).update(
+            progress_at=None)
+        raise ApplicationError(f"Publishing failed, nothing was published: {exc}") from None
+    with transaction.atomic():
         now = timezone.now()
-        ModelVersion.objects.filter(pk=version.pk).update(
+        published = ModelVersion.objects.filter(
+            pk=version.pk, status=VersionStatus.AWAITING_APPROVAL, progress_at=claimed_at
+        ).update(
             status=VersionStatus.PUBLISHED, status_reason="", trusted_repository=target,
             signed_statement=version.signed_statement, signature=version.signature,
             signature_key_id=version.signature_key_id, signed_at=version.signed_at,
             signature_artifact_digest=artifact, approved_by=actor, approved_at=now,
-            updated_at=now)
+            progress_at=None, updated_at=now)
+        if not published:
+            raise ApplicationError("The version changed while it was being published; "
+                                   "reload and check its status.")
         version.refresh_from_db()
         audit.record(action="model_version.published", actor=actor, target=version,
                      details={"model": version.model.slug, "version": version.version,
@@ -604,9 +629,15 @@ def version_reject(*, actor, version: ModelVersion, reason: str) -> ModelVersion
             version.status == VersionStatus.SCANNING:
         raise ApplicationError(f"A {version.get_status_display().lower()} version can't be "
                                "rejected.")
-    if not _transition(version, to=VersionStatus.REJECTED, actor=actor, action="rejected",
-                       reason=reason, work_error="", progress_at=None):
-        raise ApplicationError("The version changed meanwhile; reload and try again.")
+    with transaction.atomic():
+        # Under the row lock an approval takes to claim the version: either the approval
+        # claimed it first (refused here) or it will find the version rejected.
+        if _publishing(ModelVersion.objects.select_for_update().get(pk=version.pk)):
+            raise ApplicationError("An approval is publishing this version right now; "
+                                   "reload in a minute.")
+        if not _transition(version, to=VersionStatus.REJECTED, actor=actor, action="rejected",
+                           reason=reason, work_error="", progress_at=None):
+            raise ApplicationError("The version changed meanwhile; reload and try again.")
     return version
 
 

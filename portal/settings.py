@@ -423,6 +423,20 @@ BUDGET_WEBHOOK_TIMEOUT = env_int("BUDGET_WEBHOOK_TIMEOUT", 10, minimum=1)
 BUDGET_WEBHOOK_MAX_ATTEMPTS = env_int("BUDGET_WEBHOOK_MAX_ATTEMPTS", 10, minimum=1)
 BUDGET_WEBHOOK_RETRY_BASE_SECONDS = env_int("BUDGET_WEBHOOK_RETRY_BASE_SECONDS", 30, minimum=1)
 
+# --- Outbound calls (portal/outbound.py) ------------------------------------------------
+
+# Networks external endpoints, clusters' API servers and the model servers behind them may
+# be in (comma-separated CIDRs). Empty: public addresses only. Set: only these networks —
+# private ones included (a cluster on the operator's own network), public ones only if listed.
+OUTBOUND_ALLOWED_NETWORKS = []
+for _net in env_list("OUTBOUND_ALLOWED_NETWORKS", []):
+    try:
+        OUTBOUND_ALLOWED_NETWORKS.append(ipaddress.ip_network(_net, strict=False))
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"OUTBOUND_ALLOWED_NETWORKS: {_net!r} is not an IP network (e.g. 10.20.0.0/16)."
+        ) from None
+
 # --- Internationalisation ---------------------------------------------------------------
 
 LANGUAGE_CODE = "en"

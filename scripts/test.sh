@@ -15,6 +15,10 @@ export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1
 export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 export STATIC_MANIFEST=false
 export SECURE_COOKIES=false
+# The suite's model servers, Kubernetes API emulator and registry listen on loopback: allow
+# loopback (and only loopback) for the portal's calls to endpoints and clusters. Tests of the
+# outbound policy itself set the allow-list they need.
+export OUTBOUND_ALLOWED_NETWORKS="127.0.0.0/8,::1/128"
 # The suite signs checkpoints and bundles with a key of its own, created once.
 export PLATFORM_SIGNING_KEY_FILE="${PLATFORM_SIGNING_KEY_FILE:-$ROOT/var/test-platform-signing-key.pem}"
 [ -f "$PLATFORM_SIGNING_KEY_FILE" ] || "$VENV/bin/python" -c \

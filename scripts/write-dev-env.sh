@@ -8,6 +8,8 @@ new_fernet_key() {
   "$VENV/bin/python" -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'
 }
 
+OUTBOUND_COMMENT="# Where external endpoints and clusters may be (CIDRs): this machine, for a local model server or cluster. Empty: public addresses only."
+OUTBOUND_LINE="OUTBOUND_ALLOWED_NETWORKS=127.0.0.0/8,::1/128"
 HEADER="# Written by 'make run' for local development. See .env.example for every setting."
 if [ ! -f .env ]; then
   say "Writing .env for local development (edit it, or see .env.example)"
@@ -22,10 +24,16 @@ if [ ! -f .env ]; then
       echo "FIELD_ENCRYPTION_KEYS=$(new_fernet_key)"
       echo "# Where models may run (data residency); empty refuses every deployment."
       echo "ALLOWED_JURISDICTIONS=DE,EU"
+      echo "$OUTBOUND_COMMENT"
+      echo "$OUTBOUND_LINE"
     } > .env
   )
 else
-  [ "$(head -n 1 .env)" = "$HEADER" ] && chmod 600 .env
+  if [ "$(head -n 1 .env)" = "$HEADER" ]; then
+    chmod 600 .env
+    # A .env from before the outbound-URL policy: keep a local model server reachable.
+    grep -qs '^OUTBOUND_ALLOWED_NETWORKS=' .env || printf '%s\n%s\n' "$OUTBOUND_COMMENT" "$OUTBOUND_LINE" >> .env
+  fi
   if ! grep -Eqs '^FIELD_ENCRYPTION_KEYS(_FILE)?=.' .env; then
     # A .env from before FIELD_ENCRYPTION_KEYS: its secrets were encrypted with a key derived
     # from SECRET_KEY. Add a real key and keep the derived one readable; `make run` then

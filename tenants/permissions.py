@@ -144,6 +144,12 @@ def has_tenant_perm(user, tenant: Tenant, perm: TenantPerm) -> bool:
 
 
 
+def can_see_webhook_urls(user, tenant: Tenant) -> bool:
+    """A webhook URL often carries the receiver's own secret (Slack, Teams): only the
+    tenant's admins see it whole; other members and the MSP's staff see it masked."""
+    return tenant_role(user, tenant) == TenantRole.TENANT_ADMIN
+
+
 def can_manage_key(user, key) -> bool:
     """Tenant admins manage every key of their tenant; developers (people or service accounts)
     their own."""

@@ -1,5 +1,6 @@
 """An already-running OpenAI-compatible server (vLLM, llama.cpp, Ollama …): nothing to apply;
-observing it is a `GET <base_url>/models` like any OpenAI client would do."""
+observing it is a `GET <base_url>/models` like any OpenAI client would do, through the
+outbound policy (portal.outbound)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import requests
 
 from deployments.backends import Observation
 from deployments.models import Deployment
-from portal import stored_secrets
+from portal import outbound, stored_secrets
 
 HEALTH_TIMEOUT_SECONDS = 5
 
@@ -16,8 +17,11 @@ def probe_openai_endpoint(*, base_url: str, api_key: str, expected_model: str) -
     """None when healthy, else what is wrong."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        response = requests.get(base_url.rstrip("/") + "/models", headers=headers,
+        with outbound.session(outbound.msp_policy()) as http:
+            response = http.get(base_url.rstrip("/") + "/models", headers=headers,
                                 timeout=HEALTH_TIMEOUT_SECONDS)
+    except outbound.OutboundRefused as exc:
+        return exc.message
     except requests.RequestException as exc:
         return f"{base_url} is unreachable ({exc.__class__.__name__})."
     except UnicodeError:  # a key stored before keys were checked (see validate_header_token)

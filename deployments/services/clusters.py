@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 import audit
-from deployments import kube, namespaces
+from deployments import kube, kubeconfig, namespaces
 from deployments.models import (
     Cluster,
     CredentialKind,
@@ -16,7 +18,7 @@ from deployments.models import (
     DeploymentStatus,
     TenantNamespace,
 )
-from portal import crypto
+from portal import crypto, outbound, stored_secrets
 from portal.api import ApplicationError
 from portal.text import validate_header_token
 from tenants.models import Tenant, TenantStatus
@@ -34,59 +36,106 @@ def _check_capacity_map(capacity: dict) -> None:
                                                "NVIDIA-A100-SXM4-80GB=8."})
 
 
-def _check_token(credential_kind: str, credentials: str) -> None:
-    """A bearer token goes into every request's Authorization header."""
-    if credential_kind != CredentialKind.TOKEN:
-        return
+def _check_api_url(api_url: str) -> None:
+    """Clusters are reached only where the outbound policy allows (a name that does not
+    resolve yet passes here: every connection is vetted again when it is made)."""
     try:
-        validate_header_token(credentials)
-    except ValidationError as exc:
-        raise ValidationError({"credentials": exc.messages}) from None
+        outbound.check_url(api_url, outbound.msp_policy(), unresolvable_ok=True)
+    except outbound.OutboundRefused as exc:
+        raise ValidationError({"api_url": exc.message}) from None
 
 
-@transaction.atomic
+def _check_credentials(*, kind: str, credentials: str, ca_bundle: str) -> None:
+    """A one-line token, or a kubeconfig with inline credentials only (deployments.kubeconfig);
+    certificates that TLS can load."""
+    if kind == CredentialKind.KUBECONFIG:
+        try:
+            found = kubeconfig.parse(credentials)
+        except kubeconfig.KubeconfigRefused as exc:
+            raise ValidationError({"credentials": exc.message}) from None
+    else:
+        if not credentials.strip() or any(c.isspace() for c in credentials.strip()):
+            raise ValidationError({"credentials": "A token is one line without spaces; for a "
+                                                  "kubeconfig, choose Kubeconfig."})
+        found = kubeconfig.Credentials(token=credentials.strip())
+    if found.token:  # sent in every request's Authorization header
+        try:
+            validate_header_token(found.token)
+        except ValidationError as exc:
+            raise ValidationError({"credentials": exc.messages}) from None
+    ca_field = "credentials"
+    if not found.certificate_authority and ca_bundle.strip():
+        found = dataclasses.replace(found, certificate_authority=ca_bundle.strip())
+        ca_field = "ca_bundle"
+    try:
+        found.ssl_context()
+    except kubeconfig.KubeconfigRefused as exc:
+        field = ca_field if exc.field == "certificate-authority-data" else "credentials"
+        raise ValidationError({field: exc.message}) from None
+
+
 def cluster_create(*, actor, name: str, api_url: str, jurisdiction: str, credentials: str,
                    credential_kind: str = CredentialKind.TOKEN, ca_bundle: str = "",
                    gpu_capacity: dict | None = None, gateway_namespace: str = "istio-system",
                    default_mode: str = DeploymentMode.STANDARD) -> Cluster:
     gpu_capacity = gpu_capacity or {}
     _check_capacity_map(gpu_capacity)
-    _check_token(credential_kind, credentials)
-    cluster = Cluster(name=name, api_url=api_url.rstrip("/"), jurisdiction=jurisdiction,
-                      credential_kind=credential_kind, ca_bundle=ca_bundle,
-                      credentials_encrypted=crypto.encrypt(credentials),
-                      gpu_capacity=gpu_capacity, gateway_namespace=gateway_namespace,
-                      default_mode=default_mode)
-    cluster.full_clean()
-    cluster.save()
-    audit.record(action="cluster.created", actor=actor, target=cluster,
-                 details={"name": name, "api_url": cluster.api_url,
-                          "jurisdiction": jurisdiction, "gpu_capacity": gpu_capacity,
-                          "credential_kind": credential_kind})
+    _check_credentials(kind=credential_kind, credentials=credentials, ca_bundle=ca_bundle)
+    _check_api_url(api_url)  # resolves the name: before the transaction, not inside it
+    if credential_kind == CredentialKind.TOKEN:
+        credentials = credentials.strip()
+    with transaction.atomic():
+        cluster = Cluster(name=name, api_url=api_url.rstrip("/"), jurisdiction=jurisdiction,
+                          credential_kind=credential_kind, ca_bundle=ca_bundle,
+                          credentials_encrypted=crypto.encrypt(credentials),
+                          gpu_capacity=gpu_capacity, gateway_namespace=gateway_namespace,
+                          default_mode=default_mode)
+        cluster.full_clean()
+        cluster.save()
+        audit.record(action="cluster.created", actor=actor, target=cluster,
+                     details={"name": name, "api_url": cluster.api_url,
+                              "jurisdiction": jurisdiction, "gpu_capacity": gpu_capacity,
+                              "credential_kind": credential_kind})
     return cluster
 
 
-@transaction.atomic
 def cluster_update(*, actor, cluster: Cluster, credentials: str = "", **fields) -> Cluster:
-    """Change the given fields; empty `credentials` keeps the stored ones."""
+    """Change the given fields; empty `credentials` keeps the stored ones (unless the kind of
+    credentials changes: then new ones are required)."""
     if "gpu_capacity" in fields:
         _check_capacity_map(fields["gpu_capacity"])
+    kind = fields.get("credential_kind", cluster.credential_kind)
+    ca_bundle = fields.get("ca_bundle", cluster.ca_bundle)
     if credentials:
-        _check_token(fields.get("credential_kind", cluster.credential_kind), credentials)
-    changed = {}
-    for field, value in fields.items():
-        if getattr(cluster, field) != value:
-            changed[field] = value
-            setattr(cluster, field, value)
-    if credentials:
-        cluster.credentials_encrypted = crypto.encrypt(credentials)
-        changed["credentials"] = "replaced"
-    cluster.full_clean()
-    cluster.save()
-    if changed:
-        audit.record(action="cluster.updated", actor=actor, target=cluster,
-                     details={k: (v if k != "ca_bundle" else "replaced")
-                              for k, v in changed.items()})
+        _check_credentials(kind=kind, credentials=credentials, ca_bundle=ca_bundle)
+        if kind == CredentialKind.TOKEN:
+            credentials = credentials.strip()
+    elif kind != cluster.credential_kind:
+        raise ValidationError({"credentials": "The kind of credentials changed: give the new "
+                                              "credentials."})
+    elif ca_bundle != cluster.ca_bundle:
+        try:
+            stored = stored_secrets.reveal(cluster, "credentials_encrypted")
+        except stored_secrets.SecretUnreadable as exc:
+            raise ValidationError({"credentials": exc.message}) from None
+        _check_credentials(kind=kind, credentials=stored, ca_bundle=ca_bundle)
+    if fields.get("api_url", cluster.api_url) != cluster.api_url:
+        _check_api_url(fields["api_url"])
+    with transaction.atomic():
+        changed = {}
+        for field, value in fields.items():
+            if getattr(cluster, field) != value:
+                changed[field] = value
+                setattr(cluster, field, value)
+        if credentials:
+            cluster.credentials_encrypted = crypto.encrypt(credentials)
+            changed["credentials"] = "replaced"
+        cluster.full_clean()
+        cluster.save()
+        if changed:
+            audit.record(action="cluster.updated", actor=actor, target=cluster,
+                         details={k: (v if k != "ca_bundle" else "replaced")
+                                  for k, v in changed.items()})
     return cluster
 
 
@@ -139,8 +188,8 @@ def cluster_check(*, actor, cluster: Cluster) -> Cluster:
                                f"read CRDs ({exc.message}).")
                 else:
                     raise
-    except kube.CredentialsUnreadable as exc:
-        problem = exc.message
+    except (kube.CredentialsUnreadable, kube.CredentialsUnusable, kube.AddressRefused) as exc:
+        problem = exc.message  # nothing was sent
     except kube.KubeError as exc:
         problem = (f"Can't reach the API server: {exc.message}" if exc.status not in (401, 403)
                    else f"The API server refused the credentials ({exc.message}). Replace "

@@ -10,6 +10,7 @@ from django.core.management import call_command
 from audit.models import AuditEvent
 from deployments import services
 from deployments.models import Cluster, Deployment, DeploymentStatus
+from portal import crypto
 from tests.deployments.conftest import GPU
 from tests.deployments.test_kserve_lifecycle import become_ready, deploy
 from tests.factories import published_version
@@ -274,7 +275,11 @@ def test_a_kubeconfig_works_as_credentials(msp_admin, kube):
                                       jurisdiction="DE", credential_kind="kubeconfig",
                                       credentials=kubeconfig)
     assert services.cluster_check(actor=msp_admin, cluster=cluster).last_check_ok is True
-    services.cluster_update(actor=msp_admin, cluster=cluster, credentials="not: [a kubeconfig")
+    # A broken kubeconfig is refused when saved (test_kubeconfig_policy.py); one stored before
+    # that check existed is refused when used.
+    Cluster.objects.filter(pk=cluster.pk).update(
+        credentials_encrypted=crypto.encrypt("not: [a kubeconfig"))
+    cluster.refresh_from_db()
     checked = services.cluster_check(actor=msp_admin, cluster=cluster)
     assert checked.last_check_ok is False and "kubeconfig can't be used" in \
         checked.last_check_message

@@ -28,12 +28,10 @@ if [ ! -f .env ]; then
       echo "$OUTBOUND_LINE"
     } > .env
   )
-else
-  if [ "$(head -n 1 .env)" = "$HEADER" ]; then
-    chmod 600 .env
-    # A .env from before the outbound-URL policy: keep a local model server reachable.
-    grep -qs '^OUTBOUND_ALLOWED_NETWORKS=' .env || printf '%s\n%s\n' "$OUTBOUND_COMMENT" "$OUTBOUND_LINE" >> .env
-  fi
+elif [ "$(head -n 1 .env)" = "$HEADER" ]; then
+  chmod 600 .env
+  # A .env from before the outbound-URL policy: keep a local model server reachable.
+  grep -qs '^OUTBOUND_ALLOWED_NETWORKS=' .env || printf '%s\n%s\n' "$OUTBOUND_COMMENT" "$OUTBOUND_LINE" >> .env
   if ! grep -Eqs '^FIELD_ENCRYPTION_KEYS(_FILE)?=.' .env; then
     # A .env from before FIELD_ENCRYPTION_KEYS: its secrets were encrypted with a key derived
     # from SECRET_KEY. Add a real key and keep the derived one readable; `make run` then

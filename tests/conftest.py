@@ -47,13 +47,16 @@ def _clean_redis_test_db():
 
 
 @pytest.fixture(autouse=True)
-def _unspent_anonymous_audit_budgets():
-    """The audit admits anonymous events per client and per minute (audit.limits), and the
-    test client is always 127.0.0.1: each test starts with those budgets unspent."""
+def _unspent_rate_limits():
+    """Sign-in throttles, allauth's rate limits, cached bearer-token answers (Django's cache)
+    and the audit's anonymous-event budgets (audit.limits) live in Redis across tests, and the
+    test client is always 127.0.0.1 with the same few accounts: each test starts unspent."""
     if settings.REDIS_URL:
         connection = redis.Redis.from_url(settings.REDIS_URL)
-        for key in connection.scan_iter(match="*audit-anonymous:*"):
-            connection.delete(key)
+        prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+        for pattern in (f"{prefix}:*", "*audit-anonymous:*"):
+            for key in connection.scan_iter(match=pattern):
+                connection.delete(key)
 
 
 @pytest.fixture

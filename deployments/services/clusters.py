@@ -53,16 +53,21 @@ def _check_credentials(*, kind: str, credentials: str, ca_bundle: str) -> None:
             found = kubeconfig.parse(credentials)
         except kubeconfig.KubeconfigRefused as exc:
             raise ValidationError({"credentials": exc.message}) from None
-    else:
-        if not credentials.strip() or any(c.isspace() for c in credentials.strip()):
-            raise ValidationError({"credentials": "A token is one line without spaces; for a "
-                                                  "kubeconfig, choose Kubeconfig."})
-        found = kubeconfig.Credentials(token=credentials.strip())
-    if found.token:  # sent in every request's Authorization header
-        try:
+        try:  # an inline token goes into every request's Authorization header
             validate_header_token(found.token)
         except ValidationError as exc:
             raise ValidationError({"credentials": exc.messages}) from None
+    else:
+        token = credentials.strip()
+        try:
+            if not token:
+                raise ValidationError("Give the token.")
+            validate_header_token(token)
+        except ValidationError as exc:
+            raise ValidationError({"credentials": [
+                "A token is one line without spaces; for a kubeconfig, choose Kubeconfig.",
+                *exc.messages]}) from None
+        found = kubeconfig.Credentials(token=token)
     ca_field = "credentials"
     if not found.certificate_authority and ca_bundle.strip():
         found = dataclasses.replace(found, certificate_authority=ca_bundle.strip())

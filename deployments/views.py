@@ -21,6 +21,7 @@ from deployments.forms import (
     UpdateVersionForm,
 )
 from deployments.models import Backend, Deployment, DeploymentStatus
+from models_catalog.registry import NOT_CONFIGURED, RegistryNotConfigured, registry_configured
 from portal.api import ApplicationError
 from portal.forms import add_service_errors, service_error_message
 from tenants.access import platform_view, tenant_view
@@ -201,6 +202,7 @@ def deployment_wizard(request: HttpRequest) -> HttpResponse:
         "form": current, "carry": carry, "manifest": manifest,
         "clusters": _cluster_choices() if target == 1 else [],
         "no_versions": target == 0 and not current.fields["version"].queryset.exists(),
+        "registry_problem": "" if registry_configured() else NOT_CONFIGURED,
     }
     template = ("deployments/partials/_wizard.html" if request.htmx and not request.htmx.boosted
                 else "deployments/wizard.html")
@@ -321,9 +323,13 @@ def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = {"deployment": deployment, "events": deployment.events.all()[:50]}
     if request.htmx and not request.htmx.boosted:
         return render(request, "deployments/partials/_status.html", context)
+    if deployment.backend == Backend.KSERVE and not registry_configured():
+        # Its manifests name the registry: no diff, no download, and the page says why.
+        context["registry_problem"] = NOT_CONFIGURED
+    else:
+        context.update(canary_diff=_canary_diff(deployment),
+                       pending_diff=_pending_diff(deployment))
     context.update({
-        "canary_diff": _canary_diff(deployment),
-        "pending_diff": _pending_diff(deployment),
         "update_form": UpdateVersionForm(deployment=deployment),
         "scale_form": ScaleForm(initial={
             "min_replicas": deployment.min_replicas, "max_replicas": deployment.max_replicas,
@@ -335,7 +341,10 @@ def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @platform_view(MANAGE)
 def deployment_manifest(request: HttpRequest, pk: int) -> HttpResponse:
     deployment = selectors.deployment_get(pk)
-    body = manifest_yaml(deployment)
+    try:
+        body = manifest_yaml(deployment)
+    except RegistryNotConfigured as exc:
+        return HttpResponse(exc.message, status=409, content_type="text/plain")
     if not body:
         return HttpResponse("An external endpoint has no manifest.", status=404,
                             content_type="text/plain")
@@ -386,14 +395,13 @@ def deployment_update_preview(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             proposed = services.deployment_update_preview(deployment=deployment,
                                                           **form.cleaned_data)
-        except (ValidationError, ApplicationError) as exc:
-            context["problem"] = service_error_message(exc)
-        else:
             backend = backend_for(deployment)
             context["diff"] = manifest_diff(
                 backend.manifest(deployment), backend.manifest(proposed),
                 before_label=f"{deployment.resource_name} (now)",
                 after_label=f"{deployment.resource_name} (after the roll-out)")
+        except (ValidationError, ApplicationError) as exc:
+            context["problem"] = service_error_message(exc)
     return render(request, "deployments/partials/_update_preview.html", context)
 
 

@@ -119,6 +119,8 @@ def version_register_reference(*, actor, version: ModelVersion, repository: str,
     if version.status != VersionStatus.UPLOADING or (
             partial is not None and partial.status != UploadStatus.RECEIVING):
         raise ApplicationError("This version already has an image.")
+    if not oci.registry_configured():
+        raise oci.RegistryNotConfigured()
     repository = repository.strip().strip("/")
     reference = reference.strip()
     prefix = settings.REGISTRY_LANDING_NAMESPACE + "/"
@@ -174,8 +176,7 @@ def upload_session_create(*, actor, version: ModelVersion, filename: str,
             previous is not None and previous.status != UploadStatus.RECEIVING):
         raise ApplicationError("This version already has an image.")
     if not oci.registry_configured():
-        raise ApplicationError("No registry is configured (REGISTRY_URL): uploads can't be "
-                               "pushed anywhere. Ask the operator to configure one.")
+        raise oci.RegistryNotConfigured()
     if size_bytes <= 0:
         raise ApplicationError("The file is empty.", field_errors={"size_bytes": ["Empty."]})
     if size_bytes > settings.MODEL_UPLOAD_MAX_BYTES:

@@ -21,6 +21,8 @@ from urllib.parse import urljoin, urlparse
 import requests
 from django.conf import settings
 
+from portal.api import ApplicationError
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -41,8 +43,17 @@ class RegistryError(Exception):
     """The registry could not do what was asked; `str()` says what and what to do."""
 
 
-class RegistryNotConfigured(RegistryError):
-    pass
+NOT_CONFIGURED = ("No OCI registry is configured: set REGISTRY_URL (with REGISTRY_USERNAME and "
+                  "REGISTRY_PASSWORD if the registry needs them) in the portal's environment "
+                  "and restart the portal and its workers.")
+
+
+class RegistryNotConfigured(RegistryError, ApplicationError):
+    """REGISTRY_URL is empty. Also an `ApplicationError`, so every page, API and command
+    that needs the registry answers it like any refusal — what to set, never a 500."""
+
+    def __init__(self, message: str = NOT_CONFIGURED):
+        super().__init__(message)
 
 
 class RegistryUnavailable(RegistryError):
@@ -161,7 +172,7 @@ class RegistryClient:
     def __init__(self, url: str, *, username: str = "", password: str = "",
                  verify: bool | str = True, timeout: float = 30):
         if not url:
-            raise RegistryNotConfigured("No registry is configured: set REGISTRY_URL.")
+            raise RegistryNotConfigured()
         self.url = url.rstrip("/")
         parsed = urlparse(self.url)
         self.host = parsed.netloc
@@ -549,4 +560,8 @@ def registry_client() -> RegistryClient:
 
 
 def registry_host() -> str:
+    """Where clusters pull published images from (`oci://<host>/…`); RegistryNotConfigured
+    when REGISTRY_URL is empty."""
+    if not registry_configured():
+        raise RegistryNotConfigured()
     return urlparse(settings.REGISTRY_URL).netloc

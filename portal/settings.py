@@ -310,6 +310,8 @@ ACCOUNT_EMAIL_SUBJECT_PREFIX = f"[{SITE_NAME}] "
 PORTAL_OPEN_SIGNUP = env_bool("PORTAL_OPEN_SIGNUP", False)
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_PASSKEY_LOGIN_ENABLED = False
+# Seeds of authenticator apps and recovery codes are sealed under FIELD_ENCRYPTION_KEYS.
+MFA_ADAPTER = "tenants.mfa.MFAAdapter"
 MFA_FORMS = {"authenticate": "tenants.mfa_forms.ThrottledAuthenticateForm",
              "reauthenticate": "tenants.mfa_forms.ThrottledReauthenticateForm"}
 MFA_TOTP_ISSUER = SITE_NAME

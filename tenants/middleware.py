@@ -6,10 +6,11 @@ from urllib.parse import urlencode
 from allauth.account.adapter import get_adapter as get_account_adapter
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from tenants import assurance, permissions
+from portal import stored_secrets
+from tenants import assurance, mfa, permissions
 from tenants.social import OIDC_SESSION_KEY
 
 # Always reachable: static assets and the health probes.
@@ -44,6 +45,18 @@ class MfaRequiredMiddleware:
         if not assurance.has_second_factor(user):
             return self._enrol(request)
         return self._step_up(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception):
+        """An account page that needs a seed that can't be decrypted (the list of second
+        factors shows how many recovery codes are left; the recovery-code pages show them)
+        explains what happened and what to do, instead of failing (see `tenants.mfa`)."""
+        if not isinstance(exception, mfa.SecondFactorUnreadable):
+            return None
+        unreadable = (stored_secrets.mfa_unreadable(request.user)
+                      if request.user.is_authenticated else [])
+        return render(request, "tenants/second_factor_unreadable.html", {
+            "problems": [mfa.message_for(each) for each in unreadable] or [mfa.GENERAL_MESSAGE],
+        }, status=409)
 
     def _enrol(self, request: HttpRequest) -> HttpResponse:
         if request.path.startswith(_ENROLMENT_PREFIXES):

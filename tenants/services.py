@@ -308,3 +308,26 @@ def user_create(
     EmailAddress.objects.create(user=user, email=email, primary=True, verified=email_verified)
     audit.record(action="user.created", actor=actor, target=user, details={"email": email})
     return user
+
+
+@transaction.atomic
+def second_factor_reset(*, actor: User | str, user: User) -> list[str]:
+    """Remove every second factor of `user` (authenticator app, recovery codes, security
+    keys), for a person who can no longer use theirs — lost, or its seed can't be decrypted.
+    They set up a new one themselves; MSP admins and staff are made to at their next
+    sign-in. Returns the kinds removed. Not for one's own account: that is changed, with the
+    second factor, on the account's two-factor page."""
+    from allauth.mfa.models import Authenticator
+
+    if isinstance(actor, User) and actor.pk == user.pk:
+        raise ApplicationError("You can't reset your own second factor here: change it under "
+                               "Two-factor authentication in your account, or ask another MSP "
+                               "admin.")
+    authenticators = Authenticator.objects.filter(user=user)
+    kinds = sorted(set(authenticators.values_list("type", flat=True)))
+    if not kinds:
+        raise ApplicationError(f"{user.email} has no second factor to reset.")
+    authenticators.delete()
+    audit.record(action="auth.second_factor_reset", actor=actor, target=user,
+                 details={"user": user.email, "removed": kinds})
+    return kinds

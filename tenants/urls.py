@@ -15,6 +15,8 @@ urlpatterns = [
          {"status": TenantStatus.SUSPENDED}, name="suspend"),
     path("msp/tenants/<slug:tenant_slug>/reactivate/", views.tenant_set_status,
          {"status": TenantStatus.ACTIVE}, name="reactivate"),
+    path("msp/tenants/<slug:tenant_slug>/members/<int:pk>/second-factor/reset/",
+         views.member_second_factor_reset, name="member_second_factor_reset"),
     # Tenant members
     path("t/<slug:tenant_slug>/", views.tenant_overview, name="overview"),
     path("t/<slug:tenant_slug>/members/", views.member_list, name="members"),

@@ -116,6 +116,22 @@ def tenant_set_status(request: HttpRequest, tenant_slug: str, status: str) -> Ht
     return redirect("tenants:detail", tenant_slug=tenant.slug)
 
 
+@require_POST
+@platform_view(PlatformPerm.TENANTS_MANAGE)
+def member_second_factor_reset(request: HttpRequest, tenant_slug: str, pk: int) -> HttpResponse:
+    tenant = selectors.tenant_get(user=request.user, slug=tenant_slug)
+    person = selectors.membership_get(tenant=tenant, pk=pk).user
+    try:
+        removed = services.second_factor_reset(actor=request.user, user=person)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Removed the second factors of {person.email} "
+                                  f"({', '.join(removed)}): they set up a new one under "
+                                  "Two-factor authentication in their account.")
+    return redirect("tenants:detail", tenant_slug=tenant.slug)
+
+
 # --- Tenant pages ----------------------------------------------------------------------
 
 

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from deployments import kube
 from deployments.backends import Observation
 from deployments.models import RUNTIME_MODEL_FORMAT, Deployment, DeploymentMode, Runtime
+from models_catalog.registry import registry_configured, registry_host
 
 MANAGED_BY = "sovereign-model-portal"
 LABEL_TENANT = "portal.sovereign.eu/tenant"
@@ -111,13 +110,6 @@ def parse_extra_args(text: str) -> dict[str, str | bool]:
 
 def format_extra_args(args: dict) -> str:
     return "\n".join(flag if value is True else f"{flag}={value}" for flag, value in args.items())
-
-
-def registry_host() -> str:
-    if not settings.REGISTRY_URL:
-        raise ValidationError("REGISTRY_URL is not configured: clusters would not know where "
-                              "to pull the model from.")
-    return urlsplit(settings.REGISTRY_URL).netloc
 
 
 def _model(deployment: Deployment, version) -> dict:
@@ -316,7 +308,9 @@ class KServeBackend:
             found=True, ready=ready, service_url=url.rstrip("/"),
             url=(url.rstrip("/") + OPENAI_PATHS[deployment.runtime]) if url else "",
             problem=problem, conditions=list(conditions.values()), observed=observed,
-            drifted=_drifted(live, build_manifest(deployment)))
+            # Without a registry the desired manifest can't be built: readiness is still
+            # followed, and the reconcile says why it can't compare.
+            drifted=registry_configured() and _drifted(live, build_manifest(deployment)))
 
     def delete(self, deployment: Deployment) -> None:
         with kube.session(deployment.cluster) as k:

@@ -21,7 +21,7 @@ from django.utils.text import slugify
 import audit
 from deployments import kube, namespaces, selectors
 from deployments.backends import backend_for
-from deployments.backends.kserve import canary_name, registry_host
+from deployments.backends.kserve import canary_name
 from deployments.models import (
     ACTIVE_STATUSES,
     ISVC_NAME_MAX,
@@ -41,6 +41,7 @@ from deployments.services.clusters import (
     tenant_namespace_ensure,
 )
 from models_catalog.models import ModelLifecycle, ModelVersion
+from models_catalog.registry import RegistryNotConfigured, registry_host
 from models_catalog.signing import version_verify
 from portal.gateway_config import bump_gateway_config
 from tenants.models import Tenant
@@ -181,7 +182,7 @@ def kserve_deployment_validate(*, actor, deployment: Deployment) -> None:
         extra_args=deployment.extra_args)
     if errors:
         raise ValidationError(errors)
-    registry_host()  # REGISTRY_URL must be set for storageUri
+    registry_host()  # the storageUri names it: RegistryNotConfigured says what to set
     if deployment.tenant and not deployment.tenant.is_active:
         raise ValidationError({"tenant": f"{deployment.tenant.name} is suspended."})
     taken = Deployment.objects.filter(
@@ -311,6 +312,10 @@ def kserve_deployment_create(*, actor, deployment: Deployment) -> Deployment:
     return deployment
 
 
+def _reason(exc: kube.KubeError | ValidationError | RegistryNotConfigured) -> str:
+    return " ".join(exc.messages) if isinstance(exc, ValidationError) else exc.message
+
+
 def _fail(deployment: Deployment, *, from_statuses, reason: str) -> None:
     _transition(deployment, from_statuses=from_statuses, to=S.FAILED, reason=reason,
                 level="error")
@@ -355,9 +360,8 @@ def deployment_drive(deployment_id: int) -> str:
         else:
             namespaces.ensure(deployment.cluster, None)
         outcome = backend.apply(deployment)
-    except (kube.KubeError, ValidationError) as exc:
-        message = exc.message if isinstance(exc, kube.KubeError) else " ".join(exc.messages)
-        _fail(deployment, from_statuses=from_statuses, reason=message)
+    except (kube.KubeError, ValidationError, RegistryNotConfigured) as exc:
+        _fail(deployment, from_statuses=from_statuses, reason=_reason(exc))
         return S.FAILED
     Deployment.objects.filter(pk=deployment.pk).update(
         applied_manifest=backend.manifest(deployment))
@@ -424,6 +428,8 @@ def _change(*, actor, deployment: Deployment, action: str, message: str, details
         setattr(deployment, field, value)
     if to == S.PENDING:
         kserve_deployment_validate(actor=actor, deployment=deployment)
+    elif to == S.STOPPING:
+        registry_host()  # a stop is applied: the manifest with the stop annotation
     with transaction.atomic():
         if to == S.PENDING:
             _book_gpus(deployment)
@@ -586,6 +592,7 @@ def deployment_reconcile(deployment_id: int) -> str:
         return "skipped"
     backend = backend_for(deployment)
     try:
+        registry_host()  # the desired manifest names the registry
         seen = backend.observe(deployment)
         if seen.found and not seen.drifted:
             if deployment.status != S.STOPPED:
@@ -593,9 +600,8 @@ def deployment_reconcile(deployment_id: int) -> str:
             return "in sync"
         what = "deleted outside the portal" if not seen.found else "changed outside the portal"
         outcome = backend.apply(deployment)
-    except (kube.KubeError, ValidationError) as exc:
-        message = exc.message if isinstance(exc, kube.KubeError) else " ".join(exc.messages)
-        note = f"Reconcile could not check the deployment: {message}"
+    except (kube.KubeError, ValidationError, RegistryNotConfigured) as exc:
+        note = f"Reconcile could not check the deployment: {_reason(exc)}"
         last = deployment.events.first()
         if last is None or last.message != note[:1000]:  # once, not every beat
             _event(deployment, note, "warning")

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from deployments.backends import manifest_yaml
 from deployments.models import Deployment
+from models_catalog.registry import RegistryNotConfigured
 
 
 class Command(BaseCommand):
@@ -17,7 +18,10 @@ class Command(BaseCommand):
             pk=options["deployment_id"]).first()
         if deployment is None:
             raise CommandError(f"No deployment {options['deployment_id']}.")
-        body = manifest_yaml(deployment)
+        try:
+            body = manifest_yaml(deployment)
+        except RegistryNotConfigured as exc:
+            raise CommandError(exc.message) from None
         if not body:
             raise CommandError(f"Deployment {deployment.pk} is an external endpoint: the portal "
                                "applies no manifest for it.")

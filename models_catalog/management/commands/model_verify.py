@@ -4,6 +4,7 @@ what was approved and signed — in the database and, unless --offline, in the r
 from django.core.management.base import BaseCommand, CommandError
 
 from models_catalog.models import ModelVersion
+from models_catalog.registry import NOT_CONFIGURED, registry_configured
 from models_catalog.signing import version_verify, version_verify_registry
 
 
@@ -21,6 +22,9 @@ class Command(BaseCommand):
               .filter(model__slug=model, version=version).first())
         if mv is None:
             raise CommandError(f"No version {version!r} of model {model!r}.")
+        if not offline and not registry_configured():
+            raise CommandError(f"{NOT_CONFIGURED} Or add --offline to check the signature "
+                               "and the database only.")
         result = version_verify(mv) if offline else version_verify_registry(mv)
         if not result:
             raise CommandError(f"{mv}: NOT verified: {result.reason}")

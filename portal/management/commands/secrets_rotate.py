@@ -5,8 +5,9 @@ from portal.stored_secrets import secrets_rotate
 
 class Command(BaseCommand):
     help = ("Re-encrypt every stored secret (upstream API keys, cluster credentials, webhook "
-            "signing secrets) under the first key of FIELD_ENCRYPTION_KEYS. Safe to run again; "
-            "exits with status 1 if some secret could not be decrypted.")
+            "signing secrets, authenticator-app secrets and recovery-code seeds) under the "
+            "first key of FIELD_ENCRYPTION_KEYS. Safe to run again; exits with status 1 if "
+            "some secret could not be decrypted.")
 
     def handle(self, *args, **options):
         report = secrets_rotate(actor="system:secrets_rotate")

@@ -103,8 +103,7 @@ class CheckpointListApi(APIView):
 
 class CheckpointDetailApi(APIView):
     @extend_schema(responses=CheckpointDetailSerializer, operation_id="audit_checkpoints_retrieve")
-    def get(self, request: Request, last_seq: int) -> Response:
-        """One checkpoint with the bytes it signs and its RFC 3161 timestamp (base64)."""
+    def get(self, request: Request, seq: int) -> Response:
+        """The checkpoint at `seq`, with the bytes it signs and its RFC 3161 timestamp."""
         _require_audit_view(request)
-        return Response(CheckpointDetailSerializer(
-            selectors.checkpoint_get(last_seq=last_seq)).data)
+        return Response(CheckpointDetailSerializer(selectors.checkpoint_get(last_seq=seq)).data)

@@ -574,6 +574,10 @@ if TSA_URL and (_tsa_url.scheme not in ("http", "https") or not _tsa_url.hostnam
     raise ImproperlyConfigured(
         f"TSA_URL={TSA_URL!r} must be the http:// or https:// URL of the time-stamping "
         "authority.")
+if _tsa_url.username or _tsa_url.password:
+    raise ImproperlyConfigured(
+        "TSA_URL must not hold a user name or password: the URL is shown on the Checkpoints "
+        "page and written into evidence bundles.")
 TSA_CA_FILE = os.environ.get("TSA_CA_FILE", "").strip()
 TSA_CERT_FILE = os.environ.get("TSA_CERT_FILE", "").strip()
 if TSA_URL and not TSA_CA_FILE:

@@ -201,6 +201,28 @@ def test_tsa_down_the_checkpoint_is_made_flagged_and_stamped_later(
     assert "Not yet timestamped" not in out.getvalue()
 
 
+@pytest.mark.django_db
+def test_the_checkpoint_api_is_for_platform_staff(timestamps_on, client, tenant_admin):
+    _record(1)
+    services.checkpoint_create()
+    client.force_login(tenant_admin)
+    assert client.get("/api/audit/checkpoints/").status_code == 403
+    assert client.get("/api/audit/checkpoints/1/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_checkpoint_api_pages_and_refuses_bad_cursors(client, compliance_officer):
+    client.force_login(compliance_officer)
+    assert client.get("/api/audit/checkpoints/?before=abc").status_code == 400
+    assert client.get("/api/audit/checkpoints/99/").status_code == 404
+    _record(1)
+    services.checkpoint_create()
+    listed = client.get("/api/audit/checkpoints/").json()
+    assert listed["results"][0]["timestamp_status"] == "none"
+    assert listed["older_cursor"] is None
+    assert client.get("/api/audit/checkpoints/?before=1").json()["results"] == []
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_tsa_is_called_outside_every_transaction(timestamps_on, tmp_path, settings):
     settings.COMPLIANCE_REPORTS_DIR = tmp_path / "reports"

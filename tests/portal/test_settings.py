@@ -46,6 +46,7 @@ def test_good_settings_pass():
     ({"AUDIT_RETENTION_CLASSES": "auth.=forever"}, "AUDIT_RETENTION_CLASSES: 'auth.=forever'"),
     ({"TSA_URL": "ftp://tsa.example"}, "TSA_URL='ftp://tsa.example' must be the http://"),
     ({"TSA_URL": "https://tsa.example/tsr"}, "TSA_URL is set but TSA_CA_FILE is not"),
+    ({"TSA_URL": "https://user:secret@tsa.example/"}, "TSA_URL must not hold a user name"),
     ({"TSA_CA_FILE": "/etc/hostname"}, "TSA_CA_FILE='/etc/hostname' holds no PEM certificate"),
     ({"TSA_CA_FILE": "/nonexistent/ca.pem"}, "TSA_CA_FILE: cannot read '/nonexistent/ca.pem'"),
     ({"TSA_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt"},

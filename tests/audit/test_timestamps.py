@@ -202,6 +202,18 @@ def test_tsa_down_the_checkpoint_is_made_flagged_and_stamped_later(
 
 
 @pytest.mark.django_db
+def test_beat_runs_the_retry_task_every_minute(timestamps_on, settings):
+    from audit import tasks
+
+    entry = settings.CELERY_BEAT_SCHEDULE["audit-timestamp-pending-checkpoints"]
+    assert entry["task"] == tasks.timestamp_pending_checkpoints.name and entry["schedule"] == 60
+    _record(2)
+    checkpoint = services.checkpoint_create()  # due at once; its own task never ran
+    assert tasks.timestamp_pending_checkpoints() == [checkpoint.last_seq]
+    assert tasks.timestamp_checkpoint(checkpoint.pk) is False  # nothing left to do
+
+
+@pytest.mark.django_db
 def test_the_checkpoint_api_is_for_platform_staff(timestamps_on, client, tenant_admin):
     _record(1)
     services.checkpoint_create()

@@ -11,7 +11,12 @@ from rest_framework.views import APIView
 
 from audit import selectors
 from audit.filters import EventFilterForm
-from audit.serializers import AuditEventOutputSerializer, AuditEventPageSerializer
+from audit.serializers import (
+    AuditEventOutputSerializer,
+    AuditEventPageSerializer,
+    CheckpointDetailSerializer,
+    CheckpointPageSerializer,
+)
 from tenants import permissions
 from tenants import selectors as tenant_selectors
 from tenants.permissions import PlatformPerm, TenantPerm
@@ -70,3 +75,35 @@ class TenantAuditEventListApi(APIView):
         if not permissions.has_tenant_perm(request.user, tenant, TenantPerm.AUDIT_VIEW):
             raise PermissionDenied("Your role in this tenant does not allow this.")
         return _page(request, tenant_id=tenant.pk, allow_tenant_param=False)
+
+
+def _require_audit_view(request: Request) -> None:
+    if not permissions.has_platform_perm(request.user, PlatformPerm.AUDIT_VIEW):
+        raise PermissionDenied("Only the platform operator's staff may read the whole trail.")
+
+
+class CheckpointListApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("before", OpenApiTypes.INT,
+                                     description="keyset cursor: checkpoints before this seq")],
+        responses=CheckpointPageSerializer, operation_id="audit_checkpoints_list")
+    def get(self, request: Request) -> Response:
+        """Signed checkpoints, newest first, each with its timestamp status."""
+        _require_audit_view(request)
+        raw = request.query_params.get("before", "")
+        if raw and not raw.isdigit():
+            raise ValidationError({"before": ["A sequence number (a whole number)."]})
+        checkpoints = selectors.checkpoint_list(limit=PAGE_SIZE + 1,
+                                                before=int(raw) if raw else None)
+        page = checkpoints[:PAGE_SIZE]
+        return Response(CheckpointPageSerializer({
+            "results": page,
+            "older_cursor": page[-1].last_seq if len(checkpoints) > PAGE_SIZE else None}).data)
+
+
+class CheckpointDetailApi(APIView):
+    @extend_schema(responses=CheckpointDetailSerializer, operation_id="audit_checkpoints_retrieve")
+    def get(self, request: Request, seq: int) -> Response:
+        """The checkpoint at `seq`, with the bytes it signs and its RFC 3161 timestamp."""
+        _require_audit_view(request)
+        return Response(CheckpointDetailSerializer(selectors.checkpoint_get(last_seq=seq)).data)

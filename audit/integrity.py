@@ -35,11 +35,14 @@ class SignedCheckpoint:
     created_at: str  # canonical UTC time, as signed
     key_id: str
     signature: str
+    # Base64 of the TSA's RFC 3161 answer over the signed payload (`audit.timestamps`);
+    # None while the checkpoint is not (yet) timestamped, and in bundles made before them.
+    timestamp: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"last_seq": self.last_seq, "head_hash": self.head_hash,
                 "created_at": self.created_at, "key_id": self.key_id,
-                "signature": self.signature}
+                "signature": self.signature, "timestamp": self.timestamp}
 
 
 @dataclass

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 from django.db import models
 
 
@@ -69,6 +71,49 @@ class AuditCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint #{self.last_seq}"
+
+    @property
+    def timestamp_or_none(self) -> CheckpointTimestamp | None:
+        """Its timestamp row; None when it was made while timestamps were off."""
+        try:
+            return self.timestamp
+        except CheckpointTimestamp.DoesNotExist:
+            return None
+
+
+class CheckpointTimestamp(models.Model):
+    """The RFC 3161 timestamp of one checkpoint, from the operator's time-stamping authority.
+
+    Made together with the checkpoint while timestamps are on (TSA_URL), still without
+    `response`: the checkpoint is "not yet timestamped" until the TSA has answered with a
+    token that verifies (`audit.services.checkpoint_timestamp`, retried with backoff), so a
+    TSA that is down never holds a checkpoint up. `response` is the TSA's answer as it
+    arrived (DER TimeStampResp); `time` and `tsa` are read from it once verified, for
+    display. A stored timestamp is final: the database refuses to change or remove it
+    (migration 0006).
+    """
+
+    checkpoint = models.OneToOneField(AuditCheckpoint, on_delete=models.PROTECT,
+                                      related_name="timestamp")
+    response = models.BinaryField(null=True, blank=True)
+    time = models.DateTimeField(null=True, blank=True)
+    tsa = models.CharField(max_length=254, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["next_attempt_at"], condition=models.Q(response__isnull=True),
+                         name="audit_timestamp_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"timestamp of checkpoint #{self.checkpoint_id}"
+
+    @property
+    def is_stamped(self) -> bool:
+        return self.response is not None
 
 
 class ReportStatus(models.TextChoices):

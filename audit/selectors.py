@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import queue
 import threading
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from django.http import Http404
 from audit.chain import HASHED_FIELDS, canonical_time, iter_rows
 from audit.filters import EventFilter
 from audit.integrity import IntegrityReport, SignedCheckpoint, verify_chain
-from audit.models import AuditCheckpoint, AuditEvent, ComplianceReport
+from audit.models import AuditCheckpoint, AuditEvent, CheckpointTimestamp, ComplianceReport
 from portal import signing
 
 
@@ -146,19 +147,65 @@ def chain_tail_seq() -> int | None:
     return AuditEvent.objects.order_by("seq").values_list("seq", flat=True).first()
 
 
-def checkpoint_list(*, limit: int = 100) -> list[AuditCheckpoint]:
-    return list(AuditCheckpoint.objects.order_by("-last_seq")[:limit])
+def checkpoint_list(*, limit: int = 100, before: int | None = None) -> list[AuditCheckpoint]:
+    """Newest first, each with its timestamp row (if any; the token itself left out)."""
+    qs = (AuditCheckpoint.objects.select_related("timestamp").defer("timestamp__response")
+          .order_by("-last_seq"))
+    if before is not None:
+        qs = qs.filter(last_seq__lt=before)
+    return list(qs[:limit])
 
 
-def signed_checkpoints(*, low: int | None = None, high: int | None = None
-                       ) -> list[SignedCheckpoint]:
+def checkpoint_get(*, last_seq: int) -> AuditCheckpoint:
+    checkpoint = (AuditCheckpoint.objects.select_related("timestamp")
+                  .filter(last_seq=last_seq).first())
+    if checkpoint is None:
+        raise Http404("No checkpoint ends at this sequence number.")
+    return checkpoint
+
+
+def _signed(cp: AuditCheckpoint, response: bytes | None = None) -> SignedCheckpoint:
+    return SignedCheckpoint(cp.last_seq, cp.head_hash, canonical_time(cp.created_at), cp.key_id,
+                            cp.signature,
+                            base64.b64encode(response).decode() if response else None)
+
+
+def signed_checkpoints(*, low: int | None = None, high: int | None = None,
+                       with_timestamps: bool = False) -> list[SignedCheckpoint]:
+    """The checkpoints of a seq range; `with_timestamps` adds each one's TSA answer (a few KB
+    each: bundles want them, the chain's own verification does not)."""
     qs = AuditCheckpoint.objects.order_by("last_seq")
     if low is not None:
         qs = qs.filter(last_seq__gte=low)
     if high is not None:
         qs = qs.filter(last_seq__lte=high)
-    return [SignedCheckpoint(cp.last_seq, cp.head_hash, canonical_time(cp.created_at),
-                             cp.key_id, cp.signature) for cp in qs]
+    if not with_timestamps:
+        return [_signed(cp) for cp in qs]
+    qs = qs.select_related("timestamp")
+    return [_signed(cp, _response_of(cp)) for cp in qs]
+
+
+def _response_of(checkpoint: AuditCheckpoint) -> bytes | None:
+    stamp = checkpoint.timestamp_or_none
+    return bytes(stamp.response) if stamp is not None and stamp.response is not None else None
+
+
+def timestamped_checkpoints() -> Iterator[SignedCheckpoint]:
+    """Every checkpoint with its TSA answer, oldest first, streamed (for `audit_verify`)."""
+    qs = AuditCheckpoint.objects.select_related("timestamp").order_by("last_seq")
+    for checkpoint in qs.iterator(chunk_size=500):
+        yield _signed(checkpoint, _response_of(checkpoint))
+
+
+def timestamped_checkpoint_count() -> int:
+    return CheckpointTimestamp.objects.filter(response__isnull=False).count()
+
+
+def checkpoints_awaiting_timestamp() -> list[int]:
+    """Seqs of the checkpoints made with timestamps on whose timestamp is still missing."""
+    return list(CheckpointTimestamp.objects.filter(response__isnull=True)
+                .order_by("checkpoint__last_seq")
+                .values_list("checkpoint__last_seq", flat=True))
 
 
 _FAST_ROWS_SQL = """

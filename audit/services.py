@@ -13,18 +13,20 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from audit import limits
+from audit import limits, tsa
 from audit.chain import GENESIS_HASH, canonical_time, checkpoint_payload, link_hash
 from audit.integrity import PURGE_ACTION, IntegrityReport, verify_chain
 from audit.models import (
     ActorType,
     AuditCheckpoint,
     AuditEvent,
+    CheckpointTimestamp,
     ComplianceReport,
     ReportOrigin,
     ReportStatus,
 )
 from audit.reports import generate, periods
+from audit.timestamps import TimestampError
 from portal import locks, request_context, signing
 
 logger = logging.getLogger(__name__)
@@ -191,7 +193,9 @@ def checkpoint_create(*, actor: Any = None) -> AuditCheckpoint | None:
 
     Beat calls this at a fixed interval; people (and report generation) on demand. Only a
     person's request is itself recorded: recording beat's checkpoints would add an event
-    each time and so never let the head rest.
+    each time and so never let the head rest. With timestamps on, the checkpoint is made
+    "not yet timestamped" and the TSA is asked afterwards, by a task (`checkpoint_timestamp`):
+    a TSA that is slow or down never holds a checkpoint up.
     """
     head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
     if head is None or AuditCheckpoint.objects.filter(last_seq__gte=head[0]).exists():
@@ -204,6 +208,10 @@ def checkpoint_create(*, actor: Any = None) -> AuditCheckpoint | None:
             checkpoint = AuditCheckpoint.objects.create(
                 last_seq=head[0], head_hash=head[1], created_at=created_at,
                 key_id=signing.platform_key_id(), signature=signing.sign(payload))
+            if tsa.enabled():
+                CheckpointTimestamp.objects.create(checkpoint=checkpoint,
+                                                   next_attempt_at=created_at)
+                transaction.on_commit(lambda: _enqueue_timestamp(checkpoint.pk))
     except IntegrityError:
         return None  # a concurrent caller checkpointed the same head
     if actor is not None and not isinstance(actor, str):
@@ -211,6 +219,73 @@ def checkpoint_create(*, actor: Any = None) -> AuditCheckpoint | None:
                      details={"last_seq": checkpoint.last_seq,
                               "head_hash": checkpoint.head_hash})
     return checkpoint
+
+
+def _enqueue_timestamp(checkpoint_id: int) -> None:
+    from audit.tasks import timestamp_checkpoint
+
+    timestamp_checkpoint.delay(checkpoint_id)
+
+
+# Attempts at a checkpoint's timestamp wait 1, 2, 4 … minutes, at most an hour, after a
+# failure; a claimed attempt holds its row for the TSA timeout and a minute more.
+TIMESTAMP_FIRST_BACKOFF = timedelta(minutes=1)
+TIMESTAMP_MAX_BACKOFF = timedelta(hours=1)
+
+
+def checkpoint_timestamp(*, checkpoint_id: int, now=None) -> CheckpointTimestamp | None:
+    """Ask the TSA to timestamp a checkpoint whose attempt is due. None when timestamps are
+    off or nothing is due (stamped already, waiting for its next attempt, or claimed).
+
+    The attempt is claimed with a compare-and-set on `next_attempt_at`; the TSA is then
+    called outside any transaction or lock, and the outcome stored in one short UPDATE:
+    the verified answer, or the reason and the time of the next attempt. Not recorded in
+    the chain, like beat's checkpoints: an event per timestamp would keep the head moving.
+    """
+    if not tsa.enabled():
+        return None
+    now = now or timezone.now()
+    pending = CheckpointTimestamp.objects.filter(checkpoint_id=checkpoint_id,
+                                                 response__isnull=True)
+    lease = timedelta(seconds=settings.TSA_TIMEOUT_SECONDS + 60)
+    if not pending.filter(next_attempt_at__lte=now).update(next_attempt_at=now + lease,
+                                                           attempts=F("attempts") + 1):
+        return None
+    checkpoint = AuditCheckpoint.objects.get(pk=checkpoint_id)
+    payload = checkpoint_payload(last_seq=checkpoint.last_seq, head_hash=checkpoint.head_hash,
+                                 created_at=canonical_time(checkpoint.created_at))
+    try:
+        response, stamp = tsa.stamp(payload)
+    except (TimestampError, OSError) as exc:  # OSError: TSA_CA_FILE went missing
+        attempts = pending.values_list("attempts", flat=True).first() or 1
+        backoff = min(TIMESTAMP_MAX_BACKOFF, TIMESTAMP_FIRST_BACKOFF * 2 ** (attempts - 1))
+        pending.update(last_error=str(exc)[:500], next_attempt_at=now + backoff)
+        logger.warning("Checkpoint #%s not timestamped (attempt %s, next in %s): %s",
+                       checkpoint.last_seq, attempts, backoff, exc)
+    else:
+        pending.update(response=response, time=stamp.time, tsa=stamp.tsa[:254],
+                       last_error="", next_attempt_at=None)
+    return CheckpointTimestamp.objects.get(checkpoint_id=checkpoint_id)
+
+
+def checkpoint_timestamps_retry(*, now=None) -> list[int]:
+    """Beat: timestamp the checkpoints whose next attempt is due, oldest first; the seqs of
+    those stamped. Stops at the first failure, so a TSA that is down costs one timeout per
+    run, not one per waiting checkpoint."""
+    if not tsa.enabled():
+        return []
+    now = now or timezone.now()
+    due = (CheckpointTimestamp.objects.filter(response__isnull=True, next_attempt_at__lte=now)
+           .order_by("next_attempt_at").values_list("checkpoint_id", flat=True)[:100])
+    stamped = []
+    for checkpoint_id in list(due):
+        row = checkpoint_timestamp(checkpoint_id=checkpoint_id, now=now)
+        if row is None:
+            continue  # claimed by another worker meanwhile
+        if not row.is_stamped:
+            break
+        stamped.append(row.checkpoint.last_seq)
+    return stamped
 
 
 def chain_verification_record() -> IntegrityReport:

@@ -20,6 +20,17 @@ def create_checkpoint() -> int | None:
 
 
 @shared_task
+def timestamp_checkpoint(checkpoint_id: int) -> bool:
+    stamp = services.checkpoint_timestamp(checkpoint_id=checkpoint_id)
+    return bool(stamp and stamp.is_stamped)
+
+
+@shared_task
+def timestamp_pending_checkpoints() -> list[int]:
+    return services.checkpoint_timestamps_retry()
+
+
+@shared_task
 def generate_report(report_id: int) -> str | None:
     report = services.report_generate(report_id=report_id)
     return report.status if report else None

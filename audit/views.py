@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -157,6 +158,7 @@ def checkpoint_list(request: HttpRequest) -> HttpResponse:
         "checkpoints": selectors.checkpoint_list(),
         "head": selectors.chain_head(),
         "key_id": signing.platform_key_id(),
+        "tsa_url": settings.TSA_URL,
     })
 
 

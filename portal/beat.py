@@ -53,6 +53,11 @@ def build_schedule(*, checkpoint_interval_minutes: int) -> dict:
             "schedule": timedelta(minutes=1),
             "options": {"expires": 55},
         },
+        "audit-timestamp-pending-checkpoints": {
+            "task": "audit.tasks.timestamp_pending_checkpoints",
+            "schedule": 60.0,
+            "options": {"expires": 50},
+        },
         "audit-checkpoint": {
             "task": "audit.tasks.create_checkpoint",
             "schedule": timedelta(minutes=checkpoint_interval_minutes),

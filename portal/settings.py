@@ -12,8 +12,10 @@ import ipaddress
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
+from cryptography import x509
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
@@ -575,6 +577,64 @@ for _item in env_list("AUDIT_RETENTION_CLASSES", []):
             f"AUDIT_RETENTION_CLASSES: {_item!r} must look like 'auth.=365' (action prefix = "
             "days, at least 1).")
     AUDIT_RETENTION_CLASSES[_prefix.strip()] = int(_days)
+
+# Trusted timestamps (RFC 3161) on checkpoints and evidence bundles, from the operator's own
+# time-stamping authority (TSA); off while TSA_URL is empty. TSA_CA_FILE holds the PEM
+# certificate(s) the TSA's signing certificate must chain to (its root CA and intermediates,
+# or the TSA certificate itself if self-signed); without TSA_URL it still serves to verify
+# timestamps already stored. TSA_CERT_FILE optionally pins the one signing certificate,
+# TSA_POLICY_OID the policy every timestamp must carry. See audit/timestamps.py.
+TSA_URL = os.environ.get("TSA_URL", "").strip()
+_tsa_url = urlsplit(TSA_URL)
+if TSA_URL and (_tsa_url.scheme not in ("http", "https") or not _tsa_url.hostname):
+    raise ImproperlyConfigured(
+        f"TSA_URL={TSA_URL!r} must be the http:// or https:// URL of the time-stamping "
+        "authority.")
+if _tsa_url.username or _tsa_url.password:
+    raise ImproperlyConfigured(
+        "TSA_URL must not hold a user name or password: the URL is shown on the Checkpoints "
+        "page and written into evidence bundles.")
+TSA_CA_FILE = os.environ.get("TSA_CA_FILE", "").strip()
+TSA_CERT_FILE = os.environ.get("TSA_CERT_FILE", "").strip()
+if TSA_URL and not TSA_CA_FILE:
+    raise ImproperlyConfigured(
+        "TSA_URL is set but TSA_CA_FILE is not: point TSA_CA_FILE at the PEM certificate(s) "
+        "of the authority's CA, so that its timestamps can be verified.")
+
+
+def _pem_certificates(name: str, path: str) -> list[x509.Certificate]:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"{name}: cannot read {path!r} ({exc.strerror}).") from exc
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={path!r} holds no PEM certificate.") from None
+
+
+if TSA_CA_FILE:
+    _pem_certificates("TSA_CA_FILE", TSA_CA_FILE)
+if TSA_CERT_FILE:
+    _signer = _pem_certificates("TSA_CERT_FILE", TSA_CERT_FILE)[0]
+    try:
+        _usage = _signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    except x509.ExtensionNotFound:
+        _usage = None
+    if not (_usage and _usage.critical
+            and x509.oid.ExtendedKeyUsageOID.TIME_STAMPING in _usage.value):
+        raise ImproperlyConfigured(
+            f"TSA_CERT_FILE={TSA_CERT_FILE!r} is not a time-stamping certificate (RFC 3161 "
+            "requires a critical extended key usage of timeStamping).")
+TSA_POLICY_OID = os.environ.get("TSA_POLICY_OID", "").strip()
+if TSA_POLICY_OID and not re.fullmatch(r"[0-2](\.(0|[1-9][0-9]*))+", TSA_POLICY_OID):
+    raise ImproperlyConfigured(
+        f"TSA_POLICY_OID={TSA_POLICY_OID!r} is not an object identifier such as 1.2.3.4.1.")
+TSA_HASH_ALGORITHM = os.environ.get("TSA_HASH_ALGORITHM", "sha256").strip().lower()
+if TSA_HASH_ALGORITHM not in {"sha256", "sha512"}:
+    raise ImproperlyConfigured(
+        f"TSA_HASH_ALGORITHM={TSA_HASH_ALGORITHM!r} must be sha256 or sha512.")
+TSA_TIMEOUT_SECONDS = env_int("TSA_TIMEOUT_SECONDS", 10, minimum=1)
 
 # --- Model scanning (the catalog's supply-chain gate) -----------------------------------
 

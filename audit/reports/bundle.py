@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from django.conf import settings
 
-from audit import selectors
+from audit import selectors, tsa
 from audit.bundle_verify import (
     ARCHIVE_SIGNATURE_PREFIX,
     BUNDLE_FORMAT,
@@ -19,12 +20,15 @@ from audit.bundle_verify import (
     EVENTS,
     MANIFEST,
     MANIFEST_SIG,
+    MANIFEST_TSR,
     REPORT_JSON,
     REPORT_PDF,
+    TSA_CA,
     archive_message,
 )
 from audit.chain import canonical_time
 from audit.reports.sections import ReportScope
+from audit.timestamps import TimestampError
 from portal import signing
 
 
@@ -82,9 +86,16 @@ def _extract_lines(scope: ReportScope, span: tuple[int, int] | None, stats: dict
 def write_bundle(path: Path, *, scope: ReportScope, report_json: bytes, pdf: bytes,
                  report_meta: dict[str, Any], attachments: dict[str, bytes] | None = None
                  ) -> None:
-    """Write the complete, signed bundle to `path` (the caller moves it into place)."""
+    """Write the complete, signed bundle to `path` (the caller moves it into place).
+
+    With timestamps on, the TSA timestamps manifest.json — the bytes the platform signs — and
+    the answer goes in as manifest.tsr. This runs outside any transaction (report generation
+    holds none), so the TSA call holds no lock. A TSA that does not answer fails the bundle
+    with the reason: a bundle is sealed by its archive signature and cannot be stamped later,
+    so the report is retried instead."""
     span = extract_range(scope)
-    checkpoints = (selectors.signed_checkpoints(low=span[0] - 1, high=span[1]) if span else [])
+    checkpoints = (selectors.signed_checkpoints(low=span[0] - 1, high=span[1],
+                                                with_timestamps=True) if span else [])
     stats: dict[str, Any] = {"links": 0, "events_in_scope": 0,
                              "first_seq": span[0] if span else None,
                              "last_seq": span[1] if span else None}
@@ -105,18 +116,37 @@ def write_bundle(path: Path, *, scope: ReportScope, report_json: bytes, pdf: byt
         add(REPORT_PDF, [pdf])
         add(EVENTS, _extract_lines(scope, span, stats))
         add(CHECKPOINTS, [json.dumps([cp.as_dict() for cp in checkpoints], indent=1).encode()])
+        trust_pem = tsa.trust_pem()
+        if trust_pem is not None:
+            add(TSA_CA, [trust_pem])
         for name, data in sorted((attachments or {}).items()):
             add(f"evidence/{name}", [data])
-        manifest = json.dumps({
+        document = {
             "format": BUNDLE_FORMAT,
             "report": report_meta,
             "key_id": signing.platform_key_id(),
             "audit_extract": stats,
             "files": files,
-        }, indent=1, sort_keys=True).encode()
+        }
+        if tsa.enabled():
+            document["timestamp"] = {"file": MANIFEST_TSR, "covers": MANIFEST,
+                                     "tsa_url": settings.TSA_URL,
+                                     "hash_algorithm": settings.TSA_HASH_ALGORITHM}
+        manifest = json.dumps(document, indent=1, sort_keys=True).encode()
         zf.writestr(MANIFEST, manifest)
         zf.writestr(MANIFEST_SIG, signing.sign(manifest))
+        if tsa.enabled():
+            zf.writestr(MANIFEST_TSR, _timestamp(manifest))
     _sign_archive(path)
+
+
+def _timestamp(manifest: bytes) -> bytes:
+    try:
+        response, _ = tsa.stamp(manifest)
+    except TimestampError as exc:
+        raise TimestampError(f"the evidence bundle could not be timestamped: {exc}. Retry the "
+                             "report once the time-stamping authority answers.") from None
+    return response
 
 
 def _sign_archive(path: Path) -> None:

@@ -44,12 +44,37 @@ def test_good_settings_pass():
     ({"PLATFORM_SIGNING_KEY_FILE": "/nonexistent/key.pem"}, "is not a readable file"),
     ({"AUDIT_CHECKPOINT_INTERVAL_MINUTES": "0"}, "AUDIT_CHECKPOINT_INTERVAL_MINUTES=0"),
     ({"AUDIT_RETENTION_CLASSES": "auth.=forever"}, "AUDIT_RETENTION_CLASSES: 'auth.=forever'"),
+    ({"TSA_URL": "ftp://tsa.example"}, "TSA_URL='ftp://tsa.example' must be the http://"),
+    ({"TSA_URL": "https://tsa.example/tsr"}, "TSA_URL is set but TSA_CA_FILE is not"),
+    ({"TSA_URL": "https://user:secret@tsa.example/"}, "TSA_URL must not hold a user name"),
+    ({"TSA_CA_FILE": "/etc/hostname"}, "TSA_CA_FILE='/etc/hostname' holds no PEM certificate"),
+    ({"TSA_CA_FILE": "/nonexistent/ca.pem"}, "TSA_CA_FILE: cannot read '/nonexistent/ca.pem'"),
+    ({"TSA_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt"},
+     "is not a time-stamping certificate"),
+    ({"TSA_POLICY_OID": "policy-1"}, "TSA_POLICY_OID='policy-1' is not an object identifier"),
+    ({"TSA_HASH_ALGORITHM": "md5"}, "TSA_HASH_ALGORITHM='md5' must be sha256 or sha512"),
+    ({"TSA_TIMEOUT_SECONDS": "0"}, "TSA_TIMEOUT_SECONDS=0 must be at least 1"),
 ])
 def test_bad_settings_fail_fast_naming_the_variable(overrides, named):
     result = _check(**overrides)
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert named in result.stderr
+
+
+def test_timestamp_settings_pass(tmp_path):
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from tests.support.tsa import make_ca, make_tsa_certificate
+
+    ca_key, ca = make_ca("Settings Test TSA CA")
+    _, signer = make_tsa_certificate(ca_key, ca, "Settings Test TSA")
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(Encoding.PEM))
+    (tmp_path / "tsa.pem").write_bytes(signer.public_bytes(Encoding.PEM))
+    result = _check(TSA_URL="https://tsa.example/tsr", TSA_CA_FILE=str(tmp_path / "ca.pem"),
+                    TSA_CERT_FILE=str(tmp_path / "tsa.pem"), TSA_POLICY_OID="1.2.3.4.1",
+                    TSA_HASH_ALGORITHM="SHA512")
+    assert result.returncode == 0, result.stderr
 
 
 def test_secret_from_file(tmp_path):

@@ -77,8 +77,8 @@ class RateLimitCheck:
                 # Redis restarted and forgot the script.
                 app.ratelimit_sha = await app.load_scripts()
                 result = await app.redis.execute("EVALSHA", app.ratelimit_sha, *args)
-        except (RedisReplyError, ConnectionError, OSError):
-            logger.exception("Rate limiter unavailable.")
+        except (RedisReplyError, ConnectionError, OSError) as exc:
+            logger.warning("Rate limiter unavailable: %s", exc)  # an outage: no traceback each
             raise GatewayError(503, "The gateway can't check rate limits right now; retry "
                                     "shortly.", type="server_error",
                                code="rate_limiter_unavailable") from None
@@ -110,8 +110,8 @@ class BudgetCheck:
             return []
         try:
             values = await app.redis.execute("MGET", *[counter for _, counter in applicable])
-        except (RedisReplyError, ConnectionError, OSError):
-            logger.exception("Budget counters unavailable.")
+        except (RedisReplyError, ConnectionError, OSError) as exc:
+            logger.warning("Budget counters unavailable: %s", exc)
             raise GatewayError(503, "The gateway can't check budgets right now; retry "
                                     "shortly.", type="server_error",
                                code="budget_check_unavailable") from None

@@ -1,10 +1,10 @@
 """Gateway benchmark: direct-to-upstream vs through the portal's /v1 gateway (vs LiteLLM).
 
 Not part of the test suite. Runs everything on loopback: a fast async OpenAI-compatible
-upstream, the portal's ASGI server (uvicorn, 2 workers, uvloop, httptools) with keys, rate
-limiting and metering all on, Debian's `wrk` as load generator and, when installed, LiteLLM's
-proxy (master key only, offline mode) in front of the same upstream. It prints a table and
-writes JSON to bench/results/.
+upstream, the portal's ASGI server (uvicorn, 2 workers, uvloop, the portal's httptools
+protocol) with keys, rate limiting and metering all on, Debian's `wrk` as load generator and,
+when installed, LiteLLM's proxy (master key only, offline mode) in front of the same upstream.
+It prints a table and writes JSON to bench/results/.
 
     .venv/bin/python bench/gateway.py [--duration 8] [--concurrency 1,16,64] [--no-litellm]
 
@@ -251,7 +251,8 @@ def main() -> None:
     gateway_port = free_port()
     gateway = start([sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host",
                      "127.0.0.1", "--port", str(gateway_port), "--workers", "2", "--loop",
-                     "uvloop", "--http", "httptools", "--no-access-log", "--no-proxy-headers",
+                     "uvloop", "--http", "portal.server:HttpProtocol", "--no-access-log",
+                     "--no-proxy-headers",
                      "--lifespan", "on"],
                     cwd=ROOT, env=ENV)
     wait_for_port(gateway_port)

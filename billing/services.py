@@ -46,6 +46,9 @@ def usage_records_ingest(*, events: list[dict]) -> int:
     request id. The new records are sealed by one audit event (billing.seals). Returns how
     many records were new.
     """
+    # The same event twice in one batch (sent again after its XADD's answer was lost) is one
+    # record; left in, the batch would break the unique request id and never be stored.
+    events = list({e["request_id"]: e for e in events}.values())
     known_tenants = set(Tenant.objects.filter(
         pk__in={e["tenant_id"] for e in events}).values_list("pk", flat=True))
     unknown = [e["request_id"] for e in events if e["tenant_id"] not in known_tenants]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import logging
 import time
 import uuid
@@ -29,9 +28,8 @@ from gateway.keys import hash_token, prefix_of
 from gateway.redis_pipe import PipelinedRedis, RedisReplyError
 from gateway.tokens import TokenCounter, heuristic_count, request_text, response_text
 from gateway.usage import UsageRecorder
-from portal import outbound
+from portal import outbound, request_context
 from portal.gateway_config import CONFIG_VERSION_KEY
-from portal.request_context import client_ip
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +77,8 @@ class RateLimitCheck:
                 # Redis restarted and forgot the script.
                 app.ratelimit_sha = await app.load_scripts()
                 result = await app.redis.execute("EVALSHA", app.ratelimit_sha, *args)
-        except (RedisReplyError, ConnectionError, OSError):
-            logger.exception("Rate limiter unavailable.")
+        except (RedisReplyError, ConnectionError, OSError) as exc:
+            logger.warning("Rate limiter unavailable: %s", exc)  # an outage: no traceback each
             raise GatewayError(503, "The gateway can't check rate limits right now; retry "
                                     "shortly.", type="server_error",
                                code="rate_limiter_unavailable") from None
@@ -112,8 +110,8 @@ class BudgetCheck:
             return []
         try:
             values = await app.redis.execute("MGET", *[counter for _, counter in applicable])
-        except (RedisReplyError, ConnectionError, OSError):
-            logger.exception("Budget counters unavailable.")
+        except (RedisReplyError, ConnectionError, OSError) as exc:
+            logger.warning("Budget counters unavailable: %s", exc)
             raise GatewayError(503, "The gateway can't check budgets right now; retry "
                                     "shortly.", type="server_error",
                                code="budget_check_unavailable") from None
@@ -125,7 +123,20 @@ class BudgetCheck:
 
 class GatewayApp:
     def __init__(self) -> None:
-        self.directory = Directory(ttl=settings.GATEWAY_CACHE_TTL)
+        self.directory = Directory(ttl=settings.GATEWAY_CACHE_TTL,
+                                   max_keys=settings.GATEWAY_KEY_CACHE_SIZE)
+        self.failed_auth = ratelimit.FailedAuthLimiter(settings.GATEWAY_AUTH_FAILURES_PER_MINUTE)
+        self.max_body = settings.GATEWAY_MAX_BODY_BYTES
+        self.body_timeout = settings.GATEWAY_BODY_TIMEOUT
+        self.max_upstream_body = settings.GATEWAY_MAX_UPSTREAM_BODY_BYTES
+        self.max_stream_event = settings.GATEWAY_MAX_STREAM_EVENT_BYTES
+        self.stream_idle_timeout = settings.GATEWAY_STREAM_IDLE_TIMEOUT
+        self.answer_timeout = aiohttp.ClientTimeout(total=settings.GATEWAY_UPSTREAM_TIMEOUT,
+                                                    sock_connect=settings.GATEWAY_CONNECT_TIMEOUT)
+        # A stream may also not fall silent for longer than this between two chunks.
+        self.stream_timeout = aiohttp.ClientTimeout(
+            total=settings.GATEWAY_UPSTREAM_TIMEOUT, sock_connect=settings.GATEWAY_CONNECT_TIMEOUT,
+            sock_read=self.stream_idle_timeout)
         self.checks: list[PreRequestCheck] = [RateLimitCheck(), BudgetCheck()]
         self.redis: PipelinedRedis | None = None
         self.session: aiohttp.ClientSession | None = None
@@ -149,9 +160,7 @@ class GatewayApp:
         resolver = outbound.VettedResolver(outbound.msp_policy())
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, resolver=resolver),
-            timeout=aiohttp.ClientTimeout(total=settings.GATEWAY_UPSTREAM_TIMEOUT,
-                                          sock_connect=settings.GATEWAY_CONNECT_TIMEOUT),
-            auto_decompress=False)
+            timeout=self.answer_timeout, auto_decompress=False)
         self.usage = UsageRecorder(self.redis)
         self.usage.start()
         self._config_version = await self.redis.execute("GET", CONFIG_VERSION_KEY)
@@ -175,13 +184,20 @@ class GatewayApp:
 
     async def _watch_config(self) -> None:
         """Reload within a second of any change in the portal (a revoked key, a new route)."""
+        redis_down = False
         while True:
             await asyncio.sleep(_CONFIG_POLL_SECONDS)
             try:
                 version = await self.redis.execute("GET", CONFIG_VERSION_KEY)
+                redis_down = False
                 if version != self._config_version or self.directory.stale():
                     self._config_version = version
                     await self.directory.reload()
+            except (RedisReplyError, ConnectionError, OSError) as exc:
+                if not redis_down:  # once per outage, not four times a second
+                    logger.warning("Redis is unreachable (%s); serving from the cached "
+                                   "configuration until it is back.", exc)
+                redis_down = True
             except Exception:  # keep serving from the cache; log and try again
                 logger.exception("Gateway configuration reload failed.")
 
@@ -240,7 +256,7 @@ class GatewayApp:
                                code="unknown_url")
         if method != "POST":
             raise GatewayError(405, f"Use POST for {path}.")
-        request = _parse_body(await _read_body(receive, settings.GATEWAY_MAX_BODY_BYTES), path)
+        request = _parse_body(await self._read_body(scope, receive), path)
         route = self._route_for(request["model"], key, tenant)
         tasks, upstream_path = endpoint
         if route.task not in tasks:
@@ -266,16 +282,17 @@ class GatewayApp:
         if scheme.lower() != "bearer" or not token:
             raise errors.missing_key()
         prefix = prefix_of(token)
-        key = await self.directory.key(prefix) if prefix else None
-        if key is None:
-            raise errors.invalid_key()
-        presented = hash_token(token)
         now = time.time()
+        key = self.directory.cached_key(prefix) if prefix else None
+        if key is None:  # garbage, an unknown prefix or a cache miss: the guarded slow path
+            key = await self._lookup_key(scope, prefix, now)
+        presented = hash_token(token)
         matches = hmac.compare_digest(presented, key.secret_hash) or bool(
             key.previous_secret_hash and key.previous_valid_until
             and now < key.previous_valid_until
             and hmac.compare_digest(presented, key.previous_secret_hash))
         if not matches:
+            self.failed_auth.add(self.failed_auth.client_key(_client_address(scope)), now)
             raise errors.invalid_key()
         if key.revoked:
             raise errors.invalid_key("This API key has been revoked.")
@@ -293,6 +310,52 @@ class GatewayApp:
                                         f"address ({address}).", type="permission_error",
                                    code="ip_not_allowed")
         return key, tenant
+
+    async def _lookup_key(self, scope: Scope, prefix: str | None, now: float) -> KeyInfo:
+        """A key that is not in the cache, for a client that has not failed too often: each
+        failure counts against the client's address (FailedAuthLimiter), and past the limit
+        it gets a 429 before any database lookup."""
+        client = self.failed_auth.client_key(_client_address(scope))
+        retry_after = self.failed_auth.retry_after(client, now)
+        if retry_after:
+            raise GatewayError(
+                429, "Too many requests with invalid API keys from your address; retry after "
+                     f"{retry_after} s with a valid key.", type="requests",
+                code="too_many_invalid_keys",
+                headers=[(b"retry-after", str(retry_after).encode())])
+        key = await self.directory.key(prefix) if prefix else None
+        if key is None:
+            self.failed_auth.add(client, now)
+            raise errors.invalid_key()
+        return key
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        """The request body, at most `max_body` bytes (413 as soon as Content-Length or the
+        bytes counted so far say more), within `body_timeout` seconds (408): a client that
+        trickles its body is cut off."""
+        limit = self.max_body
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                raise errors.request_too_large(limit)
+        chunks, size = [], 0
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise GatewayError(400, "The client closed the connection before "
+                                                "sending the body.")
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        raise errors.request_too_large(limit)
+                    chunks.append(chunk)
+                    if not message.get("more_body"):
+                        return b"".join(chunks)
+        except TimeoutError:
+            raise GatewayError(408, f"The request body did not arrive within {self.body_timeout}"
+                                    " s; send it at once.", code="request_timeout",
+                               headers=[(b"connection", b"close")]) from None
 
     def _visible_routes(self, key: KeyInfo, tenant: TenantInfo) -> list[Route]:
         return [route for route in self.directory.routes.values()
@@ -327,6 +390,8 @@ class Forwarder:
         self.output_chunks = 0
         self.reply: dict | None = None  # a non-streamed answer without `usage`, to count
         self.ttft_ms: int | None = None
+        self.started_response = False
+        self.cut_off: GatewayError | None = None  # why the gateway ended a stream early
 
     async def run(self) -> None:
         try:
@@ -362,8 +427,10 @@ class Forwarder:
                 headers["Authorization"] = upstream.auth_header
             self.upstream = upstream
             try:
-                return await self.app.session.post(upstream.url + self.upstream_path,
-                                                   data=self._payload(upstream), headers=headers)
+                return await self.app.session.post(
+                    upstream.url + self.upstream_path, data=self._payload(upstream),
+                    headers=headers,
+                    timeout=self.app.stream_timeout if self.stream else self.app.answer_timeout)
             except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
                 last_error = exc.__class__.__name__
                 continue  # the request never reached that upstream: try the next one
@@ -386,12 +453,15 @@ class Forwarder:
 
     async def _relay_whole(self, response: aiohttp.ClientResponse) -> None:
         try:
-            body = await response.read()
+            body = await self._read_answer(response)
         except TimeoutError:
             self.status = 504
             raise GatewayError(504, f"The model server for `{self.route.slug}` did not finish "
                                     "in time.", type="server_error",
                                code="upstream_timeout") from None
+        except GatewayError as exc:
+            self.status = exc.status
+            raise
         self.status = response.status
         try:
             data = orjson.loads(body)
@@ -413,39 +483,82 @@ class Forwarder:
         self.ttft_ms = _elapsed_ms(self.started)
         await _respond(self.send, self.status, body, _JSON + self.headers)
 
+    async def _read_answer(self, response: aiohttp.ClientResponse) -> bytes:
+        """The upstream's whole answer, refused (502) past GATEWAY_MAX_UPSTREAM_BODY_BYTES:
+        by its Content-Length before reading, else by counting."""
+        limit = self.app.max_upstream_body
+        length = response.content_length
+        if length is not None and length <= limit:
+            return await response.read()
+        chunks, size = [], 0
+        if length is None:
+            async for chunk in response.content.iter_any():
+                size += len(chunk)
+                if size > limit:
+                    break
+                chunks.append(chunk)
+            else:
+                return b"".join(chunks)
+        raise GatewayError(502, f"The model server for `{self.route.slug}` sent an answer larger "
+                                f"than {limit} bytes; the gateway refused it.",
+                           type="server_error", code="upstream_response_too_large")
+
     async def _relay_stream(self, response: aiohttp.ClientResponse) -> None:
+        """Pass the stream through event by event. The response starts with the first event,
+        so an upstream that fails before it gets a plain error response; after it, a failure
+        ends the stream with an error event in OpenAI's shape."""
         self.status = 200
         disconnected = asyncio.Event()
         watcher = asyncio.create_task(_watch_disconnect(self.receive, disconnected))
-        await self.send({"type": "http.response.start", "status": 200,
-                         "headers": _SSE + self.headers})
         rename = (self.upstream.model_name != self.route.slug,
                   f'"model":"{self.upstream.model_name}"'.encode(),
                   f'"model":"{self.route.slug}"'.encode())
         pending = b""
         try:
-            async for chunk in response.content.iter_any():
-                if disconnected.is_set():
-                    self.status = 499  # client closed the request; charged for what was made
-                    break
-                pending += chunk
-                events, _, pending = pending.rpartition(b"\n\n")
-                if not events:
-                    continue
-                out = self._filter_events(events + b"\n\n", rename)
-                if out:
-                    await self.send({"type": "http.response.body", "body": out,
-                                     "more_body": True})
-            if pending and not disconnected.is_set():
-                await self.send({"type": "http.response.body",
-                                 "body": self._filter_events(pending, rename) or b"",
-                                 "more_body": True})
-        except TimeoutError:
-            self.status = 504
+            try:
+                async for chunk in response.content.iter_any():
+                    if disconnected.is_set():
+                        self.status = 499  # client closed the request; charged for what was made
+                        break
+                    pending += chunk
+                    events, _, pending = pending.rpartition(b"\n\n")
+                    if events:
+                        out = self._filter_events(events + b"\n\n", rename)
+                        if out:
+                            await self._send_events(out)
+                    if self.cut_off or len(pending) > self.app.max_stream_event:
+                        raise self.cut_off or self._event_too_large()
+                if pending and not disconnected.is_set():
+                    await self._send_events(self._filter_events(pending, rename) or b"")
+            except TimeoutError:
+                raise GatewayError(504, f"The model server for `{self.route.slug}` sent nothing "
+                                        f"for {self.app.stream_idle_timeout} s; the answer was "
+                                        "cut off.", type="server_error",
+                                   code="upstream_timeout") from None
+        except GatewayError as exc:
+            self.status = exc.status
+            if not self.started_response:
+                raise
+            await self._send_events(b"data: " + exc.body() + b"\n\n")
         finally:
             watcher.cancel()
         if not disconnected.is_set():
+            await self._send_events(b"")
             await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _send_events(self, events: bytes) -> None:
+        if not self.started_response:
+            self.started_response = True
+            await self.send({"type": "http.response.start", "status": 200,
+                             "headers": _SSE + self.headers})
+        if events:
+            await self.send({"type": "http.response.body", "body": events, "more_body": True})
+
+    def _event_too_large(self) -> GatewayError:
+        return GatewayError(502, f"The model server for `{self.route.slug}` sent a stream event "
+                                 f"larger than {self.app.max_stream_event} bytes; the answer was "
+                                 "cut off.", type="server_error",
+                            code="upstream_event_too_large")
 
     def _filter_events(self, events: bytes, rename: tuple[bool, bytes, bytes]) -> bytes:
         """Count content chunks, capture `usage`, drop the usage-only chunk the client didn't
@@ -454,6 +567,9 @@ class Forwarder:
         for event in events.split(b"\n\n"):
             if not event:
                 continue
+            if len(event) > self.app.max_stream_event:
+                self.cut_off = self._event_too_large()  # what came before it still goes out
+                break
             if self.ttft_ms is None:
                 self.ttft_ms = _elapsed_ms(self.started)
             if b'"usage"' in event and b'"usage":null' not in event:
@@ -479,7 +595,9 @@ class Forwarder:
         if exact:
             input_tokens = usage["prompt_tokens"]
             output_tokens = int(usage.get("completion_tokens") or 0)
-        elif self.status and self.status < 400 or self.status == 499:
+        elif self.status and self.status < 400 or self.status == 499 or self.output_chunks:
+            # Served, abandoned by the client, or cut off by the gateway after content went
+            # out (a stream event too large, a stalled stream): charged for what was delivered.
             input_tokens, output_tokens = await self._estimate()
         else:
             input_tokens = output_tokens = 0
@@ -528,32 +646,15 @@ def _elapsed_ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
 
-def _client_address(scope: Scope) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _client_address(scope: Scope) -> request_context.IPAddress | None:
+    """The client's address; X-Forwarded-For counts only from TRUSTED_PROXIES."""
     client = scope.get("client")
-    meta = {"REMOTE_ADDR": client[0] if client else ""}
-    for name, value in scope["headers"]:
-        if name == b"x-forwarded-for":
-            meta["HTTP_X_FORWARDED_FOR"] = value.decode("latin-1")
-    try:
-        return ipaddress.ip_address(client_ip(meta) or "")
-    except ValueError:
-        return None
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise GatewayError(400, "The client closed the connection before sending the body.")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise errors.bad_request(f"The request body is larger than {limit} bytes.",
-                                     code="request_too_large")
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
+    peer = client[0] if client else None
+    forwarded_for = ""
+    if request_context.is_trusted_proxy(peer):
+        forwarded_for = ",".join(value.decode("latin-1") for name, value in scope["headers"]
+                                 if name == b"x-forwarded-for")
+    return request_context.client_address(peer, forwarded_for)
 
 
 _FIELD_TYPES = {"messages": list, "stream": bool, "max_tokens": int, "n": int,

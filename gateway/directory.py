@@ -2,7 +2,9 @@
 
 Routes and tenants are loaded whole (they are small) at start-up and whenever the portal
 bumps the configuration version; keys are loaded one by one on first use and cached, unknown
-prefixes too. The ORM is reached only on a miss, in a thread, never on the hot path.
+prefixes too (apart, so garbage can't push real keys out). Both caches are bounded and drop
+their least recently used entries when full. The ORM is reached only on a miss, in a thread,
+never on the hot path.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import ipaddress
 import itertools
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -149,12 +152,15 @@ def _load_routes_and_tenants() -> tuple[dict[str, Route], dict[int, TenantInfo]]
 
 
 class Directory:
-    def __init__(self, ttl: float):
+    def __init__(self, ttl: float, max_keys: int = 100_000):
         self.ttl = ttl
+        self.max_keys = max_keys
         self.routes: dict[str, Route] = {}
         self.tenants: dict[int, TenantInfo] = {}
         self.budgets: dict[int, list[BudgetRule]] = {}
-        self._keys: dict[str, tuple[KeyInfo | None, float]] = {}
+        # prefix → (key, cached at) and unknown prefix → cached at; least recently used first.
+        self._keys: OrderedDict[str, tuple[KeyInfo, float]] = OrderedDict()
+        self._unknown: OrderedDict[str, float] = OrderedDict()
         self._loading: dict[str, asyncio.Future] = {}
         self._generation = 0  # bumped by every reload; a lookup begun before one isn't kept
         self.loaded_at = 0.0
@@ -163,20 +169,36 @@ class Directory:
         routes, tenants = await sync_to_async(_load_routes_and_tenants, thread_sensitive=False)()
         budgets = await sync_to_async(gateway_budget_rules, thread_sensitive=False)()
         self.routes, self.tenants, self.budgets = routes, tenants, budgets
-        self._keys = {}
+        self._keys, self._unknown = OrderedDict(), OrderedDict()
         self._generation += 1
         self.loaded_at = time.monotonic()
 
-    async def key(self, prefix: str) -> KeyInfo | None:
+    def cached_key(self, prefix: str) -> KeyInfo | None:
+        """The key with this prefix when it is cached and fresh; None needs `key()`."""
         cached = self._keys.get(prefix)
-        now = time.monotonic()
-        if cached is not None and now - cached[1] < self.ttl:
-            return cached[0]
+        if cached is None or time.monotonic() - cached[1] >= self.ttl:
+            return None
+        self._keys.move_to_end(prefix)
+        return cached[0]
+
+    def known_unknown(self, prefix: str) -> bool:
+        """Whether this prefix was looked up recently and no key has it."""
+        seen = self._unknown.get(prefix)
+        if seen is None or time.monotonic() - seen >= self.ttl:
+            return False
+        self._unknown.move_to_end(prefix)
+        return True
+
+    async def key(self, prefix: str) -> KeyInfo | None:
+        info = self.cached_key(prefix)
+        if info is not None or self.known_unknown(prefix):
+            return info
         # One database lookup per prefix at a time: the requests that miss together (a cold
         # worker under load, an expired entry) all wait for the same one.
         pending = self._loading.get(prefix)
         if pending is None:
-            pending = asyncio.ensure_future(self._load(prefix, now, self._generation))
+            pending = asyncio.ensure_future(self._load(prefix, time.monotonic(),
+                                                       self._generation))
             self._loading[prefix] = pending
             pending.add_done_callback(lambda _: self._loading.pop(prefix, None))
         return await asyncio.shield(pending)
@@ -188,11 +210,19 @@ class Directory:
             info, tenant = loaded
             # A tenant created after the last reload arrives with its key.
             self.tenants.setdefault(tenant.id, tenant)
-        if len(self._keys) > 100_000:  # bounded: garbage prefixes can't grow it forever
-            self._keys.clear()
         if generation == self._generation:
-            self._keys[prefix] = (info, now)
+            if info is None:
+                self._remember(self._unknown, prefix, now)
+            else:
+                self._unknown.pop(prefix, None)
+                self._remember(self._keys, prefix, (info, now))
         return info
+
+    def _remember(self, cache: OrderedDict, prefix: str, value) -> None:
+        cache[prefix] = value
+        cache.move_to_end(prefix)
+        while len(cache) > self.max_keys:
+            cache.popitem(last=False)
 
     def stale(self) -> bool:
         return time.monotonic() - self.loaded_at >= self.ttl

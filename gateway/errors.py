@@ -42,6 +42,13 @@ def bad_request(message: str, *, param: str | None = None, code: str | None = No
     return GatewayError(400, message, param=param, code=code)
 
 
+def request_too_large(limit: int) -> GatewayError:
+    # The server discards the rest of the body (for a while: portal.server), so a client
+    # still sending it reads this answer rather than a reset connection.
+    return GatewayError(413, f"The request body is larger than {limit} bytes; send less, or "
+                             "split the input over several requests.", code="request_too_large")
+
+
 def insufficient_quota(budget_name: str) -> GatewayError:
     """OpenAI's answer when the account's quota is spent: 429, type and code
     `insufficient_quota` (clients treat it as "don't retry", unlike a rate limit)."""

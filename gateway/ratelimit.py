@@ -1,4 +1,5 @@
-"""Requests- and tokens-per-minute limits per key and per tenant, in Redis.
+"""Requests- and tokens-per-minute limits per key and per tenant, in Redis; failed
+authentications per client address, in each worker.
 
 One EVALSHA per request checks all four counters of the current minute and, if none is
 exhausted, counts the request — atomically, so every gateway worker sees the same numbers.
@@ -8,6 +9,7 @@ pipeline; a request is refused once the minute's tokens reached the limit.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 LUA = """
@@ -63,3 +65,46 @@ def decide(result: list[int], limits: tuple[int, int, int, int], now: float) -> 
         return Decision(None, None, headers, 0)
     refused, scope = _WHICH[which]
     return Decision(refused, scope, headers + [(b"retry-after", str(reset).encode())], reset)
+
+
+class FailedAuthLimiter:
+    """Failed authentications per client address and minute, counted in this worker's memory:
+    failures only, so the hot path pays nothing, and no Redis round trip. Past the limit a
+    client's requests that would need a database lookup (or fail anyway) are refused before
+    it, so garbage keys can't hammer the database. IPv6 clients count per /64, the block one
+    host usually holds. With N workers a client gets at most N × the limit a minute."""
+
+    def __init__(self, limit: int, max_clients: int = 100_000):
+        self.limit = limit
+        self.max_clients = max_clients
+        self._minute = 0
+        self._failures: dict[str, int] = {}
+
+    @staticmethod
+    def client_key(address) -> str:
+        if address is None:
+            return "unknown"
+        if address.version == 6:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        return str(address)
+
+    def _window(self, now: float) -> dict[str, int]:
+        minute = int(now // WINDOW_SECONDS)
+        if minute != self._minute:
+            self._minute, self._failures = minute, {}
+        return self._failures
+
+    def retry_after(self, client: str, now: float) -> int:
+        """0 when the client may go on, else the seconds until its window ends. When the
+        table is full (a flood from very many addresses), newcomers wait too."""
+        failures = self._window(now)
+        count = failures.get(client)
+        if (count is not None and count >= self.limit) or (
+                count is None and len(failures) >= self.max_clients):
+            return max(1, WINDOW_SECONDS - int(now % WINDOW_SECONDS))
+        return 0
+
+    def add(self, client: str, now: float) -> None:
+        failures = self._window(now)
+        if client in failures or len(failures) < self.max_clients:
+            failures[client] = failures.get(client, 0) + 1

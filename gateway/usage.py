@@ -3,8 +3,11 @@
 One flusher task per worker sends them to a Redis stream in pipelined batches (together with
 the token counters the TPM limit reads). Once an event is in the stream it survives any gateway
 worker; `gateway.tasks.drain_usage` moves it into billing's usage records, deduplicated by
-request id. The buffer is flushed at shutdown; only a hard kill can lose what the last
-flush interval (20 ms) had not yet sent.
+request id. While Redis is away (a restart, a failover) events wait in the buffer and go out
+when it is back: an event whose XADD was answered is never sent again, one whose answer was
+lost with the connection is, and the request id makes that copy harmless. The buffer is
+flushed at shutdown; only a hard kill can lose what the last flush interval (20 ms) had not
+yet sent, or a Redis outage long enough to fill the buffer (_MAX_BUFFER events).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ logger = logging.getLogger(__name__)
 STREAM = "gateway:usage"
 STREAM_MAXLEN = 5_000_000
 _FLUSH_INTERVAL = 0.02
+_RETRY_INTERVAL = 0.5
 _MAX_BUFFER = 200_000
 
 
@@ -32,6 +36,7 @@ class UsageRecorder:
         self._tokens: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._closing = False
         self.dropped = 0
 
     def start(self) -> None:
@@ -50,40 +55,66 @@ class UsageRecorder:
         if len(self._events) >= 256:
             self._wake.set()
 
-
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 await asyncio.wait_for(self._wake.wait(), _FLUSH_INTERVAL)
             except TimeoutError:
                 pass
             self._wake.clear()
-            await self.flush()
+            if not await self.flush():
+                await asyncio.sleep(_RETRY_INTERVAL)
 
-    async def flush(self) -> None:
+    async def flush(self) -> bool:
+        """Send what is buffered; put back whatever Redis did not confirm, to send again.
+        True when everything went out."""
         if not self._events and not self._tokens:
-            return
-        events = [self._events.popleft() for _ in range(len(self._events))]
+            return True
+        events = list(self._events)
+        self._events.clear()
         tokens, self._tokens = self._tokens, {}
         try:
             await self.client.ensure()
-            replies = [self.client.command("XADD", STREAM, "MAXLEN", "~", STREAM_MAXLEN, "*",
-                                           "e", payload) for payload in events]
-            for window, count in tokens.items():
-                replies.append(self.client.command("INCRBY", window, count))
-                replies.append(self.client.command("EXPIRE", window, 120))
-            await asyncio.gather(*replies)
-        except (RedisReplyError, ConnectionError, OSError):
-            logger.warning("Could not send %d usage events to Redis; retrying.", len(events))
-            self._events.extendleft(reversed(events))
-            for window, count in tokens.items():
-                self._tokens[window] = self._tokens.get(window, 0) + count
-            await asyncio.sleep(0.5)
+        except (RedisReplyError, ConnectionError, OSError) as exc:
+            self._put_back(events, tokens, f"Redis is unreachable ({exc})")
+            return False
+        sent = [self.client.command("XADD", STREAM, "MAXLEN", "~", STREAM_MAXLEN, "*",
+                                    "e", payload) for payload in events]
+        counted = [self.client.command("INCRBY", window, count)
+                   for window, count in tokens.items()]
+        expiries = [self.client.command("EXPIRE", window, 120) for window in tokens]
+        replies = await asyncio.gather(*sent, *counted, *expiries, return_exceptions=True)
+        event_replies = replies[:len(events)]
+        token_replies = replies[len(events):len(events) + len(counted)]
+        failed = [reply for reply in event_replies + token_replies
+                  if isinstance(reply, Exception)]
+        if not failed:
+            return True
+        self._put_back(
+            [payload for payload, reply in zip(events, event_replies, strict=True)
+             if isinstance(reply, Exception)],
+            {window: count for (window, count), reply
+             in zip(tokens.items(), token_replies, strict=True) if isinstance(reply, Exception)},
+            str(failed[0]))
+        return False
+
+    def _put_back(self, events: list[bytes], tokens: dict[str, int], reason: str) -> None:
+        logger.warning("Could not send %d usage events to Redis (%s); retrying.", len(events),
+                       reason)
+        self._events.extendleft(reversed(events))
+        for window, count in tokens.items():
+            self._tokens[window] = self._tokens.get(window, 0) + count
 
     async def close(self) -> None:
+        """Stop the flusher after the flush it is in (cancelling it mid-flush would lose the
+        batch in flight), then send what is left."""
+        self._closing = True
+        self._wake.set()
         if self._task:
-            self._task.cancel()
+            await self._task
         for _ in range(3):
-            await self.flush()
-            if not self._events:
+            if await self.flush():
                 return
+            await asyncio.sleep(_RETRY_INTERVAL)
+        logger.error("%d usage events could not be sent to Redis at shutdown and are lost.",
+                     len(self._events))

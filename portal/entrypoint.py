@@ -34,7 +34,7 @@ def _asgi_server(role: str, extra: list[str]) -> list[str]:
         sys.executable, "-m", "uvicorn", "portal.asgi:application",
         "--host", os.environ.get("HOST", "0.0.0.0"),
         "--port", os.environ.get("PORT", "8000"),
-        "--lifespan", "on", "--loop", "uvloop", "--http", "httptools",
+        "--lifespan", "on", "--loop", "uvloop", "--http", "portal.server:HttpProtocol",
         "--no-access-log", "--no-proxy-headers",
         "--timeout-graceful-shutdown", str(_GRACEFUL_SECONDS[role]),
         *extra,

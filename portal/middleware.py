@@ -23,6 +23,32 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 
+# Headers in which a proxy says where a request came from (META names).
+_FORWARDED_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST",
+                      "HTTP_X_FORWARDED_PORT", "HTTP_X_REAL_IP", "HTTP_FORWARDED")
+
+
+class ForwardedHeadersMiddleware:
+    """First in the chain: from a trusted proxy (TRUSTED_PROXIES), REMOTE_ADDR becomes the
+    client's address as the proxies state it; from anyone else the forwarded headers are
+    dropped. Everything after (views, allauth's rate limits, the audit trail, the
+    X-Forwarded-Proto that BEHIND_TLS_PROXY reads) sees only what a trusted proxy said."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        meta = request.META
+        peer = meta.get("REMOTE_ADDR")
+        if request_context.is_trusted_proxy(peer):
+            address = request_context.client_address(peer, meta.get("HTTP_X_FORWARDED_FOR", ""))
+            meta["REMOTE_ADDR"] = str(address) if address else ""
+        else:
+            for name in _FORWARDED_HEADERS:
+                meta.pop(name, None)
+        return self.get_response(request)
+
+
 class RequestContextMiddleware:
     """Gives every request an id (echoed as X-Request-ID) and a client IP for the audit trail."""
 
@@ -32,7 +58,7 @@ class RequestContextMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         context = request_context.RequestContext(
             request_id=request_context.new_request_id(request.headers.get("X-Request-ID")),
-            client_ip=request_context.client_ip(request.META),
+            client_ip=request.META.get("REMOTE_ADDR") or None,
         )
         request.request_id = context.request_id
         token = request_context.bind(context)

@@ -46,19 +46,51 @@ def new_request_id(offered: str | None = None) -> str:
     return uuid.uuid4().hex
 
 
-def client_ip(meta: dict) -> str | None:
-    """REMOTE_ADDR, or the last untrusted hop of X-Forwarded-For behind trusted proxies."""
-    remote = meta.get("REMOTE_ADDR") or None
-    if not remote or not settings.TRUSTED_PROXIES:
-        return remote
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def parse_address(value: str) -> IPAddress | None:
+    """An address as a peer or a proxy states it: `a.b.c.d`, `a.b.c.d:port`, an IPv6 address,
+    `[v6]:port`; IPv4-mapped IPv6 is read as the IPv4 address it carries."""
+    value = value.strip()
+    if value.startswith("["):
+        value = value[1:].partition("]")[0]
+    elif value.count(":") == 1:
+        value = value.partition(":")[0]
     try:
-        chain = [remote] + [
-            hop.strip() for hop in reversed(meta.get("HTTP_X_FORWARDED_FOR", "").split(","))
-        ]
-        for hop in chain:
-            address = ipaddress.ip_address(hop)
-            if not any(address in net for net in settings.TRUSTED_PROXIES):
-                return str(address)
+        address = ipaddress.ip_address(value)
     except ValueError:
-        return remote
-    return remote
+        return None
+    if address.version == 6 and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def is_trusted_proxy(peer: str | None) -> bool:
+    """Whether `peer` may set forwarded headers: only the networks in TRUSTED_PROXIES."""
+    if not settings.TRUSTED_PROXIES or not peer:
+        return False
+    address = parse_address(peer)
+    return address is not None and any(address in net for net in settings.TRUSTED_PROXIES)
+
+
+def client_address(peer: str | None, forwarded_for: str = "") -> IPAddress | None:
+    """The client's address: the peer's own, or, when the peer is a trusted proxy, the
+    right-most X-Forwarded-For hop that is not one. Each proxy appends the address it got the
+    request from, so hops left of the first untrusted one were written by the client and
+    prove nothing. When every hop is a trusted proxy, the left-most is the client. A hop a
+    trusted proxy wrote that is not an address makes the client unknown (None), which no
+    network allow-list matches."""
+    address = parse_address(peer) if peer else None
+    if address is None or not settings.TRUSTED_PROXIES:
+        return address
+    trusted = settings.TRUSTED_PROXIES
+    if not any(address in net for net in trusted):
+        return address
+    for hop in reversed(forwarded_for.split(",")):
+        if not hop.strip():
+            continue
+        address = parse_address(hop)
+        if address is None or not any(address in net for net in trusted):
+            return address
+    return address

@@ -160,6 +160,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "portal.middleware.ForwardedHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portal.middleware.RequestContextMiddleware",
@@ -392,13 +393,23 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _TLS_IN_FRONT)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
-# Client addresses: REMOTE_ADDR unless the request came through one of these proxies.
+# The only peers whose forwarded headers (X-Forwarded-For, X-Forwarded-Proto, …) are believed,
+# by Django, the gateway and the HTTP server alike (portal.request_context); from anyone else
+# they are dropped. Empty: the peer's own address is the client's.
 TRUSTED_PROXIES = []
 for _net in env_list("TRUSTED_PROXIES", []):
     try:
         TRUSTED_PROXIES.append(ipaddress.ip_network(_net, strict=False))
     except ValueError:
         raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_net!r} is not an IP network.") from None
+if env_bool("BEHIND_TLS_PROXY", False) and not TRUSTED_PROXIES:
+    raise ImproperlyConfigured(
+        "BEHIND_TLS_PROXY=true needs TRUSTED_PROXIES: the address(es) of the proxy that "
+        "terminates TLS, the only peers whose X-Forwarded-Proto is believed.")
+# Seconds a client may take to send a request's line and headers, and their largest size
+# (enforced by portal.server.HttpProtocol, the protocol uvicorn runs).
+HTTP_HEADER_TIMEOUT = env_int("HTTP_HEADER_TIMEOUT", 10, minimum=1)
+HTTP_MAX_HEADER_BYTES = env_int("HTTP_MAX_HEADER_BYTES", 64 * 1024, minimum=4096)
 
 # --- Gateway (/v1/*) --------------------------------------------------------------------
 
@@ -409,9 +420,17 @@ if GATEWAY_KEY_EXPIRY_REQUIRED and not GATEWAY_KEY_MAX_DAYS:
         "GATEWAY_KEY_EXPIRY_REQUIRED=true needs GATEWAY_KEY_MAX_DAYS (the longest allowed life)."
     )
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024)
+GATEWAY_BODY_TIMEOUT = env_int("GATEWAY_BODY_TIMEOUT", 30, minimum=1)
 GATEWAY_CONNECT_TIMEOUT = env_int("GATEWAY_CONNECT_TIMEOUT", 5, minimum=1)
 GATEWAY_UPSTREAM_TIMEOUT = env_int("GATEWAY_UPSTREAM_TIMEOUT", 600, minimum=1)
+GATEWAY_STREAM_IDLE_TIMEOUT = env_int("GATEWAY_STREAM_IDLE_TIMEOUT", 120, minimum=1)
+GATEWAY_MAX_UPSTREAM_BODY_BYTES = env_int("GATEWAY_MAX_UPSTREAM_BODY_BYTES", 64 * 1024 * 1024,
+                                          minimum=1024)
+GATEWAY_MAX_STREAM_EVENT_BYTES = env_int("GATEWAY_MAX_STREAM_EVENT_BYTES", 1024 * 1024,
+                                         minimum=1024)
 GATEWAY_CACHE_TTL = env_int("GATEWAY_CACHE_TTL", 60, minimum=1)
+GATEWAY_KEY_CACHE_SIZE = env_int("GATEWAY_KEY_CACHE_SIZE", 100_000, minimum=100)
+GATEWAY_AUTH_FAILURES_PER_MINUTE = env_int("GATEWAY_AUTH_FAILURES_PER_MINUTE", 30, minimum=1)
 
 # --- Budgets and budget webhooks --------------------------------------------------------
 

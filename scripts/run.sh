@@ -85,8 +85,10 @@ fi
 pids+=($!)
 "$VENV/bin/celery" -A portal beat --loglevel INFO > var/celery-beat.log 2>&1 &
 pids+=($!)
+# The portal's HTTP protocol adds header limits; TRUSTED_PROXIES (not uvicorn) decides whose
+# forwarded headers count, hence --no-proxy-headers.
 "$VENV/bin/uvicorn" portal.asgi:application --host "$HOST" --port "$PORT" \
-  --lifespan on --no-access-log &
+  --lifespan on --no-access-log --http portal.server:HttpProtocol --no-proxy-headers &
 pids+=($!)
 
 sleep 2

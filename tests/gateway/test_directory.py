@@ -1,5 +1,6 @@
-"""The gateway's key cache: requests that miss together share one database lookup, and a
-lookup that raced a configuration reload is not kept."""
+"""The gateway's key cache: requests that miss together share one database lookup, a lookup
+that raced a configuration reload is not kept, and a full cache drops its least recently used
+entries (unknown prefixes apart from keys)."""
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
@@ -60,3 +61,33 @@ def test_a_lookup_that_raced_a_reload_is_not_cached(tenant, tenant_admin, counte
     assert run(race()).id == key.pk
     run(cache.key(key.prefix))
     assert len(counted_loads) == 2  # the raced result was not kept
+
+
+def test_a_full_cache_drops_the_least_recently_used_key(tenant, tenant_admin, counted_loads):
+    keys = [services.apikey_create(actor=tenant_admin, tenant=tenant, name=f"k{n}")[0]
+            for n in range(4)]
+    first, second, third, fourth = keys
+    cache = Directory(ttl=60, max_keys=3)
+    for key in (first, second, third, first, fourth):  # `first` used again: recent
+        assert run(cache.key(key.prefix)).id == key.pk
+    assert counted_loads == [key.prefix for key in keys]
+    for key in (first, third, fourth):  # still cached: a full cache does not flush
+        assert run(cache.key(key.prefix)).id == key.pk
+    assert len(counted_loads) == 4
+    assert run(cache.key(second.prefix)).id == second.pk  # the least recently used went
+    assert counted_loads[4:] == [second.prefix]
+
+
+def test_unknown_prefixes_do_not_push_keys_out(tenant, tenant_admin, counted_loads):
+    keys = [services.apikey_create(actor=tenant_admin, tenant=tenant, name=f"k{n}")[0]
+            for n in range(3)]
+    cache = Directory(ttl=60, max_keys=3)
+    for key in keys:
+        run(cache.key(key.prefix))
+    for number in range(10):
+        assert run(cache.key(f"{number:010d}")) is None
+    assert run(cache.key(f"{9:010d}")) is None  # negatively cached: no second lookup
+    assert len(counted_loads) == 13
+    for key in keys:
+        assert run(cache.key(key.prefix)).id == key.pk
+    assert len(counted_loads) == 13

@@ -60,10 +60,10 @@ def test_malformed_requests_are_400(served, raw, param, contains):
     assert_openai_error(post(served, None, raw=raw), 400, param=param, contains=contains)
 
 
-def test_oversize_body_is_400(served, settings):
+def test_oversize_body_is_413(served, settings):
     huge = b'{"model": "chat-small", "messages": [{"role": "user", "content": "' + (
         b"x" * (settings.GATEWAY_MAX_BODY_BYTES + 10)) + b'"}]}'
-    assert_openai_error(post(served, None, raw=huge), 400, code="request_too_large")
+    assert_openai_error(post(served, None, raw=huge), 413, code="request_too_large")
 
 
 def test_missing_and_wrong_keys_are_401(served):

@@ -17,7 +17,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION = {"SECRET_KEY": "x" * 50, "DEBUG": "false", "PORTAL_IGNORE_DOTENV": "1",
               "DATABASE_URL": "sqlite:////tmp/portal-production-defaults.sqlite3",
-              "ALLOWED_HOSTS": "testserver", "SECURE_COOKIES": "false"}
+              "ALLOWED_HOSTS": "testserver", "SECURE_COOKIES": "false",
+              # BEHIND_TLS_PROXY=true needs to know the proxy (X-Forwarded-Proto is believed
+              # only from TRUSTED_PROXIES).
+              "TRUSTED_PROXIES": "10.0.0.1"}
 SETTING_NAMES = ["SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD",
                  "SECURE_SSL_REDIRECT", "SECURE_REDIRECT_EXEMPT", "API_DOCS_PUBLIC"]
 

@@ -77,6 +77,15 @@ def test_timestamp_settings_pass(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+def test_behind_tls_proxy_needs_trusted_proxies():
+    """X-Forwarded-Proto is a forwarded header like the others: only TRUSTED_PROXIES may set
+    it, so a TLS proxy the portal does not know as a proxy can't be believed."""
+    result = _check(BEHIND_TLS_PROXY="true", TRUSTED_PROXIES="")
+    assert result.returncode != 0
+    assert "BEHIND_TLS_PROXY=true needs TRUSTED_PROXIES" in result.stderr
+    assert _check(BEHIND_TLS_PROXY="true", TRUSTED_PROXIES="10.0.0.1").returncode == 0
+
+
 def test_secret_from_file(tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("s" * 50 + "\n")

@@ -18,6 +18,9 @@ from tests.factories import TenantFactory
 from tests.support.processes import free_port, portal_env, start_upstream, stop, wait_until_up
 
 UPSTREAM_TIMEOUT = 3
+# What `make run` and the README's production command pass to uvicorn.
+SERVER_OPTIONS = ("--lifespan", "on", "--no-access-log", "--http", "portal.server:HttpProtocol",
+                  "--no-proxy-headers")
 
 
 @pytest.fixture(scope="session")
@@ -27,23 +30,35 @@ def upstream():
     stop(process)
 
 
-def start_gateway(database: dict, **extra_env: str) -> SimpleNamespace:
-    """The portal's real ASGI server (uvicorn, two worker processes) on loopback, up and
-    answering; stop it with `stop(server.process)`."""
+# Limits the session's gateway runs with, small enough to reach in a test.
+LIMITS = {"HTTP_HEADER_TIMEOUT": 3, "GATEWAY_BODY_TIMEOUT": 3, "GATEWAY_STREAM_IDLE_TIMEOUT": 2,
+          "GATEWAY_MAX_UPSTREAM_BODY_BYTES": 1024 * 1024, "GATEWAY_MAX_STREAM_EVENT_BYTES": 65536}
+
+
+def start_portal_server(database: dict, redis_url: str, *, options=SERVER_OPTIONS,
+                        **env: str) -> SimpleNamespace:
+    """The portal's real ASGI server (uvicorn, two worker processes) on loopback."""
     port = free_port()
-    env = portal_env(database, settings.REDIS_URL,
-                     GATEWAY_UPSTREAM_TIMEOUT=str(UPSTREAM_TIMEOUT), **extra_env)
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "2", "--lifespan", "on", "--no-access-log"],
-        env=env, start_new_session=True)
+         "--port", str(port), "--workers", "2", *options],
+        env=portal_env(database, redis_url, **env), start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url + "/healthz", process)
     except BaseException:
         stop(process)
         raise
-    return SimpleNamespace(url=url, process=process)
+    return SimpleNamespace(url=url, process=process, port=port)
+
+
+def start_gateway(database: dict, **extra_env: str) -> SimpleNamespace:
+    """The gateway as the suite runs it (the test Redis, the small limits above), up and
+    answering; stop it with `stop(server.process)`."""
+    return start_portal_server(database, settings.REDIS_URL,
+                               GATEWAY_UPSTREAM_TIMEOUT=str(UPSTREAM_TIMEOUT),
+                               **{name: str(value) for name, value in LIMITS.items()},
+                               **extra_env)
 
 
 @pytest.fixture(scope="session")

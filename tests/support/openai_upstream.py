@@ -4,6 +4,11 @@ Answers deterministically: a completion echoes how many words the prompt had; `u
 words. Run: python tests/support/openai_upstream.py --port 9100 [--models a,b] [--no-usage]
 [--api-key K] [--chunk-delay 0.01]. Serves /v1/models, /v1/chat/completions (streaming with
 stream_options.include_usage, like vLLM), /v1/completions, /v1/embeddings.
+
+Misbehaving on purpose, for the gateway's limits: `--pad-bytes N` pads every non-streamed
+answer with N bytes (`--chunked`: sent without Content-Length); `--stream-fault endless-event`
+starts, after `--fault-after K` words, an event that never ends, and `--stream-fault stall`
+falls silent then, keeping the connection open.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ def _words(value) -> int:
 
 
 def build_app(models: list[str], with_usage: bool, api_key: str, chunk_delay: float,
-              delay: float = 0.0):
+              delay: float = 0.0, pad_bytes: int = 0, chunked: bool = False,
+              stream_fault: str = "", fault_after: int = 0):
     stats = {"requests": 0}
 
     def authorized(request: web.Request) -> bool:
@@ -74,11 +80,27 @@ def build_app(models: list[str], with_usage: bool, api_key: str, chunk_delay: fl
                                         "finish_reason": "stop"}]}
             if with_usage:
                 payload["usage"] = usage
+            if pad_bytes:
+                payload["padding"] = "x" * pad_bytes
+            if chunked:
+                response = web.StreamResponse(headers={"Content-Type": "application/json"})
+                response.enable_chunked_encoding()
+                await response.prepare(request)
+                encoded = orjson.dumps(payload)
+                for start in range(0, len(encoded), 65536):
+                    await response.write(encoded[start:start + 65536])
+                await response.write_eof()
+                return response
             return web.Response(body=orjson.dumps(payload), content_type="application/json")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         kind = "chat.completion.chunk" if chat else "text_completion"
         for index, word in enumerate(words):
+            if stream_fault and index == fault_after:
+                try:
+                    await misbehave(response)
+                except ConnectionResetError:  # the gateway hung up, as it should
+                    return response
             delta = ({"delta": {"content": (" " if index else "") + word}} if chat
                      else {"text": (" " if index else "") + word})
             chunk = {**base, "object": kind, "choices": [{"index": 0, **delta,
@@ -94,6 +116,14 @@ def build_app(models: list[str], with_usage: bool, api_key: str, chunk_delay: fl
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+    async def misbehave(response: web.StreamResponse) -> None:
+        if stream_fault == "endless-event":
+            await response.write(b"data: {\"choices\": [{\"delta\": {\"content\": \"")
+            while True:  # until the reader goes away
+                await response.write(b"x" * 65536)
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(3600)  # stall
 
     async def embeddings(request):
         stats["requests"] += 1
@@ -130,9 +160,14 @@ def main() -> None:
     parser.add_argument("--api-key", default="")
     parser.add_argument("--chunk-delay", type=float, default=0.0)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before answering")
+    parser.add_argument("--pad-bytes", type=int, default=0)
+    parser.add_argument("--chunked", action="store_true")
+    parser.add_argument("--stream-fault", choices=["endless-event", "stall"], default="")
+    parser.add_argument("--fault-after", type=int, default=0)
     args = parser.parse_args()
     app = build_app(args.models.split(","), not args.no_usage, args.api_key, args.chunk_delay,
-                    args.delay)
+                    args.delay, args.pad_bytes, args.chunked, args.stream_fault,
+                    args.fault_after)
     web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)
 
 

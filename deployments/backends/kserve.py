@@ -9,7 +9,10 @@ Canary (checked against KServe v0.20's Go API types and validating webhook):
 - Standard mode: `spec.canary: [{predictor: {name, model}, trafficPercent}]`. KServe merges the
   canary predictor over the stable one, runs it with fixed replicas
   (ceil(stable minReplicas × trafficPercent / 100)) and refuses autoscaling fields on it, so the
-  portal sends only the name and the model. Deployments are named
+  portal sends only the name and the model. The CRD's schema (unlike the main predictor's and
+  unlike the SDK's types) requires the canary model's `name` — its container's name, which
+  KServe sets to `kserve-container` on the stable predictor — and `modelFormat`. Deployments are
+  named
   `{isvc}-{predictor.name}-predictor`; promotion without a restart, as KServe documents it, sets
   the stable `predictor.name` to the canary's name and drops the entry — the portal remembers
   that name in `Deployment.predictor_name`.
@@ -43,6 +46,8 @@ OPENAI_PATHS = {Runtime.VLLM: "/v1", Runtime.HUGGINGFACE: "/openai/v1"}
 DNS_LABEL_MAX = 63
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+# The model server container's name, as KServe names it (constants.InferenceServiceContainerName).
+MODEL_CONTAINER = "kserve-container"
 
 
 def _positive_int(value: str) -> str:
@@ -188,7 +193,8 @@ def build_manifest(deployment: Deployment) -> dict:
         if canary:
             spec["canary"] = [{
                 "predictor": {"name": canary_name(deployment, canary),
-                              "model": _model(deployment, canary)},
+                              "model": {"name": MODEL_CONTAINER,
+                                        **_model(deployment, canary)}},
                 "trafficPercent": deployment.canary_traffic_percent,
             }]
     return {

@@ -21,6 +21,8 @@ def kube():
     emulator = start_emulator()
     yield emulator
     emulator.stop()
+    # A real API server prunes fields its CRD schema does not know without a word.
+    assert emulator.pruned == [], emulator.pruned
 
 
 @pytest.fixture

@@ -378,6 +378,15 @@ class Deployment(models.Model):
         return math.ceil(self.min_replicas * (self.canary_traffic_percent or 0) / 100)
 
     @property
+    def scheduler_pods(self) -> int:
+        """Pods of llm-d's inference scheduler at the peak: each serving LLMInferenceService
+        (the stable one and a canary) runs its own."""
+        preset = self.llm_preset if self.backend == Backend.LLMISVC else None
+        if preset is None or preset.scheduler == SchedulerMode.NONE:
+            return 0
+        return preset.scheduler_replicas * (2 if self.canary_version_id else 1)
+
+    @property
     def canary_prefill_replicas(self) -> int:
         """The prefill pool of an LLMInferenceService canary, sized like its replicas."""
         return math.ceil(self.prefill_replicas * (self.canary_traffic_percent or 0) / 100)

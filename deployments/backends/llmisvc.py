@@ -392,11 +392,29 @@ class LLMInferenceServiceBackend(ClusterBackend):
         elif deployment.min_replicas < deployment.max_replicas and not deployment.autoscaler:
             errors["autoscaler"] = ("Choose HPA or KEDA to scale between the minimum and the "
                                     "maximum, or give both the same number.")
+        if preset is not None:
+            errors.update(self._name_clashes(deployment))
         if deployment.prefill_replicas and deployment.pods_per_replica > 1:
             errors["prefill_replicas"] = ("A separate prefill pool needs a single-node preset "
                                           "(this one runs a replica on "
                                           f"{deployment.pods_per_replica} pods).")
         return errors
+
+    @staticmethod
+    def _name_clashes(deployment: Deployment) -> dict[str, str]:
+        """An LLMInferenceService name another deployment in the namespace already uses (its
+        stable one, a canary or a stopped one) would make two deployments write one object."""
+        others = Deployment.objects.filter(
+            backend=deployment.backend, cluster=deployment.cluster,
+            namespace=deployment.namespace).exclude(status=DeploymentStatus.DELETED).exclude(
+            pk=deployment.pk).select_related("version", "canary_version", "previous_version")
+        taken = {name: other for other in others for name, _, _ in members(other)}
+        for name, _, role in members(deployment):
+            if name in taken:
+                field = "version" if role == "canary" else "name"
+                return {field: f"{deployment.namespace}/{name} is an LLMInferenceService of "
+                               f"{taken[name].name}: choose another name."}
+        return {}
 
     def rollout_fields(self, deployment: Deployment, version,
                        canary_traffic_percent: int | None) -> dict:

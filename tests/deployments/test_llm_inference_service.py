@@ -449,6 +449,38 @@ def test_refusals_apply_nothing_and_are_audited(problem, msp_admin, llm_cluster,
     assert AuditEvent.objects.filter(action="deployment.refused").count() == int(audited)
 
 
+def test_names_another_deployment_uses_are_refused(msp_admin, llm_cluster, version, preset,
+                                                   kube):
+    deployment = settle(kube, deploy(msp_admin, llm_cluster, version, preset, name="llama"))
+    v2 = published_version(version.model, version="2.0")
+    services.deployment_update_version(actor=msp_admin, deployment=deployment, version=v2,
+                                       canary_traffic_percent=10)
+    with pytest.raises(ValidationError, match="models-shared/llama-v-2-0 is an "
+                                              "LLMInferenceService of llama"):
+        services.kserve_deployment_create(actor=msp_admin, deployment=build(
+            llm_cluster, version, preset, name="llama-v-2-0"))
+
+
+def test_the_namespace_admits_its_own_pods_and_counts_the_scheduler(
+        msp_admin, llm_cluster, version, preset, gpu_tenant, kube):
+    from deployments.namespaces import peak_requests
+
+    policy = ("/apis/networking.k8s.io/v1/namespaces/tenant-acme/networkpolicies/"
+              "default-deny-ingress")
+    services.tenant_namespace_ensure(cluster=llm_cluster, tenant=gpu_tenant)
+    gateway_only = [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "istio-system"}}}]
+    assert kube.get(policy)["spec"]["ingress"] == [{"from": gateway_only}]
+    deployment = deploy(msp_admin, llm_cluster, version, preset, gpu_tenant, min_replicas=1,
+                        max_replicas=1)
+    # llm-d's scheduler scrapes the model servers, prefill hands KV caches to decode.
+    assert kube.get(policy)["spec"]["ingress"] == [{"from": gateway_only +
+                                                    [{"podSelector": {}}]}]
+    assert deployment.scheduler_pods == 1
+    assert peak_requests(deployment)["pods"] == 1 + 1
+    assert kube.llm_config("tenant-acme", preset.name)  # the preset lives beside it
+
+
 # --- stop, start, delete, reconcile -------------------------------------------------------
 
 @pytest.mark.django_db(transaction=True)

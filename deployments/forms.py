@@ -203,9 +203,8 @@ class TargetStep(forms.Form):
             lambda v: f"{v.model.name} ({v.model.slug}) · {v.version}")
 
 
-SERVING_BACKENDS = [(Backend.KSERVE, "InferenceService (KServe runtime: vLLM or Hugging Face)"),
-                    (Backend.LLMISVC, "LLMInferenceService (llm-d: preset, inference "
-                                      "scheduler, prefill pool)")]
+SERVING_BACKENDS = [(Backend.KSERVE, "InferenceService (vLLM or Hugging Face runtime)"),
+                    (Backend.LLMISVC, "LLMInferenceService (llm-d, from a preset)")]
 
 
 class ClusterStep(forms.Form):

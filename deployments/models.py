@@ -144,9 +144,9 @@ class Autoscaler(models.TextChoices):
 
 
 class SchedulerMode(models.TextChoices):
-    NONE = "none", "None: the route goes straight to the model server pods"
-    DEFAULT = "default", "llm-d inference scheduler, KServe's default configuration"
-    CUSTOM = "custom", "llm-d inference scheduler with my EndpointPickerConfig"
+    NONE = "none", "None (route straight to the model servers)"
+    DEFAULT = "default", "llm-d scheduler, KServe's defaults"
+    CUSTOM = "custom", "llm-d scheduler, my EndpointPickerConfig"
 
 
 class KVEvictionPolicy(models.TextChoices):
@@ -181,7 +181,8 @@ class LLMServicePreset(models.Model):
     gpu_product = models.CharField(max_length=100, blank=True,
                                    help_text="Node label value of nvidia.com/gpu.product.")
     gpu_count = models.PositiveSmallIntegerField(
-        default=1, validators=[MaxValueValidator(16)], help_text="GPUs per pod.")
+        default=1, validators=[MaxValueValidator(16)],
+        help_text="nvidia.com/gpu each pod asks for; 0: CPU only.")
     cpu = models.CharField(max_length=16)
     memory = models.CharField(max_length=16)
     tensor_parallel = models.PositiveSmallIntegerField(
@@ -275,9 +276,11 @@ class Deployment(models.Model):
     previous_version = models.ForeignKey(ModelVersion, null=True, blank=True,
                                          on_delete=models.PROTECT, related_name="+")
     predictor_name = models.CharField(
-        max_length=40, blank=True,
+        max_length=63, blank=True,
         help_text="KServe `spec.predictor.name` (Standard mode): empty until a canary is "
-                  "promoted, then the promoted canary's name, so promotion restarts nothing.")
+                  "promoted, then the promoted canary's name, so promotion restarts nothing. "
+                  "LLMInferenceService: the name of the one serving the version, once a "
+                  "canary was promoted.")
     mode = models.CharField(max_length=16, choices=DeploymentMode.choices, blank=True)
     namespace = models.CharField(max_length=63, blank=True)
     resource_name = models.CharField(max_length=63, blank=True,

@@ -104,9 +104,10 @@ class DeploymentCreateSerializer(serializers.Serializer):
     version = serializers.IntegerField(help_text="ModelVersion id (published and signed)")
     cluster = serializers.IntegerField()
     backend = serializers.ChoiceField(
-        choices=[Backend.KSERVE, Backend.LLMISVC], default=Backend.KSERVE,
-        help_text="llmisvc: a KServe LLMInferenceService built on `preset`; the runtime, "
-                  "GPU, CPU, memory, mode, scale and extra_args fields are then not used.")
+        choices=Backend.choices, default=Backend.KSERVE,
+        help_text="kserve or llmisvc: a KServe LLMInferenceService built on `preset`; the "
+                  "runtime, GPU, CPU, memory, mode, scale and extra_args fields are then not "
+                  "used. (An external endpoint is registered at /api/deployments/external/.)")
     preset = serializers.IntegerField(required=False, allow_null=True, default=None,
                                       help_text="LLMInferenceService preset id.")
     autoscaler = serializers.ChoiceField(choices=Autoscaler.choices, required=False,
@@ -138,6 +139,12 @@ class DeploymentCreateSerializer(serializers.Serializer):
         help_text=f"Allowed flags: {', '.join(ALLOWED_ARGS)}; value true for a bare flag.")
     dry_run = serializers.BooleanField(default=False, help_text="Validate and return the "
                                                                 "manifest; apply nothing.")
+
+    def validate_backend(self, value: str) -> str:
+        if value == Backend.EXTERNAL:
+            raise serializers.ValidationError("Register an external endpoint with POST "
+                                              "/api/deployments/external/.")
+        return value
 
 
 class UpdateVersionSerializer(serializers.Serializer):

@@ -376,6 +376,21 @@ def test_canary_promote_and_rollback(client, msp_admin, llm_cluster, version, pr
             "deployment.updated"} <= actions
 
 
+def test_a_long_name_promotes_within_kubernetes_limits(msp_admin, llm_cluster, version, preset,
+                                                      kube):
+    deployment = settle(kube, deploy(msp_admin, llm_cluster, version, preset, name="l" * 53))
+    v2 = published_version(version.model, version="2.0.0-release-candidate-1")
+    services.deployment_update_version(actor=msp_admin, deployment=deployment, version=v2,
+                                       canary_traffic_percent=5)
+    services.deployment_drive(deployment.pk)
+    deployment = settle(kube, deployment)
+    services.deployment_promote(actor=msp_admin, deployment=deployment)
+    assert services.deployment_drive(deployment.pk) == S.PROGRESSING
+    deployment.refresh_from_db()
+    assert len(deployment.predictor_name) == 63 and deployment.stopped_member == "l" * 53
+    assert kube.llm(deployment.namespace, deployment.predictor_name)
+
+
 # --- replicas, scaling, prefill, bookings -------------------------------------------------
 
 def test_scaling_prefill_and_gpu_bookings(msp_admin, llm_cluster, version, preset, kube):
@@ -643,6 +658,10 @@ def test_the_api_creates_llm_deployments_and_presets(client, msp_admin, llm_clus
     assert created.status_code == 201 and created.json()["llm_preset"] == preset.name
     assert client.post("/api/deployments/", {**body, "preset": None, "name": "x"},
                        content_type="application/json").status_code == 400
+    external = client.post("/api/deployments/", {**body, "backend": "external", "name": "y"},
+                           content_type="application/json")
+    assert external.status_code == 400 and "/api/deployments/external/" in \
+        external.content.decode()
 
     made = client.post("/api/llm-presets/", preset_fields(name="h100-tp4", gpu_count=4,
                                                           tensor_parallel=4,

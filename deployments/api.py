@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from deployments import selectors, services
 from deployments.backends import backend_for, manifest_yaml
 from deployments.backends.kserve import format_extra_args, parse_extra_args
+from deployments.models import Backend
 from deployments.serializers import (
     ClusterCreateSerializer,
     ClusterOutputSerializer,
@@ -24,6 +25,7 @@ from deployments.serializers import (
     ExternalEndpointCreateSerializer,
     ExternalEndpointUpdateSerializer,
     GpuAllocationSerializer,
+    LLMPresetSerializer,
     ManifestSerializer,
     NamespaceSyncSerializer,
     ScaleSerializer,
@@ -135,12 +137,22 @@ class DeploymentListApi(APIView):
         cluster = selectors.cluster_get(values.pop("cluster"))
         slug = values.pop("tenant")
         tenant = get_object_or_404(Tenant, slug=slug) if slug else None
-        try:
-            values["extra_args"] = parse_extra_args(format_extra_args(values["extra_args"]))
-        except ValidationError as exc:
-            raise ValidationError({"extra_args": exc.messages}) from exc
-        deployment = services.kserve_deployment_build(version=version, cluster=cluster,
-                                                      tenant=tenant, **values)
+        backend, preset = values.pop("backend"), values.pop("preset")
+        llm = {k: values.pop(k) for k in ("autoscaler", "prefill_replicas")}
+        if backend == Backend.LLMISVC:
+            if preset is None:
+                raise ValidationError({"preset": "Give the id of an LLM preset."})
+            deployment = services.llm_deployment_build(
+                version=version, cluster=cluster, tenant=tenant,
+                preset=selectors.llm_preset_get(preset), name=values["name"],
+                min_replicas=values["min_replicas"], max_replicas=values["max_replicas"], **llm)
+        else:
+            try:
+                values["extra_args"] = parse_extra_args(format_extra_args(values["extra_args"]))
+            except ValidationError as exc:
+                raise ValidationError({"extra_args": exc.messages}) from exc
+            deployment = services.kserve_deployment_build(version=version, cluster=cluster,
+                                                          tenant=tenant, **values)
         if dry_run:
             services.kserve_deployment_validate(actor=request.user, deployment=deployment)
             manifest = backend_for(deployment).manifest(deployment)
@@ -271,6 +283,51 @@ class GpuAllocationApi(APIView):
     def get(self, request: Request) -> Response:
         _require_manage(request)
         return Response(selectors.gpu_allocation())
+
+
+class LLMPresetListApi(APIView):
+    @extend_schema(responses=LLMPresetSerializer(many=True), operation_id="llm_presets_list")
+    def get(self, request: Request) -> Response:
+        _require_manage(request)
+        return Response(LLMPresetSerializer(selectors.llm_preset_list(), many=True).data)
+
+    @extend_schema(request=LLMPresetSerializer, responses={201: LLMPresetSerializer},
+                   operation_id="llm_presets_create")
+    def post(self, request: Request) -> Response:
+        """Curate an LLMInferenceServiceConfig preset; deployments that use it apply it."""
+        _require_manage(request)
+        data = LLMPresetSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        preset = services.llm_preset_create(actor=request.user, **data.validated_data)
+        return Response(LLMPresetSerializer(selectors.llm_preset_get(preset.pk)).data,
+                        status=status.HTTP_201_CREATED)
+
+
+class LLMPresetDetailApi(APIView):
+    @extend_schema(responses=LLMPresetSerializer, operation_id="llm_presets_retrieve")
+    def get(self, request: Request, pk: int) -> Response:
+        _require_manage(request)
+        return Response(LLMPresetSerializer(selectors.llm_preset_get(pk)).data)
+
+    @extend_schema(request=LLMPresetSerializer, responses=LLMPresetSerializer,
+                   operation_id="llm_presets_update")
+    def patch(self, request: Request, pk: int) -> Response:
+        """Change a preset (not its name). When what it applies changes, every deployment
+        using it is checked again and re-applied; a refusal refuses the change (400)."""
+        _require_manage(request)
+        preset = selectors.llm_preset_get(pk)
+        data = LLMPresetSerializer(preset, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        fields = {k: v for k, v in data.validated_data.items() if k != "name"}
+        services.llm_preset_update(actor=request.user, preset=preset, **fields)
+        return Response(LLMPresetSerializer(selectors.llm_preset_get(pk)).data)
+
+    @extend_schema(request=None, responses={204: None}, operation_id="llm_presets_destroy")
+    def delete(self, request: Request, pk: int) -> Response:
+        """Refused (400) while a deployment that is not deleted uses the preset."""
+        _require_manage(request)
+        services.llm_preset_delete(actor=request.user, preset=selectors.llm_preset_get(pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class TenantDeploymentListApi(APIView):

@@ -26,6 +26,8 @@ urlpatterns = [
          name="api-deployment-update"),
     path("deployments/<int:pk>/scale/", api.DeploymentScaleApi.as_view(),
          name="api-deployment-scale"),
+    path("llm-presets/", api.LLMPresetListApi.as_view(), name="api-llm-presets"),
+    path("llm-presets/<int:pk>/", api.LLMPresetDetailApi.as_view(), name="api-llm-preset"),
     path("tenants/<slug:slug>/deployments/", api.TenantDeploymentListApi.as_view(),
          name="api-tenant-deployments"),
 ]

@@ -2,14 +2,19 @@ from __future__ import annotations
 
 import re
 
+import yaml
 from django import forms
 from django.core.exceptions import ValidationError
 
 from deployments import selectors
-from deployments.backends.kserve import QUANTITY, parse_extra_args
+from deployments.backends.kserve import QUANTITY, format_extra_args, parse_extra_args
+from deployments.backends.llmisvc import PRESET_ARGS
 from deployments.models import (
+    Autoscaler,
+    Backend,
     Cluster,
     DeploymentMode,
+    LLMServicePreset,
     Runtime,
     ScaleMetric,
     dns_label_validator,
@@ -200,12 +205,21 @@ class TargetStep(forms.Form):
             lambda v: f"{v.model.name} ({v.model.slug}) · {v.version}")
 
 
+SERVING_BACKENDS = [(Backend.KSERVE, "InferenceService (vLLM or Hugging Face runtime)"),
+                    (Backend.LLMISVC, "LLMInferenceService (llm-d, from a preset)")]
+
+
 class ClusterStep(forms.Form):
     title = "Cluster"
     cluster = forms.ModelChoiceField(queryset=Cluster.objects.none(), empty_label=None,
                                      widget=forms.RadioSelect)
+    backend = forms.ChoiceField(choices=SERVING_BACKENDS, required=False,
+                                label="Serve it as", initial=Backend.KSERVE,
+                                help_text="LLMInferenceService only on clusters where the check "
+                                          "found it served.")
     mode = forms.ChoiceField(choices=[("", "Cluster default")] + DeploymentMode.choices,
-                             required=False, label="Deployment mode")
+                             required=False, label="Deployment mode",
+                             help_text="InferenceService only.")
 
     def __init__(self, *args, **kwargs):
         from deployments.services import jurisdiction_allowed
@@ -214,6 +228,21 @@ class ClusterStep(forms.Form):
         allowed = [c.pk for c in selectors.cluster_list()
                    if jurisdiction_allowed(c.jurisdiction)]
         self.fields["cluster"].queryset = Cluster.objects.filter(pk__in=allowed)
+        if not selectors.llm_clusters().filter(pk__in=allowed).exists():
+            self.fields["backend"].choices = SERVING_BACKENDS[:1]
+
+    def clean_backend(self):
+        return self.cleaned_data["backend"] or Backend.KSERVE
+
+    def clean(self):
+        data = super().clean()
+        cluster = data.get("cluster")
+        if data.get("backend") == Backend.LLMISVC and cluster \
+                and cluster.llm_inference_service is not True:
+            self.add_error("backend", f"{cluster.name} did not serve LLMInferenceService at its "
+                                      "last check: choose a cluster that does, or serve it as "
+                                      "an InferenceService.")
+        return data
 
 
 class ResourcesStep(forms.Form):
@@ -272,7 +301,54 @@ class ResourcesStep(forms.Form):
         return data
 
 
+class LLMResourcesStep(forms.Form):
+    title = "Preset and replicas"
+    name = forms.CharField(max_length=63, required=False, validators=[dns_label_validator],
+                           help_text="The LLMInferenceService name, its routing group and the "
+                                     "model name vLLM serves; defaults to the model's slug.")
+    preset = forms.ModelChoiceField(queryset=LLMServicePreset.objects.none(), empty_label=None,
+                                    help_text="Runtime, GPUs, parallelism, scheduler and "
+                                              "KV-cache offload (LLM presets).")
+    min_replicas = forms.IntegerField(min_value=1, max_value=64, initial=1)
+    max_replicas = forms.IntegerField(min_value=1, max_value=64, initial=1)
+    autoscaler = forms.ChoiceField(choices=[("", "None (fixed replicas)")] + Autoscaler.choices,
+                                   required=False,
+                                   help_text="Scales between min and max on the Workload "
+                                             "Variant Autoscaler's inference metrics.")
+    prefill_replicas = forms.IntegerField(
+        min_value=0, max_value=64, initial=0, label="Prefill pool",
+        help_text="Pods of a separate prefill pool (prefill/decode disaggregation); 0: none.")
+
+    def __init__(self, *args, cluster: Cluster | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        presets = selectors.llm_preset_list()
+        self.fields["preset"].queryset = presets
+        free = selectors.cluster_free_gpus(cluster) if cluster else {}
+
+        def label(preset):
+            if not preset.gpu_count:
+                return f"{preset.name} — CPU only, {preset.cpu} CPU, {preset.memory}"
+            where = (f"{free[preset.gpu_product]} free on {cluster.name}"
+                     if cluster and preset.gpu_product in cluster.gpu_capacity
+                     else f"not on {cluster.name}" if cluster else "")
+            pods = f" × {preset.pods_per_replica} pods" if preset.pods_per_replica > 1 else ""
+            return (f"{preset.name} — {preset.gpu_count} × {preset.gpu_product}{pods}"
+                    + (f" ({where})" if where else ""))
+        self.fields["preset"].label_from_instance = label
+
+    def clean(self):
+        data = super().clean()
+        if (data.get("min_replicas") or 0) > (data.get("max_replicas") or 0):
+            self.add_error("max_replicas", "The maximum must be at least the minimum.")
+        elif data.get("min_replicas") != data.get("max_replicas") and not data.get("autoscaler"):
+            self.add_error("autoscaler", "Choose HPA or KEDA to scale between the minimum and "
+                                         "the maximum, or give both the same number.")
+        return data
+
+
 WIZARD_STEPS = [TargetStep, ClusterStep, ResourcesStep]
+# The third step, per backend chosen in the second.
+RESOURCE_STEPS = {Backend.KSERVE: ResourcesStep, Backend.LLMISVC: LLMResourcesStep}
 
 
 # --- Actions on a deployment --------------------------------------------------------------
@@ -295,4 +371,92 @@ class ScaleForm(forms.Form):
     scale_metric = forms.ChoiceField(choices=[("", "Runtime default")] + ScaleMetric.choices,
                                      required=False)
     scale_target = forms.IntegerField(min_value=1, required=False)
+
+
+class LLMScaleForm(forms.Form):
+    min_replicas = forms.IntegerField(min_value=1, max_value=64)
+    max_replicas = forms.IntegerField(min_value=1, max_value=64)
+    autoscaler = LLMResourcesStep.base_fields["autoscaler"]
+    prefill_replicas = forms.IntegerField(min_value=0, max_value=64, label="Prefill pool")
+
+
+# --- LLMInferenceService presets ----------------------------------------------------------
+
+class LLMPresetForm(forms.ModelForm):
+    runtime_args = forms.CharField(
+        required=False, label="vLLM arguments", max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "--max-model-len=8192"}),
+        help_text="One per line, from the allow-list: " + ", ".join(PRESET_ARGS) + ".")
+    scheduler_config = forms.CharField(
+        required=False, label="EndpointPickerConfig (YAML)", max_length=20000,
+        widget=forms.Textarea(attrs={"rows": 8, "class": "mono",
+                                     "placeholder": "apiVersion: inference.networking.x-k8s.io/"
+                                                    "v1alpha1\nkind: EndpointPickerConfig\n"
+                                                    "plugins: …"}),
+        help_text="Only for the custom scheduler: e.g. prefix-cache-aware and load-aware "
+                  "scorers.")
+    gpu_product = forms.CharField(required=False, max_length=100, label="GPU product",
+                                  help_text="Node label value of nvidia.com/gpu.product, e.g. "
+                                            "NVIDIA-A100-SXM4-80GB.")
+
+    class Meta:
+        model = LLMServicePreset
+        fields = ["name", "description", "runtime_image", "runtime_args", "gpu_product",
+                  "gpu_count", "cpu", "memory", "tensor_parallel", "data_parallel",
+                  "data_local_parallel", "pipeline_parallel", "scheduler",
+                  "scheduler_replicas", "scheduler_config", "kv_offload_cpu",
+                  "kv_offload_policy", "kv_offload_disk"]
+        labels = {"runtime_image": "Runtime image", "gpu_count": "GPUs per pod",
+                  "cpu": "CPU per pod", "memory": "Memory per pod",
+                  "tensor_parallel": "Tensor parallel", "data_parallel": "Data parallel",
+                  "data_local_parallel": "Data parallel per pod",
+                  "pipeline_parallel": "Pipeline parallel",
+                  "kv_offload_cpu": "KV-cache offload to CPU RAM",
+                  "kv_offload_policy": "Eviction policy", "kv_offload_disk": "Disk tier"}
+        widgets = {"runtime_image": forms.TextInput(attrs={
+            "class": "mono", "placeholder": "registry.example.eu/llm-d/llm-d-cuda:v0.8.0@"
+                                            "sha256:…"})}
+
+    FIELDSETS = [
+        ("Runtime", ["name", "description", "runtime_image", "runtime_args"]),
+        ("Resources per pod", ["gpu_product", "gpu_count", "cpu", "memory"]),
+        ("Parallelism", ["tensor_parallel", "data_parallel", "data_local_parallel",
+                         "pipeline_parallel"]),
+        ("Scheduler and router", ["scheduler", "scheduler_replicas", "scheduler_config"]),
+        ("KV-cache offload", ["kv_offload_cpu", "kv_offload_policy", "kv_offload_disk"]),
+    ]
+
+    def fieldsets(self) -> list[tuple[str, list]]:
+        return [(legend, [self[name] for name in names]) for legend, names in self.FIELDSETS]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["name"].disabled = True
+            self.initial["runtime_args"] = format_extra_args(self.instance.runtime_args)
+            if self.instance.scheduler_config:
+                self.initial["scheduler_config"] = yaml.safe_dump(
+                    self.instance.scheduler_config, sort_keys=False)
+
+    def clean_runtime_args(self):
+        return parse_extra_args(self.cleaned_data["runtime_args"])
+
+    def clean_scheduler_config(self):
+        text = self.cleaned_data["scheduler_config"].strip()
+        if not text:
+            return {}
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValidationError(f"This is not YAML ({exc.__class__.__name__}).") from None
+        if not isinstance(value, dict):
+            raise ValidationError("Give the EndpointPickerConfig as a YAML mapping.")
+        return value
+
+    def _post_clean(self):
+        """The service checks the whole preset (and the model's validators) once."""
+
+    def service_fields(self) -> dict:
+        return {name: self.cleaned_data[name] for name in self.Meta.fields
+                if name in self.cleaned_data}
 

@@ -61,6 +61,10 @@ class Cluster(models.Model):
     default_mode = models.CharField(max_length=16, choices=DeploymentMode.choices,
                                     default=DeploymentMode.STANDARD)
     server_version = models.CharField(max_length=40, blank=True)
+    llm_inference_service = models.BooleanField(
+        "LLMInferenceService served", null=True, blank=True,
+        help_text="Whether the last check found KServe's LLMInferenceService and "
+                  "LLMInferenceServiceConfig served at serving.kserve.io/v1alpha2.")
     last_check_ok = models.BooleanField(null=True, blank=True)
     last_check_message = models.CharField(max_length=500, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
@@ -90,6 +94,12 @@ class Cluster(models.Model):
 class Backend(models.TextChoices):
     EXTERNAL = "external", "External OpenAI-compatible endpoint"
     KSERVE = "kserve", "KServe InferenceService"
+    LLMISVC = "llmisvc", "KServe LLMInferenceService (llm-d)"
+
+
+# Backends whose objects the portal applies to a cluster: a manifest, the worker's state
+# machine, GPU bookings and the reconcile loop. (External endpoints run elsewhere.)
+CLUSTER_BACKENDS = (Backend.KSERVE, Backend.LLMISVC)
 
 
 class DeploymentStatus(models.TextChoices):
@@ -126,6 +136,109 @@ class ScaleMetric(models.TextChoices):
     RPS = "rps", "Requests per second"
     CPU = "cpu", "CPU utilisation (%)"
     MEMORY = "memory", "Memory utilisation (%)"
+
+
+class Autoscaler(models.TextChoices):
+    """How KServe scales an LLMInferenceService between min and max replicas: the Workload
+    Variant Autoscaler (WVA) computes the replicas, an HPA or a KEDA ScaledObject applies them."""
+
+    HPA = "hpa", "HPA (needs the Prometheus Adapter)"
+    KEDA = "keda", "KEDA"
+
+
+class SchedulerMode(models.TextChoices):
+    NONE = "none", "None (route straight to the model servers)"
+    DEFAULT = "default", "llm-d scheduler, KServe's defaults"
+    CUSTOM = "custom", "llm-d scheduler, my EndpointPickerConfig"
+
+
+class KVEvictionPolicy(models.TextChoices):
+    LRU = "lru", "LRU"
+    ARC = "arc", "ARC"
+
+
+image_digest_validator = RegexValidator(
+    r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)+"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?@sha256:[a-f0-9]{64}$",
+    "Give the image pinned by digest: registry/repository[:tag]@sha256:<64 hex digits>, so "
+    "every cluster runs exactly the runtime that was reviewed.")
+preset_name_validator = RegexValidator(
+    r"^(?!kserve-)", "Names starting with kserve- are KServe's own well-known configurations.")
+
+
+class LLMServicePreset(models.Model):
+    """An `LLMInferenceServiceConfig` the MSP curates: the runtime, its GPUs, parallelism,
+    scheduler and KV-cache offload. LLMInferenceService deployments reference it through
+    `spec.baseRefs`; the portal applies it, under `name`, to the namespace of every deployment
+    that uses it (KServe resolves a baseRef in the service's namespace first)."""
+
+    name = models.CharField(
+        max_length=50, validators=[dns_label_validator, preset_name_validator],
+        help_text="The LLMInferenceServiceConfig's name on the clusters (a DNS label).")
+    description = models.CharField(max_length=300, blank=True,
+                                   validators=[validate_display_name])
+    runtime_image = models.CharField(
+        max_length=300, validators=[image_digest_validator],
+        help_text="The llm-d / vLLM serving image, pinned by digest.")
+    runtime_args = models.JSONField(default=dict, blank=True)
+    gpu_product = models.CharField(max_length=100, blank=True,
+                                   help_text="Node label value of nvidia.com/gpu.product.")
+    gpu_count = models.PositiveSmallIntegerField(
+        default=1, validators=[MaxValueValidator(16)],
+        help_text="nvidia.com/gpu each pod asks for; 0: CPU only.")
+    cpu = models.CharField(max_length=16)
+    memory = models.CharField(max_length=16)
+    tensor_parallel = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(16)])
+    data_parallel = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(64)],
+        help_text="Data-parallel ranks in all (spec.parallelism.data).")
+    data_local_parallel = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(16)],
+        help_text="Data-parallel ranks per pod (spec.parallelism.dataLocal).")
+    pipeline_parallel = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(16)],
+        help_text="Pipeline stages, one pod each.")
+    scheduler = models.CharField(max_length=16, choices=SchedulerMode.choices,
+                                 default=SchedulerMode.DEFAULT)
+    scheduler_replicas = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(8)])
+    scheduler_config = models.JSONField(
+        default=dict, blank=True,
+        help_text="The EndpointPickerConfig, for the custom scheduler.")
+    kv_offload_cpu = models.CharField(
+        max_length=16, blank=True, help_text="CPU RAM for the KV cache (e.g. 10Gi); empty: off.")
+    kv_offload_policy = models.CharField(max_length=8, choices=KVEvictionPolicy.choices,
+                                         default=KVEvictionPolicy.LRU)
+    kv_offload_disk = models.CharField(
+        max_length=16, blank=True, help_text="A node-local disk tier (emptyDir size); empty: none.")
+    revision = models.PositiveIntegerField(default=1)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["name"], condition=models.Q(archived_at__isnull=True),
+                                    name="one_llm_preset_in_service_per_name",
+                                    violation_error_message="A preset with this name exists."),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def pods_per_replica(self) -> int:
+        """Pods of one replica: data-parallel ranks spread over pods, or one per pipeline
+        stage (more than one pod makes a multi-node LeaderWorkerSet)."""
+        return max(self.data_parallel // self.data_local_parallel, self.pipeline_parallel)
+
+    @property
+    def gpus_per_pod_needed(self) -> int:
+        return self.tensor_parallel * self.data_local_parallel
 
 
 class Deployment(models.Model):
@@ -168,9 +281,11 @@ class Deployment(models.Model):
     previous_version = models.ForeignKey(ModelVersion, null=True, blank=True,
                                          on_delete=models.PROTECT, related_name="+")
     predictor_name = models.CharField(
-        max_length=40, blank=True,
+        max_length=63, blank=True,
         help_text="KServe `spec.predictor.name` (Standard mode): empty until a canary is "
-                  "promoted, then the promoted canary's name, so promotion restarts nothing.")
+                  "promoted, then the promoted canary's name, so promotion restarts nothing. "
+                  "LLMInferenceService: the name of the one serving the version, once a "
+                  "canary was promoted.")
     mode = models.CharField(max_length=16, choices=DeploymentMode.choices, blank=True)
     namespace = models.CharField(max_length=63, blank=True)
     resource_name = models.CharField(max_length=63, blank=True,
@@ -185,6 +300,22 @@ class Deployment(models.Model):
     scale_metric = models.CharField(max_length=16, choices=ScaleMetric.choices, blank=True)
     scale_target = models.PositiveIntegerField(null=True, blank=True)
     extra_args = models.JSONField(default=dict, blank=True)
+
+    # --- LLMInferenceService desired state (the GPU shape above is copied from the preset) ---
+    llm_preset = models.ForeignKey(LLMServicePreset, null=True, blank=True,
+                                   on_delete=models.PROTECT, related_name="deployments")
+    pods_per_replica = models.PositiveSmallIntegerField(
+        default=1, help_text="Pods of one replica (more than one: multi-node).")
+    prefill_replicas = models.PositiveSmallIntegerField(
+        default=0, validators=[MaxValueValidator(64)],
+        help_text="Pods of a separate prefill pool (spec.prefill); 0: none.")
+    autoscaler = models.CharField(max_length=8, choices=Autoscaler.choices, blank=True,
+                                  help_text="When min < max replicas.")
+    stopped_member = models.CharField(
+        max_length=63, blank=True,
+        help_text="The LLMInferenceService kept stopped (serving.kserve.io/stop) after a "
+                  "promotion: what a rollback starts again.")
+
     stop_requested = models.BooleanField(default=False)
     delete_requested = models.BooleanField(
         default=False, help_text="Deletion was asked for: a retry after a failed delete "
@@ -192,7 +323,7 @@ class Deployment(models.Model):
 
     applied_manifest = models.JSONField(
         default=dict, blank=True,
-        help_text="The InferenceService last applied: what a pending change is compared to.")
+        help_text="The manifest last applied: what a pending change is compared to.")
 
     # --- KServe observed state ---
     url = models.URLField(max_length=500, blank=True)
@@ -210,7 +341,8 @@ class Deployment(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["cluster", "namespace", "resource_name"],
-                condition=~models.Q(status="deleted") & models.Q(backend="kserve"),
+                condition=~models.Q(status="deleted")
+                & models.Q(backend__in=["kserve", "llmisvc"]),
                 name="one_live_inferenceservice_per_name"),
         ]
 
@@ -233,6 +365,14 @@ class Deployment(models.Model):
     @property
     def peak_pods(self) -> int:
         """Pods this deployment may run at its peak: every replica, plus a canary's pods."""
+        if self.backend == Backend.LLMISVC:
+            # The canary is a second LLMInferenceService with fixed replicas; a stopped one
+            # (kept for a rollback) runs no pods.
+            pods = self.max_replicas * self.pods_per_replica + self.prefill_replicas
+            if self.canary_version_id:
+                pods += self.canary_replicas * self.pods_per_replica \
+                    + self.canary_prefill_replicas
+            return pods
         if not self.canary_version_id:
             return self.max_replicas
         if self.mode == DeploymentMode.STANDARD:
@@ -241,8 +381,23 @@ class Deployment(models.Model):
 
     @property
     def canary_replicas(self) -> int:
-        """Pods KServe runs for a Standard-mode canary: fixed, ceil(minReplicas × % / 100)."""
+        """Pods KServe runs for a Standard-mode canary: fixed, ceil(minReplicas × % / 100).
+        The portal sizes an LLMInferenceService canary the same way."""
         return math.ceil(self.min_replicas * (self.canary_traffic_percent or 0) / 100)
+
+    @property
+    def scheduler_pods(self) -> int:
+        """Pods of llm-d's inference scheduler at the peak: each serving LLMInferenceService
+        (the stable one and a canary) runs its own."""
+        preset = self.llm_preset if self.backend == Backend.LLMISVC else None
+        if preset is None or preset.scheduler == SchedulerMode.NONE:
+            return 0
+        return preset.scheduler_replicas * (2 if self.canary_version_id else 1)
+
+    @property
+    def canary_prefill_replicas(self) -> int:
+        """The prefill pool of an LLMInferenceService canary, sized like its replicas."""
+        return math.ceil(self.prefill_replicas * (self.canary_traffic_percent or 0) / 100)
 
 
 class DeploymentEvent(models.Model):

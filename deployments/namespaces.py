@@ -17,7 +17,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from deployments import kube
-from deployments.models import Cluster, Deployment, DeploymentMode, DeploymentStatus
+from deployments.models import Backend, Cluster, Deployment, DeploymentMode, DeploymentStatus
 from tenants.models import Tenant
 
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": "sovereign-model-portal"}
@@ -26,6 +26,8 @@ MANAGED_LABELS = {"app.kubernetes.io/managed-by": "sovereign-model-portal"}
 CPU_PER_GPU = 8
 MEMORY_GI_PER_GPU = 64
 PODS_PER_GPU = 4
+# What a container without requests asks for (the namespace's LimitRange).
+DEFAULT_REQUESTS = {"cpu": "250m", "memory": "512Mi"}
 SIDECAR_CPU = Decimal("0.1")
 SIDECAR_MEMORY = 100 * 2**20
 _UNITS = {"m": Decimal("0.001"), "": Decimal(1), "k": Decimal(10**3), "M": Decimal(10**6),
@@ -56,11 +58,15 @@ def tenant_quota(tenant: Tenant) -> dict[str, Decimal]:
 
 
 def peak_requests(deployment: Deployment) -> dict[str, Decimal]:
-    """What a deployment's pods may request at their peak, sidecars included."""
+    """What a deployment's pods may request at their peak, sidecars included, and the llm-d
+    inference scheduler's pods (which ask the LimitRange's defaults)."""
     pods = Decimal(deployment.peak_pods)
-    return {"cpu": pods * (quantity(deployment.cpu) + SIDECAR_CPU),
-            "memory": pods * (quantity(deployment.memory) + SIDECAR_MEMORY),
-            "pods": pods}
+    schedulers = Decimal(deployment.scheduler_pods)
+    return {"cpu": pods * (quantity(deployment.cpu) + SIDECAR_CPU)
+            + schedulers * quantity(DEFAULT_REQUESTS["cpu"]),
+            "memory": pods * (quantity(deployment.memory) + SIDECAR_MEMORY)
+            + schedulers * quantity(DEFAULT_REQUESTS["memory"]),
+            "pods": pods + schedulers}
 
 
 def namespace_name(tenant: Tenant) -> str:
@@ -115,7 +121,7 @@ def _objects(cluster: Cluster, ns: str, labels: dict, gpus: int,
             "spec": {"limits": [{
                 "type": "Container",
                 "default": {"cpu": "1", "memory": "2Gi"},
-                "defaultRequest": {"cpu": "250m", "memory": "512Mi"},
+                "defaultRequest": dict(DEFAULT_REQUESTS),
             }]},
         }, ("spec",)),
         KubeObject("NetworkPolicy",
@@ -126,10 +132,7 @@ def _objects(cluster: Cluster, ns: str, labels: dict, gpus: int,
                        "spec": {
                            "podSelector": {},
                            "policyTypes": ["Ingress"],
-                           "ingress": [{"from": [
-                               {"namespaceSelector": {"matchLabels": {
-                                   "kubernetes.io/metadata.name": namespace}}}
-                               for namespace in _admitted_namespaces(cluster)]}],
+                           "ingress": [{"from": _admitted_peers(cluster)}],
                        },
                    }, ("spec",)),
         KubeObject("RoleBinding",
@@ -157,6 +160,19 @@ def _admitted_namespaces(cluster: Cluster) -> list[str]:
         cluster=cluster, mode=DeploymentMode.KNATIVE).exclude(
         status=DeploymentStatus.DELETED).exists()
     return [cluster.gateway_namespace] + ([KNATIVE_SYSTEM_NAMESPACE] if knative else [])
+
+
+def _admitted_peers(cluster: Cluster) -> list[dict]:
+    """The admitted namespaces; with LLMInferenceService in use on the cluster also the pods
+    of the namespace itself: llm-d's inference scheduler scrapes the model servers and
+    receives their KV-cache events, prefill pods hand KV caches to decode pods, and a
+    multi-node replica's pods talk to each other."""
+    peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+             for namespace in _admitted_namespaces(cluster)]
+    if Deployment.objects.filter(cluster=cluster, backend=Backend.LLMISVC).exclude(
+            status=DeploymentStatus.DELETED).exists():
+        peers.append({"podSelector": {}})
+    return peers
 
 
 def _matches(live: dict, wanted: KubeObject) -> bool:

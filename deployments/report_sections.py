@@ -8,7 +8,7 @@ from django.db.models import Q
 
 from audit.models import AuditEvent
 from audit.reports.sections import ReportScope, Section, Table, register_section
-from deployments.models import Backend, Deployment, DeploymentStatus
+from deployments.models import CLUSTER_BACKENDS, Backend, Deployment, DeploymentStatus
 
 
 def _deployments_in(scope: ReportScope):
@@ -24,7 +24,7 @@ def deployments(scope: ReportScope) -> Section:
     from deployments.services import jurisdiction_allowed
 
     live = list(_deployments_in(scope))
-    kserve = [d for d in live if d.backend == Backend.KSERVE]
+    kserve = [d for d in live if d.backend in CLUSTER_BACKENDS]
     external = [d for d in live if d.backend == Backend.EXTERNAL]
     outside = [d for d in kserve if not jurisdiction_allowed(d.cluster.jurisdiction)]
     refused = AuditEvent.objects.filter(action="deployment.refused",

@@ -7,10 +7,12 @@ from django.shortcuts import get_object_or_404
 
 from deployments.models import (
     ACTIVE_STATUSES,
+    CLUSTER_BACKENDS,
     Backend,
     Cluster,
     Deployment,
     DeploymentStatus,
+    LLMServicePreset,
 )
 from models_catalog.models import Model, ModelLifecycle, ModelVersion, VersionStatus
 from models_catalog.selectors import model_list_for_tenant
@@ -36,7 +38,7 @@ def cluster_get(pk: int) -> Cluster:
 
 
 def _holding_gpus(cluster: Cluster | None = None) -> QuerySet[Deployment]:
-    qs = Deployment.objects.filter(backend=Backend.KSERVE, status__in=ACTIVE_STATUSES,
+    qs = Deployment.objects.filter(backend__in=CLUSTER_BACKENDS, status__in=ACTIVE_STATUSES,
                                    gpu_count__gt=0)
     return qs.filter(cluster=cluster) if cluster else qs
 
@@ -73,7 +75,7 @@ def gpu_allocation() -> list[dict]:
 
 def deployment_list(*, status: str = "", cluster: str = "") -> QuerySet[Deployment]:
     qs = Deployment.objects.select_related("model", "tenant", "cluster", "version",
-                                           "canary_version")
+                                           "canary_version", "llm_preset")
     if status:
         qs = qs.filter(status=status)
     else:
@@ -100,7 +102,8 @@ def tenant_shared_deployments(*, tenant: Tenant) -> QuerySet[Deployment]:
 def deployment_get(pk: int) -> Deployment:
     return get_object_or_404(
         Deployment.objects.select_related("model", "tenant", "cluster", "version",
-                                          "canary_version", "previous_version"), pk=pk)
+                                          "canary_version", "previous_version", "llm_preset"),
+        pk=pk)
 
 
 def external_endpoint_get(pk: int) -> Deployment:
@@ -126,7 +129,7 @@ def deployable_versions(model: Model | None = None) -> QuerySet[ModelVersion]:
 def deployments_by_jurisdiction() -> list[dict]:
     """Live deployments per cluster, for the compliance report."""
     rows: dict[str, dict] = {}
-    live = Deployment.objects.filter(backend=Backend.KSERVE).exclude(
+    live = Deployment.objects.filter(backend__in=CLUSTER_BACKENDS).exclude(
         status=DeploymentStatus.DELETED).select_related("cluster")
     for d in live:
         row = rows.setdefault(d.cluster.name, {"cluster": d.cluster.name,
@@ -134,3 +137,24 @@ def deployments_by_jurisdiction() -> list[dict]:
                                                "deployments": 0})
         row["deployments"] += 1
     return sorted(rows.values(), key=lambda r: r["cluster"])
+
+
+def llm_preset_list() -> QuerySet[LLMServicePreset]:
+    """Presets in service, with how many deployments that still exist use each."""
+    from django.db.models import Count
+
+    return LLMServicePreset.objects.filter(archived_at__isnull=True).annotate(
+        in_use=Count("deployments", filter=~Q(deployments__status=DeploymentStatus.DELETED)))
+
+
+def llm_preset_get(pk: int) -> LLMServicePreset:
+    return get_object_or_404(llm_preset_list(), pk=pk)
+
+
+def llm_preset_deployments(preset: LLMServicePreset) -> QuerySet[Deployment]:
+    return deployment_list().filter(llm_preset=preset)
+
+
+def llm_clusters() -> QuerySet[Cluster]:
+    """Clusters whose last check found LLMInferenceService served."""
+    return cluster_list().filter(llm_inference_service=True)

@@ -1,14 +1,20 @@
 from rest_framework import serializers
 
 from deployments.backends.kserve import ALLOWED_ARGS
+from deployments.backends.llmisvc import PRESET_ARGS
 from deployments.models import (
+    Autoscaler,
+    Backend,
     Cluster,
     CredentialKind,
     Deployment,
     DeploymentEvent,
     DeploymentMode,
+    KVEvictionPolicy,
+    LLMServicePreset,
     Runtime,
     ScaleMetric,
+    SchedulerMode,
     TenantNamespace,
 )
 from models_catalog.models import ModelTask
@@ -19,8 +25,9 @@ class ClusterOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Cluster
         fields = ["id", "name", "api_url", "jurisdiction", "credential_kind", "gpu_capacity",
-                  "gateway_namespace", "default_mode", "server_version", "last_check_ok",
-                  "last_check_message", "last_checked_at", "created_at", "updated_at"]
+                  "gateway_namespace", "default_mode", "server_version", "llm_inference_service",
+                  "last_check_ok", "last_check_message", "last_checked_at", "created_at",
+                  "updated_at"]
 
 
 class TenantNamespaceSerializer(serializers.ModelSerializer):
@@ -74,6 +81,8 @@ class DeploymentOutputSerializer(serializers.ModelSerializer):
     version = serializers.CharField(source="version.version", allow_null=True, default=None)
     canary_version = serializers.CharField(source="canary_version.version", allow_null=True,
                                            default=None)
+    llm_preset = serializers.CharField(source="llm_preset.name", allow_null=True, default=None,
+                                       help_text="LLMInferenceService: the preset's name.")
 
     class Meta:
         model = Deployment
@@ -81,8 +90,9 @@ class DeploymentOutputSerializer(serializers.ModelSerializer):
                   "resource_name", "mode", "status", "status_reason", "version",
                   "canary_version", "canary_traffic_percent", "runtime", "gpu_product",
                   "gpu_count", "cpu", "memory", "min_replicas", "max_replicas", "scale_metric",
-                  "scale_target", "extra_args", "url", "base_url", "conditions", "observed",
-                  "created_at", "updated_at"]
+                  "scale_target", "extra_args", "llm_preset", "pods_per_replica",
+                  "prefill_replicas", "autoscaler", "url", "base_url", "conditions",
+                  "observed", "created_at", "updated_at"]
 
 
 class DeploymentDetailSerializer(DeploymentOutputSerializer):
@@ -95,6 +105,19 @@ class DeploymentDetailSerializer(DeploymentOutputSerializer):
 class DeploymentCreateSerializer(serializers.Serializer):
     version = serializers.IntegerField(help_text="ModelVersion id (published and signed)")
     cluster = serializers.IntegerField()
+    backend = serializers.ChoiceField(
+        choices=Backend.choices, default=Backend.KSERVE,
+        help_text="kserve or llmisvc: a KServe LLMInferenceService built on `preset`; the "
+                  "runtime, GPU, CPU, memory, mode, scale and extra_args fields are then not "
+                  "used. (An external endpoint is registered at /api/deployments/external/.)")
+    preset = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                      help_text="LLMInferenceService preset id.")
+    autoscaler = serializers.ChoiceField(choices=Autoscaler.choices, required=False,
+                                         allow_blank=True, default="",
+                                         help_text="LLMInferenceService: when min < max.")
+    prefill_replicas = serializers.IntegerField(min_value=0, max_value=64, default=0,
+                                                help_text="LLMInferenceService: pods of a "
+                                                          "separate prefill pool.")
     tenant = serializers.SlugField(required=False, allow_null=True, default=None,
                                    help_text="Tenant slug for a dedicated deployment; "
                                              "empty: shared.")
@@ -119,6 +142,12 @@ class DeploymentCreateSerializer(serializers.Serializer):
     dry_run = serializers.BooleanField(default=False, help_text="Validate and return the "
                                                                 "manifest; apply nothing.")
 
+    def validate_backend(self, value: str) -> str:
+        if value == Backend.EXTERNAL:
+            raise serializers.ValidationError("Register an external endpoint with POST "
+                                              "/api/deployments/external/.")
+        return value
+
 
 class UpdateVersionSerializer(serializers.Serializer):
     version = serializers.IntegerField()
@@ -133,6 +162,13 @@ class ScaleSerializer(serializers.Serializer):
                                            allow_blank=True, default="")
     scale_target = serializers.IntegerField(min_value=1, required=False, allow_null=True,
                                             default=None)
+    autoscaler = serializers.ChoiceField(choices=Autoscaler.choices, required=False,
+                                         allow_blank=True, allow_null=True, default=None,
+                                         help_text="LLMInferenceService; absent keeps it.")
+    prefill_replicas = serializers.IntegerField(min_value=0, max_value=64, required=False,
+                                                allow_null=True, default=None,
+                                                help_text="LLMInferenceService; absent keeps "
+                                                          "it.")
 
 
 class ManifestSerializer(serializers.Serializer):
@@ -206,3 +242,33 @@ class TenantSharedDeploymentSerializer(serializers.ModelSerializer):
 class TenantDeploymentsSerializer(serializers.Serializer):
     dedicated = TenantDeploymentSerializer(many=True)
     shared = TenantSharedDeploymentSerializer(many=True)
+
+
+class LLMPresetSerializer(serializers.ModelSerializer):
+    """An LLMInferenceService preset (LLMInferenceServiceConfig), as the API reads and writes
+    it. `runtime_args` uses the flags of the allow-list; true for a bare flag."""
+
+    runtime_args = serializers.DictField(
+        required=False, default=dict,
+        help_text=f"Allowed flags: {', '.join(PRESET_ARGS)}; value true for a bare flag.")
+    scheduler = serializers.ChoiceField(choices=SchedulerMode.choices,
+                                        default=SchedulerMode.DEFAULT)
+    scheduler_config = serializers.DictField(required=False, default=dict,
+                                             help_text="The EndpointPickerConfig, for the "
+                                                       "custom scheduler.")
+    kv_offload_policy = serializers.ChoiceField(choices=KVEvictionPolicy.choices,
+                                                default=KVEvictionPolicy.LRU)
+    in_use = serializers.IntegerField(read_only=True, default=0,
+                                      help_text="Deployments (not deleted) that use it.")
+
+    class Meta:
+        model = LLMServicePreset
+        fields = ["id", "name", "description", "runtime_image", "runtime_args", "gpu_product",
+                  "gpu_count", "cpu", "memory", "tensor_parallel", "data_parallel",
+                  "data_local_parallel", "pipeline_parallel", "scheduler", "scheduler_replicas",
+                  "scheduler_config", "kv_offload_cpu", "kv_offload_policy", "kv_offload_disk",
+                  "revision", "in_use", "created_at", "updated_at"]
+        read_only_fields = ["revision", "created_at", "updated_at"]
+        # The service checks names, images and the rest once, with messages that say what to do.
+        extra_kwargs = {"name": {"validators": []}, "runtime_image": {"validators": []},
+                        "description": {"validators": []}}

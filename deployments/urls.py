@@ -26,6 +26,11 @@ urlpatterns = [
     path("msp/deployments/<int:pk>/update/preview/", views.deployment_update_preview,
          name="update_preview"),
     path("msp/deployments/<int:pk>/scale/", views.deployment_scale, name="scale"),
+    path("msp/llm-presets/", views.llm_preset_list, name="llm_presets"),
+    path("msp/llm-presets/new/", views.llm_preset_create, name="llm_preset_create"),
+    path("msp/llm-presets/<int:pk>/", views.llm_preset_detail, name="llm_preset"),
+    path("msp/llm-presets/<int:pk>/edit/", views.llm_preset_edit, name="llm_preset_edit"),
+    path("msp/llm-presets/<int:pk>/delete/", views.llm_preset_delete, name="llm_preset_delete"),
     path("t/<slug:tenant_slug>/deployments/", views.tenant_deployment_list, name="tenant_list"),
 ]
 for _action in ("retry", "promote", "rollback", "stop", "start", "delete"):

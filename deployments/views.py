@@ -11,16 +11,19 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from deployments import selectors, services
-from deployments.backends import backend_for, manifest_diff, manifest_yaml
+from deployments.backends import backend_for, manifest_diff, manifest_yaml, to_yaml
 from deployments.forms import (
+    RESOURCE_STEPS,
     WIZARD_STEPS,
     ClusterForm,
     ExternalEndpointEditForm,
     ExternalEndpointForm,
+    LLMPresetForm,
+    LLMScaleForm,
     ScaleForm,
     UpdateVersionForm,
 )
-from deployments.models import Backend, Deployment, DeploymentStatus
+from deployments.models import CLUSTER_BACKENDS, Backend, Deployment, DeploymentStatus
 from models_catalog.registry import NOT_CONFIGURED, RegistryNotConfigured, registry_configured
 from portal.api import ApplicationError
 from portal.forms import add_service_errors, service_error_message
@@ -129,24 +132,40 @@ def cluster_sync_namespaces(request: HttpRequest, pk: int) -> HttpResponse:
 
 # --- The deploy wizard --------------------------------------------------------------------
 
-WIZARD_FIELDS = {name for step in WIZARD_STEPS for name in step.base_fields}
+WIZARD_FIELDS = {name for step in [*WIZARD_STEPS, *RESOURCE_STEPS.values()]
+                 for name in step.base_fields}
 REVIEW = len(WIZARD_STEPS)
 
 
+def _chosen_backend(forms) -> str:
+    """The backend chosen on the cluster step (InferenceService until then)."""
+    if len(forms) > 1 and forms[1].is_valid():
+        return forms[1].cleaned_data["backend"]
+    return Backend.KSERVE
+
+
 def _bound_steps(data, count: int) -> list:
-    """Bound forms of the first `count` steps (the cluster feeds the resources choices)."""
+    """Bound forms of the first `count` steps (the cluster and the backend chosen on the
+    second step decide the third)."""
     forms: list = []
     for index, step in enumerate(WIZARD_STEPS[:count]):
         kwargs = {}
         if index == 2:
             kwargs["cluster"] = forms[1].cleaned_data.get("cluster") if forms[1].is_valid() \
                 else None
+            step = RESOURCE_STEPS[_chosen_backend(forms)]
         forms.append(step(data, **kwargs))
     return forms
 
 
 def _build(forms) -> Deployment:
     target, where, resources = (f.cleaned_data for f in forms)
+    if where["backend"] == Backend.LLMISVC:
+        return services.llm_deployment_build(
+            version=target["version"], tenant=target["tenant"], cluster=where["cluster"],
+            preset=resources["preset"], name=resources["name"],
+            min_replicas=resources["min_replicas"], max_replicas=resources["max_replicas"],
+            autoscaler=resources["autoscaler"], prefill_replicas=resources["prefill_replicas"])
     return services.kserve_deployment_build(
         version=target["version"], tenant=target["tenant"], cluster=where["cluster"],
         mode=where["mode"], name=resources["name"], runtime=resources["runtime"],
@@ -190,15 +209,18 @@ def deployment_wizard(request: HttpRequest) -> HttpResponse:
         except (ValidationError, ApplicationError) as exc:
             target, current = 2, done[2]
             add_service_errors(current, exc)
+    backend = _chosen_backend(done)
     if current is None and target < REVIEW:
         kwargs = {"cluster": done[1].cleaned_data["cluster"]} if target == 2 else {}
         initial = {k: v for k, v in data.items()} if data else {}
-        current = WIZARD_STEPS[target](initial=initial, **kwargs)
+        step = RESOURCE_STEPS[backend] if target == 2 else WIZARD_STEPS[target]
+        current = step(initial=initial, **kwargs)
     own = set(current.fields) if current else set()
     carry = [(k, v) for k, v in (data.items() if data else []) if k in WIZARD_FIELDS
              and k not in own]
+    titles = [s.title for s in WIZARD_STEPS[:2]] + [RESOURCE_STEPS[backend].title]
     context = {
-        "step": target, "steps": [s.title for s in WIZARD_STEPS] + ["Review manifest"],
+        "step": target, "steps": titles + ["Review manifest"], "backend": backend,
         "form": current, "carry": carry, "manifest": manifest,
         "clusters": _cluster_choices() if target == 1 else [],
         "no_versions": target == 0 and not current.fields["version"].queryset.exists(),
@@ -213,7 +235,7 @@ def _cluster_choices():
     rows = []
     for cluster in selectors.cluster_list():
         free = selectors.cluster_free_gpus(cluster)
-        rows.append({"cluster": cluster,
+        rows.append({"cluster": cluster, "llm": cluster.llm_inference_service is True,
                      "allowed": services.jurisdiction_allowed(cluster.jurisdiction),
                      "gpus": [(p, free[p], cluster.gpu_capacity[p])
                               for p in cluster.gpu_products]})
@@ -291,10 +313,10 @@ def deployment_list(request: HttpRequest) -> HttpResponse:
 
 
 def _canary_diff(deployment: Deployment) -> str:
-    if not deployment.canary_version_id or deployment.backend != Backend.KSERVE:
+    if not deployment.canary_version_id or deployment.backend not in CLUSTER_BACKENDS:
         return ""
-    stable = Deployment.objects.select_related("model", "tenant", "cluster", "version").get(
-        pk=deployment.pk)
+    stable = Deployment.objects.select_related("model", "tenant", "cluster", "version",
+                                               "llm_preset").get(pk=deployment.pk)
     stable.canary_version, stable.canary_traffic_percent = None, None
     backend = backend_for(deployment)
     return manifest_diff(
@@ -307,7 +329,7 @@ def _canary_diff(deployment: Deployment) -> str:
 def _pending_diff(deployment: Deployment) -> str:
     """What applying the desired state would change on the cluster: the last applied
     manifest against the one the portal would apply now (empty when they agree)."""
-    if deployment.backend != Backend.KSERVE or not deployment.applied_manifest \
+    if deployment.backend not in CLUSTER_BACKENDS or not deployment.applied_manifest \
             or deployment.status in (DeploymentStatus.DELETING, DeploymentStatus.DELETED):
         return ""
     return manifest_diff(
@@ -323,17 +345,22 @@ def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = {"deployment": deployment, "events": deployment.events.all()[:50]}
     if request.htmx and not request.htmx.boosted:
         return render(request, "deployments/partials/_status.html", context)
-    if deployment.backend == Backend.KSERVE and not registry_configured():
+    if deployment.backend in CLUSTER_BACKENDS and not registry_configured():
         # Its manifests name the registry: no diff, no download, and the page says why.
         context["registry_problem"] = NOT_CONFIGURED
     else:
         context.update(canary_diff=_canary_diff(deployment),
                        pending_diff=_pending_diff(deployment))
+    scale_form = (LLMScaleForm(initial={
+        "min_replicas": deployment.min_replicas, "max_replicas": deployment.max_replicas,
+        "autoscaler": deployment.autoscaler, "prefill_replicas": deployment.prefill_replicas})
+        if deployment.backend == Backend.LLMISVC else ScaleForm(initial={
+            "min_replicas": deployment.min_replicas, "max_replicas": deployment.max_replicas,
+            "scale_metric": deployment.scale_metric, "scale_target": deployment.scale_target}))
     context.update({
         "update_form": UpdateVersionForm(deployment=deployment),
-        "scale_form": ScaleForm(initial={
-            "min_replicas": deployment.min_replicas, "max_replicas": deployment.max_replicas,
-            "scale_metric": deployment.scale_metric, "scale_target": deployment.scale_target}),
+        "scale_form": scale_form,
+        "kind": backend_for(deployment).kind,
     })
     return render(request, "deployments/deployment_detail.html", context)
 
@@ -408,13 +435,83 @@ def deployment_update_preview(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @platform_view(MANAGE)
 def deployment_scale(request: HttpRequest, pk: int) -> HttpResponse:
-    form = ScaleForm(request.POST)
+    deployment = selectors.deployment_get(pk)
+    form = (LLMScaleForm if deployment.backend == Backend.LLMISVC else ScaleForm)(request.POST)
     if not form.is_valid():
         messages.error(request, " ".join(f"{k}: {e}" for k, errs in form.errors.items()
                                          for e in errs))
         return redirect("deployments:detail", pk=pk)
     return _act(request, pk, lambda d: services.deployment_scale(
         actor=request.user, deployment=d, **form.cleaned_data))
+
+
+# --- LLMInferenceService presets ----------------------------------------------------------
+
+@platform_view(MANAGE)
+def llm_preset_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "deployments/llm_preset_list.html",
+                  {"presets": selectors.llm_preset_list()})
+
+
+@platform_view(MANAGE)
+def llm_preset_create(request: HttpRequest) -> HttpResponse:
+    form = LLMPresetForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            preset = services.llm_preset_create(actor=request.user, **form.service_fields())
+        except (ValidationError, ApplicationError) as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Preset {preset.name} saved. Deployments that use it "
+                                      "apply it to their namespace.")
+            return redirect("deployments:llm_preset", pk=preset.pk)
+    return render(request, "deployments/llm_preset_form.html", {"form": form})
+
+
+@platform_view(MANAGE)
+def llm_preset_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    from deployments.backends.llmisvc import preset_config
+
+    preset = selectors.llm_preset_get(pk)
+    return render(request, "deployments/llm_preset_detail.html", {
+        "preset": preset, "deployments": selectors.llm_preset_deployments(preset),
+        "config": to_yaml(preset_config(preset, "<deployment namespace>"))})
+
+
+@platform_view(MANAGE)
+def llm_preset_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    preset = selectors.llm_preset_get(pk)
+    form = LLMPresetForm(request.POST or None, instance=preset)
+    if request.method == "POST" and form.is_valid():
+        fields = form.service_fields()
+        fields.pop("name", None)
+        try:
+            preset = services.llm_preset_update(actor=request.user, preset=preset, **fields)
+        except (ValidationError, ApplicationError) as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Saved {preset.name} (revision {preset.revision}); "
+                                      f"{preset.in_use} deployment(s) use it.")
+            return redirect("deployments:llm_preset", pk=preset.pk)
+    return render(request, "deployments/llm_preset_form.html",
+                  {"form": form, "preset": preset,
+                   "in_use": selectors.llm_preset_deployments(preset)})
+
+
+@platform_view(MANAGE)
+def llm_preset_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: what deleting means, or why it is refused now; POST: delete."""
+    preset = selectors.llm_preset_get(pk)
+    if request.method == "POST":
+        try:
+            services.llm_preset_delete(actor=request.user, preset=preset)
+        except (ValidationError, ApplicationError) as exc:
+            messages.error(request, service_error_message(exc))
+            return redirect("deployments:llm_preset", pk=pk)
+        messages.success(request, f"Preset {preset.name} deleted.")
+        return redirect("deployments:llm_presets")
+    return render(request, "deployments/llm_preset_delete.html", {
+        "preset": preset, "blocking": selectors.llm_preset_deployments(preset)})
 
 
 # --- A tenant's view ----------------------------------------------------------------------

@@ -43,6 +43,7 @@ def navigation(request: HttpRequest) -> dict:
     if permissions.has_platform_perm(user, PlatformPerm.DEPLOYMENTS_MANAGE):
         platform.append(NavItem("Deployments", reverse("deployments:list"), "rocket"))
         platform.append(NavItem("Clusters", reverse("deployments:clusters"), "server"))
+        platform.append(NavItem("LLM presets", reverse("deployments:llm_presets"), "cube"))
     if permissions.has_platform_perm(user, PlatformPerm.AUDIT_VIEW):
         platform.append(NavItem("Audit", reverse("audit:list"), "shield"))
         platform.append(NavItem("Checkpoints", reverse("compliance:checkpoints"), "key"))

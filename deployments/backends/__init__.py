@@ -1,8 +1,10 @@
 """Where deployments run. Each backend turns a Deployment's desired state into something
 serving, and reports what it observes; the services own the state machine around them.
 
-KServe's `LLMInferenceService` (v1alpha2, llm-d) plugs in as one more module implementing
-`DeploymentBackend`, registered in `BACKENDS`.
+Backends the portal applies to a cluster (KServe's InferenceService and LLMInferenceService)
+also derive from `ClusterBackend`: their own checks of a deployment's shape and the fields a
+roll-out, a promotion or a rollback changes. Everything else — residency, quotas, signatures,
+the audit trail, the worker, the reconcile loop — is the services' and the same for all.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class Observation:
 
 
 class DeploymentBackend(Protocol):
+    kind: str  # what the backend serves a deployment as, for people ("InferenceService")
+
     def manifest(self, deployment: Deployment) -> dict | None:
         """The object the backend applies (for the YAML preview and GitOps), or None."""
 
@@ -39,10 +43,36 @@ class DeploymentBackend(Protocol):
     def delete(self, deployment: Deployment) -> None: ...
 
 
+class ClusterBackend:
+    """What differs between the backends the portal applies to a cluster; by default a
+    backend adds no check and no field."""
+
+    kind = ""
+
+    def shape_errors(self, deployment: Deployment) -> dict[str, str]:
+        """Field → why the deployment's shape can't be served by this backend."""
+        return {}
+
+    def rollout_fields(self, deployment: Deployment, version,
+                       canary_traffic_percent: int | None) -> dict:
+        """Checks of a roll-out of `version` (ValidationError) and the fields it sets beside
+        the version (or the canary) itself."""
+        return {}
+
+    def promotion_fields(self, deployment: Deployment) -> dict:
+        """Fields a promotion of the pending canary sets beside the versions."""
+        return {}
+
+    def rollback_fields(self, deployment: Deployment) -> dict:
+        """Fields a rollback to the previous version sets beside the versions."""
+        return {}
+
+
 # Backend (the Deployment.backend value) → module path of an object implementing
 # DeploymentBackend as `BACKEND`. A new target adds a `Backend` choice and a line here.
 BACKENDS: dict[str, str] = {
     Backend.KSERVE: "deployments.backends.kserve",
+    Backend.LLMISVC: "deployments.backends.llmisvc",
     Backend.EXTERNAL: "deployments.backends.external",
 }
 

@@ -42,6 +42,8 @@ def probe_openai_endpoint(*, base_url: str, api_key: str, expected_model: str) -
 
 
 class ExternalBackend:
+    kind = "external endpoint"
+
     def manifest(self, deployment: Deployment) -> dict | None:
         return None
 

@@ -9,7 +9,10 @@ Canary (checked against KServe v0.20's Go API types and validating webhook):
 - Standard mode: `spec.canary: [{predictor: {name, model}, trafficPercent}]`. KServe merges the
   canary predictor over the stable one, runs it with fixed replicas
   (ceil(stable minReplicas × trafficPercent / 100)) and refuses autoscaling fields on it, so the
-  portal sends only the name and the model. Deployments are named
+  portal sends only the name and the model. The CRD's schema (unlike the main predictor's and
+  unlike the SDK's types) requires the canary model's `name` — its container's name, which
+  KServe sets to `kserve-container` on the stable predictor — and `modelFormat`. Deployments are
+  named
   `{isvc}-{predictor.name}-predictor`; promotion without a restart, as KServe documents it, sets
   the stable `predictor.name` to the canary's name and drops the entry — the portal remembers
   that name in `Deployment.predictor_name`.
@@ -27,8 +30,14 @@ import re
 from django.core.exceptions import ValidationError
 
 from deployments import kube
-from deployments.backends import Observation
-from deployments.models import RUNTIME_MODEL_FORMAT, Deployment, DeploymentMode, Runtime
+from deployments.backends import ClusterBackend, Observation
+from deployments.models import (
+    RUNTIME_MODEL_FORMAT,
+    Deployment,
+    DeploymentMode,
+    Runtime,
+    ScaleMetric,
+)
 from models_catalog.registry import registry_configured, registry_host
 
 MANAGED_BY = "sovereign-model-portal"
@@ -42,6 +51,8 @@ OPENAI_PATHS = {Runtime.VLLM: "/v1", Runtime.HUGGINGFACE: "/openai/v1"}
 DNS_LABEL_MAX = 63
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+# The model server container's name, as KServe names it (constants.InferenceServiceContainerName).
+MODEL_CONTAINER = "kserve-container"
 
 
 def _positive_int(value: str) -> str:
@@ -180,7 +191,8 @@ def build_manifest(deployment: Deployment) -> dict:
         if canary:
             spec["canary"] = [{
                 "predictor": {"name": canary_name(deployment, canary),
-                              "model": _model(deployment, canary)},
+                              "model": {"name": MODEL_CONTAINER,
+                                        **_model(deployment, canary)}},
                 "trafficPercent": deployment.canary_traffic_percent,
             }]
     return {
@@ -241,37 +253,89 @@ def _conditions(live: dict) -> dict[str, dict]:
     return {c.get("type"): c for c in (live.get("status") or {}).get("conditions") or []}
 
 
-class KServeBackend:
+def apply_object(k: kube.KubeSession, plural: str, desired: dict) -> str:
+    """Create a custom object; on 409 re-read and replace it with the live resourceVersion
+    (a concurrent writer makes that a 409 again: re-read once more)."""
+    group, version = desired["apiVersion"].split("/")
+    meta = desired["metadata"]
+    args = (group, version, meta["namespace"], plural)
+    try:
+        k.call(k.custom.create_namespaced_custom_object, *args, desired)
+        return "created"
+    except kube.KubeError as exc:
+        if not kube.conflict(exc):
+            raise
+    for _attempt in range(3):
+        live = k.call(k.custom.get_namespaced_custom_object, *args, meta["name"])
+        body = {**desired, "metadata": {
+            **meta, "resourceVersion": live["metadata"].get("resourceVersion")}}
+        try:
+            k.call(k.custom.replace_namespaced_custom_object, *args, meta["name"], body)
+            return "updated (re-read and replaced)"
+        except kube.KubeError as exc:
+            if not kube.conflict(exc):
+                raise
+    raise kube.KubeError(f"The {desired['kind']} {meta['name']} kept changing under the portal "
+                         "(409 three times); try again.", status=409)
+
+
+def shape_errors(deployment: Deployment) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    mode, scale_metric, scale_target = (deployment.mode, deployment.scale_metric,
+                                        deployment.scale_target)
+    if deployment.runtime not in Runtime.values:
+        errors["runtime"] = "Choose the vLLM or the Hugging Face runtime."
+    if mode not in DeploymentMode.values:
+        errors["mode"] = "Choose Standard or Knative."
+    if deployment.min_replicas > deployment.max_replicas:
+        errors["max_replicas"] = "The maximum must be at least the minimum."
+    if mode == DeploymentMode.KNATIVE and scale_metric in (ScaleMetric.CPU, ScaleMetric.MEMORY):
+        errors["scale_metric"] = "Knative scales on concurrency or rps."
+    if mode == DeploymentMode.STANDARD and scale_metric in (ScaleMetric.CONCURRENCY,
+                                                            ScaleMetric.RPS):
+        errors["scale_metric"] = "Standard mode (HPA) scales on cpu or memory."
+    if scale_target is not None and not scale_metric:
+        errors["scale_target"] = "Choose a scale metric for the target."
+    elif mode == DeploymentMode.STANDARD and scale_target is not None \
+            and not 1 <= scale_target <= 100:
+        # KServe's webhook: an HPA target is a utilisation percentage, 1 to 100.
+        errors["scale_target"] = "In Standard mode the target is a percentage: 1 to 100."
+    tp = deployment.extra_args.get("--tensor-parallel-size")
+    if tp and int(tp) > max(deployment.gpu_count, 1):
+        errors["extra_args"] = f"--tensor-parallel-size={tp} needs at least {tp} GPUs."
+    return errors
+
+
+class KServeBackend(ClusterBackend):
+    kind = "InferenceService"
+
     def manifest(self, deployment: Deployment) -> dict:
         return build_manifest(deployment)
 
     def apply(self, deployment: Deployment) -> str:
-        """Create; on 409 re-read and replace with the live resourceVersion (a concurrent
-        writer makes that a 409 again: re-read once more)."""
-        desired = build_manifest(deployment)
-        args = (kube.KSERVE_GROUP, kube.KSERVE_VERSION, deployment.namespace, kube.ISVC_PLURAL)
         with kube.session(deployment.cluster) as k:
-            try:
-                k.call(k.custom.create_namespaced_custom_object, *args, desired)
-                return "created"
-            except kube.KubeError as exc:
-                if not kube.conflict(exc):
-                    raise
-            for _attempt in range(3):
-                live = k.call(k.custom.get_namespaced_custom_object, *args,
-                              deployment.resource_name)
-                body = {**desired, "metadata": {
-                    **desired["metadata"],
-                    "resourceVersion": live["metadata"].get("resourceVersion")}}
-                try:
-                    k.call(k.custom.replace_namespaced_custom_object, *args,
-                           deployment.resource_name, body)
-                    return "updated (re-read and replaced)"
-                except kube.KubeError as exc:
-                    if not kube.conflict(exc):
-                        raise
-        raise kube.KubeError("The InferenceService kept changing under the portal "
-                             "(409 three times); try again.", status=409)
+            return apply_object(k, kube.ISVC_PLURAL, build_manifest(deployment))
+
+    def shape_errors(self, deployment: Deployment) -> dict[str, str]:
+        return shape_errors(deployment)
+
+    def rollout_fields(self, deployment: Deployment, version,
+                       canary_traffic_percent: int | None) -> dict:
+        if canary_traffic_percent and deployment.mode == DeploymentMode.STANDARD:
+            if deployment.min_replicas < 1:
+                raise ValidationError({"canary_traffic_percent": (
+                    "In Standard mode KServe runs a canary with ceil(min replicas × percent / "
+                    "100) pods, so with min replicas 0 it would get none: scale to at least "
+                    "1 minimum replica first, or roll out without a canary.")})
+            canary_name(deployment, version)  # refuses names KServe could not use
+        return {}
+
+    def promotion_fields(self, deployment: Deployment) -> dict:
+        # Standard mode: the stable predictor takes the canary's name, so KServe keeps the
+        # canary's pods as the new stable ones instead of restarting them.
+        if deployment.mode == DeploymentMode.STANDARD:
+            return {"predictor_name": canary_name(deployment, deployment.canary_version)}
+        return {}
 
     def observe(self, deployment: Deployment) -> Observation:
         with kube.session(deployment.cluster) as k:

@@ -1,7 +1,8 @@
 """Every write of the deployments app (clusters, namespaces, deployments), one import away.
 
 `clusters` holds clusters, the residency policy and tenant namespaces; `lifecycle` the
-deployment state machine; `external` registered OpenAI-compatible endpoints.
+deployment state machine; `external` registered OpenAI-compatible endpoints; `llm`
+LLMInferenceService presets and the deployments built on them.
 """
 
 from deployments.services.clusters import (
@@ -41,6 +42,12 @@ from deployments.services.lifecycle import (
     kserve_deployment_create,
     kserve_deployment_validate,
 )
+from deployments.services.llm import (
+    llm_deployment_build,
+    llm_preset_create,
+    llm_preset_delete,
+    llm_preset_update,
+)
 
 __all__ = [
     "EU_MEMBERS", "cluster_check", "cluster_create", "cluster_delete",
@@ -53,5 +60,6 @@ __all__ = [
     "deployments_fail_stale", "deployments_reconcile_all", "endpoint_model_resolve",
     "external_endpoint_register", "external_endpoint_update", "external_endpoints_check_all",
     "jurisdiction_allowed", "jurisdiction_allowed_for_tenant", "kserve_deployment_build",
-    "kserve_deployment_create", "kserve_deployment_validate", "tenant_namespace_ensure",
+    "kserve_deployment_create", "kserve_deployment_validate", "llm_deployment_build",
+    "llm_preset_create", "llm_preset_delete", "llm_preset_update", "tenant_namespace_ensure",
 ]

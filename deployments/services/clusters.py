@@ -172,11 +172,28 @@ def cluster_delete(*, actor, cluster: Cluster) -> Cluster:
     return cluster
 
 
+# What the LLMInferenceService backend needs served (API discovery of KServe's v1alpha2).
+LLM_GROUP_VERSION = f"{kube.KSERVE_GROUP}/v1alpha2"
+LLM_RESOURCES = {"llminferenceservices", "llminferenceserviceconfigs"}
+
+
+def _llm_served(k: kube.KubeSession) -> bool:
+    """Whether API discovery lists LLMInferenceService and its config at v1alpha2."""
+    try:
+        found = k.request("GET", f"/apis/{LLM_GROUP_VERSION}")
+    except kube.KubeError as exc:
+        if kube.not_found(exc):
+            return False
+        raise
+    return LLM_RESOURCES <= {r.get("name") for r in (found or {}).get("resources") or []}
+
+
 def cluster_check(*, actor, cluster: Cluster) -> Cluster:
-    """Server version from /version and the InferenceService CRD; the outcome is kept."""
+    """Server version from /version, the InferenceService CRD and whether LLMInferenceService
+    is served (API discovery); the outcome is kept."""
     from kubernetes import client
 
-    version, problem = "", ""
+    version, problem, llm = "", "", None
     try:
         with kube.session(cluster) as k:
             info = k.call(client.VersionApi(k.api_client).get_code)
@@ -184,6 +201,7 @@ def cluster_check(*, actor, cluster: Cluster) -> Cluster:
             try:
                 k.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
                                  f"{kube.ISVC_CRD}")
+                llm = _llm_served(k)
             except kube.KubeError as exc:
                 if kube.not_found(exc):
                     problem = (f"Kubernetes {version} answers, but KServe is not installed: "
@@ -199,16 +217,19 @@ def cluster_check(*, actor, cluster: Cluster) -> Cluster:
         problem = (f"Can't reach the API server: {exc.message}" if exc.status not in (401, 403)
                    else f"The API server refused the credentials ({exc.message}). Replace "
                         "the token or kubeconfig.")
+    found = (f"Kubernetes {version}, KServe CRD present; LLMInferenceService "
+             f"({LLM_GROUP_VERSION}) {'served' if llm else 'not served'}.")
     with transaction.atomic():
         cluster.server_version = version
         cluster.last_check_ok = not problem
-        cluster.last_check_message = (problem or f"Kubernetes {version}, KServe CRD present.")[
-            :500]
+        cluster.last_check_message = (problem or found)[:500]
+        cluster.llm_inference_service = llm
         cluster.last_checked_at = timezone.now()
         cluster.save(update_fields=["server_version", "last_check_ok", "last_check_message",
-                                    "last_checked_at", "updated_at"])
+                                    "llm_inference_service", "last_checked_at", "updated_at"])
         audit.record(action="cluster.checked", actor=actor, target=cluster,
-                     details={"ok": not problem, "message": cluster.last_check_message})
+                     details={"ok": not problem, "message": cluster.last_check_message,
+                              "llm_inference_service": llm})
     return cluster
 
 

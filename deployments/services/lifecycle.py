@@ -21,9 +21,9 @@ from django.utils.text import slugify
 import audit
 from deployments import kube, namespaces, selectors
 from deployments.backends import backend_for
-from deployments.backends.kserve import canary_name
 from deployments.models import (
     ACTIVE_STATUSES,
+    CLUSTER_BACKENDS,
     ISVC_NAME_MAX,
     Backend,
     Cluster,
@@ -31,8 +31,6 @@ from deployments.models import (
     DeploymentEvent,
     DeploymentMode,
     DeploymentStatus,
-    Runtime,
-    ScaleMetric,
 )
 from deployments.services.clusters import (
     EU_MEMBERS,
@@ -71,33 +69,6 @@ def _check_version(version: ModelVersion) -> str | None:
     if not verification.ok:
         return f"{version} failed signature verification: {verification.reason}."
     return None
-
-
-def _validate_shape(*, mode: str, runtime: str, gpu_count: int, min_replicas: int,
-                    max_replicas: int, scale_metric: str, scale_target: int | None,
-                    extra_args: dict) -> dict:
-    errors: dict[str, str] = {}
-    if runtime not in Runtime.values:
-        errors["runtime"] = "Choose the vLLM or the Hugging Face runtime."
-    if mode not in DeploymentMode.values:
-        errors["mode"] = "Choose Standard or Knative."
-    if min_replicas > max_replicas:
-        errors["max_replicas"] = "The maximum must be at least the minimum."
-    if mode == DeploymentMode.KNATIVE and scale_metric in (ScaleMetric.CPU, ScaleMetric.MEMORY):
-        errors["scale_metric"] = "Knative scales on concurrency or rps."
-    if mode == DeploymentMode.STANDARD and scale_metric in (ScaleMetric.CONCURRENCY,
-                                                            ScaleMetric.RPS):
-        errors["scale_metric"] = "Standard mode (HPA) scales on cpu or memory."
-    if scale_target is not None and not scale_metric:
-        errors["scale_target"] = "Choose a scale metric for the target."
-    elif mode == DeploymentMode.STANDARD and scale_target is not None \
-            and not 1 <= scale_target <= 100:
-        # KServe's webhook: an HPA target is a utilisation percentage, 1 to 100.
-        errors["scale_target"] = "In Standard mode the target is a percentage: 1 to 100."
-    tp = extra_args.get("--tensor-parallel-size")
-    if tp and int(tp) > max(gpu_count, 1):
-        errors["extra_args"] = f"--tensor-parallel-size={tp} needs at least {tp} GPUs."
-    return errors
 
 
 def _gpu_problem(*, cluster: Cluster, tenant: Tenant | None, gpu_product: str,
@@ -145,6 +116,18 @@ def _book_gpus(deployment: Deployment) -> None:
                                                         "deployment)"})
 
 
+def resource_name_for(version: ModelVersion, name: str) -> str:
+    """The Kubernetes name of a deployment: the name given, else the model's slug."""
+    resource_name = slugify(name or version.model.slug).replace("_", "-")
+    if not resource_name[:1].isalpha():
+        resource_name = f"m-{resource_name}"  # KServe wants a letter first
+    return resource_name[:ISVC_NAME_MAX].strip("-") or "model"
+
+
+def namespace_for(tenant: Tenant | None) -> str:
+    return namespaces.namespace_name(tenant) if tenant else settings.DEPLOYMENTS_SHARED_NAMESPACE
+
+
 def kserve_deployment_build(
     *, version: ModelVersion, cluster: Cluster, tenant: Tenant | None, runtime: str,
     gpu_product: str = "", gpu_count: int = 0, cpu: str = "", memory: str = "",
@@ -153,12 +136,8 @@ def kserve_deployment_build(
     name: str = "",
 ) -> Deployment:
     """An unsaved Deployment with its desired state: what the wizard previews as YAML."""
-    resource_name = slugify(name or version.model.slug).replace("_", "-")
-    if not resource_name[:1].isalpha():
-        resource_name = f"m-{resource_name}"  # KServe wants a letter first
-    resource_name = resource_name[:ISVC_NAME_MAX].strip("-") or "model"
-    namespace = (namespaces.namespace_name(tenant) if tenant
-                 else settings.DEPLOYMENTS_SHARED_NAMESPACE)
+    resource_name = resource_name_for(version, name)
+    namespace = namespace_for(tenant)
     return Deployment(
         model=version.model, tenant=tenant, name=resource_name, backend=Backend.KSERVE,
         cluster=cluster, version=version, mode=mode or cluster.default_mode,
@@ -175,11 +154,7 @@ def kserve_deployment_validate(*, actor, deployment: Deployment) -> None:
                "jurisdiction": deployment.cluster.jurisdiction,
                "scope": deployment.tenant.slug if deployment.tenant else "shared",
                "gpus": deployment.gpus_reserved}
-    errors = _validate_shape(
-        mode=deployment.mode, runtime=deployment.runtime, gpu_count=deployment.gpu_count,
-        min_replicas=deployment.min_replicas, max_replicas=deployment.max_replicas,
-        scale_metric=deployment.scale_metric, scale_target=deployment.scale_target,
-        extra_args=deployment.extra_args)
+    errors = backend_for(deployment).shape_errors(deployment)
     if errors:
         raise ValidationError(errors)
     registry_host()  # the storageUri names it: RegistryNotConfigured says what to set
@@ -221,7 +196,7 @@ def _check_namespace_quota(*, actor, deployment: Deployment, details: dict) -> N
     Kubernetes never refuses the pods after the portal said yes."""
     quota = namespaces.tenant_quota(deployment.tenant)
     held = Deployment.objects.filter(
-        backend=Backend.KSERVE, cluster=deployment.cluster, tenant=deployment.tenant,
+        backend__in=CLUSTER_BACKENDS, cluster=deployment.cluster, tenant=deployment.tenant,
         status__in=ACTIVE_STATUSES)
     if deployment.pk:
         held = held.exclude(pk=deployment.pk)
@@ -298,7 +273,8 @@ def kserve_deployment_create(*, actor, deployment: Deployment) -> Deployment:
         deployment.full_clean()
         deployment.save()
         _event(deployment, f"Created: {deployment.version} on {deployment.cluster.name} "
-                           f"({deployment.mode}), namespace {deployment.namespace}.")
+                           f"({deployment.mode or backend_for(deployment).kind}), namespace "
+                           f"{deployment.namespace}.")
         audit.record(action="deployment.created", actor=actor, tenant=deployment.tenant,
                      target=deployment,
                      details={"model": deployment.model.slug,
@@ -326,7 +302,7 @@ def deployment_drive(deployment_id: int) -> str:
     deleting one. Returns the status it left the deployment in."""
     deployment = Deployment.objects.select_related(
         "cluster", "tenant", "model", "version", "canary_version").get(pk=deployment_id)
-    if deployment.backend != Backend.KSERVE:
+    if deployment.backend not in CLUSTER_BACKENDS:
         return deployment.status
     backend = backend_for(deployment)
     if deployment.status == S.DELETING:
@@ -337,14 +313,14 @@ def deployment_drive(deployment_id: int) -> str:
                   reason=f"Delete failed: {exc.message}")
             return S.FAILED
         _transition(deployment, from_statuses=[S.DELETING], to=S.DELETED,
-                    reason="InferenceService deleted.", base_url="", url="")
+                    reason=f"{backend.kind} deleted.", base_url="", url="")
         return S.DELETED
     if deployment.status == S.STOPPING:
         from_statuses, claimed = [S.STOPPING], True
     else:
         from_statuses = [S.APPLYING]
         claimed = _transition(deployment, from_statuses=[S.PENDING], to=S.APPLYING,
-                              reason="Applying the InferenceService.")
+                              reason=f"Applying the {backend.kind}.")
     if not claimed:
         return deployment.status
     for version in filter(None, [deployment.version, deployment.canary_version]):
@@ -369,22 +345,23 @@ def deployment_drive(deployment_id: int) -> str:
         # A stop, or a change (scale, update, retry) to a stopped deployment: applied with the
         # stop annotation, so there is nothing to wait for.
         _transition(deployment, from_statuses=[deployment.status], to=S.STOPPED,
-                    reason=f"Stopped (serving.kserve.io/stop), InferenceService {outcome}.")
+                    reason=f"Stopped (serving.kserve.io/stop), {backend.kind} {outcome}.")
         return S.STOPPED
     _transition(deployment, from_statuses=[S.APPLYING], to=S.PROGRESSING,
-                reason=f"InferenceService {outcome}; waiting for Ready.")
+                reason=f"{backend.kind} {outcome}; waiting for Ready.")
     return S.PROGRESSING
 
 
 def deployment_follow(deployment_id: int) -> str:
-    """Read the InferenceService's status; ready → record the URL as the gateway upstream."""
+    """Read the served object's status; ready → record the URL as the gateway upstream."""
     deployment = Deployment.objects.select_related("cluster", "tenant", "model").get(
         pk=deployment_id)
-    if deployment.backend != Backend.KSERVE or deployment.status not in (S.PROGRESSING,
-                                                                         S.READY):
+    if deployment.backend not in CLUSTER_BACKENDS or deployment.status not in (S.PROGRESSING,
+                                                                               S.READY):
         return deployment.status
+    backend = backend_for(deployment)
     try:
-        seen = backend_for(deployment).observe(deployment)
+        seen = backend.observe(deployment)
     except kube.KubeError as exc:
         if isinstance(exc, kube.CredentialsUnreadable) and deployment.status == S.READY:
             # The model server doesn't need the cluster's credentials to serve: keep routing
@@ -392,7 +369,7 @@ def deployment_follow(deployment_id: int) -> str:
             return S.READY
         if deployment.status == S.PROGRESSING:
             _fail(deployment, from_statuses=[S.PROGRESSING],
-                  reason=f"Can't read the InferenceService: {exc.message}")
+                  reason=f"Can't read the {backend.kind}: {exc.message}")
             return S.FAILED
         _transition(deployment, from_statuses=[S.READY], to=S.PROGRESSING,
                     reason=f"Cluster unreachable: {exc.message}", level="warning")
@@ -422,7 +399,7 @@ def _change(*, actor, deployment: Deployment, action: str, message: str, details
             from_statuses=(S.READY, S.FAILED, S.PROGRESSING, S.STOPPED), to: str = S.PENDING,
             **fields) -> Deployment:
     """Save new desired state and hand it to the worker."""
-    if deployment.backend != Backend.KSERVE:
+    if deployment.backend not in CLUSTER_BACKENDS:
         raise ValidationError("Only KServe deployments are managed by the portal.")
     for field, value in fields.items():
         setattr(deployment, field, value)
@@ -478,18 +455,14 @@ def _update_fields(deployment: Deployment, version: ModelVersion,
     if deployment.canary_version_id:
         raise ValidationError({"version": "A canary is pending: promote or roll it back "
                                           "first."})
+    backend = backend_for(deployment)
     if not canary_traffic_percent:
-        return {"previous_version": deployment.version, "version": version}
+        return {"previous_version": deployment.version, "version": version,
+                **backend.rollout_fields(deployment, version, None)}
     if not 1 <= canary_traffic_percent <= 99:
         raise ValidationError({"canary_traffic_percent": "Give 1 to 99 percent."})
-    if deployment.mode == DeploymentMode.STANDARD:
-        if deployment.min_replicas < 1:
-            raise ValidationError({"canary_traffic_percent": (
-                "In Standard mode KServe runs a canary with ceil(min replicas × percent / "
-                "100) pods, so with min replicas 0 it would get none: scale to at least "
-                "1 minimum replica first, or roll out without a canary.")})
-        canary_name(deployment, version)  # refuses names KServe could not use
-    return {"canary_version": version, "canary_traffic_percent": canary_traffic_percent}
+    return {"canary_version": version, "canary_traffic_percent": canary_traffic_percent,
+            **backend.rollout_fields(deployment, version, canary_traffic_percent)}
 
 
 def deployment_update_version(*, actor, deployment: Deployment, version: ModelVersion,
@@ -511,16 +484,12 @@ def deployment_promote(*, actor, deployment: Deployment) -> Deployment:
     if not deployment.canary_version_id:
         raise ValidationError("There is no canary to promote.")
     canary = deployment.canary_version
-    # Standard mode: the stable predictor takes the canary's name, so KServe keeps the canary's
-    # pods as the new stable ones instead of restarting them.
-    predictor_name = (canary_name(deployment, canary)
-                      if deployment.mode == DeploymentMode.STANDARD
-                      else deployment.predictor_name)
     return _change(actor=actor, deployment=deployment, action="deployment.promoted",
                    message=f"Canary {canary.version} promoted to 100% of traffic.",
                    details={"version": canary.version, "digest": canary.manifest_digest},
                    previous_version=deployment.version, version=canary, canary_version=None,
-                   canary_traffic_percent=None, predictor_name=predictor_name)
+                   canary_traffic_percent=None,
+                   **backend_for(deployment).promotion_fields(deployment))
 
 
 def deployment_rollback(*, actor, deployment: Deployment) -> Deployment:
@@ -537,22 +506,29 @@ def deployment_rollback(*, actor, deployment: Deployment) -> Deployment:
                    message=f"Rolled back to {previous.version}.",
                    details={"from_version": deployment.version.version,
                             "to_version": previous.version},
-                   version=previous, previous_version=deployment.version)
+                   version=previous, previous_version=deployment.version,
+                   **backend_for(deployment).rollback_fields(deployment))
 
 
 def deployment_scale(*, actor, deployment: Deployment, min_replicas: int, max_replicas: int,
-                     scale_metric: str = "", scale_target: int | None = None) -> Deployment:
+                     scale_metric: str = "", scale_target: int | None = None,
+                     autoscaler: str | None = None,
+                     prefill_replicas: int | None = None) -> Deployment:
+    """Replicas, and how they scale; `autoscaler` and `prefill_replicas` (LLMInferenceService)
+    stay as they are when None."""
     if (deployment.canary_version_id and deployment.mode == DeploymentMode.STANDARD
             and min_replicas < 1):
         raise ValidationError({"min_replicas": "A Standard-mode canary is pending and its "
                                                "pods follow the minimum: promote or roll it "
                                                "back before scaling to 0."})
+    more = {k: v for k, v in {"autoscaler": autoscaler,
+                              "prefill_replicas": prefill_replicas}.items() if v is not None}
     return _change(actor=actor, deployment=deployment, action="deployment.scaled",
                    message=f"Scaled to {min_replicas}–{max_replicas} replicas.",
                    details={"min_replicas": min_replicas, "max_replicas": max_replicas,
-                            "scale_metric": scale_metric, "scale_target": scale_target},
+                            "scale_metric": scale_metric, "scale_target": scale_target, **more},
                    min_replicas=min_replicas, max_replicas=max_replicas,
-                   scale_metric=scale_metric, scale_target=scale_target)
+                   scale_metric=scale_metric, scale_target=scale_target, **more)
 
 
 def deployment_stop(*, actor, deployment: Deployment) -> Deployment:
@@ -583,12 +559,12 @@ def deployment_delete(*, actor, deployment: Deployment) -> Deployment:
 # --- Periodic work ------------------------------------------------------------------------
 
 def deployment_reconcile(deployment_id: int) -> str:
-    """Compare the live InferenceService with the desired one; re-apply when it was deleted
-    or edited outside the portal."""
+    """Compare the live objects with the desired ones; re-apply when they were deleted or
+    edited outside the portal."""
     deployment = Deployment.objects.select_related(
         "cluster", "tenant", "model", "version", "canary_version").get(pk=deployment_id)
-    if deployment.backend != Backend.KSERVE or deployment.status not in (S.READY, S.STOPPED,
-                                                                         S.PROGRESSING):
+    if deployment.backend not in CLUSTER_BACKENDS or deployment.status not in (
+            S.READY, S.STOPPED, S.PROGRESSING):
         return "skipped"
     backend = backend_for(deployment)
     try:
@@ -607,7 +583,7 @@ def deployment_reconcile(deployment_id: int) -> str:
             _event(deployment, note, "warning")
         return "unreachable"
     with transaction.atomic():
-        _event(deployment, f"Drift repaired: the InferenceService was {what}; {outcome}.",
+        _event(deployment, f"Drift repaired: the {backend.kind} was {what}; {outcome}.",
                "warning")
         audit.record(action="deployment.drift_repaired", actor=SYSTEM, tenant=deployment.tenant,
                      target=deployment, details={"drift": what, "outcome": outcome})
@@ -619,7 +595,7 @@ def deployment_reconcile(deployment_id: int) -> str:
 
 def deployments_reconcile_all() -> dict[str, int]:
     counts: dict[str, int] = {}
-    live = Deployment.objects.filter(backend=Backend.KSERVE,
+    live = Deployment.objects.filter(backend__in=CLUSTER_BACKENDS,
                                      status__in=[S.READY, S.STOPPED, S.PROGRESSING])
     for deployment_id in live.values_list("pk", flat=True):
         try:
@@ -630,7 +606,7 @@ def deployments_reconcile_all() -> dict[str, int]:
             logger.exception("Reconciling deployment %s failed", deployment_id)
             outcome = "error"
         counts[outcome] = counts.get(outcome, 0) + 1
-    pairs = Deployment.objects.filter(backend=Backend.KSERVE, tenant__isnull=False).exclude(
+    pairs = Deployment.objects.filter(backend__in=CLUSTER_BACKENDS, tenant__isnull=False).exclude(
         status=S.DELETED).values_list("cluster_id", "tenant_id").distinct()
     for cluster_id, tenant_id in pairs:
         tenant_namespace_ensure(cluster=Cluster.objects.get(pk=cluster_id),
@@ -651,7 +627,7 @@ def deployments_fail_stale() -> int:
 
     now = timezone.now()
     waiting = Deployment.objects.filter(
-        backend=Backend.KSERVE, status__in=[S.PENDING, S.STOPPING, S.DELETING],
+        backend__in=CLUSTER_BACKENDS, status__in=[S.PENDING, S.STOPPING, S.DELETING],
         status_changed_at__lt=now - timedelta(minutes=settings.DEPLOYMENT_APPLYING_STALE_MINUTES))
     for deployment_id in waiting.values_list("pk", flat=True):
         tasks.drive_deployment.delay(deployment_id)

@@ -28,6 +28,7 @@ def kube():
     emulator = start_emulator()
     yield emulator
     emulator.stop()
+    assert emulator.pruned == [], emulator.pruned  # a real API server would drop them
 
 
 def shot(page, name):

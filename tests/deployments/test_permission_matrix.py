@@ -20,9 +20,15 @@ from django.urls import URLPattern, reverse
 
 from audit.models import AuditEvent
 from deployments import api_urls, services, urls
-from deployments.models import Cluster, Deployment, DeploymentStatus, TenantNamespace
+from deployments.models import (
+    Cluster,
+    Deployment,
+    DeploymentStatus,
+    LLMServicePreset,
+    TenantNamespace,
+)
 from models_catalog.models import Model
-from tests.deployments.conftest import GPU
+from tests.deployments.conftest import GPU, RUNTIME_IMAGE, preset_fields
 from tests.deployments.test_kserve_lifecycle import become_ready, deploy
 from tests.factories import published_version
 from tests.support.processes import start_upstream, stop
@@ -50,6 +56,7 @@ class World:
     kube: object
     upstream: str
     tenant: object
+    preset: LLMServicePreset  # no deployment uses it: may be deleted
 
 
 @pytest.fixture
@@ -63,7 +70,8 @@ def world(msp_admin, cluster, version, kube, upstream, tenant):
     services.tenant_namespace_ensure(cluster=cluster, tenant=tenant)
     return World(cluster=cluster, idle=idle, kserve=kserve, external=external,
                  v2=published_version(version.model, version="2.0"), kube=kube,
-                 upstream=upstream, tenant=tenant)
+                 upstream=upstream, tenant=tenant,
+                 preset=services.llm_preset_create(actor=msp_admin, **preset_fields()))
 
 
 def _set(**fields) -> Callable[[World], None]:
@@ -109,6 +117,17 @@ def external_form(w: World, **overrides) -> dict:
     data = {"model": "", "model_slug": "second-llm", "task": "chat", "base_url": w.upstream,
             "upstream_model": "local-llm", "upstream_api_key": "", "tenant": "",
             "name": "Second"}
+    data.update(overrides)
+    return data
+
+
+def preset_form(w: World, name: str = "h100-tp2", **overrides) -> dict:
+    data = {"name": name, "description": "", "runtime_image": RUNTIME_IMAGE,
+            "runtime_args": "--max-model-len=8192", "gpu_product": GPU, "gpu_count": 2,
+            "cpu": "8", "memory": "64Gi", "tensor_parallel": 2, "data_parallel": 1,
+            "data_local_parallel": 1, "pipeline_parallel": 1, "scheduler": "default",
+            "scheduler_replicas": 1, "scheduler_config": "", "kv_offload_cpu": "",
+            "kv_offload_policy": "lru", "kv_offload_disk": ""}
     data.update(overrides)
     return data
 
@@ -163,6 +182,16 @@ PAGES = [
     Case("deployments:start", "POST", "kserve", 302, audit="deployment.started",
          prepare=_set(status=S.STOPPED, stop_requested=True)),
     Case("deployments:delete", "POST", "kserve", 302, audit="deployment.deleting"),
+    Case("deployments:llm_presets", "GET", None, 200),
+    Case("deployments:llm_preset_create", "GET", None, 200),
+    Case("deployments:llm_preset_create", "POST", None, 302, preset_form, "llm_preset.created"),
+    Case("deployments:llm_preset", "GET", "preset", 200),
+    Case("deployments:llm_preset_edit", "GET", "preset", 200),
+    Case("deployments:llm_preset_edit", "POST", "preset", 302,
+         lambda w: preset_form(w, name=w.preset.name, gpu_count=1, tensor_parallel=1,
+                               description="Edited"), "llm_preset.updated"),
+    Case("deployments:llm_preset_delete", "GET", "preset", 200),
+    Case("deployments:llm_preset_delete", "POST", "preset", 302, audit="llm_preset.deleted"),
 ]
 
 API = [
@@ -206,6 +235,13 @@ API = [
     Case("api-deployment-stop", "POST", "kserve", 202, audit="deployment.stopping"),
     Case("api-deployment-start", "POST", "kserve", 202, audit="deployment.started",
          prepare=_set(status=S.STOPPED, stop_requested=True)),
+    Case("api-llm-presets", "GET", None, 200),
+    Case("api-llm-presets", "POST", None, 201, lambda w: preset_fields(name="h100-tp2"),
+         "llm_preset.created"),
+    Case("api-llm-preset", "GET", "preset", 200),
+    Case("api-llm-preset", "PATCH", "preset", 200, lambda w: {"description": "Edited"},
+         "llm_preset.updated"),
+    Case("api-llm-preset", "DELETE", "preset", 204, audit="llm_preset.deleted"),
 ]
 
 MSP_CASES = PAGES + API
@@ -250,6 +286,7 @@ def _snapshot() -> dict:
         "clusters": list(Cluster.objects.order_by("pk").values()),
         "deployments": list(Deployment.objects.order_by("pk").values()),
         "namespaces": list(TenantNamespace.objects.order_by("pk").values()),
+        "presets": list(LLMServicePreset.objects.order_by("pk").values()),
         "models": Model.objects.count(),
     }
 

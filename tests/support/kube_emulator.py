@@ -1,10 +1,16 @@
 """A small Kubernetes API server for tests: real HTTP on loopback, objects kept per path.
 
-Enough of the API for the portal's client: `/version`, `/api`, `/apis`, CRD reads, and for any
-resource path POST (create; 409 AlreadyExists), GET (object or list; 404), PUT (replace; 409 on
-a stale resourceVersion), PATCH (JSON merge patch and JSON patch), DELETE. Bearer-token check,
-fault injection (the next N requests answer 500 or hang), a request log, and helpers that play
-the KServe controller (set an InferenceService's status).
+Enough of the API for the portal's client: `/version`, `/api`, `/apis` and KServe's group
+discovery, CRD reads, and for any resource path POST (create; 409 AlreadyExists), GET (object
+or list; 404), PUT (replace; 409 on a stale resourceVersion), PATCH (JSON merge patch and JSON
+patch), DELETE. Bearer-token check, fault injection (the next N requests answer 500 or hang), a
+request log, and helpers that play the KServe controllers (set an InferenceService's or an
+LLMInferenceService's status).
+
+KServe's kinds are admitted like a v0.20 API server admits them, against the CRDs' own schemas
+(`tests.support.crd_schema`): an invalid object is refused with 422, unknown fields are pruned
+and defaults applied before it is stored. What was pruned is kept in `pruned`, so a test (the
+`kube` fixtures check it) notices intent a real cluster would silently drop.
 
 Written for these tests instead of kmock: kmock stores objects verbatim, ignores
 resourceVersion and needs shims for namespaces, 201s and discovery paths; 409 semantics,
@@ -20,9 +26,15 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-ISVC_CRD_PATH = ("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
-                 "inferenceservices.serving.kserve.io")
+from tests.support import crd_schema
+
+CRD_BASE = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+ISVC_CRD_PATH = f"{CRD_BASE}/inferenceservices.serving.kserve.io"
 ISVC_BASE = "/apis/serving.kserve.io/v1beta1/namespaces"
+LLM_BASE = "/apis/serving.kserve.io/v1alpha2/namespaces"
+LLM_KINDS = {"llminferenceservices": "LLMInferenceService",
+             "llminferenceserviceconfigs": "LLMInferenceServiceConfig"}
+GATEWAY_URL = "http://llm-gateway.example.test"
 
 
 def _status(code: int, reason: str, message: str) -> dict:
@@ -89,11 +101,13 @@ def _is_collection(path: str) -> bool:
 
 class KubeEmulator:
     def __init__(self, *, token: str = "test-token", kserve_installed: bool = True,
-                 git_version: str = "v1.31.2"):
+                 llm_installed: bool = True, git_version: str = "v1.31.2"):
         self.token = token
         self.git_version = git_version
+        self.llm_installed = llm_installed
         self.objects: dict[str, dict] = {}
         self.log: list[tuple[str, str]] = []
+        self.pruned: list[str] = []  # fields of written objects the CRD schema pruned
         self.faults: list[tuple[str, float]] = []
         self._lock = threading.Lock()
         self._version = 100
@@ -105,6 +119,16 @@ class KubeEmulator:
                 "spec": {"group": "serving.kserve.io", "scope": "Namespaced",
                          "names": {"plural": "inferenceservices", "kind": "InferenceService"},
                          "versions": [{"name": "v1beta1", "served": True, "storage": True}]}}
+        if llm_installed:
+            for plural, kind in LLM_KINDS.items():
+                self.objects[f"{CRD_BASE}/{plural}.serving.kserve.io"] = {
+                    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                    "metadata": {"name": f"{plural}.serving.kserve.io"},
+                    "spec": {"group": "serving.kserve.io", "scope": "Namespaced",
+                             "names": {"plural": plural, "kind": kind},
+                             "versions": [{"name": "v1alpha1", "served": True, "storage": False},
+                                          {"name": "v1alpha2", "served": True,
+                                           "storage": True}]}}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever,
@@ -185,6 +209,107 @@ class KubeEmulator:
                     "url": f"http://{name}-predictor.{namespace}.svc.cluster.local"}
             self._stamp(obj)
 
+    def llm_path(self, namespace: str, name: str, plural: str = "llminferenceservices") -> str:
+        return f"{LLM_BASE}/{namespace}/{plural}/{name}"
+
+    def llm(self, namespace: str, name: str) -> dict | None:
+        return self.get(self.llm_path(namespace, name))
+
+    def llm_config(self, namespace: str, name: str) -> dict | None:
+        return self.get(self.llm_path(namespace, name, "llminferenceserviceconfigs"))
+
+    def llm_members(self, namespace: str) -> list[dict]:
+        prefix = f"{LLM_BASE}/{namespace}/llminferenceservices/"
+        with self._lock:
+            return [copy.deepcopy(obj) for key, obj in sorted(self.objects.items())
+                    if key.startswith(prefix)]
+
+    def set_llm_status(self, namespace: str, name: str, *, ready: bool = True,
+                       reason: str = "") -> None:
+        """Play KServe's LLMInferenceService controller (v0.20) for one object: its
+        conditions, `url`/`addresses` on the gateway, the routing group's members with their
+        weights, and ready replicas. A stopped object (`serving.kserve.io/stop: "true"`) has
+        no workloads and no route; a baseRef that resolves to no LLMInferenceServiceConfig
+        (in the namespace or in `kserve`) is `PresetsCombined: False, ConfigNotFound`."""
+        path = self.llm_path(namespace, name)
+        stamp = "2026-01-01T00:00:00Z"
+        with self._lock:
+            obj = self.objects[path]
+            spec = obj["spec"]
+            stopped = (obj["metadata"].get("annotations") or {}).get(
+                "serving.kserve.io/stop") == "true"
+            missing = [ref["name"] for ref in spec.get("baseRefs") or []
+                       if self.llm_path(namespace, ref["name"], "llminferenceserviceconfigs")
+                       not in self.objects and self.llm_path(
+                           "kserve", ref["name"], "llminferenceserviceconfigs")
+                       not in self.objects]
+
+            def condition(kind, ok, why=""):
+                found = {"type": kind, "status": "True" if ok else "False",
+                         "lastTransitionTime": stamp}
+                if not ok:
+                    found.update(reason=why or reason or "NotReady",
+                                 message=f"{kind} is not ready")
+                return found
+
+            serving = ready and not stopped and not missing
+            conditions = [condition("PresetsCombined", not missing, "ConfigNotFound")]
+            if missing:
+                conditions[0]["message"] = (f"LLMInferenceServiceConfig {missing[0]} not found "
+                                            f"in namespaces [{namespace} kserve]")
+            conditions.append(condition("MainWorkloadReady", serving,
+                                        "Stopped" if stopped else ""))
+            if spec.get("prefill"):
+                conditions.append(condition("PrefillWorkloadReady", serving,
+                                            "Stopped" if stopped else ""))
+            if spec.get("scaling"):
+                conditions.append(condition("ScalingReady", serving))
+            conditions.append(condition("WorkloadsReady", serving, "Stopped" if stopped else ""))
+            route = (spec.get("router") or {}).get("route")
+            if not stopped and route is not None:
+                conditions.append(condition("HTTPRoutesReady", serving))
+            if not stopped and (spec.get("router") or {}).get("scheduler") is not None:
+                conditions += [condition("InferencePoolReady", serving),
+                               condition("SchedulerWorkloadReady", serving)]
+            conditions.append(condition("RouterReady", serving))
+            group = (route or {}).get("group")
+            status = {"observedGeneration": obj["metadata"].get("generation", 1)}
+            if group and not stopped:
+                members = []
+                for key, other in sorted(self.objects.items()):
+                    if not key.startswith(f"{LLM_BASE}/{namespace}/llminferenceservices/"):
+                        continue
+                    other_route = ((other["spec"].get("router") or {}).get("route") or {})
+                    if other_route.get("group") != group:
+                        continue
+                    other_stopped = (other["metadata"].get("annotations") or {}).get(
+                        "serving.kserve.io/stop") == "true"
+                    members.append({"name": other["metadata"]["name"],
+                                    "weight": other_route.get("weight", 0),
+                                    **({"stopped": True} if other_stopped else {})})
+                conditions += [condition("GroupReady", serving),
+                               {"type": "GroupDegraded", "status": "False",
+                                "lastTransitionTime": stamp}]
+                status["router"] = {"group": {"name": group, "members": members}}
+            conditions.append(condition("Ready", serving, "Stopped" if stopped else ""))
+            status["conditions"] = conditions
+            if serving:
+                url = f"{GATEWAY_URL}/{namespace}/{name}"
+                model_name = spec["model"].get("name", name)
+                status["url"] = url
+                status["addresses"] = [
+                    {"url": url, "models": [{"name": model_name}]},
+                    {"url": f"{GATEWAY_URL}/publishers/{namespace}/models/{model_name}",
+                     "models": [{"name": model_name}]}]
+                replicas = spec.get("replicas")
+                if replicas is None:
+                    replicas = (spec.get("scaling") or {}).get("minReplicas", 1)
+                status["workloads"] = {"primary": {"kind": "Deployment",
+                                                   "name": f"{name}-kserve",
+                                                   "readyReplicas": replicas}}
+            obj["status"] = status
+            self._stamp(obj)
+
     def count(self, method: str, fragment: str = "") -> int:
         return sum(1 for m, p in self.log if m == method and fragment in p)
 
@@ -195,6 +320,44 @@ class KubeEmulator:
         meta["resourceVersion"] = str(self._version)
         meta.setdefault("uid", str(uuid.uuid4()))
         meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
+
+    def _group_list(self) -> dict:
+        versions = [v for v, on in (("v1beta1", True), ("v1alpha2", self.llm_installed)) if on]
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [{
+            "name": "serving.kserve.io",
+            "versions": [{"groupVersion": f"serving.kserve.io/{v}", "version": v}
+                         for v in versions],
+            "preferredVersion": {"groupVersion": "serving.kserve.io/v1beta1",
+                                 "version": "v1beta1"}}]}
+
+    def _resource_list(self, version: str) -> dict | None:
+        """`/apis/serving.kserve.io/<version>`: what the group serves at that version."""
+        kinds = {"v1beta1": {"inferenceservices": "InferenceService"},
+                 "v1alpha2": LLM_KINDS if self.llm_installed else None}.get(version)
+        if not kinds:
+            return None
+        return {"kind": "APIResourceList", "apiVersion": "v1",
+                "groupVersion": f"serving.kserve.io/{version}",
+                "resources": [{"name": plural, "singularName": kind.lower(), "namespaced": True,
+                               "kind": kind, "verbs": ["create", "delete", "get", "list",
+                                                       "patch", "update", "watch"]}
+                              for plural, kind in kinds.items()]}
+
+    def _admit(self, path: str, body: dict) -> tuple[dict, dict | None]:
+        """KServe's kinds as the API server admits them: (what to store, None) or
+        (body, a 422 Status)."""
+        if crd_schema.crd_for_path(path) is None:
+            return body, None
+        if path.startswith(LLM_BASE) and not self.llm_installed:
+            return body, _status(404, "NotFound", "the server could not find the requested "
+                                                  "resource")
+        admission = crd_schema.admit(body)
+        if admission.errors:
+            return body, _status(422, "Invalid", f"{body.get('kind')} "
+                                                 f"{body.get('metadata', {}).get('name')!r} is "
+                                                 f"invalid: " + "; ".join(admission.errors))
+        self.pruned += [f"{path}: {what}" for what in admission.pruned]
+        return admission.stored, None
 
     def _handler(self):
         emulator = self
@@ -244,7 +407,14 @@ class KubeEmulator:
                 if path == "/api":
                     return self._send(200, {"kind": "APIVersions", "versions": ["v1"]})
                 if path == "/apis":
-                    return self._send(200, {"kind": "APIGroupList", "groups": []})
+                    return self._send(200, emulator._group_list())
+                if path.startswith("/apis/serving.kserve.io/") and path.count("/") == 3:
+                    found = emulator._resource_list(path.rsplit("/", 1)[1])
+                    if found is None:
+                        return self._send(404, _status(404, "NotFound",
+                                                       "the server could not find the "
+                                                       "requested resource"))
+                    return self._send(200, found)
                 with emulator._lock:
                     return self._send(*getattr(self, f"_{self.command.lower()}")(path, body))
 
@@ -267,6 +437,9 @@ class KubeEmulator:
                 if item in emulator.objects:
                     return 409, _status(409, "AlreadyExists", f"{name} already exists")
                 body["metadata"]["generation"] = 1
+                body, refused = emulator._admit(path, body)
+                if refused:
+                    return refused["code"], refused
                 if "/inferenceservices" in path:
                     kserve_defaults(body)
                 emulator._stamp(body)
@@ -281,6 +454,9 @@ class KubeEmulator:
                 if wanted and wanted != live["metadata"]["resourceVersion"]:
                     return 409, _status(409, "Conflict", "the object has been modified")
                 body.setdefault("metadata", {})["uid"] = live["metadata"]["uid"]
+                body, refused = emulator._admit(path, body)
+                if refused:
+                    return refused["code"], refused
                 if "status" in live:
                     body["status"] = live["status"]  # status is a subresource
                 if "/inferenceservices/" in path:
@@ -299,6 +475,9 @@ class KubeEmulator:
                     patched = json_patch(live, body)
                 else:
                     patched = merge_patch(live, body)
+                patched, refused = emulator._admit(path, patched)
+                if refused:
+                    return refused["code"], refused
                 emulator._stamp(patched)
                 emulator.objects[path] = patched
                 return 200, patched

@@ -6,15 +6,15 @@ from models_catalog.registry import RegistryNotConfigured
 
 
 class Command(BaseCommand):
-    help = ("Print the InferenceService YAML the portal applies for a deployment, for GitOps "
-            "(Argo CD, Flux).")
+    help = ("Print the YAML the portal applies for a deployment — its InferenceService, or its "
+            "preset and LLMInferenceServices as one List — for GitOps (Argo CD, Flux).")
 
     def add_arguments(self, parser):
         parser.add_argument("deployment_id", type=int)
 
     def handle(self, *args, **options):
         deployment = Deployment.objects.select_related(
-            "model", "tenant", "cluster", "version", "canary_version").filter(
+            "model", "tenant", "cluster", "version", "canary_version", "llm_preset").filter(
             pk=options["deployment_id"]).first()
         if deployment is None:
             raise CommandError(f"No deployment {options['deployment_id']}.")

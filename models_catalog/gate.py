@@ -563,6 +563,7 @@ def version_approve(*, actor, version: ModelVersion) -> ModelVersion:
     No lock is held while the registry works: a short transaction checks the rules and claims
     the version (so a second approval or a rejection waits its turn), the registry steps run
     outside any transaction, and a second short transaction publishes."""
+    client = oci.registry_client()  # no registry configured: refused before anything is claimed
     with transaction.atomic():
         version = (ModelVersion.objects.select_for_update().select_related("model")
                    .get(pk=version.pk))
@@ -578,7 +579,6 @@ def version_approve(*, actor, version: ModelVersion) -> ModelVersion:
                                    "reload in a minute.")
         claimed_at = timezone.now()
         ModelVersion.objects.filter(pk=version.pk).update(progress_at=claimed_at)
-    client = oci.registry_client()
     target = trusted_repository(version.model)
     try:
         copied = client.copy_by_digest(source=version.landing_repository, target=target,
@@ -593,10 +593,13 @@ def version_approve(*, actor, version: ModelVersion) -> ModelVersion:
             payload_media_type=APPROVAL_ARTIFACT_TYPE,
             annotations={"org.opencontainers.image.created": version.signed_at.isoformat(),
                          "org.opencontainers.image.title": f"{version} approval"})
-    except oci.RegistryError as exc:
+    except BaseException as exc:
+        # Whatever stopped the registry steps, the claim goes: the next approval may try again.
         ModelVersion.objects.filter(pk=version.pk, progress_at=claimed_at).update(
             progress_at=None)
-        raise ApplicationError(f"Publishing failed, nothing was published: {exc}") from None
+        if isinstance(exc, oci.RegistryError):
+            raise ApplicationError(f"Publishing failed, nothing was published: {exc}") from None
+        raise
     with transaction.atomic():
         now = timezone.now()
         published = ModelVersion.objects.filter(

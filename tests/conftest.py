@@ -1,3 +1,5 @@
+import signal
+
 import pytest
 import redis
 from django.conf import settings
@@ -14,6 +16,17 @@ from tests.factories import (
 
 pytest_plugins = ["tests.support.gateway_fixtures", "tests.support.browser",
                   "tests.support.registry"]
+
+
+def pytest_configure(config):
+    """A run stopped with SIGTERM or SIGHUP (a CI timeout, a closed terminal) ends like one
+    stopped with Ctrl-C: pytest then runs every fixture's teardown, so the servers, workers and
+    registries the tests started are stopped instead of left running."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
 
 
 @pytest.fixture(scope="session", autouse=True)

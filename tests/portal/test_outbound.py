@@ -3,6 +3,7 @@ connection goes to the address that was vetted — with requests (webhooks, heal
 urllib3 (the Kubernetes client) and aiohttp (the gateway)."""
 
 import asyncio
+import concurrent.futures
 import ipaddress
 import socket
 
@@ -16,6 +17,13 @@ from tests.support.net import FakeDns, recording_server
 from tests.support.tls import make_pki, tls_server
 
 PUBLIC_V4 = "93.184.215.14"  # never contacted: the tests stop every connection before
+
+
+def _run(coroutine):
+    """asyncio.run in a thread of its own: earlier tests in the session (Playwright's sync API)
+    may leave an event loop running in the main thread, where asyncio.run refuses to start."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _networks(*cidrs):
@@ -230,7 +238,7 @@ def test_the_gateway_resolver_vets_every_answer(settings):
             await resolver.resolve("model.example", 80)
         return first
 
-    assert [a["host"] for a in asyncio.run(scenario())] == [PUBLIC_V4]
+    assert [a["host"] for a in _run(scenario())] == [PUBLIC_V4]
 
 
 def test_the_gateway_connects_to_the_vetted_answer_and_keeps_it(settings):
@@ -250,7 +258,7 @@ def test_the_gateway_connects_to_the_vetted_answer_and_keeps_it(settings):
                         assert r.status == 200
             return inner.lookups
 
-        assert asyncio.run(scenario()) == ["model.example"]
+        assert _run(scenario()) == ["model.example"]
         assert [(r[1], r[2]["Host"]) for r in upstream.requests] == [
             ("/v1/models", f"model.example:{upstream.port}")] * 2
 
@@ -266,4 +274,4 @@ def test_the_gateway_refuses_a_name_that_resolves_to_a_refused_address(settings)
             with pytest.raises(aiohttp.ClientConnectorError):
                 await http.get("http://metadata.example/latest/meta-data")
 
-    asyncio.run(scenario())
+    _run(scenario())

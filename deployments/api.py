@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
@@ -36,6 +35,15 @@ from tenants import permissions
 from tenants.api import tenant_for_api
 from tenants.models import Tenant
 from tenants.permissions import PlatformPerm, TenantPerm
+
+
+def _named_in_body(queryset, field: str, **lookup):
+    """An object the request body refers to: one that does not exist is invalid input (400 on
+    that field), not a missing page (404)."""
+    found = queryset.filter(**lookup).first()
+    if found is None:
+        raise ValidationError({field: f"There is no {field} {next(iter(lookup.values()))}."})
+    return found
 
 
 def _require_manage(request: Request) -> None:
@@ -131,10 +139,10 @@ class DeploymentListApi(APIView):
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         dry_run = values.pop("dry_run")
-        version = get_object_or_404(ModelVersion, pk=values.pop("version"))
-        cluster = selectors.cluster_get(values.pop("cluster"))
+        version = _named_in_body(ModelVersion.objects.all(), "version", pk=values.pop("version"))
+        cluster = _named_in_body(selectors.cluster_list(), "cluster", pk=values.pop("cluster"))
         slug = values.pop("tenant")
-        tenant = get_object_or_404(Tenant, slug=slug) if slug else None
+        tenant = _named_in_body(Tenant.objects.all(), "tenant", slug=slug) if slug else None
         try:
             values["extra_args"] = parse_extra_args(format_extra_args(values["extra_args"]))
         except ValidationError as exc:
@@ -245,7 +253,8 @@ class DeploymentUpdateApi(APIView):
         deployment = selectors.deployment_get(pk)
         data = UpdateVersionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        version = get_object_or_404(ModelVersion, pk=data.validated_data["version"])
+        version = _named_in_body(ModelVersion.objects.all(), "version",
+                                 pk=data.validated_data["version"])
         deployment = services.deployment_update_version(
             actor=request.user, deployment=deployment, version=version,
             canary_traffic_percent=data.validated_data["canary_traffic_percent"])

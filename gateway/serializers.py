@@ -6,7 +6,7 @@ from portal.text import validate_display_name
 
 class ApiKeyOutputSerializer(serializers.ModelSerializer):
     key_prefix = serializers.CharField(source="display_prefix")
-    owner = serializers.EmailField(source="owner.email", default=None)
+    owner = serializers.EmailField(source="owner.email", default=None, allow_null=True)
     status = serializers.CharField()
     allowed_models = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
 

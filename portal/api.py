@@ -24,6 +24,22 @@ def _django_validation_errors(exc: DjangoValidationError) -> dict[str, list[str]
     return {"non_field_errors": exc.messages}
 
 
+def _flat_field_errors(errors, prefix: str = "") -> dict[str, list[str]]:
+    """{field: [messages]} at one level: a list or map field's errors, which DRF nests by
+    index or key, become `field.0` / `field.key`, so every value is a list of messages."""
+    flat: dict[str, list[str]] = {}
+    items = errors.items() if isinstance(errors, dict) else enumerate(errors)
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, str):
+            flat[name] = [value]
+        elif isinstance(value, dict) or not all(isinstance(v, str) for v in value):
+            flat.update(_flat_field_errors(value, prefix=f"{name}."))
+        else:
+            flat[name] = list(value)
+    return flat
+
+
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(_django_validation_errors(exc))
@@ -37,5 +53,6 @@ def exception_handler(exc, context):
         errors = response.data
         if isinstance(errors, list):
             errors = {"non_field_errors": errors}
-        response.data = {"detail": "The request has invalid fields.", "errors": errors}
+        response.data = {"detail": "The request has invalid fields.",
+                         "errors": _flat_field_errors(errors)}
     return response

@@ -1,0 +1,122 @@
+"""What the API fuzzer (test_api_fuzz.py) found, each as the exact request it sent."""
+
+import pytest
+import yaml
+from django.core.management import call_command
+
+from deployments import services as deployment_services
+from gateway import services as gateway_services
+from models_catalog import gate
+from models_catalog import services as catalog_services
+from tests.factories import published_version
+from tests.support.kube_emulator import start_emulator
+
+pytestmark = pytest.mark.django_db
+
+
+def _json(client, method, path, body=None):
+    return getattr(client, method)(path, body, content_type="application/json")
+
+
+def test_audit_filter_errors_are_lists_of_messages(client, msp_admin):
+    client.force_login(msp_admin)
+    response = client.get("/api/audit/events/", {"until": "\x95", "after": "{"})
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"until": ["Enter a valid date/time."],
+                                         "after": ["Enter a whole number."]}
+
+
+def test_errors_of_list_and_map_fields_are_flat(client, tenant, tenant_admin):
+    """DRF nests a list field's errors by index; the API answers {field: [messages]}."""
+    client.force_login(tenant_admin)
+    response = _json(client, "post", f"/api/tenants/{tenant.slug}/keys/",
+                     {"name": "0", "allowed_networks": ["0" * 65]})
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "allowed_networks.0": ["Ensure this field has no more than 64 characters."]}
+    response = _json(client, "post", f"/api/tenants/{tenant.slug}/budgets/",
+                     {"name": "0", "amount": "10", "thresholds": [1, "AAA", 100]})
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"thresholds.1": ["A valid integer is required."]}
+
+
+def test_people_fields_may_be_null_and_the_schema_says_so(client, tenant, tenant_admin,
+                                                          msp_admin, tmp_path):
+    gateway_services.apikey_create(actor="system:test", tenant=tenant, name="ci")
+    client.force_login(tenant_admin)
+    assert _json(client, "get", f"/api/tenants/{tenant.slug}/keys/").json()[0]["owner"] is None
+    model = catalog_services.model_create(actor=msp_admin, slug="chat-small", name="Chat",
+                                          task="chat")
+    gate.version_create(actor=msp_admin, model=model, version="2.0")
+    client.force_login(msp_admin)
+    version = _json(client, "get", "/api/models/chat-small/versions/2.0/").json()
+    assert version["submitted_by"] is None and version["approved_by"] is None
+
+    target = tmp_path / "schema.yaml"
+    call_command("spectacular", "--file", str(target))
+    components = yaml.safe_load(target.read_text())["components"]["schemas"]
+    assert components["ApiKeyOutput"]["properties"]["owner"]["nullable"] is True
+    for field in ("uploaded_by", "submitted_by", "approved_by"):
+        assert components["VersionOutput"]["properties"][field]["nullable"] is True
+
+
+def test_deploying_an_unknown_version_cluster_or_tenant_is_a_400(client, msp_admin, settings):
+    """It was a 404 ("No ModelVersion matches the given query."), which the schema of a
+    collection's POST does not list and which reads as a missing page."""
+    settings.ALLOWED_JURISDICTIONS = ["DE"]
+    client.force_login(msp_admin)
+    body = {"version": 0, "cluster": 0, "tenant": "0", "runtime": "kserve-vllmserver",
+            "cpu": "4", "memory": "16Gi", "min_replicas": 1, "max_replicas": 1}
+    response = _json(client, "post", "/api/deployments/", body)
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"version": ["There is no version 0."]}
+
+    kube = start_emulator()
+    try:
+        version = published_version(version="1.0")
+        response = _json(client, "post", "/api/deployments/", {**body, "version": version.pk})
+        assert response.json()["errors"] == {"cluster": ["There is no cluster 0."]}
+        cluster = deployment_services.cluster_create(
+            actor=msp_admin, name="fra-gpu-1", api_url=kube.url, jurisdiction="DE",
+            credentials=kube.token)
+        response = _json(client, "post", "/api/deployments/",
+                         {**body, "version": version.pk, "cluster": cluster.pk})
+        assert response.json()["errors"] == {"tenant": ["There is no tenant 0."]}
+    finally:
+        kube.stop()
+
+
+def test_the_api_takes_json_only(client, msp_admin, tenant):
+    """Form encodings made a blank field mean "not given": `jurisdiction=` in a multipart
+    PATCH was accepted as no change, where JSON's "" is refused."""
+    client.force_login(msp_admin)
+    kube = start_emulator()
+    try:
+        cluster = deployment_services.cluster_create(
+            actor=msp_admin, name="fra-gpu-1", api_url=kube.url, jurisdiction="DE",
+            credentials=kube.token)
+        response = client.patch(f"/api/clusters/{cluster.pk}/", "jurisdiction=",
+                                content_type="application/x-www-form-urlencoded")
+        assert response.status_code == 415
+        response = client.post("/api/models/", {"slug": "x", "name": "x", "task": "chat"})
+        assert response.status_code == 415  # multipart
+        response = _json(client, "patch", f"/api/clusters/{cluster.pk}/", {"jurisdiction": ""})
+        assert response.status_code == 400 and "jurisdiction" in response.json()["errors"]
+    finally:
+        kube.stop()
+
+
+def test_every_operation_documents_its_errors(tmp_path):
+    target = tmp_path / "schema.yaml"
+    call_command("spectacular", "--file", str(target))
+    schema = yaml.safe_load(target.read_text())
+    error = {"$ref": "#/components/schemas/ApiError"}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            expected = {"400", "401", "403"} | ({"404"} if "{" in path else set())
+            responses = operation["responses"]
+            assert expected <= set(responses), (method, path)
+            for code in expected:
+                assert responses[code]["content"]["application/json"]["schema"] == error
+            bodies = (operation.get("requestBody") or {}).get("content", {})
+            assert set(bodies) <= {"application/json", "application/octet-stream"}, path

@@ -120,3 +120,28 @@ def test_every_operation_documents_its_errors(tmp_path):
                 assert responses[code]["content"]["application/json"]["schema"] == error
             bodies = (operation.get("requestBody") or {}).get("content", {})
             assert set(bodies) <= {"application/json", "application/octet-stream"}, path
+
+
+@pytest.mark.parametrize("path,body", [
+    # The fuzzer's request, shrunk by hand: a NUL inside free-form JSON was a 500
+    # (PostgreSQL: "unsupported Unicode escape sequence").
+    ("/api/models/chat-small/versions/", {"version": "3.0", "hyperparameters": {"lr": "a\x00"}}),
+    ("/api/models/chat-small/versions/", {"version": "3.0", "hyperparameters": {"\x00": 1}}),
+    ("/api/models/", {"slug": "x", "name": "x", "task": "chat", "description": "\x00"}),
+    ("/api/models/chat-small/versions/", {"version": "3.0", "hyperparameters": {"a": "\ud800"}}),
+])
+def test_a_nul_character_in_a_body_is_a_400(client, msp_admin, path, body):
+    catalog_services.model_create(actor=msp_admin, slug="chat-small", name="Chat", task="chat")
+    client.force_login(msp_admin)
+    response = _json(client, "post", path, body)
+    assert response.status_code == 400
+    assert "NUL character" in response.json()["detail"]
+
+
+def test_the_upload_wizard_refuses_a_nul_in_hyperparameters():
+    from models_catalog.forms import UploadMetadataForm
+
+    form = UploadMetadataForm(data={"slug": "x", "name": "x", "task": "chat", "version": "1.0",
+                                 "hyperparameters": '{"lr": "\\u0000"}'})
+    assert not form.is_valid()
+    assert "NUL character" in str(form.errors["hyperparameters"])

@@ -13,7 +13,7 @@ from tests.factories import (
 )
 
 pytest_plugins = ["tests.support.gateway_fixtures", "tests.support.browser",
-                  "tests.support.registry"]
+                  "tests.support.registry", "tests.support.workers"]
 
 
 @pytest.fixture(scope="session", autouse=True)

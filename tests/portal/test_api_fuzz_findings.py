@@ -86,26 +86,6 @@ def test_deploying_an_unknown_version_cluster_or_tenant_is_a_400(client, msp_adm
         kube.stop()
 
 
-def test_the_api_takes_json_only(client, msp_admin, tenant):
-    """Form encodings made a blank field mean "not given": `jurisdiction=` in a multipart
-    PATCH was accepted as no change, where JSON's "" is refused."""
-    client.force_login(msp_admin)
-    kube = start_emulator()
-    try:
-        cluster = deployment_services.cluster_create(
-            actor=msp_admin, name="fra-gpu-1", api_url=kube.url, jurisdiction="DE",
-            credentials=kube.token)
-        response = client.patch(f"/api/clusters/{cluster.pk}/", "jurisdiction=",
-                                content_type="application/x-www-form-urlencoded")
-        assert response.status_code == 415
-        response = client.post("/api/models/", {"slug": "x", "name": "x", "task": "chat"})
-        assert response.status_code == 415  # multipart
-        response = _json(client, "patch", f"/api/clusters/{cluster.pk}/", {"jurisdiction": ""})
-        assert response.status_code == 400 and "jurisdiction" in response.json()["errors"]
-    finally:
-        kube.stop()
-
-
 def test_every_operation_documents_its_errors(tmp_path):
     target = tmp_path / "schema.yaml"
     call_command("spectacular", "--file", str(target))
@@ -138,6 +118,16 @@ def test_a_nul_character_in_a_body_is_a_400(client, msp_admin, path, body):
     assert "NUL character" in response.json()["detail"]
 
 
+def test_form_encoded_bodies_are_held_to_the_same_rule(client, msp_admin):
+    client.force_login(msp_admin)
+    response = client.post("/api/models/", {"slug": "x", "name": "x", "task": "chat",
+                                            "description": "a\x00"})  # multipart
+    assert response.status_code == 400 and "NUL character" in response.json()["detail"]
+    response = client.post("/api/models/", "slug=x&name=x&task=chat&description=%00",
+                           content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400 and "NUL character" in response.json()["detail"]
+
+
 def test_the_upload_wizard_refuses_a_nul_in_hyperparameters():
     from models_catalog.forms import UploadMetadataForm
 
@@ -145,3 +135,11 @@ def test_the_upload_wizard_refuses_a_nul_in_hyperparameters():
                                  "hyperparameters": '{"lr": "\\u0000"}'})
     assert not form.is_valid()
     assert "NUL character" in str(form.errors["hyperparameters"])
+
+
+def test_an_upload_chunk_at_the_wrong_offset_is_a_documented_409(tmp_path):
+    target = tmp_path / "schema.yaml"
+    call_command("spectacular", "--file", str(target))
+    put = yaml.safe_load(target.read_text())["paths"]["/api/uploads/{id}/"]["put"]
+    conflict = put["responses"]["409"]["content"]["application/json"]["schema"]
+    assert conflict == {"$ref": "#/components/schemas/UploadOffsetConflict"}

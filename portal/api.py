@@ -24,20 +24,15 @@ def _django_validation_errors(exc: DjangoValidationError) -> dict[str, list[str]
     return {"non_field_errors": exc.messages}
 
 
-def _flat_field_errors(errors, prefix: str = "") -> dict[str, list[str]]:
-    """{field: [messages]} at one level: a list or map field's errors, which DRF nests by
-    index or key, become `field.0` / `field.key`, so every value is a list of messages."""
-    flat: dict[str, list[str]] = {}
+def _messages(errors, where: str = "") -> list[str]:
+    """A field's errors as one list of messages. DRF nests a list or map field's errors by
+    index or key; those messages say which item they are about: `[0] …`, `[name] …`."""
+    if isinstance(errors, str):
+        return [f"{where} {errors}" if where else str(errors)]
     items = errors.items() if isinstance(errors, dict) else enumerate(errors)
-    for key, value in items:
-        name = f"{prefix}{key}"
-        if isinstance(value, str):
-            flat[name] = [value]
-        elif isinstance(value, dict) or not all(isinstance(v, str) for v in value):
-            flat.update(_flat_field_errors(value, prefix=f"{name}."))
-        else:
-            flat[name] = list(value)
-    return flat
+    if not isinstance(errors, dict) and all(isinstance(item, str) for item in errors):
+        return [f"{where} {item}" if where else str(item) for item in errors]
+    return [message for key, item in items for message in _messages(item, f"{where}[{key}]")]
 
 
 def exception_handler(exc, context):
@@ -54,5 +49,5 @@ def exception_handler(exc, context):
         if isinstance(errors, list):
             errors = {"non_field_errors": errors}
         response.data = {"detail": "The request has invalid fields.",
-                         "errors": _flat_field_errors(errors)}
+                         "errors": {field: _messages(value) for field, value in errors.items()}}
     return response

@@ -26,18 +26,19 @@ def test_audit_filter_errors_are_lists_of_messages(client, msp_admin):
                                          "after": ["Enter a whole number."]}
 
 
-def test_errors_of_list_and_map_fields_are_flat(client, tenant, tenant_admin):
-    """DRF nests a list field's errors by index; the API answers {field: [messages]}."""
+def test_errors_of_list_and_map_fields_are_lists_of_messages(client, tenant, tenant_admin):
+    """DRF nests a list field's errors by index; the API answers {field: [messages]}, each
+    message naming the item."""
     client.force_login(tenant_admin)
     response = _json(client, "post", f"/api/tenants/{tenant.slug}/keys/",
                      {"name": "0", "allowed_networks": ["0" * 65]})
     assert response.status_code == 400
     assert response.json()["errors"] == {
-        "allowed_networks.0": ["Ensure this field has no more than 64 characters."]}
+        "allowed_networks": ["[0] Ensure this field has no more than 64 characters."]}
     response = _json(client, "post", f"/api/tenants/{tenant.slug}/budgets/",
                      {"name": "0", "amount": "10", "thresholds": [1, "AAA", 100]})
     assert response.status_code == 400
-    assert response.json()["errors"] == {"thresholds.1": ["A valid integer is required."]}
+    assert response.json()["errors"] == {"thresholds": ["[1] A valid integer is required."]}
 
 
 def test_people_fields_may_be_null_and_the_schema_says_so(client, tenant, tenant_admin,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -31,6 +31,7 @@ from deployments.serializers import (
     UpdateVersionSerializer,
 )
 from models_catalog.models import ModelVersion
+from portal.openapi import ApiErrorSerializer
 from tenants import permissions
 from tenants.api import tenant_for_api
 from tenants.models import Tenant
@@ -38,11 +39,12 @@ from tenants.permissions import PlatformPerm, TenantPerm
 
 
 def _named_in_body(queryset, field: str, **lookup):
-    """An object the request body refers to: one that does not exist is invalid input (400 on
-    that field), not a missing page (404)."""
+    """An object the request body refers to; one that does not exist (or was deleted) is a
+    404 that says which."""
     found = queryset.filter(**lookup).first()
     if found is None:
-        raise ValidationError({field: f"There is no {field} {next(iter(lookup.values()))}."})
+        raise NotFound(f"There is no {field} {next(iter(lookup.values()))}: check "
+                       f"`{field}` in the body.")
     return found
 
 
@@ -132,7 +134,8 @@ class DeploymentListApi(APIView):
         return Response(DeploymentOutputSerializer(deployments, many=True).data)
 
     @extend_schema(request=DeploymentCreateSerializer,
-                   responses={201: DeploymentOutputSerializer, 200: ManifestSerializer})
+                   responses={201: DeploymentOutputSerializer, 200: ManifestSerializer,
+                              404: ApiErrorSerializer})
     def post(self, request: Request) -> Response:
         _require_manage(request)
         data = DeploymentCreateSerializer(data=request.data)

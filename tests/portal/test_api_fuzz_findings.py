@@ -61,30 +61,35 @@ def test_people_fields_may_be_null_and_the_schema_says_so(client, tenant, tenant
         assert components["VersionOutput"]["properties"][field]["nullable"] is True
 
 
-def test_deploying_an_unknown_version_cluster_or_tenant_is_a_400(client, msp_admin, settings):
-    """It was a 404 ("No ModelVersion matches the given query."), which the schema of a
-    collection's POST does not list and which reads as a missing page."""
+def test_deploying_an_unknown_version_cluster_or_tenant_is_a_documented_404(
+        client, msp_admin, settings, tmp_path):
+    """The 404 was undocumented for this collection's POST, and said "No ModelVersion matches
+    the given query."."""
     settings.ALLOWED_JURISDICTIONS = ["DE"]
     client.force_login(msp_admin)
     body = {"version": 0, "cluster": 0, "tenant": "0", "runtime": "kserve-vllmserver",
             "cpu": "4", "memory": "16Gi", "min_replicas": 1, "max_replicas": 1}
     response = _json(client, "post", "/api/deployments/", body)
-    assert response.status_code == 400
-    assert response.json()["errors"] == {"version": ["There is no version 0."]}
+    assert response.status_code == 404
+    assert response.json() == {"detail": "There is no version 0: check `version` in the body."}
 
     kube = start_emulator()
     try:
         version = published_version(version="1.0")
         response = _json(client, "post", "/api/deployments/", {**body, "version": version.pk})
-        assert response.json()["errors"] == {"cluster": ["There is no cluster 0."]}
+        assert response.json()["detail"].startswith("There is no cluster 0")
         cluster = deployment_services.cluster_create(
             actor=msp_admin, name="fra-gpu-1", api_url=kube.url, jurisdiction="DE",
             credentials=kube.token)
         response = _json(client, "post", "/api/deployments/",
                          {**body, "version": version.pk, "cluster": cluster.pk})
-        assert response.json()["errors"] == {"tenant": ["There is no tenant 0."]}
+        assert response.json()["detail"].startswith("There is no tenant 0")
     finally:
         kube.stop()
+    target = tmp_path / "schema.yaml"
+    call_command("spectacular", "--file", str(target))
+    post = yaml.safe_load(target.read_text())["paths"]["/api/deployments/"]["post"]
+    assert "404" in post["responses"]
 
 
 def test_every_operation_documents_its_errors(tmp_path):

@@ -87,8 +87,9 @@ def _config(*, coverage: bool) -> SchemathesisConfig:
 
 
 SERVED = _served_schema()
-# The MSP admin reaches every operation: boundaries and random requests. The tenant admin's
-# run is about who may do what: random requests.
+# The MSP admin reaches every operation: every field's boundary and invalid values (the
+# coverage phase takes the place of random requests there). The tenant admin's run is about
+# who may do what: random valid and invalid requests.
 msp_schema = schemathesis.openapi.from_dict(SERVED, config=_config(coverage=True))
 tenant_schema = schemathesis.openapi.from_dict(SERVED, config=_config(coverage=False))
 SETTINGS = hypothesis_settings(

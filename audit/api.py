@@ -37,7 +37,7 @@ _FILTER_PARAMS = [
 def _page(request: Request, *, tenant_id: int | None, allow_tenant_param: bool) -> Response:
     form = EventFilterForm(request.query_params)
     if not form.is_valid():
-        raise ValidationError(form.errors.get_json_data())
+        raise ValidationError({field: list(messages) for field, messages in form.errors.items()})
     if allow_tenant_param and form.cleaned_data.get("tenant"):
         tenant_id = tenant_selectors.tenant_id_for_slug(form.cleaned_data["tenant"])
         if tenant_id is None:

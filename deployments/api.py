@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -34,10 +33,21 @@ from deployments.serializers import (
     UpdateVersionSerializer,
 )
 from models_catalog.models import ModelVersion
+from portal.openapi import ApiErrorSerializer
 from tenants import permissions
 from tenants.api import tenant_for_api
 from tenants.models import Tenant
 from tenants.permissions import PlatformPerm, TenantPerm
+
+
+def _named_in_body(queryset, field: str, **lookup):
+    """An object the request body refers to; one that does not exist (or was deleted) is a
+    404 that says which."""
+    found = queryset.filter(**lookup).first()
+    if found is None:
+        raise NotFound(f"There is no {field} {next(iter(lookup.values()))}: check "
+                       f"`{field}` in the body.")
+    return found
 
 
 def _require_manage(request: Request) -> None:
@@ -126,17 +136,18 @@ class DeploymentListApi(APIView):
         return Response(DeploymentOutputSerializer(deployments, many=True).data)
 
     @extend_schema(request=DeploymentCreateSerializer,
-                   responses={201: DeploymentOutputSerializer, 200: ManifestSerializer})
+                   responses={201: DeploymentOutputSerializer, 200: ManifestSerializer,
+                              404: ApiErrorSerializer})
     def post(self, request: Request) -> Response:
         _require_manage(request)
         data = DeploymentCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         dry_run = values.pop("dry_run")
-        version = get_object_or_404(ModelVersion, pk=values.pop("version"))
-        cluster = selectors.cluster_get(values.pop("cluster"))
+        version = _named_in_body(ModelVersion.objects.all(), "version", pk=values.pop("version"))
+        cluster = _named_in_body(selectors.cluster_list(), "cluster", pk=values.pop("cluster"))
         slug = values.pop("tenant")
-        tenant = get_object_or_404(Tenant, slug=slug) if slug else None
+        tenant = _named_in_body(Tenant.objects.all(), "tenant", slug=slug) if slug else None
         backend, preset = values.pop("backend"), values.pop("preset")
         llm = {k: values.pop(k) for k in ("autoscaler", "prefill_replicas")}
         if backend == Backend.LLMISVC:
@@ -257,7 +268,8 @@ class DeploymentUpdateApi(APIView):
         deployment = selectors.deployment_get(pk)
         data = UpdateVersionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        version = get_object_or_404(ModelVersion, pk=data.validated_data["version"])
+        version = _named_in_body(ModelVersion.objects.all(), "version",
+                                 pk=data.validated_data["version"])
         deployment = services.deployment_update_version(
             actor=request.user, deployment=deployment, version=version,
             canary_traffic_percent=data.validated_data["canary_traffic_percent"])

@@ -76,7 +76,7 @@ class Credentials:
         there is none) and presents the client certificate, if any."""
         try:
             context = ssl.create_default_context(cadata=self.certificate_authority or None)
-        except (ssl.SSLError, ValueError) as exc:
+        except (ssl.SSLError, ValueError, TypeError) as exc:  # TypeError: not ASCII PEM
             raise KubeconfigRefused(f"The CA certificate can't be read ({exc}).",
                                     field="certificate-authority-data") from None
         if self.client_certificate:

@@ -54,17 +54,30 @@ def _store(client: redis.Redis, entries: list) -> int:
     return created
 
 
+def _read(client: redis.Redis, consumer: str, start: str, count: int) -> list:
+    response = client.xreadgroup(GROUP, consumer, {STREAM: start}, count=count)
+    return response[0][1] if response else []
+
+
 def drain_usage_stream(*, batch_size: int = 2000, max_batches: int = 100) -> int:
-    """Drain what is in the stream now (bounded per call); returns records created."""
+    """Drain what is in the stream now (bounded per call); returns records created.
+
+    First what this drainer read before and could not store (its batch failed: the database
+    restarted, say), so the next run retries it at once instead of after STALE_AFTER_MS; then
+    what a crashed drainer left; then new events."""
     client = _client()
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     created = 0
+    for _ in range(max_batches):
+        own = _read(client, consumer, "0", batch_size)
+        if not own:
+            break
+        created += _store(client, own)
     _next, stale, _deleted = client.xautoclaim(STREAM, GROUP, consumer, STALE_AFTER_MS,
                                                "0-0", count=batch_size)
     created += _store(client, stale)
     for _ in range(max_batches):
-        response = client.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=batch_size)
-        entries = response[0][1] if response else []
+        entries = _read(client, consumer, ">", batch_size)
         if not entries:
             break
         created += _store(client, entries)

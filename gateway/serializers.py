@@ -7,7 +7,7 @@ from portal.text import validate_display_name
 
 class ApiKeyOutputSerializer(serializers.ModelSerializer):
     key_prefix = serializers.CharField(source="display_prefix")
-    owner = serializers.EmailField(source="owner.email", default=None,
+    owner = serializers.EmailField(source="owner.email", default=None, allow_null=True,
                                    help_text="The person who owns the key, if one does.")
     service_account = serializers.SerializerMethodField(
         help_text="The service account (`<provider>:<client id>`) that owns the key, if one "

@@ -8,8 +8,8 @@ from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
@@ -273,7 +273,11 @@ class UploadChunkApi(APIView):
         return Response(UploadOutputSerializer(self._session(request, pk)).data)
 
     @extend_schema(request={"application/octet-stream": OpenApiTypes.BINARY},
-                   responses=UploadOutputSerializer,
+                   responses={200: UploadOutputSerializer, 409: inline_serializer(
+                       "UploadOffsetConflict", fields={
+                           "detail": serializers.CharField(),
+                           "received_bytes": serializers.IntegerField(
+                               help_text="Resume the upload from this byte.")})},
                    parameters=[OpenApiParameter("Content-Range", str, OpenApiParameter.HEADER,
                                                 description="bytes <start>-<end>/<total>")])
     def put(self, request: Request, pk) -> Response:

@@ -7,7 +7,7 @@ from django import forms
 
 from models_catalog.models import Model, ModelLifecycle, ModelTask, VersionStatus
 from portal.dates import validate_supported_date
-from portal.text import validate_display_name
+from portal.text import holds_unstorable_text, validate_display_name
 from tenants.models import Tenant
 
 
@@ -60,6 +60,9 @@ class UploadMetadataForm(forms.Form):
             raise forms.ValidationError("This is not valid JSON.") from None
         if not isinstance(value, dict):
             raise forms.ValidationError("Give a JSON object ({…}).")
+        if holds_unstorable_text(value):
+            raise forms.ValidationError("Remove the NUL character (\\u0000) or unpaired "
+                                        "surrogate: no field accepts it.")
         return value
 
     def clean(self):

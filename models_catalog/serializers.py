@@ -60,9 +60,12 @@ class FileOutputSerializer(serializers.ModelSerializer):
 
 class VersionOutputSerializer(serializers.ModelSerializer):
     model = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    uploaded_by = serializers.SlugRelatedField(slug_field="email", read_only=True)
-    submitted_by = serializers.SlugRelatedField(slug_field="email", read_only=True)
-    approved_by = serializers.SlugRelatedField(slug_field="email", read_only=True)
+    uploaded_by = serializers.SlugRelatedField(slug_field="email", read_only=True,
+                                               allow_null=True)
+    submitted_by = serializers.SlugRelatedField(slug_field="email", read_only=True,
+                                                allow_null=True)
+    approved_by = serializers.SlugRelatedField(slug_field="email", read_only=True,
+                                               allow_null=True)
     files = FileOutputSerializer(many=True, read_only=True)
     findings = serializers.SerializerMethodField()
 

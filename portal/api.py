@@ -24,6 +24,17 @@ def _django_validation_errors(exc: DjangoValidationError) -> dict[str, list[str]
     return {"non_field_errors": exc.messages}
 
 
+def _messages(errors, where: str = "") -> list[str]:
+    """A field's errors as one list of messages. DRF nests a list or map field's errors by
+    index or key; those messages say which item they are about: `[0] …`, `[name] …`."""
+    if isinstance(errors, str):
+        return [f"{where} {errors}" if where else str(errors)]
+    items = errors.items() if isinstance(errors, dict) else enumerate(errors)
+    if not isinstance(errors, dict) and all(isinstance(item, str) for item in errors):
+        return [f"{where} {item}" if where else str(item) for item in errors]
+    return [message for key, item in items for message in _messages(item, f"{where}[{key}]")]
+
+
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(_django_validation_errors(exc))
@@ -37,5 +48,6 @@ def exception_handler(exc, context):
         errors = response.data
         if isinstance(errors, list):
             errors = {"non_field_errors": errors}
-        response.data = {"detail": "The request has invalid fields.", "errors": errors}
+        response.data = {"detail": "The request has invalid fields.",
+                         "errors": {field: _messages(value) for field, value in errors.items()}}
     return response

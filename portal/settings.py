@@ -498,7 +498,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["portal.parsers.JSONParser", "portal.parsers.FormParser",
+                               "portal.parsers.MultiPartParser"],
+    "DEFAULT_SCHEMA_CLASS": "portal.openapi.PortalAutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "portal.api.exception_handler",
@@ -518,6 +520,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Bodies are documented as JSON; the form encodings stay accepted, undocumented.
+    "PARSER_WHITELIST": ["portal.parsers.JSONParser"],
     "ENUM_NAME_OVERRIDES": {
         "DeploymentStatusEnum": "deployments.models.DeploymentStatus",
         "DeploymentModeEnum": "deployments.models.DeploymentMode",

@@ -18,6 +18,7 @@ reorder anything.
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from django.core.exceptions import ValidationError
@@ -95,3 +96,20 @@ def validate_header_token(value) -> None:
                 f"Character {position} is {shown}: an API key or token can hold only visible "
                 "ASCII characters (letters, digits and punctuation, no spaces). Paste the key "
                 "exactly as its issuer shows it.", code="not_a_header_token")
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def holds_unstorable_text(value) -> bool:
+    """Whether decoded JSON holds, in any key or string, a NUL character or an unpaired
+    surrogate: PostgreSQL stores neither (text, jsonb), so such input must be refused before
+    it is saved, not end in a 500."""
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is not None
+    if isinstance(value, dict):
+        return any(holds_unstorable_text(key) or holds_unstorable_text(item)
+                   for key, item in value.items())
+    if isinstance(value, list):
+        return any(holds_unstorable_text(item) for item in value)
+    return False

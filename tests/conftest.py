@@ -15,7 +15,7 @@ from tests.factories import (
 )
 
 pytest_plugins = ["tests.support.gateway_fixtures", "tests.support.browser",
-                  "tests.support.registry"]
+                  "tests.support.registry", "tests.support.workers"]
 
 
 def pytest_configure(config):

@@ -3,7 +3,8 @@
 Enough of the API for the portal's client: `/version`, `/api`, `/apis` and KServe's group
 discovery, CRD reads, and for any resource path POST (create; 409 AlreadyExists), GET (object
 or list; 404), PUT (replace; 409 on a stale resourceVersion), PATCH (JSON merge patch and JSON
-patch), DELETE. Bearer-token check, fault injection (the next N requests answer 500 or hang), a
+patch), DELETE. Bearer-token check, fault injection (the next N requests — or the next N of
+one method and path — answer 500, hang, or are carried out and then never answered), a
 request log, and helpers that play the KServe controllers (set an InferenceService's or an
 LLMInferenceService's status).
 
@@ -108,7 +109,9 @@ class KubeEmulator:
         self.objects: dict[str, dict] = {}
         self.log: list[tuple[str, str]] = []
         self.pruned: list[str] = []  # fields of written objects the CRD schema pruned
-        self.faults: list[tuple[str, float]] = []
+        # (kind, value, method or None, path fragment or None), taken in order by the first
+        # request they match
+        self.faults: list[tuple[str, float, str | None, str | None]] = []
         self._lock = threading.Lock()
         self._version = 100
         self._stopping = threading.Event()
@@ -149,11 +152,17 @@ class KubeEmulator:
         self.server.server_close()
 
     # --- test helpers ---
-    def fail_next(self, count: int = 1, status: int = 500) -> None:
-        self.faults.extend([("status", status)] * count)
+    def fail_next(self, count: int = 1, status: int = 500, *, method: str | None = None,
+                  path_contains: str | None = None) -> None:
+        self.faults.extend([("status", status, method, path_contains)] * count)
 
-    def hang_next(self, count: int = 1, seconds: float = 5.0) -> None:
-        self.faults.extend([("hang", seconds)] * count)
+    def hang_next(self, count: int = 1, seconds: float = 5.0, *, method: str | None = None,
+                  path_contains: str | None = None, after_applying: bool = False) -> None:
+        """The matching requests get no answer for `seconds` (then the connection closes).
+        `after_applying`: the request is carried out first, as when an API server's answer
+        is lost after it stored the object."""
+        kind = "hang_after" if after_applying else "hang"
+        self.faults.extend([(kind, seconds, method, path_contains)] * count)
 
     def get(self, path: str) -> dict | None:
         with self._lock:
@@ -314,6 +323,15 @@ class KubeEmulator:
         return sum(1 for m, p in self.log if m == method and fragment in p)
 
     # --- internals ---
+    def _take_fault(self, method: str, path: str) -> tuple[str, float] | None:
+        with self._lock:
+            for index, (kind, value, on_method, fragment) in enumerate(self.faults):
+                if (on_method is None or on_method == method) and (
+                        fragment is None or fragment in path):
+                    del self.faults[index]
+                    return kind, value
+        return None
+
     def _stamp(self, obj: dict) -> None:
         self._version += 1
         meta = obj.setdefault("metadata", {})
@@ -387,9 +405,13 @@ class KubeEmulator:
                 path = self.path.split("?", 1)[0].rstrip("/") or "/"
                 body = self._body() if self.command in ("POST", "PUT", "PATCH") else None
                 emulator.log.append((self.command, path))
-                if emulator.faults:
-                    kind, value = emulator.faults.pop(0)
-                    if kind == "hang":
+                fault = emulator._take_fault(self.command, path)
+                if fault:
+                    kind, value = fault
+                    if kind == "hang_after":
+                        with emulator._lock:
+                            getattr(self, f"_{self.command.lower()}")(path, body)
+                    if kind in ("hang", "hang_after"):
                         emulator._stopping.wait(value)
                         self.close_connection = True
                         return

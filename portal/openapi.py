@@ -1,0 +1,44 @@
+"""The OpenAPI schema documents the errors the API answers, not only its successes.
+
+Every operation can answer 400 (invalid input or a business rule said no, from
+`portal.api.exception_handler`), 401 (no or a bad credential) and 403 (not allowed); an
+operation on one object also 404 (missing, or another tenant's). All four have the same body:
+`{"detail": …}`, and for invalid fields `"errors": {field: [messages]}`. Operations that answer
+something more (409 for an upload chunk at the wrong offset) say so with `extend_schema`.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import inline_serializer
+from rest_framework import serializers
+
+ApiErrorSerializer = inline_serializer(
+    name="ApiError",
+    fields={
+        "detail": serializers.CharField(help_text="What went wrong and what to do."),
+        "errors": serializers.DictField(
+            child=serializers.ListField(child=serializers.CharField()), required=False,
+            help_text="Messages per invalid field (`non_field_errors` for the whole input)."),
+    },
+)
+
+_ERRORS = {
+    "400": "Invalid input, or a rule of the platform refused it (`detail` says which).",
+    "401": "Not signed in, or the bearer token was refused (`detail` says why).",
+    "403": "Signed in, but not allowed to do this.",
+    "404": "No such object (or one you can't see).",
+}
+
+
+class PortalAutoSchema(AutoSchema):
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        for code, description in _ERRORS.items():
+            if code == "404" and "{" not in self.path:
+                continue
+            if code not in responses:
+                responses[code] = self._get_response_for_code(ApiErrorSerializer, code,
+                                                              direction=direction)
+                responses[code]["description"] = description
+        return responses

@@ -149,3 +149,15 @@ def test_an_upload_chunk_at_the_wrong_offset_is_a_documented_409(tmp_path):
     put = yaml.safe_load(target.read_text())["paths"]["/api/uploads/{id}/"]["put"]
     conflict = put["responses"]["409"]["content"]["application/json"]["schema"]
     assert conflict == {"$ref": "#/components/schemas/UploadOffsetConflict"}
+
+
+def test_a_ca_bundle_that_is_not_ascii_is_a_400(client, msp_admin):
+    """Found on the merged tree: ssl refuses a non-ASCII CA with TypeError, which was a 500."""
+    cluster = deployment_services.cluster_create(
+        actor=msp_admin, name="muc-1", api_url="https://k.example.test", jurisdiction="DE",
+        credentials="token")
+    client.force_login(msp_admin)
+    response = _json(client, "patch", f"/api/clusters/{cluster.pk}/",
+                     {"ca_bundle": "\u00b8\u00bdL\u00b1\u0085"})
+    assert response.status_code == 400
+    assert "ca_bundle" in response.json()["errors"]

@@ -45,7 +45,7 @@ def pack_modelcar(target: Path, files: dict[str, Path | bytes], *, title: str,
     layer_path = workdir / "layer.tar"
     with layer_path.open("wb") as raw:
         writer = _HashingWriter(raw)
-        with tarfile.open(fileobj=writer, mode="w", format=tarfile.PAX_FORMAT) as layer:
+        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as layer:
             directory = tarfile.TarInfo("models")
             directory.type, directory.mode = tarfile.DIRTYPE, 0o755
             layer.addfile(directory)

@@ -35,6 +35,10 @@ fi
 
 say "Installing the inference engine into ${ENGINE#"$ROOT/"} (first time: pip builds llama-cpp-python, about 10 minutes)"
 log="$ROOT/var/engine-pip.log"
+# A portable AVX2 build, not -march=native: native builds use AMX tiles on CPUs that have
+# them, and llama.cpp then crashes in virtual machines that don't enable AMX for guests. The
+# multimodal library (mtmd) is not needed to serve text models.
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF}"
 if ! "$ENGINE/bin/python" -m pip install --disable-pip-version-check -r "$REQUIREMENTS" > "$log" 2>&1; then
   if ! has_compiler; then
     die "No C++ compiler: pip can't build llama-cpp-python. Install one (apt-get install g++ cmake) and run again."

@@ -44,12 +44,13 @@ from models_catalog.models import (
     UploadStatus,
     VersionStatus,
 )
-from tenants.models import User
+from tenants.models import Tenant, User
 
 SLUG = "gemma-3-270m"
 GGUF = "gemma-3-270m-q4_k_m.gguf"
 UPLOADER = "msp@demo.example"
 APPROVER = "msp2@demo.example"
+BUDGET_TENANT, BUDGET_ADMIN = "acme", "admin@acme.example"
 # Euro per million tokens: enough for the demo budget's alerts to react to a few chats.
 PRICE = (Decimal("2.00"), Decimal("6.00"))
 UPLOAD_CHUNK = 16 * 1024 * 1024
@@ -207,7 +208,22 @@ def demo_model() -> Model:
                         "something to show.", model_card=MODEL_CARD)
         catalog.price_set(actor=uploader, model=model, input_per_million=PRICE[0],
                           output_per_million=PRICE[1], currency="EUR")
+        demo_budget(model)
     return model
+
+
+def demo_budget(model: Model) -> None:
+    """A small monthly token budget of the demo tenant for the demo model, set by its tenant
+    admin: a few playground chats cross its alert thresholds."""
+    from billing import budgets
+
+    tenant = Tenant.objects.filter(slug=BUDGET_TENANT).first()
+    admin = User.objects.filter(email=BUDGET_ADMIN).first()
+    if tenant is None or admin is None:
+        return
+    budgets.budget_create(actor=admin, tenant=tenant, name="Demo model trial", model=model,
+                          unit="tokens", amount=Decimal("2000"), thresholds=[50, 80, 100],
+                          action="notify")
 
 
 def current_version(model: Model) -> ModelVersion | None:

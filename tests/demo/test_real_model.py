@@ -14,13 +14,15 @@ import openai
 import pytest
 import requests
 
+from billing.budget_models import Budget
 from billing.models import UsageRecord
 from demo import prepare
 from gateway import services as gateway_services
 from gateway.spm import SpmTokenizer
 from models_catalog.models import ModelVersion, VersionStatus
 from models_catalog.scanning import gguf_vocab
-from tests.factories import TenantFactory, make_msp_admin
+from tenants.models import TenantRole
+from tests.factories import MembershipFactory, TenantFactory, UserFactory, make_msp_admin
 from tests.support.gateway_fixtures import drained, wait_for
 from tests.support.processes import free_port
 
@@ -82,8 +84,12 @@ def demo_people(transactional_db):
 def test_from_upload_to_a_streamed_answer_with_the_servers_token_counts(
         engine, llama_server, demo_people, catalog_worker, gateway_server, settings):
     paths, gguf, terms = engine
+    tenant = TenantFactory(slug="acme", name="Acme Research")
+    MembershipFactory(tenant=tenant, user=UserFactory(email=prepare.BUDGET_ADMIN),
+                      role=TenantRole.TENANT_ADMIN)
     # The front door: pack, upload as the first MSP admin, push and scan in the worker.
     model = prepare.demo_model()
+    assert Budget.objects.get(tenant=tenant, model=model).unit == "tokens"
     archive = prepare.modelcar_pack(paths, gguf, terms)
     version = prepare.version_upload(model, archive, lambda done, total: None)
     version = prepare.version_wait(version, lambda current: None, timeout=600)
@@ -103,7 +109,6 @@ def test_from_upload_to_a_streamed_answer_with_the_servers_token_counts(
     deployment = prepare.endpoint_register(model, llama_server + "/v1")
     assert deployment.status == "ready", deployment.status_reason
 
-    tenant = TenantFactory(slug="acme", name="Acme Research")
     _key, token = gateway_services.apikey_create(actor="system:test", tenant=tenant,
                                                  name="real-model")
     base = gateway_server.url + "/v1"

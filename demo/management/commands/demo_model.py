@@ -15,7 +15,7 @@ from demo.models import DemoPhase
 from models_catalog.models import VersionStatus
 
 ENGINE_NOTE = "the inference engine builds meanwhile"
-ENGINE_MESSAGE = ("Building the inference engine (llama-cpp-python from source: about 10 "
+ENGINE_MESSAGE = ("Building the inference engine (llama-cpp-python from source: 10 to 20 "
                   "minutes on the first run on two cores; later runs reuse pip's wheel cache).")
 
 

@@ -27,7 +27,6 @@ DEMO_MODELS = [
      "price": ("0.02", "0"), "tenants": ["globex"]},
 ]
 ACTOR = "system:seed_demo"
-TRIAL_BUDGET = "Playground trial tokens"
 
 TENANTS = [
     {"slug": "acme", "name": "Acme Research", "contact_email": "it@acme.example",
@@ -104,11 +103,6 @@ class Command(BaseCommand):
             budgets.budget_create(actor=ACTOR, tenant=tenant, name="Monthly spend",
                                   amount=Decimal("250.00"), currency=tenant.budget_currency,
                                   thresholds=[50, 80, 100], action="notify")
-        # Small enough that a few playground chats with the demo model cross its thresholds.
-        if not Budget.objects.filter(tenant=tenant, name=TRIAL_BUDGET).exists():
-            budgets.budget_create(actor=ACTOR, tenant=tenant, name=TRIAL_BUDGET, unit="tokens",
-                                  amount=Decimal("2000"), thresholds=[50, 80, 100],
-                                  action="notify")
 
     def _tenant(self, spec: dict) -> Tenant:
         return Tenant.objects.filter(slug=spec["slug"]).first() or services.tenant_create(

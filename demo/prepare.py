@@ -31,8 +31,9 @@ from django.utils import timezone
 
 from demo.modelcar import pack_modelcar
 from demo.models import DemoModelState, DemoPhase
+from demo.selectors import demo_deployment
 from deployments import services as deployment_services
-from deployments.models import Backend, Deployment, DeploymentStatus
+from deployments.models import Deployment
 from models_catalog import gate
 from models_catalog import registry as oci
 from models_catalog import services as catalog
@@ -405,8 +406,7 @@ def endpoint_register(model: Model, base_url: str) -> Deployment:
     """Register the server as the demo model's deployment, as an operator would with
     `endpoint_register` (or point the demo's existing deployment at the new address)."""
     operator = User.objects.get(email=UPLOADER)
-    existing = (Deployment.objects.filter(model=model, backend=Backend.EXTERNAL, tenant=None)
-                .exclude(status=DeploymentStatus.DELETED).first())
+    existing = demo_deployment(model)
     if existing is None:
         return deployment_services.external_endpoint_register(
             actor=operator, model=model, base_url=base_url, upstream_model=SLUG,

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 
 from demo.models import DemoModelState
+from deployments.models import Backend, Deployment, DeploymentStatus
 
 
 def demo_state() -> DemoModelState | None:
@@ -11,3 +12,9 @@ def demo_state() -> DemoModelState | None:
     if not settings.DEBUG:
         return None
     return DemoModelState.objects.filter(name="demo-model").first()
+
+
+def demo_deployment(model) -> Deployment | None:
+    """The demo model's shared external endpoint, if one is registered."""
+    return (Deployment.objects.filter(model=model, backend=Backend.EXTERNAL, tenant=None)
+            .exclude(status=DeploymentStatus.DELETED).first())

@@ -143,3 +143,62 @@ def test_the_scan_keeps_the_ggufs_tokenizer_with_the_images_chat_template(tmp_pa
 def test_without_a_template_the_chat_prompt_is_not_claimed_exact(tmp_path):
     counter = counter_from_document(gguf_vocab.tokenizer_document(toy_gguf(tmp_path)))
     assert counter.prompt({"messages": [{"role": "user", "content": "ab"}]}) is None
+
+
+def test_the_gateway_counts_a_streamed_answer_with_the_ggufs_tokenizer(served, tmp_path):
+    """A server that reports no usage in streams (llama-cpp-python's): the gateway renders
+    the chat template for the prompt and re-tokenizes the streamed text — not one token per
+    chunk."""
+    import time
+
+    import requests
+
+    from billing.models import UsageRecord
+    from deployments import services as deployment_services
+    from models_catalog import services as catalog_services
+    from models_catalog.models import ModelVersion
+    from tests.factories import published_version
+    from tests.support.gateway_fixtures import drained
+    from tests.support.processes import start_upstream, stop
+
+    # Every letter of the upstream's answer is in the vocabulary, so each word is counted
+    # letter by letter (no merges exist for them): far more tokens than chunks.
+    letters = sorted(set("Sovereignmodelsanswerfrominsidetheboundary."))
+    vocab = ["<unk>", "<bos>", "<eos>", "<turn>", "▁", *letters]
+    types = [2, CONTROL, CONTROL, CONTROL] + [NORMAL] * (len(vocab) - 4) + [BYTE] * 256
+    document = json.loads(gguf_vocab.tokenizer_document(_write(
+        tmp_path, gguf_with_vocab(vocab + BYTES, [0.0] * len(types), types))))
+    document["chat_template"] = TEMPLATE
+    process, base = start_upstream("--models", "spm", "--no-usage")
+    try:
+        model = catalog_services.model_create(actor=served.actor, slug="spm", name="SPM",
+                                              task="chat")
+        version = published_version(model)
+        ModelVersion.objects.filter(pk=version.pk).update(tokenizer=json.dumps(
+            document, ensure_ascii=False, separators=(",", ":")))
+        deployment_services.external_endpoint_register(actor=served.actor, model=model,
+                                                       base_url=base)
+        time.sleep(0.6)
+        response = requests.post(served.base + "/chat/completions", timeout=10, stream=True,
+                                 headers={"Authorization": f"Bearer {served.token}"}, json={
+                                     "model": "spm", "stream": True,
+                                     "messages": [{"role": "user", "content": "a"}]})
+        text = "".join(
+            json.loads(line[5:])["choices"][0]["delta"].get("content") or ""
+            for line in response.iter_lines() if line.startswith(b"data: {")
+            and json.loads(line[5:])["choices"])
+        assert drained(1) == 1
+    finally:
+        stop(process)
+    record = UsageRecord.objects.get(model_slug="spm")
+    tokenizer = SpmTokenizer(document)
+    assert record.estimated and record.streamed
+    assert record.output_tokens == tokenizer.count(text) > 8  # eight chunks
+    # <bos> <turn> "a" "\n" (a byte token) <turn>
+    assert record.input_tokens == tokenizer.count("<bos><turn>a\n<turn>") == 5
+
+
+def _write(tmp_path, data: bytes):
+    path = tmp_path / "spm.gguf"
+    path.write_bytes(data)
+    return path

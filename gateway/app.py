@@ -360,7 +360,10 @@ class Forwarder:
         upstreams = self.route.upstreams_for(self.tenant.id)
         last_error = "no upstream"
         for upstream in upstreams:
-            headers = {"Content-Type": "application/json", "X-Request-ID": self.request_id}
+            # The same id as a plain UUID: some servers (llama-cpp-python's) refuse any other
+            # X-Request-ID with a bare 400.
+            headers = {"Content-Type": "application/json",
+                       "X-Request-ID": str(uuid.UUID(self.request_id.removeprefix("req_")))}
             if upstream.auth_header:
                 headers["Authorization"] = upstream.auth_header
             self.upstream = upstream

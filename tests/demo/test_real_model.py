@@ -13,6 +13,7 @@ import json
 import openai
 import pytest
 import requests
+from django.db import connection
 
 from billing.budget_models import Budget
 from billing.models import UsageRecord
@@ -23,8 +24,8 @@ from models_catalog.models import ModelVersion, VersionStatus
 from models_catalog.scanning import gguf_vocab
 from tenants.models import TenantRole
 from tests.factories import MembershipFactory, TenantFactory, UserFactory, make_msp_admin
-from tests.support.gateway_fixtures import drained, wait_for
-from tests.support.processes import free_port
+from tests.support.gateway_fixtures import drained, start_gateway, wait_for
+from tests.support.processes import free_port, stop
 
 pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
@@ -76,13 +77,24 @@ def test_the_gateways_tokenizer_tokenizes_like_the_llama_cpp_server(engine, llam
         assert tokenizer.encode(text, add_bos=True) == server_tokens(llama_server, text), text
 
 
+@pytest.fixture(scope="module")
+def patient_gateway(django_db_setup, django_db_blocker):
+    """The portal's gateway with time for a CPU model to answer (the suite's gateway gives
+    its fast test upstream 3 s)."""
+    with django_db_blocker.unblock():
+        database = dict(connection.settings_dict)
+    server = start_gateway(database, GATEWAY_UPSTREAM_TIMEOUT="180")
+    yield server
+    stop(server.process)
+
+
 @pytest.fixture
 def demo_people(transactional_db):
     return make_msp_admin(email=prepare.UPLOADER), make_msp_admin(email=prepare.APPROVER)
 
 
 def test_from_upload_to_a_streamed_answer_with_the_servers_token_counts(
-        engine, llama_server, demo_people, catalog_worker, gateway_server, settings):
+        engine, llama_server, demo_people, catalog_worker, patient_gateway):
     paths, gguf, terms = engine
     tenant = TenantFactory(slug="acme", name="Acme Research")
     MembershipFactory(tenant=tenant, user=UserFactory(email=prepare.BUDGET_ADMIN),
@@ -111,7 +123,7 @@ def test_from_upload_to_a_streamed_answer_with_the_servers_token_counts(
 
     _key, token = gateway_services.apikey_create(actor="system:test", tenant=tenant,
                                                  name="real-model")
-    base = gateway_server.url + "/v1"
+    base = patient_gateway.url + "/v1"
     client = openai.OpenAI(base_url=base, api_key=token, max_retries=0, timeout=120)
     assert wait_for(lambda: prepare.SLUG in {m.id for m in client.models.list()}, timeout=10)
     messages = [{"role": "user", "content": "Name a river in Europe. Ünïcödé too, please."}]

@@ -32,7 +32,7 @@ def start_gateway(database: dict, **extra_env: str) -> SimpleNamespace:
     answering; stop it with `stop(server.process)`."""
     port = free_port()
     env = portal_env(database, settings.REDIS_URL,
-                     GATEWAY_UPSTREAM_TIMEOUT=str(UPSTREAM_TIMEOUT), **extra_env)
+                     **{"GATEWAY_UPSTREAM_TIMEOUT": str(UPSTREAM_TIMEOUT), **extra_env})
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1",
          "--port", str(port), "--workers", "2", "--lifespan", "on", "--no-access-log"],

@@ -367,15 +367,22 @@ def server_start(paths: Paths, gguf: Path, port: int, log: Path) -> subprocess.P
     """llama-cpp-python's OpenAI-compatible server, in a process group of its own (stopped
     with `server_stop`), answering on 127.0.0.1:`port`/v1 once this returns."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    # Its settings also come from environment variables of any case (PORT, HOST, MODEL,
+    # API_KEY …): give it none of the portal's.
+    environment = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TMPDIR")
+                   if name in os.environ}
     process = subprocess.Popen(server_command(paths, gguf, port), stdout=log.open("wb"),
-                               stderr=subprocess.STDOUT, start_new_session=True)
+                               stderr=subprocess.STDOUT, start_new_session=True,
+                               env=environment)
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     url = f"http://127.0.0.1:{port}/v1/models"
     while True:
         if process.poll() is not None:
-            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            lines = log.read_text(errors="replace").strip().splitlines()
+            errors = [line for line in lines if line.startswith(("ERROR", "error", "Error"))]
             raise DemoUnavailable(f"The llama.cpp server stopped at start-up (exit "
-                                  f"{process.returncode}): {' '.join(tail)}")
+                                  f"{process.returncode}): {(errors or lines or [''])[-1]} "
+                                  f"(log: {log}).")
         try:
             if requests.get(url, timeout=2).status_code == 200:
                 return process

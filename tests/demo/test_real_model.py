@@ -9,6 +9,7 @@ first (scripts/ensure-engine.sh)."""
 from __future__ import annotations
 
 import json
+import os
 
 import openai
 import pytest
@@ -58,7 +59,18 @@ def engine(tmp_path_factory):
 def llama_server(engine):
     paths, gguf, _terms = engine
     port = free_port()
-    process = prepare.server_start(paths, gguf, port, paths.work / "server.log")
+    # The portal's environment must not reach the server (it reads PORT, API_KEY … too).
+    leaked = {"PORT": str(free_port()), "API_KEY": "not-for-the-model-server"}
+    saved = {name: os.environ.get(name) for name in leaked}
+    os.environ.update(leaked)
+    try:
+        process = prepare.server_start(paths, gguf, port, paths.work / "server.log")
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     yield f"http://127.0.0.1:{port}"
     prepare.server_stop(process)
 

@@ -360,7 +360,10 @@ def server_command(paths: Paths, gguf: Path, port: int) -> list[str]:
     return [str(paths.engine_python), "-m", "llama_cpp.server", "--model", str(gguf),
             "--model_alias", SLUG, "--chat_format", "gemma", "--host", "127.0.0.1",
             "--port", str(port), "--n_ctx", str(SERVER_CONTEXT),
-            "--n_threads", str(SERVER_THREADS)]
+            "--n_threads", str(SERVER_THREADS),
+            # It answers one request at a time; by default a waiting request (even a health
+            # check) cancels the answer being streamed. Let requests queue instead.
+            "--interrupt_requests", "false"]
 
 
 def server_start(paths: Paths, gguf: Path, port: int, log: Path) -> subprocess.Popen:

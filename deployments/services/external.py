@@ -124,9 +124,11 @@ def external_endpoint_update(*, actor, deployment: Deployment, base_url: str | N
 @transaction.atomic
 def deployment_check(*, actor, deployment: Deployment) -> Deployment:
     """Health-check an external endpoint; a change of outcome goes on its timeline, into the
-    audit trail and to the gateway workers."""
+    audit trail and to the gateway workers. A ready endpoint that takes the connection but
+    answers too slowly (busy generating) stays ready; a new one fails with the reason."""
     seen = backend_for(deployment).observe(deployment)
-    problem = seen.problem
+    # A ready server that is busy generating is still there: keep routing to it.
+    problem = "" if seen.busy and deployment.status == DeploymentStatus.READY else seen.problem
     status = DeploymentStatus.FAILED if problem else DeploymentStatus.READY
     changed = status != deployment.status
     now = timezone.now()

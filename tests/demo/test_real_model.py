@@ -21,6 +21,7 @@ from billing.models import UsageRecord
 from demo import prepare
 from gateway import services as gateway_services
 from gateway.spm import SpmTokenizer
+from gateway.tokens import counter_from_document
 from models_catalog.models import ModelVersion, VersionStatus
 from models_catalog.scanning import gguf_vocab
 from tenants.models import TenantRole
@@ -83,10 +84,14 @@ def server_tokens(base: str, text: str) -> list[int]:
 
 def test_the_gateways_tokenizer_tokenizes_like_the_llama_cpp_server(engine, llama_server):
     _paths, gguf, _terms = engine
-    tokenizer = SpmTokenizer(json.loads(gguf_vocab.tokenizer_document(gguf)))
+    document = gguf_vocab.tokenizer_document(gguf)
+    tokenizer = SpmTokenizer(json.loads(document))
+    counter = counter_from_document(document)  # what the gateway loads
     for text in TEXTS:
         # The server's tokenize endpoint adds the BOS token and parses special tokens.
-        assert tokenizer.encode(text, add_bos=True) == server_tokens(llama_server, text), text
+        expected = server_tokens(llama_server, text)
+        assert tokenizer.encode(text, add_bos=True) == expected, text
+        assert counter.text(text) + 1 == len(expected), text
 
 
 @pytest.fixture(scope="module")

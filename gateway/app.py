@@ -26,7 +26,7 @@ from gateway.directory import Directory, KeyInfo, Route, TenantInfo, Upstream
 from gateway.errors import GatewayError
 from gateway.keys import hash_token, prefix_of
 from gateway.redis_pipe import PipelinedRedis, RedisReplyError
-from gateway.tokens import TokenCounter, heuristic_count, request_text, response_text
+from gateway.tokens import TokenCounter, heuristic_count, request_text, response_text, stream_text
 from gateway.usage import UsageRecorder
 from portal import outbound, request_context
 from portal.gateway_config import CONFIG_VERSION_KEY
@@ -145,6 +145,7 @@ class GatewayApp:
         self.ratelimit_sha = ""
         self._config_version: bytes | None = None
         self._watcher: asyncio.Task | None = None
+        self._preload: asyncio.Task | None = None
         self.ready = False
 
     # --- lifecycle -------------------------------------------------------------------
@@ -166,11 +167,16 @@ class GatewayApp:
         self._config_version = await self.redis.execute("GET", CONFIG_VERSION_KEY)
         await self.directory.reload()
         self._watcher = asyncio.create_task(self._watch_config(), name="config-watcher")
+        # Tokenizers for requests whose server reports no usage: loaded now, not per request.
+        self._preload = asyncio.create_task(self.tokens.preload(
+            sorted({route.model_id for route in self.directory.routes.values()})),
+            name="tokenizer-preload")
         self.ready = True
 
     async def shutdown(self) -> None:
-        if self._watcher:
-            self._watcher.cancel()
+        for task in (self._watcher, self._preload):
+            if task:
+                task.cancel()
         if self.usage:
             await self.usage.close()
         if self.session:
@@ -388,6 +394,7 @@ class Forwarder:
         self.status = 0
         self.usage: dict | None = None
         self.output_chunks = 0
+        self.events: list[bytes] = []  # a streamed answer's events, to count if no `usage`
         self.reply: dict | None = None  # a non-streamed answer without `usage`, to count
         self.ttft_ms: int | None = None
         self.started_response = False
@@ -422,7 +429,10 @@ class Forwarder:
         upstreams = self.route.upstreams_for(self.tenant.id)
         last_error = "no upstream"
         for upstream in upstreams:
-            headers = {"Content-Type": "application/json", "X-Request-ID": self.request_id}
+            # The same id as a plain UUID: some servers (llama-cpp-python's) refuse any other
+            # X-Request-ID with a bare 400.
+            headers = {"Content-Type": "application/json",
+                       "X-Request-ID": str(uuid.UUID(self.request_id.removeprefix("req_")))}
             if upstream.auth_header:
                 headers["Authorization"] = upstream.auth_header
             self.upstream = upstream
@@ -584,6 +594,7 @@ class Forwarder:
                         continue
             elif event.startswith(b"data:") and b"[DONE]" not in event:
                 self.output_chunks += 1
+                self.events.append(event)
             if rename[0]:
                 event = event.replace(rename[1], rename[2])
             kept.append(event)
@@ -619,17 +630,17 @@ class Forwarder:
 
     async def _estimate(self) -> tuple[int, int]:
         """Counts with the model's own tokenizer (the answer is already sent: this delays no
-        client). A streamed answer counts one token per content chunk, as servers send them."""
-        text, messages = request_text(self.request)
-        answer = response_text(self.reply)
+        client). Without one, a streamed answer counts one token per content chunk, as
+        servers send them."""
+        tokens = self.app.tokens
+        answer = stream_text(self.events) if self.stream else response_text(self.reply)
         try:
-            input_tokens = await self.app.tokens.count(self.route.model_id, text,
-                                                       messages=messages)
-            output_tokens = (self.output_chunks if self.stream
-                             else await self.app.tokens.count(self.route.model_id, answer))
+            input_tokens = await tokens.prompt_tokens(self.route.model_id, self.request)
+            output_tokens = await tokens.completion_tokens(self.route.model_id, answer)
         except Exception:  # counting must never cost the usage record
             logger.exception("Token estimate failed for model %s", self.route.slug)
-            input_tokens = heuristic_count(text)
+            input_tokens, output_tokens = heuristic_count(request_text(self.request)[0]), None
+        if output_tokens is None:
             output_tokens = self.output_chunks if self.stream else heuristic_count(answer)
         return max(1, input_tokens), output_tokens
 

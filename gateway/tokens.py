@@ -1,13 +1,23 @@
 """Token counts for requests whose model server reported no `usage` (records are then
 flagged `estimated`). Exact counts always come from the server's own `usage` when it sends
-one; otherwise the gateway counts with the model's own tokenizer — the `tokenizer.json` the
-catalog kept from the ModelCar's /models — and only for a model without one (an external
-endpoint registered without a catalog image) falls back to ~4 characters per token.
+one; otherwise the gateway counts with the model's own tokenizer, which the catalog kept from
+its ModelCar:
+
+- a GGUF's vocabulary (`gateway.spm`, exactly as llama.cpp tokenizes), with the model's chat
+  template when the image has one: the prompt is rendered as the model server renders it and
+  counted whole, so the count is the server's own;
+- or the image's tokenizer.json (`tokenizers`), with a few tokens per chat message for the
+  template's markers.
+
+A model without either (an external endpoint registered without a catalog image) is counted
+at ~4 characters per token. Tokenizers are loaded when the gateway starts and again only when
+a newer version of the model is published — never per request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any
@@ -41,6 +51,26 @@ def response_text(body: Any) -> str:
     return "".join(parts)
 
 
+def stream_text(events: list[bytes]) -> str:
+    """The generated text of a streamed answer, from its server-sent events."""
+    parts = []
+    for event in events:
+        data = event.partition(b"data:")[2].strip()
+        if not data or data == b"[DONE]":
+            continue
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            continue
+        for choice in chunk.get("choices") or () if isinstance(chunk, dict) else ():
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta")
+            parts.append(_text(delta.get("content")) if isinstance(delta, dict)
+                         else _text(choice.get("text")))
+    return "".join(parts)
+
+
 def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -56,47 +86,152 @@ def heuristic_count(text: str) -> int:
     return -(-len(text) // _CHARS_PER_TOKEN)
 
 
-def _load_tokenizer(model_id: int):
-    from django.db import close_old_connections
+class HuggingFaceCounter:
+    """A tokenizer.json; chat templates are not known, so messages count a few tokens each."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def text(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def prompt(self, request: dict) -> int | None:
+        return None
+
+
+class GgufCounter:
+    """A GGUF vocabulary counted as llama.cpp does, with the model's chat template if any."""
+
+    def __init__(self, document: dict):
+        from gateway.spm import SpmTokenizer
+
+        self.tokenizer = SpmTokenizer(document)
+        tokens = document["tokens"]
+        self.bos_token = tokens[document["bos_id"]] if document.get("bos_id") is not None else ""
+        self.eos_token = tokens[document["eos_id"]] if document.get("eos_id") is not None else ""
+        self.template = None
+        if document.get("chat_template"):
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+            # As model servers render chat templates (Hugging Face, llama.cpp's Python server):
+            # sandboxed, trim_blocks and lstrip_blocks.
+            environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+            self.template = environment.from_string(document["chat_template"])
+
+    def text(self, text: str) -> int:
+        return self.tokenizer.count(text)
+
+    def prompt(self, request: dict) -> int | None:
+        """The prompt as the server tokenizes it: a chat rendered with the model's template
+        (which writes the BOS token itself), or a completion prompt after a BOS token."""
+        messages = request.get("messages")
+        if isinstance(messages, list):
+            if self.template is None:
+                return None
+            rendered = self.template.render(messages=messages, bos_token=self.bos_token,
+                                            eos_token=self.eos_token,
+                                            add_generation_prompt=True,
+                                            raise_exception=_raise)
+            return self.tokenizer.count(rendered)
+        prompt = request.get("prompt")
+        if isinstance(prompt, str):
+            return self.tokenizer.count(prompt, add_bos=True)
+        return None
+
+
+def _raise(message: str):
+    raise ValueError(message)
+
+
+def counter_from_document(document: str):
+    """The counter for a stored tokenizer document (GGUF vocabulary or tokenizer.json)."""
+    from gateway.spm import DOCUMENT_FORMAT
+
+    if document.lstrip().startswith('{"format":"' + DOCUMENT_FORMAT + '"'):
+        return GgufCounter(json.loads(document))
     from tokenizers import Tokenizer
 
-    from models_catalog.selectors import model_tokenizer_json
+    return HuggingFaceCounter(Tokenizer.from_str(document))
+
+
+def _load_counter(model_id: int, loaded_version: int | None):
+    """(version id, counter) of the model's serving tokenizer; the counter is None when it is
+    the one already loaded (`loaded_version`) or when the model has none."""
+    from django.db import close_old_connections
+
+    from models_catalog.selectors import model_tokenizer_json, model_tokenizer_version
 
     close_old_connections()
+    version = model_tokenizer_version(model_id=model_id)
+    if version is None or version == loaded_version:
+        return version, None
     document = model_tokenizer_json(model_id=model_id)
     if not document:
-        return None
+        return None, None
     try:
-        return Tokenizer.from_str(document)
-    except Exception:  # a tokenizer.json the library can't read: count by characters
-        logger.warning("tokenizer.json of model %s could not be loaded", model_id)
-        return None
+        return version, counter_from_document(document)
+    except Exception:  # a tokenizer the gateway can't read: count by characters
+        logger.warning("The tokenizer of model %s could not be loaded", model_id)
+        return version, None
 
 
 class TokenCounter:
-    """Per worker: each model's tokenizer, loaded once when first needed (and again after
-    `ttl` seconds, so a newly published version's tokenizer is picked up)."""
+    """Per worker: each model's tokenizer, loaded at start-up (`preload`) or when first needed,
+    and checked every `ttl` seconds for a newer published version (a cheap query; the
+    tokenizer itself is loaded again only when it changed)."""
 
     def __init__(self, ttl: float = 300.0, size: int = 16):
         self.ttl, self.size = ttl, size
-        self._tokenizers: dict[int, tuple[Any, float]] = {}
+        # model id → (version id, counter, checked at)
+        self._counters: dict[int, tuple[int | None, Any, float]] = {}
 
-    async def tokenizer(self, model_id: int):
-        cached = self._tokenizers.get(model_id)
-        if cached is not None and time.monotonic() - cached[1] < self.ttl:
-            return cached[0]
-        loaded = await sync_to_async(_load_tokenizer, thread_sensitive=False)(model_id)
-        if len(self._tokenizers) >= self.size:  # tokenizers are large: keep a handful
-            self._tokenizers.pop(next(iter(self._tokenizers)))
-        self._tokenizers[model_id] = (loaded, time.monotonic())
-        return loaded
+    async def preload(self, model_ids) -> None:
+        for model_id in model_ids:
+            try:
+                await self.counter(model_id)
+            except Exception:  # never stop the gateway for a tokenizer
+                logger.exception("Loading the tokenizer of model %s failed", model_id)
+
+    async def counter(self, model_id: int):
+        cached = self._counters.get(model_id)
+        if cached is not None and time.monotonic() - cached[2] < self.ttl:
+            return cached[1]
+        known = cached[0] if cached is not None else None
+        version, loaded = await sync_to_async(_load_counter, thread_sensitive=False)(
+            model_id, known)
+        counter = cached[1] if cached is not None and version == known else loaded
+        if model_id not in self._counters and len(self._counters) >= self.size:
+            self._counters.pop(next(iter(self._counters)))  # tokenizers are large
+        self._counters[model_id] = (version, counter, time.monotonic())
+        return counter
 
     async def count(self, model_id: int | None, text: str, *, messages: int = 0) -> int:
         if not text:
             return 0
-        tokenizer = await self.tokenizer(model_id) if model_id else None
-        if tokenizer is None:
+        counter = await self.counter(model_id) if model_id else None
+        if counter is None:
             return heuristic_count(text) + messages * _TOKENS_PER_MESSAGE
-        encoding = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: tokenizer.encode(text, add_special_tokens=False))
-        return len(encoding.ids) + messages * _TOKENS_PER_MESSAGE
+        count = await asyncio.get_running_loop().run_in_executor(None, counter.text, text)
+        return count + messages * _TOKENS_PER_MESSAGE
+
+    async def prompt_tokens(self, model_id: int | None, request: dict) -> int:
+        """The request's prompt tokens: exact where the model's tokenizer and template say how
+        the server counts them, else its text plus a few tokens per message."""
+        counter = await self.counter(model_id) if model_id else None
+        if counter is not None:
+            try:
+                exact = await asyncio.get_running_loop().run_in_executor(
+                    None, counter.prompt, request)
+            except Exception:  # a template that refuses these messages: count the text
+                exact = None
+            if exact is not None:
+                return exact
+        text, messages = request_text(request)
+        return await self.count(model_id, text, messages=messages)
+
+    async def completion_tokens(self, model_id: int | None, text: str) -> int | None:
+        """The answer's tokens with the model's tokenizer; None when the model has none."""
+        counter = await self.counter(model_id) if model_id else None
+        if counter is None:
+            return None
+        return await asyncio.get_running_loop().run_in_executor(None, counter.text, text)

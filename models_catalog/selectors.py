@@ -121,10 +121,20 @@ def version_list_public(*, model: Model) -> QuerySet[ModelVersion]:
             .select_related("model").order_by("-created_at"))
 
 
-def model_tokenizer_json(*, model_id: int) -> str | None:
-    """tokenizer.json of the model's newest serving version that has one (the gateway counts
-    tokens with it when a model server reports no usage)."""
+def _serving_tokenizers(model_id: int) -> QuerySet[ModelVersion]:
     return (ModelVersion.objects.filter(
         model_id=model_id, status__in=(VersionStatus.PUBLISHED, VersionStatus.DEPRECATED))
-        .exclude(tokenizer="").order_by("-approved_at", "-created_at")
-        .values_list("tokenizer", flat=True).first())
+        .exclude(tokenizer="").order_by("-approved_at", "-created_at"))
+
+
+def model_tokenizer_json(*, model_id: int) -> str | None:
+    """The tokenizer document of the model's newest serving version that has one (a
+    tokenizer.json, or the vocabulary of its GGUF): the gateway counts tokens with it when a
+    model server reports no usage."""
+    return _serving_tokenizers(model_id).values_list("tokenizer", flat=True).first()
+
+
+def model_tokenizer_version(*, model_id: int) -> int | None:
+    """Id of the version whose tokenizer `model_tokenizer_json` returns (a cheap check whether
+    the gateway's loaded tokenizer is still the current one)."""
+    return _serving_tokenizers(model_id).values_list("pk", flat=True).first()

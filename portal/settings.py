@@ -154,6 +154,7 @@ INSTALLED_APPS = [
     "audit",
     "tenants",
     "models_catalog",
+    "demo",
     "deployments",
     "gateway",
     "billing",

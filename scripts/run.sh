@@ -10,9 +10,13 @@ mkdir -p var
 "$ROOT/scripts/write-dev-env.sh"
 
 pids=()
+demo_pid=""
 stop() {
   trap - INT TERM EXIT
   say "Stopping"
+  # The demo first: it stops its llama.cpp server (and an unfinished engine build) with their
+  # process groups before the portal goes away.
+  if [ -n "$demo_pid" ]; then kill -TERM "$demo_pid" 2>/dev/null || true; wait "$demo_pid" 2>/dev/null || true; fi
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
@@ -91,6 +95,17 @@ pids+=($!)
   --lifespan on --no-access-log --http portal.server:HttpProtocol --no-proxy-headers &
 pids+=($!)
 
+# The demo model (DEBUG only): packed, uploaded, scanned, approved and served in the
+# background while the portal is already usable; its progress shows on the catalog and
+# playground pages. Its failure never stops the portal (it is not waited on below).
+DEMO_NOTE="off (DEBUG is not true in .env)"
+if grep -qs '^DEBUG=true' .env || [ "${DEBUG:-}" = "true" ]; then
+  "$PY" manage.py demo_model > var/demo-model.log 2>&1 &
+  demo_pid=$!
+  DEMO_NOTE="Gemma 3 270M on a local llama.cpp server, being prepared (progress on the
+  catalog and playground pages; log in var/demo-model.log)"
+fi
+
 sleep 2
 cat <<MSG
 
@@ -98,6 +113,7 @@ cat <<MSG
   OpenAI-compatible API (gateway):       http://$HOST:$PORT/v1
   Database: $("$PY" -c 'from django.conf import settings; import django, os; os.environ.setdefault("DJANGO_SETTINGS_MODULE","portal.settings"); django.setup(); print(settings.DATABASES["default"]["ENGINE"].rsplit(".",1)[-1])')   Broker: $BROKER_NOTE
   OCI registry: $REGISTRY_NOTE
+  Demo model: $DEMO_NOTE
   Worker and beat logs: var/celery-worker.log, var/celery-beat.log
   E-mails (invitations, verification) are printed in the worker log unless EMAIL_URL is set.
 ${REDIS_URL:+  manage.py commands in another shell (endpoint_register, apikey_create, …) reach the

@@ -5,6 +5,9 @@ source "$(dirname "$0")/_common.sh"
 
 "$ROOT/scripts/ensure-services.sh"
 ensure_venv dev
+# The real-model tests (tests/demo, marker `engine`) serve Gemma 3 270M with llama-cpp-python
+# from var/engine: built once from source (about 10 minutes), then from pip's wheel cache.
+ENGINE_INSTALL_TOOLS=1 "$ROOT/scripts/ensure-engine.sh"
 
 export PORTAL_IGNORE_DOTENV=1
 export DEBUG=false

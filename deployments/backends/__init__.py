@@ -27,6 +27,9 @@ class Observation:
     conditions: list[dict] = field(default_factory=list)
     observed: dict = field(default_factory=dict)
     drifted: bool = False  # the live object no longer matches what the portal applied
+    # It took the connection but gave no answer in time: a server that handles one request
+    # at a time (llama.cpp, Ollama) while it generates. A ready deployment stays ready.
+    busy: bool = False
 
 
 class DeploymentBackend(Protocol):

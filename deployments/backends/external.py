@@ -13,8 +13,13 @@ from portal import outbound, stored_secrets
 HEALTH_TIMEOUT_SECONDS = 5
 
 
+class EndpointBusy(Exception):
+    """The endpoint took the connection but did not answer within the health check's time."""
+
+
 def probe_openai_endpoint(*, base_url: str, api_key: str, expected_model: str) -> str | None:
-    """None when healthy, else what is wrong."""
+    """None when healthy, else what is wrong; EndpointBusy when it accepted the connection
+    but gave no answer in time."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         with outbound.session(outbound.msp_policy()) as http:
@@ -22,6 +27,9 @@ def probe_openai_endpoint(*, base_url: str, api_key: str, expected_model: str) -
                                 timeout=HEALTH_TIMEOUT_SECONDS)
     except outbound.OutboundRefused as exc:
         return exc.message
+    except requests.ReadTimeout as exc:
+        raise EndpointBusy(f"{base_url} accepted the health check but did not answer within "
+                           f"{HEALTH_TIMEOUT_SECONDS} s.") from exc
     except requests.RequestException as exc:
         return f"{base_url} is unreachable ({exc.__class__.__name__})."
     except UnicodeError:  # a key stored before keys were checked (see validate_header_token)
@@ -56,8 +64,12 @@ class ExternalBackend:
         except stored_secrets.SecretUnreadable as exc:
             return Observation(found=True, ready=False, url=deployment.base_url,
                                problem=exc.message)
-        problem = probe_openai_endpoint(base_url=deployment.base_url, api_key=api_key,
-                                        expected_model=deployment.served_model_name)
+        try:
+            problem = probe_openai_endpoint(base_url=deployment.base_url, api_key=api_key,
+                                            expected_model=deployment.served_model_name)
+        except EndpointBusy as exc:
+            return Observation(found=True, ready=False, url=deployment.base_url,
+                               problem=str(exc), busy=True)
         return Observation(found=True, ready=problem is None, url=deployment.base_url,
                            problem=problem or "")
 

@@ -139,13 +139,15 @@ def external_endpoint_update(*, actor, deployment: Deployment, base_url: str | N
 
 def deployment_check(*, actor, deployment: Deployment) -> Deployment:
     """Health-check an external endpoint; a change of outcome goes on its timeline, into the
-    audit trail and to the gateway workers.
+    audit trail and to the gateway workers. A ready endpoint that takes the connection but
+    answers too slowly (busy generating) stays ready; a new one fails with the reason.
 
     The probe runs first, outside any transaction; the outcome is recorded after, in a short
     one — unless the endpoint was deleted or re-pointed meanwhile (the edit's own check
     records that)."""
     seen = backend_for(deployment).observe(deployment)
-    problem = seen.problem
+    # A ready server that is busy generating is still there: keep routing to it.
+    problem = "" if seen.busy and deployment.status == DeploymentStatus.READY else seen.problem
     status = DeploymentStatus.FAILED if problem else DeploymentStatus.READY
     with transaction.atomic():
         current = Deployment.objects.select_for_update().get(pk=deployment.pk)

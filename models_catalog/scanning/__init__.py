@@ -8,6 +8,7 @@ fetched by digest; `manage.py model_scan` feeds it a local archive or directory.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -16,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import IO
 
-from models_catalog.scanning import formats
+from models_catalog.scanning import formats, gguf_vocab
 from models_catalog.scanning.disk import DiskQuota, ScanAborted, size_text, unpacked_size
 from models_catalog.scanning.extract import ROOT, extract_models
 from models_catalog.scanning.oci import OciImage, UnreadableArchive, read_oci_archive
@@ -104,7 +105,8 @@ def scan_layers(layers: list[tuple[str, IO[bytes]]], *, policy: ScanPolicy,
     """Unpack /models from an image's layers (media type, seekable stream) into `workdir`,
     then scan. Files named in `keep` (paths under /models, up to 64 MiB) come back in
     `report.kept`. What is unpacked is charged to `quota` (by default a fresh one of the
-    limits' size).
+    limits' size). A "tokenizer.json" asked for in an image that has none but holds a GGUF
+    comes back as the GGUF's vocabulary (see `gguf_tokenizer`).
 
     Raises UnreadableArchive when a layer isn't a readable tar, and ScanAborted (with
     `workdir` removed) when the disk has no room for the layers' unpacked size or unpacking
@@ -131,6 +133,10 @@ def scan_layers(layers: list[tuple[str, IO[bytes]]], *, policy: ScanPolicy,
                 if (path.is_file() and not path.is_symlink()
                         and path.stat().st_size <= KEEP_LIMIT):
                     report.kept[name] = path.read_bytes()
+            if "tokenizer.json" in keep and "tokenizer.json" not in report.kept:
+                document = gguf_tokenizer(models, report)
+                if document:
+                    report.kept["tokenizer.json"] = document.encode()
             if not report.files:
                 report.findings.append(Finding(
                     "/models", "high", "no_model_files",
@@ -140,6 +146,36 @@ def scan_layers(layers: list[tuple[str, IO[bytes]]], *, policy: ScanPolicy,
         shutil.rmtree(dest, ignore_errors=True)
     report.finished_at = _now()
     return report
+
+
+def gguf_tokenizer(models: Path, report: ScanReport) -> str | None:
+    """The tokenizer document of the first GGUF under `models` with a SentencePiece
+    vocabulary, with the chat template of its metadata or else of tokenizer_config.json —
+    only from files the scan found free of findings."""
+    flagged = {f.path for f in report.findings}
+    for entry in report.files:
+        if entry.format != "gguf" or entry.path in flagged:
+            continue
+        try:
+            document = gguf_vocab.tokenizer_document(models / entry.path)
+        except (gguf_vocab.GgufError, OSError, ValueError):
+            continue
+        if document is None:
+            continue
+        config = models / "tokenizer_config.json"
+        data = json.loads(document)
+        if (not data["chat_template"] and "tokenizer_config.json" not in flagged
+                and config.is_file() and not config.is_symlink()
+                and config.stat().st_size <= KEEP_LIMIT):
+            try:
+                template = json.loads(config.read_bytes()).get("chat_template")
+            except (ValueError, AttributeError):
+                template = None
+            if isinstance(template, str):
+                data["chat_template"] = template
+                document = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return document
+    return None
 
 
 def scan_oci_archive(path: Path, *, policy: ScanPolicy, limits: ScanLimits | None = None,

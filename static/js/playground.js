@@ -85,10 +85,15 @@
         var part = await reader.read();
         if (part.done) break;
         buffer += decoder.decode(part.value, { stream: true });
-        var events = buffer.split("\n\n");
+        var events = buffer.split(/\r?\n\r?\n/);
         buffer = events.pop();
         events.forEach(function (event) {
-          var data = event.replace(/^data:\s*/, "");
+          // Server-sent events: only `data:` lines carry the chunk; lines starting with ":"
+          // are comments (keep-alive pings) and other fields are not used here.
+          var data = event.split(/\r?\n/)
+            .filter(function (line) { return line.indexOf("data:") === 0; })
+            .map(function (line) { return line.slice(5).replace(/^ /, ""); })
+            .join("\n");
           if (!data || data === "[DONE]") return;
           var chunk = JSON.parse(data);
           if (chunk.usage) usage = chunk.usage;

@@ -63,3 +63,44 @@ def test_an_external_deployment_has_no_manifest_and_is_unregistered_by_delete(
     services.deployment_delete(actor=msp_admin, deployment=deployment)
     deployment.refresh_from_db()
     assert deployment.status == DeploymentStatus.DELETED
+
+
+def test_a_ready_endpoint_busy_generating_stays_ready_a_new_one_does_not(db, keyed_upstream,
+                                                                         monkeypatch):
+    """A single-request server (llama.cpp, Ollama) answers no health check while it
+    generates: it took the connection, so it is busy, not gone — routing to it continues.
+    A server that is down, or never answered, still fails."""
+    import socket
+    import threading
+
+    from deployments.backends import external
+
+    deployment = services.external_endpoint_register(
+        actor="system:test", model_slug="local-llm", task="chat", base_url=keyed_upstream,
+        upstream_api_key="upstream-secret")
+    assert deployment.status == DeploymentStatus.READY
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    busy_url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    monkeypatch.setattr(external, "HEALTH_TIMEOUT_SECONDS", 0.5)
+    try:
+        Deployment.objects.filter(pk=deployment.pk).update(base_url=busy_url)
+        deployment.refresh_from_db()
+        checked = services.deployment_check(actor="system:test", deployment=deployment)
+        assert checked.status == DeploymentStatus.READY and checked.status_reason == ""
+        # Registered while busy: not known to work yet, so it fails with the reason.
+        fresh = services.external_endpoint_register(
+            actor="system:test", model_slug="local-llm", task="chat", base_url=busy_url,
+            name="second")
+        assert fresh.status == DeploymentStatus.FAILED
+        assert "did not answer within" in fresh.status_reason
+    finally:
+        listener.close()
+        for connection, _ in accepted:
+            connection.close()
+    # Nothing listens any more: down, not busy.
+    gone = services.deployment_check(actor="system:test", deployment=checked)
+    assert gone.status == DeploymentStatus.FAILED and "unreachable" in gone.status_reason

@@ -55,10 +55,9 @@ def start_portal_server(database: dict, redis_url: str, *, options=SERVER_OPTION
 def start_gateway(database: dict, **extra_env: str) -> SimpleNamespace:
     """The gateway as the suite runs it (the test Redis, the small limits above), up and
     answering; stop it with `stop(server.process)`."""
-    return start_portal_server(database, settings.REDIS_URL,
-                               GATEWAY_UPSTREAM_TIMEOUT=str(UPSTREAM_TIMEOUT),
-                               **{name: str(value) for name, value in LIMITS.items()},
-                               **extra_env)
+    return start_portal_server(database, settings.REDIS_URL, **{
+        "GATEWAY_UPSTREAM_TIMEOUT": str(UPSTREAM_TIMEOUT),
+        **{name: str(value) for name, value in LIMITS.items()}, **extra_env})
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 Answers deterministically: a completion echoes how many words the prompt had; `usage` counts
 words. Run: python tests/support/openai_upstream.py --port 9100 [--models a,b] [--no-usage]
-[--api-key K] [--chunk-delay 0.01]. Serves /v1/models, /v1/chat/completions (streaming with
+[--api-key K] [--chunk-delay 0.01] [--ping]. Serves /v1/models, /v1/chat/completions (streaming with
 stream_options.include_usage, like vLLM), /v1/completions, /v1/embeddings.
 
 Misbehaving on purpose, for the gateway's limits: `--pad-bytes N` pads every non-streamed
@@ -35,7 +35,7 @@ def _words(value) -> int:
 
 def build_app(models: list[str], with_usage: bool, api_key: str, chunk_delay: float,
               delay: float = 0.0, pad_bytes: int = 0, chunked: bool = False,
-              stream_fault: str = "", fault_after: int = 0):
+              stream_fault: str = "", fault_after: int = 0, ping: bool = False):
     stats = {"requests": 0}
 
     def authorized(request: web.Request) -> bool:
@@ -107,6 +107,8 @@ def build_app(models: list[str], with_usage: bool, api_key: str, chunk_delay: fl
                                                           "finish_reason": None}]}
             if with_usage and body.get("stream_options", {}).get("include_usage"):
                 chunk["usage"] = None
+            if ping:  # an SSE comment, as llama-cpp-python's server sends to keep streams open
+                await response.write(b": ping - 2026-12-03 07:00:00\n\n")
             await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
             if chunk_delay:
                 await asyncio.sleep(chunk_delay)
@@ -164,10 +166,11 @@ def main() -> None:
     parser.add_argument("--chunked", action="store_true")
     parser.add_argument("--stream-fault", choices=["endless-event", "stall"], default="")
     parser.add_argument("--fault-after", type=int, default=0)
+    parser.add_argument("--ping", action="store_true", help="SSE comments between chunks")
     args = parser.parse_args()
     app = build_app(args.models.split(","), not args.no_usage, args.api_key, args.chunk_delay,
                     args.delay, args.pad_bytes, args.chunked, args.stream_fault,
-                    args.fault_after)
+                    args.fault_after, args.ping)
     web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)
 
 

@@ -154,7 +154,7 @@ INSTALLED_APPS = [
     "audit",
     "tenants",
     "models_catalog",
-    "demo",
+    "portal.demo",
     "deployments",
     "gateway",
     "billing",

@@ -22,7 +22,7 @@ urlpatterns = [
     path("", include("billing.usage_urls")),
     path("msp/statements/", include(budget_urls.msp_urlpatterns)),
     path("", include("deployments.urls")),
-    path("", include("demo.urls")),
+    path("", include("portal.demo.urls")),
     path("invitations/<str:token>/", tenant_views.invitation_accept, name="invitation_accept"),
     path("audit/", include("audit.urls")),
     path("t/<slug:tenant_slug>/audit/", include("audit.tenant_urls")),

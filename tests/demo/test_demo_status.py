@@ -7,8 +7,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from demo import prepare
-from demo.models import DemoModelState, DemoPhase
+from portal.demo import prepare
+from portal.demo.models import DemoModelState, DemoPhase
 
 
 def test_the_command_refuses_to_run_without_debug(settings, db):

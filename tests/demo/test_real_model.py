@@ -18,12 +18,12 @@ from django.db import connection
 
 from billing.budget_models import Budget
 from billing.models import UsageRecord
-from demo import prepare
 from gateway import services as gateway_services
 from gateway.spm import SpmTokenizer
 from gateway.tokens import counter_from_document
 from models_catalog.models import ModelVersion, VersionStatus
 from models_catalog.scanning import gguf_vocab
+from portal.demo import prepare
 from tenants.models import TenantRole
 from tests.factories import MembershipFactory, TenantFactory, UserFactory, make_msp_admin
 from tests.support.gateway_fixtures import drained, start_gateway, wait_for

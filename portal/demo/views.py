@@ -3,7 +3,7 @@ from django.http import Http404
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET
 
-from demo.templatetags.demo_status import demo_model_status
+from portal.demo.templatetags.demo_status import demo_model_status
 
 
 @login_required

@@ -10,9 +10,9 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from demo import prepare
-from demo.models import DemoPhase
 from models_catalog.models import VersionStatus
+from portal.demo import prepare
+from portal.demo.models import DemoPhase
 
 ENGINE_NOTE = "; the inference engine builds meanwhile"
 ENGINE_MESSAGE = ("Building the inference engine (llama-cpp-python from source: 10 to 20 "

@@ -29,9 +29,6 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from demo.modelcar import pack_modelcar
-from demo.models import DemoModelState, DemoPhase
-from demo.selectors import demo_deployment
 from deployments import services as deployment_services
 from deployments.models import Deployment
 from models_catalog import gate
@@ -45,6 +42,9 @@ from models_catalog.models import (
     UploadStatus,
     VersionStatus,
 )
+from portal.demo.modelcar import pack_modelcar
+from portal.demo.models import DemoModelState, DemoPhase
+from portal.demo.selectors import demo_deployment
 from tenants.models import Tenant, User
 
 SLUG = "gemma-3-270m"

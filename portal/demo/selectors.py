@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from demo.models import DemoModelState
 from deployments.models import Backend, Deployment, DeploymentStatus
+from portal.demo.models import DemoModelState
 
 
 def demo_state() -> DemoModelState | None:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from demo import views
+from portal.demo import views
 
 app_name = "demo"
 urlpatterns = [path("demo/model-status/", views.status, name="status")]

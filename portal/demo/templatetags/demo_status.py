@@ -1,7 +1,7 @@
 from django import template
 
-from demo.models import DEMO_STEPS, DemoPhase
-from demo.selectors import demo_state
+from portal.demo.models import DEMO_STEPS, DemoPhase
+from portal.demo.selectors import demo_state
 
 register = template.Library()
 

@@ -63,3 +63,14 @@ def test_an_external_deployment_has_no_manifest_and_is_unregistered_by_delete(
     services.deployment_delete(actor=msp_admin, deployment=deployment)
     deployment.refresh_from_db()
     assert deployment.status == DeploymentStatus.DELETED
+
+
+def test_endpoint_register_explains_a_model_slug_the_catalog_refuses(db):
+    """The catalog refuses with its one refusal type: the command still says why, by field,
+    instead of a traceback."""
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match=r"slug: .*letters"):
+        call_command("endpoint_register", "--model", "Not a slug!", "--task", "chat",
+                     "--base-url", "http://127.0.0.1:9/v1", stdout=io.StringIO())
+    assert not Deployment.objects.exists()

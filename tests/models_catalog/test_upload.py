@@ -142,3 +142,31 @@ def test_another_file_restarts_an_interrupted_upload(msp_admin, version, registr
     with pytest.raises(ApplicationError, match="already has an image"):
         services.upload_session_create(actor=msp_admin, version=version, filename="x.tar",
                                        size_bytes=5)
+
+
+def test_the_same_file_resumes_in_the_service_itself(msp_admin, version):
+    """The rule "same file name and size: resume" is the service's, for every client."""
+    first = services.upload_session_create(actor=msp_admin, version=version,
+                                           filename="car.tar", size_bytes=100)
+    services.upload_chunk_append(session=first, offset=0, length=10,
+                                 stream=io.BytesIO(b"x" * 10))
+    again = services.upload_session_create(actor=msp_admin, version=version,
+                                           filename="car.tar", size_bytes=100)
+    assert again.pk == first.pk and again.received_bytes == 10
+
+
+def test_the_wizard_script_talks_to_the_api(client, msp_admin, version):
+    client.force_login(msp_admin)
+    slug = version.model.slug
+    page = client.get(f"/catalog/{slug}/v/1.0/").content.decode()
+    assert f'data-create-url="/api/models/{slug}/versions/1.0/upload/"' in page
+    created = client.post(f"/api/models/{slug}/versions/1.0/upload/",
+                          {"filename": "car.tar", "size_bytes": 10},
+                          content_type="application/json").json()
+    assert created["url"] == f"/api/uploads/{created['id']}/"
+    assert created["complete_url"] == f"/api/uploads/{created['id']}/complete/"
+    assert created["chunk_bytes"] == CHUNK
+    # The Django copy of the protocol is gone.
+    assert client.post(f"/catalog/{slug}/v/1.0/upload/", {"filename": "car.tar", "size": 10},
+                       content_type="application/json").status_code == 404
+    assert client.get(f"/catalog/uploads/{created['id']}/").status_code == 404

@@ -126,35 +126,56 @@ def _managed_model(request: HttpRequest, model_slug: str):
     return selectors.model_get_for_user(user=request.user, tenant=None, slug=model_slug)
 
 
+def _run_form(request: HttpRequest, form, action, success: str) -> bool:
+    """Run `action(cleaned_data)` for a valid form and say `success`; a refusal goes onto the
+    form, on the fields it names. True when it succeeded."""
+    if not form.is_valid():
+        return False
+    try:
+        action(form.cleaned_data)
+    except ApplicationError as exc:
+        add_service_errors(form, exc)
+        return False
+    messages.success(request, success)
+    return True
+
+
+# Which form of the model page each section shows.
+SECTION_FORMS = {"entitlements": "entitlements_form", "prices": "price_form",
+                 "card": "card_form"}
+
+
+def _model_form(request: HttpRequest, model, form, *, section: str, action,
+                success: str) -> HttpResponse:
+    """A settings form of the model page: done, back to the page; refused, the page again
+    with the form's section open and the refusal on its fields."""
+    if _run_form(request, form, action, success):
+        return redirect("models_catalog:model", model.slug)
+    return _model_page(request, model, status=422, open_section=section,
+                       **{SECTION_FORMS[section]: form})
+
+
+
 @require_POST
 @platform_view(PlatformPerm.MODELS_MANAGE)
 def model_entitlements(request: HttpRequest, model_slug: str) -> HttpResponse:
     model = _managed_model(request, model_slug)
-    form = EntitlementsForm(request.POST)
-    if form.is_valid():
-        services.model_set_entitlements(actor=request.user, model=model,
-                                        all_tenants=form.cleaned_data["all_tenants"],
-                                        tenants=list(form.cleaned_data["tenants"]))
-        messages.success(request, "Entitlements saved; the gateway applies them at once.")
-        return redirect("models_catalog:model", model.slug)
-    return _model_page(request, model, entitlements_form=form, status=422,
-                       open_section="entitlements")
+    return _model_form(
+        request, model, EntitlementsForm(request.POST), section="entitlements",
+        action=lambda data: services.model_set_entitlements(
+            actor=request.user, model=model, all_tenants=data["all_tenants"],
+            tenants=list(data["tenants"])),
+        success="Entitlements saved; the gateway applies them at once.")
 
 
 @require_POST
 @platform_view(PlatformPerm.MODELS_MANAGE)
 def model_price(request: HttpRequest, model_slug: str) -> HttpResponse:
     model = _managed_model(request, model_slug)
-    form = PriceForm(request.POST)
-    if form.is_valid():
-        try:
-            services.price_set(actor=request.user, model=model, **form.cleaned_data)
-        except ApplicationError as exc:
-            add_service_errors(form, exc)
-        else:
-            messages.success(request, "Price saved.")
-            return redirect("models_catalog:model", model.slug)
-    return _model_page(request, model, price_form=form, status=422, open_section="prices")
+    return _model_form(
+        request, model, PriceForm(request.POST), section="prices",
+        action=lambda data: services.price_set(actor=request.user, model=model, **data),
+        success="Price saved.")
 
 
 @require_POST
@@ -175,16 +196,11 @@ def model_lifecycle(request: HttpRequest, model_slug: str) -> HttpResponse:
 @platform_view(PlatformPerm.MODELS_MANAGE)
 def model_card(request: HttpRequest, model_slug: str) -> HttpResponse:
     model = _managed_model(request, model_slug)
-    form = ModelCardForm(request.POST, instance=_managed_model(request, model_slug))
-    if form.is_valid():
-        try:
-            services.model_update_card(actor=request.user, model=model, **form.cleaned_data)
-        except ApplicationError as exc:
-            add_service_errors(form, exc)
-        else:
-            messages.success(request, "Model card saved.")
-            return redirect("models_catalog:model", model.slug)
-    return _model_page(request, model, card_form=form, status=422, open_section="card")
+    return _model_form(
+        request, model, ModelCardForm(request.POST, instance=_managed_model(request, model_slug)),
+        section="card",
+        action=lambda data: services.model_update_card(actor=request.user, model=model, **data),
+        success="Model card saved.")
 
 
 # --- Upload wizard -------------------------------------------------------------------------
@@ -278,6 +294,16 @@ def version_progress(request: HttpRequest, model_slug: str, version: str) -> Htt
     return response
 
 
+def _version_form(request: HttpRequest, mv: ModelVersion, form, *, key: str, action,
+                  success: str) -> HttpResponse:
+    """A form of the version page: done, back to the page; refused, the page again with the
+    refusal on the form's fields."""
+    if _run_form(request, form, action, success):
+        return redirect("models_catalog:version", mv.model.slug, mv.version)
+    return render(request, "models_catalog/version_detail.html",
+                  _version_context(request, mv, **{key: form}), status=422)
+
+
 def _version_action(request: HttpRequest, mv: ModelVersion, action,
                     success: str) -> HttpResponse:
     try:
@@ -293,36 +319,22 @@ def _version_action(request: HttpRequest, mv: ModelVersion, action,
 @platform_view(PlatformPerm.MODELS_MANAGE)
 def version_reference(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
     mv = _version(request, model_slug, version)
-    form = ReferenceForm(request.POST)
-    if form.is_valid():
-        try:
-            services.version_register_reference(actor=request.user, version=mv,
-                                                **form.cleaned_data)
-        except ApplicationError as exc:
-            add_service_errors(form, exc)
-        else:
-            messages.success(request, "Image found and pinned by digest; the scan starts now.")
-            return redirect("models_catalog:version", mv.model.slug, mv.version)
-    return render(request, "models_catalog/version_detail.html",
-                  _version_context(request, mv, reference_form=form), status=422)
+    return _version_form(
+        request, mv, ReferenceForm(request.POST), key="reference_form",
+        action=lambda data: services.version_register_reference(actor=request.user,
+                                                                version=mv, **data),
+        success="Image found and pinned by digest; the scan starts now.")
 
 
 @require_POST
 @platform_view(PlatformPerm.MODELS_MANAGE)
 def version_submit(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
     mv = _version(request, model_slug, version)
-    form = SubmitForm(request.POST)
-    if form.is_valid():
-        try:
-            services.version_submit(actor=request.user, version=mv,
-                                    note=form.cleaned_data["note"])
-        except ApplicationError as exc:
-            add_service_errors(form, exc)
-        else:
-            messages.success(request, "Submitted. Another MSP admin must now approve it.")
-            return redirect("models_catalog:version", mv.model.slug, mv.version)
-    return render(request, "models_catalog/version_detail.html",
-                  _version_context(request, mv, submit_form=form), status=422)
+    return _version_form(
+        request, mv, SubmitForm(request.POST), key="submit_form",
+        action=lambda data: services.version_submit(actor=request.user, version=mv,
+                                                    note=data["note"]),
+        success="Submitted. Another MSP admin must now approve it.")
 
 
 @require_POST

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -12,30 +11,12 @@ from billing.budgets import budgets_record_usage
 from billing.models import UsageRecord
 from billing.rollups import rollups_add
 from billing.seals import SEAL_ACTION, batch_digest
-from models_catalog.models import ModelPrice
+from models_catalog.selectors import prices_in_force
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
 _MILLION = Decimal(1_000_000)
-
-
-def _price_lookup(model_ids: set[int]):
-    """price_at(model_id, when) over the prices of the batch's models, loaded once."""
-    prices: dict[int, list[ModelPrice]] = defaultdict(list)
-    for price in ModelPrice.objects.filter(model_id__in=model_ids).order_by("effective_from"):
-        prices[price.model_id].append(price)
-
-    def price_at(model_id: int, when: datetime) -> ModelPrice | None:
-        found = None
-        for price in prices.get(model_id, ()):
-            if price.effective_from <= when:
-                found = price
-            else:
-                break
-        return found
-
-    return price_at
 
 
 @transaction.atomic
@@ -59,7 +40,7 @@ def usage_records_ingest(*, events: list[dict]) -> int:
         events = [e for e in events if e["tenant_id"] in known_tenants]
     if not events:
         return 0
-    price_at = _price_lookup({e["model_id"] for e in events if e.get("model_id")})
+    price_at = prices_in_force(model_ids={e["model_id"] for e in events if e.get("model_id")})
     records = []
     for event in events:
         created = datetime.fromtimestamp(event["ts"], tz=UTC)

@@ -14,8 +14,8 @@ from deployments.models import (
     DeploymentStatus,
     LLMServicePreset,
 )
-from models_catalog.models import Model, ModelLifecycle, ModelVersion, VersionStatus
-from models_catalog.selectors import model_list_for_tenant
+from models_catalog.models import Model, ModelVersion
+from models_catalog.selectors import model_list_for_tenant, versions_deployable
 from tenants.models import Tenant
 
 
@@ -114,16 +114,9 @@ def external_endpoint_get(pk: int) -> Deployment:
 
 
 def deployable_versions(model: Model | None = None) -> QuerySet[ModelVersion]:
-    """Published versions whose signature verifies now (an Ed25519 check each; the chosen
-    one is verified again before every apply)."""
-    from models_catalog.signing import version_verify
-
-    qs = ModelVersion.objects.filter(status=VersionStatus.PUBLISHED).exclude(
-        model__lifecycle=ModelLifecycle.RETIRED).select_related("model")
-    if model:
-        qs = qs.filter(model=model)
-    verified = [v.pk for v in qs if version_verify(v).ok]
-    return qs.filter(pk__in=verified)
+    """What the deploy wizard offers: the catalog's deployable versions (published, serving,
+    signature verified); the chosen one is checked for real again before every apply."""
+    return versions_deployable(model=model)
 
 
 def deployments_by_jurisdiction() -> list[dict]:

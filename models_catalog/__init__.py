@@ -1,4 +1,2 @@
-"""Model catalog.
-
-Built out in its own issue; registered now so the project layout is final.
-"""
+"""Model catalog: models, their versions and the supply-chain gate each version passes
+(upload, scan, four-eyes approval, signature), entitlements and prices."""

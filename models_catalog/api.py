@@ -4,9 +4,7 @@ entitled to their tenant (an unentitled model is a 404)."""
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -16,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from models_catalog import gate, selectors, services
+from models_catalog import selectors, services
 from models_catalog.models import ModelVersion, UploadSession
 from models_catalog.serializers import (
     EntitlementsSerializer,
@@ -36,11 +34,9 @@ from models_catalog.serializers import (
     VersionLifecycleSerializer,
     VersionOutputSerializer,
 )
-from models_catalog.views import parse_content_range
 from portal.api import ApplicationError
 from tenants import permissions
 from tenants.api import tenant_for_api
-from tenants.models import Tenant
 from tenants.permissions import PlatformPerm, TenantPerm
 
 
@@ -98,13 +94,10 @@ class ModelEntitlementsApi(APIView):
         data = EntitlementsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         wanted = data.validated_data["tenants"]
-        tenants = list(Tenant.objects.filter(slug__in=wanted))
+        tenants = selectors.tenants_with_slugs(slugs=wanted)
         unknown = sorted(set(wanted) - {t.slug for t in tenants})
         if unknown:
             raise ApplicationError("Unknown tenants.", field_errors={"tenants": unknown})
-        if not data.validated_data["all_tenants"] and not tenants:
-            raise ApplicationError("Name the tenants, or allow every tenant.",
-                                   field_errors={"tenants": ["Required."]})
         model = services.model_set_entitlements(
             actor=request.user, model=model, all_tenants=data.validated_data["all_tenants"],
             tenants=tenants)
@@ -150,7 +143,7 @@ class VersionListApi(APIView):
         model = _model(request, slug, PlatformPerm.MODELS_MANAGE)
         data = VersionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        version = gate.version_create(actor=request.user, model=model, **data.validated_data)
+        version = services.version_create(actor=request.user, model=model, **data.validated_data)
         return Response(VersionOutputSerializer(version).data, status=status.HTTP_201_CREATED)
 
 
@@ -178,7 +171,7 @@ class VersionReferenceApi(APIView):
     @extend_schema(request=ReferenceSerializer, responses=VersionOutputSerializer)
     def post(self, request: Request, slug: str, version: str) -> Response:
         return _act(request, slug, version, ReferenceSerializer,
-                    lambda mv, data: gate.version_register_reference(
+                    lambda mv, data: services.version_register_reference(
                         actor=request.user, version=mv, **data))
 
 
@@ -186,8 +179,8 @@ class VersionSubmitApi(APIView):
     @extend_schema(request=SubmitSerializer, responses=VersionOutputSerializer)
     def post(self, request: Request, slug: str, version: str) -> Response:
         return _act(request, slug, version, SubmitSerializer,
-                    lambda mv, data: gate.version_submit(actor=request.user, version=mv,
-                                                         note=data["note"]))
+                    lambda mv, data: services.version_submit(actor=request.user, version=mv,
+                                                             note=data["note"]))
 
 
 class VersionApproveApi(APIView):
@@ -196,23 +189,34 @@ class VersionApproveApi(APIView):
     @extend_schema(request=None, responses=VersionOutputSerializer)
     def post(self, request: Request, slug: str, version: str) -> Response:
         return _act(request, slug, version, None,
-                    lambda mv, data: gate.version_approve(actor=request.user, version=mv))
+                    lambda mv, data: services.version_approve(actor=request.user, version=mv))
 
 
 class VersionRejectApi(APIView):
     @extend_schema(request=RejectSerializer, responses=VersionOutputSerializer)
     def post(self, request: Request, slug: str, version: str) -> Response:
         return _act(request, slug, version, RejectSerializer,
-                    lambda mv, data: gate.version_reject(actor=request.user, version=mv,
-                                                         reason=data["reason"]))
+                    lambda mv, data: services.version_reject(actor=request.user, version=mv,
+                                                             reason=data["reason"]))
 
 
 class VersionLifecycleApi(APIView):
     @extend_schema(request=VersionLifecycleSerializer, responses=VersionOutputSerializer)
     def post(self, request: Request, slug: str, version: str) -> Response:
         return _act(request, slug, version, VersionLifecycleSerializer,
-                    lambda mv, data: gate.version_set_lifecycle(actor=request.user, version=mv,
-                                                                status=data["status"]))
+                    lambda mv, data: services.version_set_lifecycle(
+                        actor=request.user, version=mv, status=data["status"]))
+
+
+class VersionVerifyApi(APIView):
+    """Check the signature again — the statement, the database and the registry — and
+    record the outcome (`signature_status`, `signature_checked_at`, `signature_detail`)."""
+
+    @extend_schema(request=None, responses=VersionOutputSerializer)
+    def post(self, request: Request, slug: str, version: str) -> Response:
+        return _act(request, slug, version, None,
+                    lambda mv, data: services.version_signature_verify(actor=request.user,
+                                                                       version=mv))
 
 
 class VersionSbomApi(APIView):
@@ -234,21 +238,36 @@ class VersionScanReportApi(APIView):
 
 
 class UploadCreateApi(APIView):
-    """Start (or resume, for the same file name and size) a resumable upload of a ModelCar
-    archive; then PUT its bytes in chunks to /api/uploads/<id>/ with Content-Range."""
+    """Start a resumable upload of a ModelCar archive — or resume the interrupted one, for
+    the same file name and size (200 instead of 201) — then PUT its bytes in chunks to `url`
+    with Content-Range, and POST `complete_url`."""
 
-    @extend_schema(request=UploadCreateSerializer, responses={201: UploadOutputSerializer})
+    @extend_schema(request=UploadCreateSerializer,
+                   responses={201: UploadOutputSerializer, 200: UploadOutputSerializer})
     def post(self, request: Request, slug: str, version: str) -> Response:
         mv = _version(request, slug, version, PlatformPerm.MODELS_MANAGE)
         data = UploadCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        existing = UploadSession.objects.filter(version=mv).first()
-        if existing is not None and (existing.filename, existing.size_bytes) == (
-                data.validated_data["filename"], data.validated_data["size_bytes"]):
-            return Response(UploadOutputSerializer(existing).data, status=status.HTTP_200_OK)
-        session = gate.upload_session_create(actor=request.user, version=mv,
-                                             **data.validated_data)
-        return Response(UploadOutputSerializer(session).data, status=status.HTTP_201_CREATED)
+        interrupted = getattr(mv, "upload", None)
+        session = services.upload_session_create(actor=request.user, version=mv,
+                                                 **data.validated_data)
+        resumed = interrupted is not None and interrupted.pk == session.pk
+        return Response(UploadOutputSerializer(session).data,
+                        status=status.HTTP_200_OK if resumed else status.HTTP_201_CREATED)
+
+
+def _content_range(header: str, length: int) -> int | None:
+    """The start of `bytes <start>-<end>/<total>` when it spans exactly `length` bytes."""
+    try:
+        unit, _, spec = header.partition(" ")
+        span, _, _total = spec.partition("/")
+        start, _, end = span.partition("-")
+        start_i, end_i = int(start), int(end)
+    except ValueError:
+        return None
+    if unit != "bytes" or end_i < start_i or end_i - start_i + 1 != length:
+        return None
+    return start_i
 
 
 class RawBytesParser(BaseParser):
@@ -260,17 +279,18 @@ class RawBytesParser(BaseParser):
         return stream
 
 
+def _upload(request: Request, pk) -> UploadSession:
+    _require(request, PlatformPerm.MODELS_MANAGE)
+    return selectors.upload_session_get(pk=pk)
+
+
 class UploadChunkApi(APIView):
     parser_classes = [RawBytesParser]
-
-    def _session(self, request: Request, pk) -> UploadSession:
-        _require(request, PlatformPerm.MODELS_MANAGE)
-        return get_object_or_404(UploadSession, pk=pk)
 
     @extend_schema(responses=UploadOutputSerializer)
     def get(self, request: Request, pk) -> Response:
         """Where the upload stands: resume from `received_bytes`."""
-        return Response(UploadOutputSerializer(self._session(request, pk)).data)
+        return Response(UploadOutputSerializer(_upload(request, pk)).data)
 
     @extend_schema(request={"application/octet-stream": OpenApiTypes.BINARY},
                    responses={200: UploadOutputSerializer, 409: inline_serializer(
@@ -281,19 +301,19 @@ class UploadChunkApi(APIView):
                    parameters=[OpenApiParameter("Content-Range", str, OpenApiParameter.HEADER,
                                                 description="bytes <start>-<end>/<total>")])
     def put(self, request: Request, pk) -> Response:
-        session = self._session(request, pk)
+        session = _upload(request, pk)
         try:
             length = int(request.headers.get("Content-Length", ""))
         except ValueError:
             raise ApplicationError("Send Content-Length.") from None
-        span = parse_content_range(request.headers.get("Content-Range", ""), length)
-        if span is None:
+        offset = _content_range(request.headers.get("Content-Range", ""), length)
+        if offset is None:
             raise ApplicationError("Send Content-Range: bytes <start>-<end>/<total> matching "
                                    "the body.")
         try:
-            session = gate.upload_chunk_append(session=session, offset=span[0], length=length,
-                                               stream=request._request)
-        except gate.UploadOffsetMismatch as exc:
+            session = services.upload_chunk_append(session=session, offset=offset,
+                                                   length=length, stream=request._request)
+        except services.UploadOffsetMismatch as exc:
             return Response({"detail": exc.message, "received_bytes": exc.received},
                             status=status.HTTP_409_CONFLICT)
         return Response(UploadOutputSerializer(session).data)
@@ -302,10 +322,7 @@ class UploadChunkApi(APIView):
 class UploadCompleteApi(APIView):
     @extend_schema(request=None, responses=UploadOutputSerializer)
     def post(self, request: Request, pk) -> Response:
-        _require(request, PlatformPerm.MODELS_MANAGE)
-        session = get_object_or_404(UploadSession, pk=pk)
-        with transaction.atomic():
-            session = gate.upload_complete(actor=request.user, session=session)
+        session = services.upload_complete(actor=request.user, session=_upload(request, pk))
         return Response(UploadOutputSerializer(session).data)
 
 

@@ -22,6 +22,7 @@ urlpatterns = [
     path(version + "reject/", api.VersionRejectApi.as_view(), name="api-version-reject"),
     path(version + "lifecycle/", api.VersionLifecycleApi.as_view(),
          name="api-version-lifecycle"),
+    path(version + "verify/", api.VersionVerifyApi.as_view(), name="api-version-verify"),
     path(version + "sbom/", api.VersionSbomApi.as_view(), name="api-version-sbom"),
     path(version + "scan-report/", api.VersionScanReportApi.as_view(),
          name="api-version-scan-report"),

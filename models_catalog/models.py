@@ -113,6 +113,13 @@ class ScanVerdict(models.TextChoices):
     MALICIOUS = "malicious", "Malicious"
 
 
+class SignatureCheck(models.TextChoices):
+    """The outcome of the last check of a version's signed statement."""
+
+    VERIFIED = "verified", "Verified"
+    FAILED = "failed", "Does not verify"
+
+
 digest_validator = RegexValidator(r"^sha256:[0-9a-f]{64}$",
                                   "A digest looks like sha256:<64 hex digits>.")
 
@@ -160,6 +167,12 @@ class ModelVersion(models.Model):
     signature_key_id = models.CharField(max_length=32, blank=True)
     signature_artifact_digest = models.CharField(max_length=71, blank=True)
     signed_at = models.DateTimeField(null=True, blank=True)
+    # The last check of the signature (on publication, before each deploy, or asked for):
+    # pages show it instead of checking on every render.
+    signature_status = models.CharField(max_length=16, choices=SignatureCheck.choices,
+                                        blank=True)
+    signature_checked_at = models.DateTimeField(null=True, blank=True)
+    signature_detail = models.TextField(blank=True)
 
     # Background work (push, scan) reports here; beat takes over work that stopped reporting.
     progress_at = models.DateTimeField(null=True, blank=True)
@@ -198,6 +211,12 @@ class ModelVersion(models.Model):
     @property
     def is_deployable(self) -> bool:
         return self.status in DEPLOYABLE_STATUSES
+
+    @property
+    def signature_check_current(self) -> bool:
+        """The stored check still describes the version: nothing saved it since."""
+        return (self.signature_checked_at is not None and self.updated_at is not None
+                and self.signature_checked_at >= self.updated_at)
 
     def storage_uri(self, registry_host: str) -> str:
         """KServe's `storageUri` for this ModelCar, pinned by digest."""

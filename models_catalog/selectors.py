@@ -1,12 +1,26 @@
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from models_catalog.models import Model, ModelLifecycle, ModelPrice, ModelVersion, VersionStatus
+from models_catalog.models import (
+    DEPLOYABLE_STATUSES,
+    Model,
+    ModelLifecycle,
+    ModelPrice,
+    ModelVersion,
+    SignatureCheck,
+    UploadSession,
+    VersionStatus,
+)
+from models_catalog.signing import version_verify
 from tenants.models import Tenant
 
 
@@ -17,9 +31,22 @@ def model_list_for_tenant(*, tenant: Tenant) -> QuerySet[Model]:
             .distinct().order_by("name"))
 
 
-def price_in_force(*, model_id: int, at: datetime) -> ModelPrice | None:
-    return (ModelPrice.objects.filter(model_id=model_id, effective_from__lte=at)
-            .order_by("-effective_from").first())
+def prices_in_force(*, model_ids: Iterable[int]) -> Callable[[int, datetime],
+                                                               ModelPrice | None]:
+    """`price_at(model_id, when)`: the price in force for a model when a request was served
+    (the newest that started at or before it; None before the first). The prices of
+    `model_ids` are loaded once, so a batch of usage is priced with one query."""
+    prices: dict[int, list[ModelPrice]] = defaultdict(list)
+    for price in ModelPrice.objects.filter(model_id__in=set(model_ids)).order_by(
+            "effective_from"):
+        prices[price.model_id].append(price)
+    starts = {model_id: [p.effective_from for p in rows] for model_id, rows in prices.items()}
+
+    def price_at(model_id: int, when: datetime) -> ModelPrice | None:
+        index = bisect_right(starts.get(model_id, ()), when)
+        return prices[model_id][index - 1] if index else None
+
+    return price_at
 
 
 PUBLIC_VERSION_STATUSES = (VersionStatus.PUBLISHED, VersionStatus.DEPRECATED)
@@ -81,8 +108,28 @@ def version_list_for_user(*, user, model: Model) -> QuerySet[ModelVersion]:
 
 def version_get_for_user(*, user, model: Model, version: str) -> ModelVersion:
     return get_object_or_404(
-        version_list_for_user(user=user, model=model).select_related("model", "upload"),
-        version=version)
+        version_list_for_user(user=user, model=model).select_related("model", "upload")
+        .prefetch_related("files"), version=version)
+
+
+def model_find_for_user(*, user, slug: str) -> Model | None:
+    """The model with `slug` among those `user` sees on the MSP side, or None."""
+    return model_list_for_user(user=user, tenant=None).filter(slug=slug).first()
+
+
+def version_find(*, model_slug: str, version: str) -> ModelVersion | None:
+    """Any version by model slug and label (for commands: no user, no entitlement)."""
+    return (ModelVersion.objects.select_related("model")
+            .filter(model__slug=model_slug, version=version).first())
+
+
+def upload_session_get(*, pk) -> UploadSession:
+    return get_object_or_404(UploadSession.objects.select_related("version__model"), pk=pk)
+
+
+def tenants_with_slugs(*, slugs: Iterable[str]) -> list[Tenant]:
+    """The tenants an entitlement names (unknown slugs are simply not in the list)."""
+    return list(Tenant.objects.filter(slug__in=set(slugs)).order_by("slug"))
 
 
 def versions_awaiting_approval() -> QuerySet[ModelVersion]:
@@ -119,6 +166,54 @@ def version_list_public(*, model: Model) -> QuerySet[ModelVersion]:
     """What tenants see of a model: its published and deprecated versions."""
     return (model.versions.filter(status__in=PUBLIC_VERSION_STATUSES)
             .select_related("model").order_by("-created_at"))
+
+
+def version_get_public(*, model: Model, version: str) -> ModelVersion:
+    return get_object_or_404(version_list_public(model=model), version=version)
+
+
+@dataclass(frozen=True)
+class SignatureState:
+    """What pages say about a version's signature."""
+
+    verified: bool
+    detail: str
+    # When the recorded check ran; None when the version was checked just now because no
+    # check was recorded since it last changed.
+    checked_at: datetime | None
+
+
+def signature_state(version: ModelVersion) -> SignatureState | None:
+    """The recorded check of the version's signature (on publication, before each deploy, or
+    "verify now"), while nothing changed the version since. A version changed since, or never
+    checked, is checked now — and nothing is recorded: a read changes nothing. None when the
+    version is not signed."""
+    if not version.signature:
+        return None
+    if version.signature_check_current:
+        return SignatureState(version.signature_status == SignatureCheck.VERIFIED,
+                              version.signature_detail, version.signature_checked_at)
+    check = version_verify(version)
+    return SignatureState(check.ok, check.reason, None)
+
+
+def with_signature_states(versions: Iterable[ModelVersion]) -> list[ModelVersion]:
+    """The versions, each with its `signature_state` for the page."""
+    versions = list(versions)
+    for version in versions:
+        version.signature_state = signature_state(version)
+    return versions
+
+
+def versions_deployable(*, model: Model | None = None) -> QuerySet[ModelVersion]:
+    """Published versions of models that still serve, whose signature verifies (see
+    `signature_state`); the one chosen is checked for real again before it is deployed."""
+    queryset = (ModelVersion.objects.filter(status__in=DEPLOYABLE_STATUSES)
+                .exclude(model__lifecycle=ModelLifecycle.RETIRED).select_related("model"))
+    if model is not None:
+        queryset = queryset.filter(model=model)
+    return queryset.filter(pk__in=[v.pk for v in queryset
+                                   if (state := signature_state(v)) and state.verified])
 
 
 def _serving_tokenizers(model_id: int) -> QuerySet[ModelVersion]:

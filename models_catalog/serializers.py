@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
+from django.urls import reverse
 from rest_framework import serializers
 
 from models_catalog.models import (
@@ -76,7 +78,8 @@ class VersionOutputSerializer(serializers.ModelSerializer):
                   "manifest_media_type", "size_bytes", "base_model", "training_data",
                   "source_commit", "hyperparameters", "scan_verdict", "scan_progress",
                   "scanned_at", "findings", "files", "sbom_digest", "signature_key_id",
-                  "signature_artifact_digest", "signed_at", "uploaded_by", "submitted_by",
+                  "signature_artifact_digest", "signed_at", "signature_status",
+                  "signature_checked_at", "signature_detail", "uploaded_by", "submitted_by",
                   "submitted_at", "submit_note", "approved_by", "approved_at", "created_at"]
 
     def get_findings(self, obj) -> list[dict]:
@@ -89,7 +92,8 @@ class TenantVersionOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
         fields = ["version", "status", "trusted_repository", "manifest_digest", "size_bytes",
-                  "scan_verdict", "files", "sbom_digest", "signature_key_id", "signed_at"]
+                  "scan_verdict", "files", "sbom_digest", "signature_key_id", "signed_at",
+                  "signature_status", "signature_checked_at"]
 
 
 class VersionCreateSerializer(serializers.Serializer):
@@ -109,9 +113,23 @@ class UploadCreateSerializer(serializers.Serializer):
 
 
 class UploadOutputSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField(help_text="PUT the chunks here; GET where it stands.")
+    complete_url = serializers.SerializerMethodField(help_text="POST here after the last chunk.")
+    chunk_bytes = serializers.SerializerMethodField(help_text="The chunk size the portal uses.")
+
     class Meta:
         model = UploadSession
-        fields = ["id", "filename", "size_bytes", "received_bytes", "status", "created_at"]
+        fields = ["id", "filename", "size_bytes", "received_bytes", "status", "created_at",
+                  "url", "complete_url", "chunk_bytes"]
+
+    def get_url(self, obj) -> str:
+        return reverse("api-upload", args=[obj.pk])
+
+    def get_complete_url(self, obj) -> str:
+        return reverse("api-upload-complete", args=[obj.pk])
+
+    def get_chunk_bytes(self, obj) -> int:
+        return settings.MODEL_UPLOAD_CHUNK_BYTES
 
 
 class ReferenceSerializer(serializers.Serializer):

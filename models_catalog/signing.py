@@ -1,29 +1,26 @@
 """Signed statements that bind a published ModelCar to what the supply-chain gate saw.
 
 On approval the platform key signs a statement naming the image digest, every file's
-SHA-256, the SBOM's digest, the scan verdict, the approver and the time. Deployments call
-`version_verify` before every deploy: a version whose digest, files or SBOM changed after
-signing — or that was never signed — does not verify.
+SHA-256, the SBOM's digest, the scan verdict, the approver and the time. A version whose
+digest, files or SBOM changed after signing — or that was never signed — does not verify.
+These are the checks themselves; `models_catalog.services.signatures` runs them on
+publication, before each deploy and on request, and records the outcome.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 
 from django.utils import timezone
 
+from models_catalog import registry as oci
 from models_catalog.models import ModelVersion, VersionStatus
 from portal import signing
 
 STATEMENT_TYPE = "https://sovereign-portal.example/model-approval/v1"
-
-
-def sha256_digest(data: str | bytes) -> str:
-    if isinstance(data, str):
-        data = data.encode()
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+# The artifact that carries the statement and its signature, attached to the trusted image.
+APPROVAL_ARTIFACT_TYPE = "application/vnd.sovereign-portal.model-approval.v1+json"
 
 
 def canonical(statement: dict) -> bytes:
@@ -39,7 +36,7 @@ def statement_for(version: ModelVersion, *, approver_email: str, signed_at) -> d
         "image": {"repository": version.trusted_repository, "digest": version.manifest_digest},
         "files": [{"path": f.path, "sha256": f.sha256}
                   for f in version.files.order_by("path")],
-        "sbom_digest": sha256_digest(version.sbom),
+        "sbom_digest": oci.sha256_digest(version.sbom.encode()),
         "scan_verdict": version.scan_verdict,
         "approver": approver_email,
         "signed_at": signed_at.isoformat(),
@@ -86,7 +83,7 @@ def version_verify(version: ModelVersion, *, public_key=None) -> Verification:
         return Verification(False, "image digest differs from the signed one")
     if statement.get("image", {}).get("repository") != version.trusted_repository:
         return Verification(False, "trusted repository differs from the signed one")
-    if statement.get("sbom_digest") != sha256_digest(version.sbom):
+    if statement.get("sbom_digest") != oci.sha256_digest(version.sbom.encode()):
         return Verification(False, "SBOM differs from the signed one")
     files = [{"path": f.path, "sha256": f.sha256} for f in version.files.order_by("path")]
     if statement.get("files") != files:
@@ -100,9 +97,6 @@ def version_verify(version: ModelVersion, *, public_key=None) -> Verification:
 def version_verify_registry(version: ModelVersion, client=None) -> Verification:
     """`version_verify`, plus: the trusted repository serves exactly the signed digest, and the
     approval artifact attached to it carries this very statement and signature."""
-    from models_catalog import registry as oci
-    from models_catalog.gate import APPROVAL_ARTIFACT_TYPE
-
     offline = version_verify(version)
     if not offline:
         return offline

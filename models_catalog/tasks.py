@@ -6,21 +6,21 @@ no-op; `recover_stale_work` (beat) takes over work whose worker died.
 
 from celery import shared_task
 
-from models_catalog import gate
+from models_catalog import services
 
 
 @shared_task(acks_late=True)
 def push_upload(version_id: int) -> str | None:
-    version = gate.version_push_upload(version_id=version_id)
+    version = services.version_push_upload(version_id=version_id)
     return version.status if version else None
 
 
 @shared_task(acks_late=True)
 def scan_version(version_id: int) -> str | None:
-    version = gate.version_scan(version_id=version_id)
+    version = services.version_scan(version_id=version_id)
     return version.status if version else None
 
 
 @shared_task
 def recover_stale_work() -> dict:
-    return gate.versions_recover_stale()
+    return services.versions_recover_stale()

@@ -3,18 +3,15 @@ upload wizard (metadata → image → scan → findings → approval) and model 
 
 from __future__ import annotations
 
-import json
-
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from models_catalog import gate, selectors, services
+from models_catalog import selectors, services
 from models_catalog.forms import (
     CatalogFilterForm,
     EntitlementsForm,
@@ -27,11 +24,10 @@ from models_catalog.forms import (
     UploadMetadataForm,
     VersionLifecycleForm,
 )
-from models_catalog.models import ModelVersion, UploadSession, VersionStatus
+from models_catalog.models import ModelVersion, VersionStatus
 from models_catalog.registry import referrers_tag, registry_configured
-from models_catalog.signing import version_verify
 from portal.api import ApplicationError
-from portal.forms import add_service_errors, service_error_message
+from portal.forms import add_service_errors
 from tenants import permissions
 from tenants.access import platform_view, tenant_view
 from tenants.permissions import PlatformPerm, TenantPerm
@@ -71,19 +67,16 @@ def tenant_catalog(request: HttpRequest) -> HttpResponse:
 @tenant_view(TenantPerm.TENANT_VIEW)
 def tenant_model(request: HttpRequest, model_slug: str) -> HttpResponse:
     model = selectors.model_get_for_tenant(tenant=request.tenant, slug=model_slug)
-    versions = list(selectors.version_list_public(model=model))
-    for version in versions:
-        version.verification = version_verify(version)
     return render(request, "models_catalog/model_detail.html", {
-        "tenant": request.tenant, "model": model, "versions": versions,
+        "tenant": request.tenant, "model": model,
+        "versions": selectors.with_signature_states(selectors.version_list_public(model=model)),
         "prices": selectors.price_list(model=model)[:1]})
 
 
 @tenant_view(TenantPerm.TENANT_VIEW)
 def tenant_sbom(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
     model = selectors.model_get_for_tenant(tenant=request.tenant, slug=model_slug)
-    mv = get_object_or_404(selectors.version_list_public(model=model), version=version)
-    return _sbom_response(mv)
+    return _sbom_response(selectors.version_get_public(model=model, version=version))
 
 
 def _sbom_response(version: ModelVersion) -> HttpResponse:
@@ -102,9 +95,8 @@ def catalog(request: HttpRequest) -> HttpResponse:
 
 
 def _model_page(request: HttpRequest, model, *, status: int = 200, **forms) -> HttpResponse:
-    versions = list(selectors.version_list_for_user(user=request.user, model=model))
-    for version in versions:
-        version.verification = version_verify(version) if version.signature else None
+    versions = selectors.with_signature_states(
+        selectors.version_list_for_user(user=request.user, model=model))
     prices = list(selectors.price_list(model=model))
     entitled = list(model.entitled_tenants.all())
     context = {
@@ -134,35 +126,56 @@ def _managed_model(request: HttpRequest, model_slug: str):
     return selectors.model_get_for_user(user=request.user, tenant=None, slug=model_slug)
 
 
+def _run_form(request: HttpRequest, form, action, success: str) -> bool:
+    """Run `action(cleaned_data)` for a valid form and say `success`; a refusal goes onto the
+    form, on the fields it names. True when it succeeded."""
+    if not form.is_valid():
+        return False
+    try:
+        action(form.cleaned_data)
+    except ApplicationError as exc:
+        add_service_errors(form, exc)
+        return False
+    messages.success(request, success)
+    return True
+
+
+# Which form of the model page each section shows.
+SECTION_FORMS = {"entitlements": "entitlements_form", "prices": "price_form",
+                 "card": "card_form"}
+
+
+def _model_form(request: HttpRequest, model, form, *, section: str, action,
+                success: str) -> HttpResponse:
+    """A settings form of the model page: done, back to the page; refused, the page again
+    with the form's section open and the refusal on its fields."""
+    if _run_form(request, form, action, success):
+        return redirect("models_catalog:model", model.slug)
+    return _model_page(request, model, status=422, open_section=section,
+                       **{SECTION_FORMS[section]: form})
+
+
+
 @require_POST
 @platform_view(PlatformPerm.MODELS_MANAGE)
 def model_entitlements(request: HttpRequest, model_slug: str) -> HttpResponse:
     model = _managed_model(request, model_slug)
-    form = EntitlementsForm(request.POST)
-    if form.is_valid():
-        services.model_set_entitlements(actor=request.user, model=model,
-                                        all_tenants=form.cleaned_data["all_tenants"],
-                                        tenants=list(form.cleaned_data["tenants"]))
-        messages.success(request, "Entitlements saved; the gateway applies them at once.")
-        return redirect("models_catalog:model", model.slug)
-    return _model_page(request, model, entitlements_form=form, status=422,
-                       open_section="entitlements")
+    return _model_form(
+        request, model, EntitlementsForm(request.POST), section="entitlements",
+        action=lambda data: services.model_set_entitlements(
+            actor=request.user, model=model, all_tenants=data["all_tenants"],
+            tenants=list(data["tenants"])),
+        success="Entitlements saved; the gateway applies them at once.")
 
 
 @require_POST
 @platform_view(PlatformPerm.MODELS_MANAGE)
 def model_price(request: HttpRequest, model_slug: str) -> HttpResponse:
     model = _managed_model(request, model_slug)
-    form = PriceForm(request.POST)
-    if form.is_valid():
-        try:
-            services.price_set(actor=request.user, model=model, **form.cleaned_data)
-        except (ApplicationError, ValidationError) as exc:
-            add_service_errors(form, exc)
-        else:
-            messages.success(request, "Price saved.")
-            return redirect("models_catalog:model", model.slug)
-    return _model_page(request, model, price_form=form, status=422, open_section="prices")
+    return _model_form(
+        request, model, PriceForm(request.POST), section="prices",
+        action=lambda data: services.price_set(actor=request.user, model=model, **data),
+        success="Price saved.")
 
 
 @require_POST
@@ -183,16 +196,11 @@ def model_lifecycle(request: HttpRequest, model_slug: str) -> HttpResponse:
 @platform_view(PlatformPerm.MODELS_MANAGE)
 def model_card(request: HttpRequest, model_slug: str) -> HttpResponse:
     model = _managed_model(request, model_slug)
-    form = ModelCardForm(request.POST, instance=_managed_model(request, model_slug))
-    if form.is_valid():
-        try:
-            gate.model_update_card(actor=request.user, model=model, **form.cleaned_data)
-        except (ApplicationError, ValidationError) as exc:
-            add_service_errors(form, exc)
-        else:
-            messages.success(request, "Model card saved.")
-            return redirect("models_catalog:model", model.slug)
-    return _model_page(request, model, card_form=form, status=422, open_section="card")
+    return _model_form(
+        request, model, ModelCardForm(request.POST, instance=_managed_model(request, model_slug)),
+        section="card",
+        action=lambda data: services.model_update_card(actor=request.user, model=model, **data),
+        success="Model card saved.")
 
 
 # --- Upload wizard -------------------------------------------------------------------------
@@ -203,8 +211,8 @@ def upload_start(request: HttpRequest) -> HttpResponse:
     """Step 1: metadata."""
     initial = {}
     if request.GET.get("model"):
-        initial["existing_model"] = selectors.model_list_for_user(
-            user=request.user, tenant=None).filter(slug=request.GET["model"]).first()
+        initial["existing_model"] = selectors.model_find_for_user(user=request.user,
+                                                                  slug=request.GET["model"])
     form = UploadMetadataForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
@@ -212,9 +220,9 @@ def upload_start(request: HttpRequest) -> HttpResponse:
                 model = form.cleaned_data["existing_model"]
                 if model is None:
                     model = services.model_create(actor=request.user, **form.model_values())
-                version = gate.version_create(actor=request.user, model=model,
-                                              **form.version_values())
-        except (ApplicationError, ValidationError) as exc:
+                version = services.version_create(actor=request.user, model=model,
+                                                  **form.version_values())
+        except ApplicationError as exc:
             add_service_errors(form, exc)
         else:
             return redirect("models_catalog:version", model.slug, version.version)
@@ -231,14 +239,14 @@ def _version(request: HttpRequest, model_slug: str, version: str) -> ModelVersio
 def _version_context(request: HttpRequest, version: ModelVersion, **extra) -> dict:
     upload = getattr(version, "upload", None)
     report = version.scan_report or {}
+    version.signature_state = selectors.signature_state(version)
     return {
         "model": version.model, "version": version, "upload": upload,
         "report": report, "findings": report.get("findings") or [],
-        "files": list(version.files.all()),
+        "files": list(version.files.all()),  # prefetched by the selector
         "can_manage": permissions.has_platform_perm(request.user, PlatformPerm.MODELS_MANAGE),
         "is_uploader": request.user.pk in (version.uploaded_by_id, version.submitted_by_id),
         "registry_configured": registry_configured(),
-        "verification": version_verify(version) if version.signature else None,
         "show_progress": not version.work_error and (
             version.status in (VersionStatus.QUARANTINED, VersionStatus.SCANNING)
             or (upload is not None and upload.status == "received")),
@@ -286,12 +294,22 @@ def version_progress(request: HttpRequest, model_slug: str, version: str) -> Htt
     return response
 
 
+def _version_form(request: HttpRequest, mv: ModelVersion, form, *, key: str, action,
+                  success: str) -> HttpResponse:
+    """A form of the version page: done, back to the page; refused, the page again with the
+    refusal on the form's fields."""
+    if _run_form(request, form, action, success):
+        return redirect("models_catalog:version", mv.model.slug, mv.version)
+    return render(request, "models_catalog/version_detail.html",
+                  _version_context(request, mv, **{key: form}), status=422)
+
+
 def _version_action(request: HttpRequest, mv: ModelVersion, action,
                     success: str) -> HttpResponse:
     try:
         action()
-    except (ApplicationError, ValidationError) as exc:
-        messages.error(request, service_error_message(exc))
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
     else:
         messages.success(request, success)
     return redirect("models_catalog:version", mv.model.slug, mv.version)
@@ -301,35 +319,22 @@ def _version_action(request: HttpRequest, mv: ModelVersion, action,
 @platform_view(PlatformPerm.MODELS_MANAGE)
 def version_reference(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
     mv = _version(request, model_slug, version)
-    form = ReferenceForm(request.POST)
-    if form.is_valid():
-        try:
-            gate.version_register_reference(actor=request.user, version=mv,
-                                            **form.cleaned_data)
-        except ApplicationError as exc:
-            add_service_errors(form, exc)
-        else:
-            messages.success(request, "Image found and pinned by digest; the scan starts now.")
-            return redirect("models_catalog:version", mv.model.slug, mv.version)
-    return render(request, "models_catalog/version_detail.html",
-                  _version_context(request, mv, reference_form=form), status=422)
+    return _version_form(
+        request, mv, ReferenceForm(request.POST), key="reference_form",
+        action=lambda data: services.version_register_reference(actor=request.user,
+                                                                version=mv, **data),
+        success="Image found and pinned by digest; the scan starts now.")
 
 
 @require_POST
 @platform_view(PlatformPerm.MODELS_MANAGE)
 def version_submit(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
     mv = _version(request, model_slug, version)
-    form = SubmitForm(request.POST)
-    if form.is_valid():
-        try:
-            gate.version_submit(actor=request.user, version=mv, note=form.cleaned_data["note"])
-        except ApplicationError as exc:
-            add_service_errors(form, exc)
-        else:
-            messages.success(request, "Submitted. Another MSP admin must now approve it.")
-            return redirect("models_catalog:version", mv.model.slug, mv.version)
-    return render(request, "models_catalog/version_detail.html",
-                  _version_context(request, mv, submit_form=form), status=422)
+    return _version_form(
+        request, mv, SubmitForm(request.POST), key="submit_form",
+        action=lambda data: services.version_submit(actor=request.user, version=mv,
+                                                    note=data["note"]),
+        success="Submitted. Another MSP admin must now approve it.")
 
 
 @require_POST
@@ -337,7 +342,7 @@ def version_submit(request: HttpRequest, model_slug: str, version: str) -> HttpR
 def version_approve(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
     mv = _version(request, model_slug, version)
     return _version_action(
-        request, mv, lambda: gate.version_approve(actor=request.user, version=mv),
+        request, mv, lambda: services.version_approve(actor=request.user, version=mv),
         "Approved: signed, copied by digest to the trusted repository and published.")
 
 
@@ -350,8 +355,8 @@ def version_reject(request: HttpRequest, model_slug: str, version: str) -> HttpR
         return render(request, "models_catalog/version_detail.html",
                       _version_context(request, mv, reject_form=form), status=422)
     return _version_action(
-        request, mv, lambda: gate.version_reject(actor=request.user, version=mv,
-                                                 reason=form.cleaned_data["reason"]),
+        request, mv, lambda: services.version_reject(actor=request.user, version=mv,
+                                                     reason=form.cleaned_data["reason"]),
         "Rejected. It can never be deployed.")
 
 
@@ -359,8 +364,8 @@ def version_reject(request: HttpRequest, model_slug: str, version: str) -> HttpR
 @platform_view(PlatformPerm.MODELS_MANAGE)
 def version_retry(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
     mv = _version(request, model_slug, version)
-    return _version_action(request, mv, lambda: gate.version_retry(actor=request.user,
-                                                                    version=mv),
+    return _version_action(request, mv, lambda: services.version_retry(actor=request.user,
+                                                                        version=mv),
                            "Retrying.")
 
 
@@ -373,9 +378,24 @@ def version_lifecycle(request: HttpRequest, model_slug: str, version: str) -> Ht
         messages.error(request, "Choose published, deprecated or retired.")
         return redirect("models_catalog:version", mv.model.slug, mv.version)
     return _version_action(
-        request, mv, lambda: gate.version_set_lifecycle(actor=request.user, version=mv,
-                                                        status=form.cleaned_data["status"]),
+        request, mv, lambda: services.version_set_lifecycle(
+            actor=request.user, version=mv, status=form.cleaned_data["status"]),
         "Lifecycle changed.")
+
+
+@require_POST
+@platform_view(PlatformPerm.MODELS_MANAGE)
+def version_verify(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
+    """"Verify now": check the signature, the database and the registry again."""
+    mv = _version(request, model_slug, version)
+    try:
+        check = services.version_signature_verify(actor=request.user, version=mv)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        (messages.success if check.ok else messages.error)(
+            request, f"{'Verified' if check.ok else 'Does not verify'}: {check.reason}.")
+    return redirect("models_catalog:version", mv.model.slug, mv.version)
 
 
 @platform_view(PlatformPerm.MODELS_VIEW)
@@ -392,102 +412,3 @@ def version_scan_report(request: HttpRequest, model_slug: str, version: str) -> 
     response["Content-Disposition"] = (f'attachment; filename="{mv.model.slug}-{mv.version}'
                                        '-scan.json"')
     return response
-
-
-# --- Chunked upload endpoints (used by static/js/model-upload.js) --------------------------
-
-def _json_error(message: str, status: int = 400, **extra) -> JsonResponse:
-    return JsonResponse({"detail": message, **extra}, status=status)
-
-
-def _upload_wanted(body: bytes) -> tuple[str, int] | None:
-    """(file name, size) from the wizard's JSON object; None for anything else — a JSON array,
-    string or number is well-formed too, but names no file."""
-    try:
-        data = json.loads(body or b"{}")
-        if isinstance(data, dict):
-            return str(data.get("filename") or "modelcar.tar"), int(data["size"])
-    except (ValueError, TypeError, KeyError, OverflowError):
-        pass
-    return None
-
-
-@require_POST
-@platform_view(PlatformPerm.MODELS_MANAGE)
-def upload_create(request: HttpRequest, model_slug: str, version: str) -> JsonResponse:
-    mv = _version(request, model_slug, version)
-    wanted = _upload_wanted(request.body)
-    if wanted is None:
-        return _json_error('Send a JSON object with the file\'s name and size in bytes, e.g. '
-                           '{"filename": "modelcar.tar", "size": 1048576}.')
-    filename, size = wanted
-    existing = getattr(mv, "upload", None)
-    if existing is not None and existing.filename == filename and existing.size_bytes == size:
-        session = existing  # the same file again: resume it
-    else:
-        try:
-            session = gate.upload_session_create(actor=request.user, version=mv,
-                                                 filename=filename, size_bytes=size)
-        except ApplicationError as exc:
-            return _json_error(exc.message)
-    return JsonResponse(_session_json(session), status=201)
-
-
-def _session_json(session: UploadSession) -> dict:
-    return {"id": str(session.pk), "url": reverse("models_catalog:upload_chunk",
-                                                  args=[session.pk]),
-            "complete_url": reverse("models_catalog:upload_complete", args=[session.pk]),
-            "received": session.received_bytes, "size": session.size_bytes,
-            "status": session.status, "chunk_bytes": settings.MODEL_UPLOAD_CHUNK_BYTES}
-
-
-def parse_content_range(header: str, length: int) -> tuple[int, int] | None:
-    """`bytes <start>-<end>/<total>` → (start, length), or None when malformed."""
-    try:
-        unit, _, spec = header.partition(" ")
-        span, _, _total = spec.partition("/")
-        start, _, end = span.partition("-")
-        start_i, end_i = int(start), int(end)
-    except ValueError:
-        return None
-    if unit != "bytes" or end_i < start_i or end_i - start_i + 1 != length:
-        return None
-    return start_i, length
-
-
-@require_http_methods(["GET", "PUT"])
-@platform_view(PlatformPerm.MODELS_MANAGE)
-def upload_chunk(request: HttpRequest, session_id) -> JsonResponse:
-    session = get_object_or_404(UploadSession, pk=session_id)
-    if request.method == "GET":
-        return JsonResponse(_session_json(session))
-    try:
-        length = int(request.headers.get("Content-Length", ""))
-    except ValueError:
-        return _json_error("Send Content-Length.", status=411)
-    span = parse_content_range(request.headers.get("Content-Range", ""), length)
-    if span is None:
-        return _json_error("Send Content-Range: bytes <start>-<end>/<total> matching the body.")
-    try:
-        session = gate.upload_chunk_append(session=session, offset=span[0], length=length,
-                                           stream=request)
-    except gate.UploadOffsetMismatch as exc:
-        return _json_error(exc.message, status=409, received=exc.received)
-    except ApplicationError as exc:
-        session.refresh_from_db()
-        return _json_error(exc.message, received=session.received_bytes)
-    return JsonResponse(_session_json(session))
-
-
-@require_POST
-@platform_view(PlatformPerm.MODELS_MANAGE)
-def upload_complete(request: HttpRequest, session_id) -> JsonResponse:
-    session = get_object_or_404(UploadSession, pk=session_id)
-    try:
-        session = gate.upload_complete(actor=request.user, session=session)
-    except ApplicationError as exc:
-        return _json_error(exc.message, received=session.received_bytes)
-    data = _session_json(session)
-    data["next"] = reverse("models_catalog:version",
-                           args=[session.version.model.slug, session.version.version])
-    return JsonResponse(data)

@@ -35,6 +35,17 @@ def _messages(errors, where: str = "") -> list[str]:
     return [message for key, item in items for message in _messages(item, f"{where}[{key}]")]
 
 
+def full_clean_or_refuse(instance, *, exclude: list[str] | None = None) -> None:
+    """`instance.full_clean()` for a service: what the model's validators refuse becomes an
+    `ApplicationError` whose field errors name the same fields, so forms show each message on
+    its field and the API answers 400 with them. (`__all__` holds the whole-row errors.)"""
+    try:
+        instance.full_clean(exclude=exclude)
+    except DjangoValidationError as exc:
+        raise ApplicationError(" ".join(exc.messages),
+                               field_errors=_django_validation_errors(exc)) from None
+
+
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(_django_validation_errors(exc))

@@ -38,9 +38,9 @@ from deployments.services.clusters import (
     jurisdiction_allowed,
     tenant_namespace_ensure,
 )
+from models_catalog import services as catalog_services
 from models_catalog.models import ModelLifecycle, ModelVersion
 from models_catalog.registry import RegistryNotConfigured, registry_host
-from models_catalog.signing import version_verify
 from portal.gateway_config import bump_gateway_config
 from tenants.models import Tenant
 
@@ -65,7 +65,7 @@ def _check_version(version: ModelVersion) -> str | None:
     if not version.is_deployable:
         return (f"{version} is {version.get_status_display().lower()}: only published "
                 "versions can be deployed.")
-    verification = version_verify(version)
+    verification = catalog_services.version_verify_for_deploy(version=version)
     if not verification.ok:
         return f"{version} failed signature verification: {verification.reason}."
     return None

@@ -50,65 +50,74 @@ class Extraction:
                                     "corrupt. Build and push it again.") from None
 
     def _entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
-        raw = member.name
+        parts = self._models_parts(member.name)
+        if parts is None:
+            return
+        path, name = "/".join(parts), parts[-1]
+        if name == ".wh..wh..opq":
+            self._clear_directory("/".join(parts[:-1]))
+        elif name.startswith(".wh."):
+            self._remove("/".join([*parts[:-1], name[4:]]))
+        elif member.ischr() or member.isblk() or member.isfifo():
+            self._refuse(path, "special_file", "a device or FIFO file: a model needs none, "
+                         "and one can reach host devices")
+        elif member.issym():
+            self._symlink(member, path)
+        elif member.islnk():
+            self._hard_link(member, path)
+        elif member.isdir():
+            self._target(path, directory=True)
+        elif member.isfile():
+            self._write(tar, member, path)
+
+    def _models_parts(self, raw: str) -> list[str] | None:
+        """The parts of a member's path under /models; None for the rest of the image and
+        for a path that would write outside the root (refused, and reported)."""
         if raw.startswith("/"):
             self._refuse(raw, "absolute_path", "an absolute path: unpacking it would write "
                          "outside the image root")
-            return
+            return None
         parts = [p for p in raw.split("/") if p not in ("", ".")]
         if ".." in parts:
             self._refuse(raw, "path_traversal", "a path with '..': unpacking it would write "
                          "outside the image root (a path-traversal attack)")
-            return
+            return None
         if not parts or parts[0] != ROOT:
-            return  # outside /models: the base image, not the model
-        path = "/".join(parts)
-        name = parts[-1]
-        if name == ".wh..wh..opq":
-            self._clear_directory("/".join(parts[:-1]))
+            return None  # outside /models: the base image, not the model
+        return parts
+
+    def _symlink(self, member: tarfile.TarInfo, path: str) -> None:
+        """Remembered, never created on disk; one that leaves /models is refused."""
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(path), member.linkname))
+        if member.linkname.startswith("/") or not _inside(target):
+            self._refuse(path, "link_escape", f"a symbolic link to {member.linkname!r}, "
+                         "outside /models: following it would read or overwrite other files")
             return
-        if name.startswith(".wh."):
-            self._remove("/".join([*parts[:-1], name[4:]]))
+        self.links[path] = target
+
+    def _hard_link(self, member: tarfile.TarInfo, path: str) -> None:
+        """A copy of a file unpacked before; one that leaves /models is refused."""
+        target = posixpath.normpath(member.linkname)
+        if member.linkname.startswith("/") or ".." in member.linkname.split("/") \
+                or not _inside(target):
+            self._refuse(path, "link_escape", f"a hard link to {member.linkname!r}, "
+                         "outside /models")
             return
-        if member.ischr() or member.isblk() or member.isfifo():
-            self._refuse(path, "special_file", "a device or FIFO file: a model needs none, "
-                         "and one can reach host devices")
-            return
-        if member.issym():
-            target = posixpath.normpath(posixpath.join(posixpath.dirname(path),
-                                                       member.linkname))
-            if member.linkname.startswith("/") or not _inside(target):
-                self._refuse(path, "link_escape", f"a symbolic link to {member.linkname!r}, "
-                             "outside /models: following it would read or overwrite other "
-                             "files")
-                return
-            self.links[path] = target
-            return
-        if member.islnk():
-            target = posixpath.normpath(member.linkname)
-            if member.linkname.startswith("/") or ".." in member.linkname.split("/") \
-                    or not _inside(target):
-                self._refuse(path, "link_escape", f"a hard link to {member.linkname!r}, "
-                             "outside /models")
-                return
-            source = self.dest / target
-            if source.is_file():
-                self._count(path, source.stat().st_size)
-                self.quota.charge(source.stat().st_size, f"/{path}")
-                destination = self._target(path)
-                shutil.copyfile(source, destination)
-            return
-        if member.isdir():
-            self._target(path, directory=True)
-            return
-        if member.isfile():
-            self._count(path, member.size)
-            self.quota.charge(member.size, f"/{path}")
-            destination = self._target(path)
-            handle = tar.extractfile(member)
-            with destination.open("wb") as out:
-                while chunk := handle.read(_CHUNK):
-                    out.write(chunk)
+        source = self.dest / target
+        if source.is_file():
+            self._count(path, source.stat().st_size)
+            self.quota.charge(source.stat().st_size, f"/{path}")
+            shutil.copyfile(source, self._target(path))
+
+    def _write(self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: str) -> None:
+        """A regular file, counted against the caps and charged to the quota first."""
+        self._count(path, member.size)
+        self.quota.charge(member.size, f"/{path}")
+        destination = self._target(path)
+        handle = tar.extractfile(member)
+        with destination.open("wb") as out:
+            while chunk := handle.read(_CHUNK):
+                out.write(chunk)
 
     # --- helpers ----------------------------------------------------------------------
 

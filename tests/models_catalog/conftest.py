@@ -61,16 +61,16 @@ def make_submitted_version(registry_client, uploader, *, slug: str = ""):
 
     from django.utils import timezone
 
-    from models_catalog import gate, services
+    from models_catalog import services
     from models_catalog.models import ModelFile, ModelVersion, ScanVerdict, VersionStatus
 
     model = services.model_create(actor=uploader, slug=slug or f"approve-{uuid.uuid4().hex[:8]}",
                                   name="Approval test", task="chat")
-    version = gate.version_create(actor=uploader, model=model, version="1.0",
-                                  base_model="llama-3")
+    version = services.version_create(actor=uploader, model=model, version="1.0",
+                                      base_model="llama-3")
     push_image(registry_client, f"landing/{model.slug}", "1.0", FILES)
-    gate.version_register_reference(actor=uploader, version=version,
-                                    repository=f"landing/{model.slug}", reference="1.0")
+    services.version_register_reference(actor=uploader, version=version,
+                                        repository=f"landing/{model.slug}", reference="1.0")
     for path, content in FILES.items():
         ModelFile.objects.create(version=version, path=path, size_bytes=len(content),
                                  sha256=hashlib.sha256(content).hexdigest(), format="json")
@@ -83,4 +83,4 @@ def make_submitted_version(registry_client, uploader, *, slug: str = ""):
              "message": "A finding the reviewer reads."}]},
         sbom=sbom, sbom_digest=oci.sha256_digest(sbom.encode()))
     version.refresh_from_db()
-    return gate.version_submit(actor=uploader, version=version)
+    return services.version_submit(actor=uploader, version=version)

@@ -8,8 +8,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from audit.models import AuditEvent
-from models_catalog import gate, services
 from models_catalog import registry as oci
+from models_catalog import services
 from models_catalog.models import ModelVersion, VersionStatus
 from models_catalog.signing import version_verify, version_verify_registry
 from portal.api import ApplicationError
@@ -25,7 +25,7 @@ def submitted_version(registry_client, msp_admin):
 
 def test_the_uploader_cannot_approve(submitted_version, msp_admin):
     with pytest.raises(ApplicationError, match="Four-eyes"):
-        gate.version_approve(actor=msp_admin, version=submitted_version)
+        services.version_approve(actor=msp_admin, version=submitted_version)
     submitted_version.refresh_from_db()
     assert submitted_version.status == VersionStatus.AWAITING_APPROVAL
 
@@ -33,7 +33,7 @@ def test_the_uploader_cannot_approve(submitted_version, msp_admin):
 def test_approval_publishes_by_digest_and_attaches_the_signature(
         submitted_version, second_admin, registry_client):
     landing_digest = submitted_version.manifest_digest
-    version = gate.version_approve(actor=second_admin, version=submitted_version)
+    version = services.version_approve(actor=second_admin, version=submitted_version)
 
     assert version.status == VersionStatus.PUBLISHED
     assert version.approved_by == second_admin
@@ -45,12 +45,12 @@ def test_approval_publishes_by_digest_and_attaches_the_signature(
     assert oci.referrers_tag(landing_digest) in registry_client.tags_list(
         version.trusted_repository)
     referrers = registry_client.referrers(version.trusted_repository, landing_digest,
-                                          gate.APPROVAL_ARTIFACT_TYPE)
+                                          services.APPROVAL_ARTIFACT_TYPE)
     assert [r.digest for r in referrers] == [version.signature_artifact_digest]
     artifact = registry_client.manifest_get(version.trusted_repository,
                                             version.signature_artifact_digest).data
     assert artifact["subject"]["digest"] == landing_digest
-    assert artifact["artifactType"] == gate.APPROVAL_ARTIFACT_TYPE
+    assert artifact["artifactType"] == services.APPROVAL_ARTIFACT_TYPE
 
     assert version_verify(version).ok
     result = version_verify_registry(version)
@@ -64,7 +64,7 @@ def test_approval_publishes_by_digest_and_attaches_the_signature(
 
 
 def test_a_changed_sbom_or_digest_fails_verification(submitted_version, second_admin):
-    version = gate.version_approve(actor=second_admin, version=submitted_version)
+    version = services.version_approve(actor=second_admin, version=submitted_version)
     version.sbom += " "
     assert "SBOM" in version_verify(version).reason
     version.refresh_from_db()
@@ -73,7 +73,7 @@ def test_a_changed_sbom_or_digest_fails_verification(submitted_version, second_a
 
 
 def test_model_verify_command(submitted_version, second_admin, capsys):
-    version = gate.version_approve(actor=second_admin, version=submitted_version)
+    version = services.version_approve(actor=second_admin, version=submitted_version)
     call_command("model_verify", version.model.slug, "1.0")
     out = capsys.readouterr().out
     assert "verified" in out and version.manifest_digest in out
@@ -86,7 +86,7 @@ def test_model_verify_command(submitted_version, second_admin, capsys):
 
 def test_a_signature_missing_from_the_registry_fails_registry_verification(
         submitted_version, second_admin, registry_client):
-    version = gate.version_approve(actor=second_admin, version=submitted_version)
+    version = services.version_approve(actor=second_admin, version=submitted_version)
     # Someone replaced the referrers index with an empty one.
     empty = json.dumps({"schemaVersion": 2, "mediaType": oci.OCI_INDEX, "manifests": []})
     registry_client.manifest_put(version.trusted_repository,
@@ -103,7 +103,7 @@ def test_registry_down_during_approval_publishes_nothing(submitted_version, seco
     settings.REGISTRY_URL = f"http://127.0.0.1:{free_port()}"
     settings.REGISTRY_TIMEOUT_SECONDS = 2
     with pytest.raises(ApplicationError, match="nothing was published"):
-        gate.version_approve(actor=second_admin, version=submitted_version)
+        services.version_approve(actor=second_admin, version=submitted_version)
     submitted_version.refresh_from_db()
     assert submitted_version.status == VersionStatus.AWAITING_APPROVAL
     assert not submitted_version.signature
@@ -111,44 +111,44 @@ def test_registry_down_during_approval_publishes_nothing(submitted_version, seco
 
 def test_rejection_needs_a_reason_and_is_final(submitted_version, second_admin):
     with pytest.raises(ApplicationError):
-        gate.version_reject(actor=second_admin, version=submitted_version, reason=" ")
-    version = gate.version_reject(actor=second_admin, version=submitted_version,
-                                  reason="License unclear")
+        services.version_reject(actor=second_admin, version=submitted_version, reason=" ")
+    version = services.version_reject(actor=second_admin, version=submitted_version,
+                                      reason="License unclear")
     assert version.status == VersionStatus.REJECTED and version.status_reason == "License unclear"
     with pytest.raises(ApplicationError):
-        gate.version_approve(actor=second_admin, version=version)
+        services.version_approve(actor=second_admin, version=version)
     assert not version.is_deployable
 
 
 def test_lifecycle_of_a_published_version(submitted_version, second_admin):
-    version = gate.version_approve(actor=second_admin, version=submitted_version)
-    gate.version_set_lifecycle(actor=second_admin, version=version, status="deprecated")
+    version = services.version_approve(actor=second_admin, version=submitted_version)
+    services.version_set_lifecycle(actor=second_admin, version=version, status="deprecated")
     assert version.status == VersionStatus.DEPRECATED and version_verify(version).ok
-    gate.version_set_lifecycle(actor=second_admin, version=version, status="retired")
+    services.version_set_lifecycle(actor=second_admin, version=version, status="retired")
     assert version.status == VersionStatus.RETIRED and not version.is_deployable
     with pytest.raises(ApplicationError):
-        gate.version_set_lifecycle(actor=second_admin, version=version, status="published")
+        services.version_set_lifecycle(actor=second_admin, version=version, status="published")
 
 
 def test_a_status_change_is_a_compare_and_set(submitted_version, second_admin):
     stale = ModelVersion.objects.get(pk=submitted_version.pk)
-    gate.version_reject(actor=second_admin, version=submitted_version, reason="no")
+    services.version_reject(actor=second_admin, version=submitted_version, reason="no")
     # A second actor holding the old state can't move it again.
     with pytest.raises(ApplicationError, match="changed meanwhile"):
-        gate.version_reject(actor=second_admin, version=stale, reason="again")
+        services.version_reject(actor=second_admin, version=stale, reason="again")
 
 
 def test_reference_outside_the_landing_namespace_or_missing_is_refused(registry_client,
                                                                        msp_admin):
     model = services.model_create(actor=msp_admin, slug=f"refs-{uuid.uuid4().hex[:8]}",
                                   name="Refs", task="chat")
-    version = gate.version_create(actor=msp_admin, model=model, version="1")
+    version = services.version_create(actor=msp_admin, model=model, version="1")
     with pytest.raises(ApplicationError) as exc:
-        gate.version_register_reference(actor=msp_admin, version=version,
-                                        repository=f"trusted/{model.slug}", reference="1")
+        services.version_register_reference(actor=msp_admin, version=version,
+                                            repository=f"trusted/{model.slug}", reference="1")
     assert "repository" in exc.value.field_errors
     with pytest.raises(ApplicationError, match="not in the registry"):
-        gate.version_register_reference(actor=msp_admin, version=version,
-                                        repository=f"landing/{model.slug}", reference="nope")
+        services.version_register_reference(actor=msp_admin, version=version,
+                                            repository=f"landing/{model.slug}", reference="nope")
     version.refresh_from_db()
     assert version.status == VersionStatus.UPLOADING

@@ -9,7 +9,6 @@ import time
 import pytest
 from django.db import connection, transaction
 
-from models_catalog import gate
 from models_catalog import services as catalog_services
 from models_catalog.models import ModelVersion, VersionStatus
 from portal.api import ApplicationError
@@ -25,7 +24,7 @@ def test_the_registry_copy_holds_no_lock(registry_client, msp_admin, second_admi
 
     def approve():
         try:
-            gate.version_approve(actor=second_admin, version=version)
+            catalog_services.version_approve(actor=second_admin, version=version)
         except ApplicationError as exc:
             outcome["error"] = exc.message
         finally:
@@ -44,10 +43,11 @@ def test_the_registry_copy_holds_no_lock(registry_client, msp_admin, second_admi
                                       name="Meanwhile", task="chat")
         took = time.monotonic() - started
         with pytest.raises(ApplicationError, match="publishing this version right now"):
-            gate.version_reject(actor=msp_admin, version=ModelVersion.objects.get(pk=version.pk),
-                                reason="Changed my mind")
+            catalog_services.version_reject(
+                actor=msp_admin, version=ModelVersion.objects.get(pk=version.pk),
+                reason="Changed my mind")
         with pytest.raises(ApplicationError, match="publishing this version right now"):
-            gate.version_approve(actor=second_admin, version=version)
+            catalog_services.version_approve(actor=second_admin, version=version)
         thread.join(timeout=60)
     assert took < 0.5, f"the row or the audit chain stayed locked ({took:.2f} s)"
     assert "nothing was published" in outcome["error"]
@@ -55,5 +55,5 @@ def test_the_registry_copy_holds_no_lock(registry_client, msp_admin, second_admi
     assert version.status == VersionStatus.AWAITING_APPROVAL and version.progress_at is None
     assert not version.signature
     # Released: a rejection is possible again.
-    gate.version_reject(actor=msp_admin, version=version, reason="Registry trouble")
+    catalog_services.version_reject(actor=msp_admin, version=version, reason="Registry trouble")
     assert version.status == VersionStatus.REJECTED

@@ -3,7 +3,7 @@ everything; model cards render without raw HTML; MSP settings change state."""
 
 import pytest
 
-from models_catalog import gate, services
+from models_catalog import services
 from models_catalog.models import Model, ModelLifecycle
 from tests.factories import published_version
 
@@ -21,7 +21,7 @@ def catalog(msp_admin, tenant, other_tenant):
     services.model_set_entitlements(actor=msp_admin, model=private, all_tenants=False,
                                     tenants=[other_tenant])
     published_version(shared, version="1.0")
-    gate.version_create(actor=msp_admin, model=shared, version="2.0-rc")
+    services.version_create(actor=msp_admin, model=shared, version="2.0-rc")
     return shared, private
 
 

@@ -10,7 +10,7 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from models_catalog import gate, services
+from models_catalog import services
 from models_catalog.models import VersionStatus
 from tests.support.modelcar import (
     CLEAN_FILES,
@@ -28,22 +28,22 @@ def upload_and_scan(tmp_path, msp_admin, files, *, fmt="oci", mutate=None):
     """Upload an archive through the resumable session in chunks, push it, scan it."""
     model = services.model_create(actor=msp_admin, slug=f"gs-{uuid.uuid4().hex[:8]}",
                                   name="Gate scan", task="chat", license="Apache-2.0")
-    version = gate.version_create(actor=msp_admin, model=model, version="1.0",
-                                  base_model="llama-3-8b")
+    version = services.version_create(actor=msp_admin, model=model, version="1.0",
+                                      base_model="llama-3-8b")
     archive = build_modelcar_archive(tmp_path / "car.tar", files, fmt=fmt).read_bytes()
     if mutate:
         archive = mutate(archive)
-    session = gate.upload_session_create(actor=msp_admin, version=version,
-                                         filename="car.tar", size_bytes=len(archive))
+    session = services.upload_session_create(actor=msp_admin, version=version,
+                                             filename="car.tar", size_bytes=len(archive))
     for offset in range(0, len(archive), CHUNK):  # as the browser sends it
         part = archive[offset:offset + CHUNK]
-        session = gate.upload_chunk_append(session=session, offset=offset, length=len(part),
-                                           stream=io.BytesIO(part))
-    gate.upload_complete(actor=msp_admin, session=session)
-    gate.version_push_upload(version_id=version.pk)
+        session = services.upload_chunk_append(session=session, offset=offset, length=len(part),
+                                               stream=io.BytesIO(part))
+    services.upload_complete(actor=msp_admin, session=session)
+    services.version_push_upload(version_id=version.pk)
     version.refresh_from_db()
     if version.status == VersionStatus.QUARANTINED:
-        gate.version_scan(version_id=version.pk)
+        services.version_scan(version_id=version.pk)
         version.refresh_from_db()
     return version
 
@@ -106,18 +106,18 @@ def test_a_path_traversal_in_a_layer_rejects_the_version(tmp_path, registry_sett
 
     model = services.model_create(actor=msp_admin, slug=f"gs-{uuid.uuid4().hex[:8]}",
                                   name="Traversal", task="chat")
-    version = gate.version_create(actor=msp_admin, model=model, version="1.0")
+    version = services.version_create(actor=msp_admin, model=model, version="1.0")
     archive = build_modelcar_archive(
         tmp_path / "t.tar", CLEAN_FILES,
         extra_members=[member("models/../../etc/cron.d/x", tarfile.REGTYPE, content=b"* * *")])
     data = archive.read_bytes()
-    session = gate.upload_session_create(actor=msp_admin, version=version, filename="t.tar",
-                                         size_bytes=len(data))
-    session = gate.upload_chunk_append(session=session, offset=0, length=len(data),
-                                       stream=io.BytesIO(data))
-    gate.upload_complete(actor=msp_admin, session=session)
-    gate.version_push_upload(version_id=version.pk)
-    gate.version_scan(version_id=version.pk)
+    session = services.upload_session_create(actor=msp_admin, version=version, filename="t.tar",
+                                             size_bytes=len(data))
+    session = services.upload_chunk_append(session=session, offset=0, length=len(data),
+                                           stream=io.BytesIO(data))
+    services.upload_complete(actor=msp_admin, session=session)
+    services.version_push_upload(version_id=version.pk)
+    services.version_scan(version_id=version.pk)
     version.refresh_from_db()
     assert version.status == VersionStatus.REJECTED
     assert "path-traversal" in version.status_reason

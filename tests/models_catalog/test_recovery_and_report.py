@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from audit.reports.periods import Period
 from audit.reports.sections import ReportScope
-from models_catalog import gate, services
+from models_catalog import services
 from models_catalog.models import ModelVersion, UploadSession, UploadStatus, VersionStatus
 from models_catalog.report_sections import model_supply_chain
 from tests.factories import published_version
@@ -34,12 +34,12 @@ def test_a_dead_scan_is_requeued_then_rejected_after_three_attempts(
         model, settings, django_capture_on_commit_callbacks, monkeypatch):
     settings.MODEL_SCAN_STALE_MINUTES = 30
     enqueued = []
-    monkeypatch.setattr(gate, "_enqueue_scan", enqueued.append)
+    monkeypatch.setattr(services.gate, "enqueue_scan", enqueued.append)
     dead = _scanning(model, "dead", attempts=1, minutes_ago=45)
     hopeless = _scanning(model, "hopeless", attempts=3, minutes_ago=45)
     _scanning(model, "alive", attempts=1, minutes_ago=5)
     with django_capture_on_commit_callbacks(execute=True):
-        result = gate.versions_recover_stale()
+        result = services.versions_recover_stale()
     assert result == {"requeued": [dead.pk], "failed": [hopeless.pk]}
     assert enqueued == [dead.pk]
     states = dict(ModelVersion.objects.values_list("version", "status"))
@@ -51,26 +51,26 @@ def test_a_dead_push_is_requeued(model, msp_admin, settings, monkeypatch,
                                  django_capture_on_commit_callbacks):
     settings.MODEL_SCAN_STALE_MINUTES = 30
     enqueued = []
-    monkeypatch.setattr(gate, "_enqueue_push", enqueued.append)
-    version = gate.version_create(actor=msp_admin, model=model, version="p")
+    monkeypatch.setattr(services.gate, "enqueue_push", enqueued.append)
+    version = services.version_create(actor=msp_admin, model=model, version="p")
     UploadSession.objects.create(version=version, filename="a.tar", size_bytes=1,
                                  received_bytes=1, status=UploadStatus.RECEIVED)
     ModelVersion.objects.filter(pk=version.pk).update(
         progress_at=timezone.now() - timedelta(hours=1))
     with django_capture_on_commit_callbacks(execute=True):
-        gate.versions_recover_stale()
+        services.versions_recover_stale()
     assert enqueued == [version.pk]
 
 
 def test_a_failed_step_can_be_retried(model, msp_admin, monkeypatch,
                                       django_capture_on_commit_callbacks):
     enqueued = []
-    monkeypatch.setattr(gate, "_enqueue_scan", enqueued.append)
+    monkeypatch.setattr(services.gate, "enqueue_scan", enqueued.append)
     version = ModelVersion.objects.create(model=model, version="r",
                                           status=VersionStatus.QUARANTINED,
                                           work_error="registry down")
     with django_capture_on_commit_callbacks(execute=True):
-        gate.version_retry(actor=msp_admin, version=version)
+        services.version_retry(actor=msp_admin, version=version)
     assert enqueued == [version.pk] and version.work_error == ""
 
 

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from models_catalog import gate, services
+from models_catalog import services
 from models_catalog.models import ModelVersion, ScanVerdict, VersionStatus
 from tests.factories import published_version
 
@@ -20,7 +20,7 @@ def _no_registry(settings):
 
 def _version(actor, slug: str, **fields) -> ModelVersion:
     model = services.model_create(actor=actor, slug=slug, name=slug, task="chat")
-    version = gate.version_create(actor=actor, model=model, version="1.0")
+    version = services.version_create(actor=actor, model=model, version="1.0")
     ModelVersion.objects.filter(pk=version.pk).update(**fields)
     version.refresh_from_db()
     return version
@@ -62,7 +62,7 @@ def test_a_retried_scan_stops_again_with_the_reason_on_the_page(client, msp_admi
                        work_error="The scan could not reach the registry.")
     client.force_login(msp_admin)
     client.post("/catalog/stuck/v/1.0/retry/")
-    gate.version_scan(version_id=version.pk)  # what the worker runs
+    services.version_scan(version_id=version.pk)  # what the worker runs
     version.refresh_from_db()
     assert version.status == VersionStatus.QUARANTINED and SAYS in version.work_error
     assert SAYS in client.get("/catalog/stuck/v/1.0/").content.decode()

@@ -8,8 +8,8 @@ from collections import namedtuple
 
 import pytest
 
-from models_catalog import gate, services
 from models_catalog import registry as oci
+from models_catalog import services
 from models_catalog.models import VersionStatus
 from models_catalog.scanning import ScanLimits, ScanPolicy, scan_oci_archive
 from models_catalog.scanning.disk import DiskQuotaExceeded, InsufficientDiskSpace
@@ -78,11 +78,11 @@ def test_the_offline_command_reports_the_quota_and_exits_2(tmp_path):
 def quarantined(registry_client, msp_admin):
     model = services.model_create(actor=msp_admin, slug=f"disk-{uuid.uuid4().hex[:8]}",
                                   name="Disk", task="chat")
-    version = gate.version_create(actor=msp_admin, model=model, version="1.0")
+    version = services.version_create(actor=msp_admin, model=model, version="1.0")
     push_image(registry_client, f"landing/{model.slug}", "1.0",
                {**BIG_FILES, "config.json": uuid.uuid4().hex.encode()})
-    gate.version_register_reference(actor=msp_admin, version=version,
-                                    repository=f"landing/{model.slug}", reference="1.0")
+    services.version_register_reference(actor=msp_admin, version=version,
+                                        repository=f"landing/{model.slug}", reference="1.0")
     return version
 
 
@@ -93,7 +93,7 @@ def test_a_gate_scan_over_its_quota_keeps_the_version_for_a_retry(quarantined, s
     neighbour.parent.mkdir(parents=True)
     neighbour.write_bytes(b"another scan's file")
     settings.MODEL_SCAN_DISK_QUOTA_BYTES = 64 * 1024  # less than the image's layer
-    version = gate.version_scan(version_id=quarantined.pk)
+    version = services.version_scan(version_id=quarantined.pk)
     assert version.status == VersionStatus.QUARANTINED
     assert "MODEL_SCAN_DISK_QUOTA_BYTES" in version.work_error
     assert not (settings.MODEL_SCAN_WORKDIR / f"version-{version.pk}").exists()
@@ -103,8 +103,8 @@ def test_a_gate_scan_over_its_quota_keeps_the_version_for_a_retry(quarantined, s
     assert not version.files.exists()
 
     settings.MODEL_SCAN_DISK_QUOTA_BYTES = 10 * 1024**2
-    gate.version_retry(actor=msp_admin, version=version)
-    version = gate.version_scan(version_id=version.pk)
+    services.version_retry(actor=msp_admin, version=version)
+    version = services.version_scan(version_id=version.pk)
     assert version.status == VersionStatus.AWAITING_APPROVAL, version.status_reason
     assert "big.safetensors" in {f.path for f in version.files.all()}
 
@@ -114,7 +114,7 @@ def test_a_gate_scan_without_free_space_says_where_and_how_much(quarantined, set
                                                                disk_with_free):
     settings.MODEL_SCAN_WORKDIR.mkdir(parents=True, exist_ok=True)
     asked = disk_with_free(4096)
-    version = gate.version_scan(version_id=quarantined.pk)
+    version = services.version_scan(version_id=quarantined.pk)
     assert version.status == VersionStatus.QUARANTINED
     assert str(settings.MODEL_SCAN_WORKDIR) in version.work_error
     assert "4,096 bytes free" in version.work_error and "needs" in version.work_error

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from models_catalog import gate, services
 from models_catalog import registry as oci
+from models_catalog import services
 from models_catalog.models import VersionStatus
 from portal.api import ApplicationError
 from tests.models_catalog.conftest import models_layer, push_image
@@ -21,11 +21,11 @@ pytestmark = pytest.mark.django_db
 def quarantined(registry_client, msp_admin):
     model = services.model_create(actor=msp_admin, slug=f"scan-{uuid.uuid4().hex[:8]}",
                                   name="Scan", task="chat")
-    version = gate.version_create(actor=msp_admin, model=model, version="1.0")
+    version = services.version_create(actor=msp_admin, model=model, version="1.0")
     push_image(registry_client, f"landing/{model.slug}", "1.0",
                {"config.json": b"{}", "model.safetensors": uuid.uuid4().bytes})
-    gate.version_register_reference(actor=msp_admin, version=version,
-                                    repository=f"landing/{model.slug}", reference="1.0")
+    services.version_register_reference(actor=msp_admin, version=version,
+                                        repository=f"landing/{model.slug}", reference="1.0")
     assert version.status == VersionStatus.QUARANTINED
     return version
 
@@ -33,12 +33,12 @@ def quarantined(registry_client, msp_admin):
 def test_registry_down_keeps_the_version_quarantined_with_the_reason(quarantined, settings):
     settings.REGISTRY_URL = f"http://127.0.0.1:{free_port()}"
     settings.REGISTRY_TIMEOUT_SECONDS = 2
-    version = gate.version_scan(version_id=quarantined.pk)
+    version = services.version_scan(version_id=quarantined.pk)
     assert version.status == VersionStatus.QUARANTINED
     assert "could not reach the registry" in version.work_error
     assert version.scan_attempts == 1
     # The page says so, with a retry button; a second scan task is a no-op until retried.
-    assert gate.version_scan(version_id=quarantined.pk) is None
+    assert services.version_scan(version_id=quarantined.pk) is None
 
 
 def test_a_blob_that_does_not_match_its_digest_rejects_the_version(quarantined, oci_registry):
@@ -49,7 +49,7 @@ def test_a_blob_that_does_not_match_its_digest_rejects_the_version(quarantined, 
     data = (oci_registry.storage / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest
             / "data")
     data.write_bytes(models_layer({"config.json": b"{}", "model.safetensors": b"tampered"}))
-    version = gate.version_scan(version_id=quarantined.pk)
+    version = services.version_scan(version_id=quarantined.pk)
     assert version.status == VersionStatus.REJECTED
     assert "does not match" in version.status_reason and layer.digest in version.status_reason
     assert not version.files.exists()
@@ -64,10 +64,10 @@ def test_an_image_index_is_refused_as_a_reference(registry_client, msp_admin):
         {"mediaType": oci.OCI_MANIFEST, "digest": digest, "size": len(manifest.raw),
          "platform": {"architecture": "amd64", "os": "linux"}}]}).encode()
     registry_client.manifest_put(f"landing/{model.slug}", "multi", index, oci.OCI_INDEX)
-    version = gate.version_create(actor=msp_admin, model=model, version="1")
+    version = services.version_create(actor=msp_admin, model=model, version="1")
     with pytest.raises(ApplicationError, match="single image manifest"):
-        gate.version_register_reference(actor=msp_admin, version=version,
-                                        repository=f"landing/{model.slug}", reference="multi")
+        services.version_register_reference(actor=msp_admin, version=version,
+                                            repository=f"landing/{model.slug}", reference="multi")
     version.refresh_from_db()
     assert version.status == VersionStatus.UPLOADING and not version.manifest_digest
 
@@ -76,7 +76,7 @@ def test_the_version_page_shows_a_failed_step_and_its_retry(client, quarantined,
                                                             settings):
     settings.REGISTRY_URL = f"http://127.0.0.1:{free_port()}"
     settings.REGISTRY_TIMEOUT_SECONDS = 2
-    gate.version_scan(version_id=quarantined.pk)
+    services.version_scan(version_id=quarantined.pk)
     client.force_login(msp_admin)
     page = client.get(f"/catalog/{quarantined.model.slug}/v/1.0/").content.decode()
     assert "could not reach the registry" in page and "Retry" in page
@@ -92,5 +92,5 @@ def test_a_tampered_config_blob_rejects_the_version_too(quarantined, oci_registr
     hexdigest = config.digest.split(":", 1)[1]
     (oci_registry.storage / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest
      / "data").write_bytes(b'{"architecture":"arm64","os":"linux"}')
-    version = gate.version_scan(version_id=quarantined.pk)
+    version = services.version_scan(version_id=quarantined.pk)
     assert version.status == VersionStatus.REJECTED and config.digest in version.status_reason

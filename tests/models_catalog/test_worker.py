@@ -3,7 +3,7 @@
 import time
 import uuid
 
-from models_catalog import gate, services
+from models_catalog import services
 from models_catalog.models import ModelVersion, VersionStatus
 from tests.models_catalog.conftest import models_layer, push_image
 
@@ -24,7 +24,7 @@ def test_worker_scans_a_referenced_image_and_rejects_a_tampered_blob(
         catalog_worker, registry_client, oci_registry, msp_admin):
     model = services.model_create(actor=msp_admin, slug=f"wk-{uuid.uuid4().hex[:8]}",
                                   name="Worker", task="chat")
-    version = gate.version_create(actor=msp_admin, model=model, version="1.0")
+    version = services.version_create(actor=msp_admin, model=model, version="1.0")
     digest = push_image(registry_client, f"landing/{model.slug}", "1.0",
                         {"config.json": b"{}", "model.safetensors": uuid.uuid4().bytes})
     layer = registry_client.manifest_get(f"landing/{model.slug}", digest).image_blobs()[1][0]
@@ -33,8 +33,8 @@ def test_worker_scans_a_referenced_image_and_rejects_a_tampered_blob(
      / "data").write_bytes(models_layer({"model.safetensors": b"swapped after the push"}))
 
     # Registering commits and enqueues the scan; the worker picks it up.
-    gate.version_register_reference(actor=msp_admin, version=version,
-                                    repository=f"landing/{model.slug}", reference="1.0")
+    services.version_register_reference(actor=msp_admin, version=version,
+                                        repository=f"landing/{model.slug}", reference="1.0")
     version = wait_for_status(version, {VersionStatus.REJECTED,
                                         VersionStatus.AWAITING_APPROVAL}, catalog_worker)
     assert version.status == VersionStatus.REJECTED

@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from audit.models import AuditEvent
-from models_catalog import gate, services, tasks
+from models_catalog import services, tasks
 from models_catalog.models import ModelFile, ModelVersion, VersionStatus
 from models_catalog.registry import registry_client
 from tests.models_catalog.conftest import push_image
@@ -58,10 +58,10 @@ def test_killed_mid_scan_the_scan_is_requeued_and_reaches_one_verdict(
            "MODEL_SCAN_WORKDIR": str(settings.MODEL_SCAN_WORKDIR)}
     model = services.model_create(actor=msp_admin, slug=f"kill-{uuid.uuid4().hex[:8]}",
                                   name="Killed mid-scan", task="chat")
-    version = gate.version_create(actor=msp_admin, model=model, version="1.0")
+    version = services.version_create(actor=msp_admin, model=model, version="1.0")
     push_image(registry_client(), f"landing/{model.slug}", "1.0", FILES)
     # Quarantined; the scan is queued for a worker that is not running yet.
-    gate.version_register_reference(actor=msp_admin, version=version,
+    services.version_register_reference(actor=msp_admin, version=version,
                                     repository=f"landing/{model.slug}", reference="1.0")
 
     os.kill(frozen_registry.process.pid, signal.SIGSTOP)

@@ -38,7 +38,6 @@ from billing.services import usage_records_ingest
 from billing.statements import statement_close
 from deployments import services as deployment_services
 from gateway import services as gateway_services
-from models_catalog import gate
 from models_catalog import services as catalog_services
 from tenants import services as tenant_services
 from tenants.models import TenantRole
@@ -172,8 +171,8 @@ def _build_world(kube) -> dict:
                                output_per_million=Decimal("1.5"))
     catalog_services.model_set_entitlements(actor=msp, model=model, all_tenants=True)
     version = published_version(model, version="1.0")
-    draft = gate.version_create(actor=msp, model=model, version="2.0")
-    upload = gate.upload_session_create(actor=msp, version=draft, filename="image.tar",
+    draft = catalog_services.version_create(actor=msp, model=model, version="2.0")
+    upload = catalog_services.upload_session_create(actor=msp, version=draft, filename="image.tar",
                                         size_bytes=4096)
     budget = budget_create(actor=admin, tenant=acme, name="Monthly", amount=Decimal("100"),
                            currency="EUR")

@@ -6,7 +6,6 @@ from django.core.management import call_command
 
 from deployments import services as deployment_services
 from gateway import services as gateway_services
-from models_catalog import gate
 from models_catalog import services as catalog_services
 from tests.factories import published_version
 from tests.support.kube_emulator import start_emulator
@@ -48,7 +47,7 @@ def test_people_fields_may_be_null_and_the_schema_says_so(client, tenant, tenant
     assert _json(client, "get", f"/api/tenants/{tenant.slug}/keys/").json()[0]["owner"] is None
     model = catalog_services.model_create(actor=msp_admin, slug="chat-small", name="Chat",
                                           task="chat")
-    gate.version_create(actor=msp_admin, model=model, version="2.0")
+    catalog_services.version_create(actor=msp_admin, model=model, version="2.0")
     client.force_login(msp_admin)
     version = _json(client, "get", "/api/models/chat-small/versions/2.0/").json()
     assert version["submitted_by"] is None and version["approved_by"] is None

@@ -15,7 +15,6 @@ from django.urls import reverse
 from billing import budgets
 from billing.budget_models import WebhookEndpoint
 from gateway import services as gateway_services
-from models_catalog import gate
 from models_catalog import services as catalog_services
 from portal import crypto
 from tenants.models import Invitation, Membership, TenantRole
@@ -259,7 +258,7 @@ def world(request, tenant, tenant_admin, developer, viewer, outsider, msp_admin,
                                               available_to_all_tenants=False)
         catalog_services.model_set_entitlements(actor=msp_admin, model=model,
                                                 all_tenants=False, tenants=[tenant])
-        version = gate.version_create(actor=msp_admin, model=model, version="1.0")
+        version = catalog_services.version_create(actor=msp_admin, model=model, version="1.0")
         budget = budgets.budget_create(actor=msp_admin, tenant=tenant, name="Monthly",
                                        amount=Decimal("100"), currency="EUR")
     webhook = WebhookEndpoint.objects.create(tenant=tenant, name="Finance",

@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from deployments import services
 from models_catalog.models import ModelTask
+from portal.api import ApplicationError
 from tenants.models import Tenant
 
 
@@ -45,9 +46,14 @@ class Command(BaseCommand):
                 base_url=options["base_url"], upstream_model=options["upstream_model"],
                 upstream_api_key=key, tenant=tenant, name=options["name"])
         except ValidationError as exc:
-            raise CommandError("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in
-                                         exc.message_dict.items())) from exc
+            raise CommandError(_by_field(exc.message_dict)) from exc
+        except ApplicationError as exc:  # the catalog's refusal of a new model
+            raise CommandError(_by_field(exc.field_errors) or exc.message) from exc
         if deployment.status_reason:
             self.stderr.write(f"Registered, but the endpoint is not healthy: "
                               f"{deployment.status_reason}")
         self.stdout.write(str(deployment.pk))
+
+
+def _by_field(errors: dict[str, list[str]]) -> str:
+    return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items())

@@ -3,8 +3,8 @@ what was approved and signed — in the database and, unless --offline, in the r
 
 from django.core.management.base import BaseCommand, CommandError
 
-from models_catalog.models import ModelVersion
 from models_catalog.registry import NOT_CONFIGURED, registry_configured
+from models_catalog.selectors import version_find
 from models_catalog.signing import version_verify, version_verify_registry
 
 
@@ -18,8 +18,7 @@ class Command(BaseCommand):
                             help="check the signature and the database only, not the registry")
 
     def handle(self, *args, model: str, version: str, offline: bool, **options):
-        mv = (ModelVersion.objects.select_related("model")
-              .filter(model__slug=model, version=version).first())
+        mv = version_find(model_slug=model, version=version)
         if mv is None:
             raise CommandError(f"No version {version!r} of model {model!r}.")
         if not offline and not registry_configured():

@@ -67,6 +67,8 @@ def _claim_for_approval(*, actor, version: ModelVersion) -> tuple[ModelVersion, 
         if _publishing(version):
             raise ApplicationError("Another approval is publishing this version right now; "
                                    "reload in a minute.")
+        if not oci.registry_configured():  # refused before anything is claimed
+            raise oci.RegistryNotConfigured()
         claimed_at = timezone.now()
         ModelVersion.objects.filter(pk=version.pk).update(progress_at=claimed_at)
     return version, claimed_at
@@ -129,7 +131,6 @@ def version_approve(*, actor, version: ModelVersion) -> ModelVersion:
     No lock is held while the registry works: a short transaction checks the rules and claims
     the version, the registry steps run outside any transaction, and a second short
     transaction publishes."""
-    oci.registry_client()  # no registry configured: refused before anything is claimed
     version, claimed_at = _claim_for_approval(actor=actor, version=version)
     try:
         artifact = _sign_and_copy(actor=actor, version=version)

@@ -15,6 +15,10 @@ from tests.factories import (
 pytest_plugins = ["tests.support.gateway_fixtures", "tests.support.browser",
                   "tests.support.registry"]
 
+# tests/sqlite holds the SQLite code paths; tests/portal/test_sqlite_session.py runs them in a
+# session of their own on SQLite.
+collect_ignore = [] if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3") else ["sqlite"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _test_teardown_may_empty_the_audit_table():

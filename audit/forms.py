@@ -2,7 +2,7 @@ from django import forms
 from django.utils import timezone
 
 from audit.reports.periods import PeriodError, ensure_over, parse_period
-from tenants.models import Tenant
+from tenants.selectors import tenant_by_slug
 
 
 class ReportRequestForm(forms.Form):
@@ -24,7 +24,7 @@ class ReportRequestForm(forms.Form):
         slug = self.cleaned_data.get("tenant", "").strip()
         if not slug:
             return None
-        tenant = Tenant.objects.filter(slug=slug).first()
+        tenant = tenant_by_slug(slug)
         if tenant is None:
             raise forms.ValidationError(f"No tenant has the slug {slug!r}.")
         return tenant

@@ -21,6 +21,7 @@ from audit.reports import generate
 from portal import signing
 from portal.api import ApplicationError
 from portal.csvexport import csv_writer
+from portal.htmx import render_page_or_partial
 from portal.streaming import file_download, streaming_download
 from tenants import selectors as tenant_selectors
 from tenants.access import platform_view, tenant_view
@@ -64,9 +65,8 @@ def _explorer(request: HttpRequest, *, scope_tenant=None) -> HttpResponse:
         "head": selectors.chain_head() if scope_tenant is None else None,
         "tenants": tenant_selectors.tenant_options() if scope_tenant is None else [],
     }
-    if request.htmx and not request.htmx.boosted:
-        return render(request, "audit/partials/_event_table.html", context)
-    return render(request, "audit/event_list.html", context)
+    return render_page_or_partial(request, "audit/event_list.html",
+                                  "audit/partials/_event_table.html", context)
 
 
 def _stored_record(event) -> dict:
@@ -200,9 +200,8 @@ def _reports_context(form: ReportRequestForm) -> dict:
 @platform_view(PlatformPerm.REPORTS_VIEW)
 def report_list(request: HttpRequest) -> HttpResponse:
     context = _reports_context(ReportRequestForm())
-    if request.htmx and not request.htmx.boosted:
-        return render(request, "audit/partials/_report_table.html", context)
-    return render(request, "audit/report_list.html", context)
+    return render_page_or_partial(request, "audit/report_list.html",
+                                  "audit/partials/_report_table.html", context)
 
 
 @require_POST

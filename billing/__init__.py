@@ -1,4 +1,2 @@
-"""Usage and billing.
-
-Built out in its own issue; registered now so the project layout is final.
-"""
+"""Usage and billing: usage records and their rollups, dashboards, budgets and alerts,
+webhooks and monthly statements."""

@@ -17,6 +17,7 @@ from billing.budgets import month_start, next_month
 from portal.api import ApplicationError
 from portal.dates import parse_month
 from portal.forms import add_service_errors
+from portal.htmx import render_page_or_partial
 from tenants import permissions
 from tenants.access import platform_view, tenant_view
 from tenants.permissions import PlatformPerm, TenantPerm
@@ -32,9 +33,8 @@ def _budget_page(request: HttpRequest, *, form: BudgetForm | None = None,
     context = {"tenant": tenant, "rows": selectors.budget_rows(tenant=tenant),
                "form": form or BudgetForm(tenant=tenant), "can_manage": _can_manage(request),
                "alerts": selectors.alert_list(tenant=tenant)[:10]}
-    template = ("billing/partials/_budgets.html" if request.htmx and not request.htmx.boosted
-                else "billing/budgets.html")
-    return render(request, template, context, status=status)
+    return render_page_or_partial(request, "billing/budgets.html",
+                                  "billing/partials/_budgets.html", context, status=status)
 
 
 @tenant_view(TenantPerm.BUDGETS_VIEW)

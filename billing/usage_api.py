@@ -12,8 +12,7 @@ from rest_framework.views import APIView
 
 from billing.usage_forms import MAX_DAYS, MAX_HOURLY_DAYS
 from billing.usage_models import Granularity
-from billing.usage_selectors import GROUPS, UsageScope, usage_query
-from billing.usage_views import own_key_ids
+from billing.usage_selectors import GROUPS, UsageScope, own_key_ids, usage_query
 from portal.dates import validate_supported_date
 from tenants import permissions
 from tenants.api import require_platform_perm, tenant_for_api
@@ -86,7 +85,7 @@ class TenantUsageApi(APIView):
         tenant = tenant_for_api(request, slug, TenantPerm.USAGE_VIEW)
         scope = {"tenant_id": tenant.pk}
         if not permissions.has_tenant_perm(request.user, tenant, TenantPerm.USAGE_VIEW_ALL):
-            scope["api_key_ids"] = own_key_ids(request.user, tenant)
+            scope["api_key_ids"] = own_key_ids(user=request.user, tenant=tenant)
         return _query(request, **scope)
 
 

@@ -7,10 +7,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.apps import apps
 from django.db import connection
 from django.db.models import QuerySet, Sum
 
 from billing.usage_models import LATENCY_BOUNDS_MS, LATENCY_COLUMNS, UsageRollup
+from deployments.models import Deployment
+from tenants.models import Tenant
 
 GROUPS = {"tenant": "tenant_id", "key": "api_key_id", "model": "model_id",
           "deployment": "deployment_id"}
@@ -166,3 +169,34 @@ def usage_dashboard(scope: UsageScope, *, platform: bool = False) -> Dashboard:
     dashboard.totals["cost_by_currency"] = {row["currency"]: row["cost"]
                                             for row in results["currencies"] if row["currency"]}
     return dashboard
+
+
+def _api_keys():
+    # Key names are the gateway's; billing stores only their ids (the gateway imports billing,
+    # not the other way round), so the key model is looked up by name.
+    return apps.get_model("gateway", "ApiKey").objects
+
+
+def own_key_ids(*, user, tenant: Tenant) -> list[int]:
+    """The keys a person, or a service account (a bearer token's principal), owns."""
+    owned = ({"service_account": user.pk} if getattr(user, "is_service_account", False)
+             else {"owner": user})
+    return list(_api_keys().filter(tenant=tenant, **owned).values_list("pk", flat=True))
+
+
+def dashboard_add_labels(dashboard: Dashboard) -> None:
+    """Names for the ids in the dashboard's rows: keys, tenants, deployments (a gone one keeps
+    its id)."""
+    key_ids = {row["api_key_id"] for row in dashboard.by_key}
+    names = dict(_api_keys().filter(pk__in=key_ids).values_list("pk", "name"))
+    for row in dashboard.by_key:
+        row["label"] = names.get(row["api_key_id"], f"deleted key #{row['api_key_id']}")
+    tenant_ids = {row["tenant_id"] for row in dashboard.by_tenant + dashboard.by_key}
+    tenants = dict(Tenant.objects.filter(pk__in=tenant_ids).values_list("pk", "name"))
+    for row in dashboard.by_tenant + dashboard.by_key:
+        row["tenant"] = tenants.get(row["tenant_id"], f"tenant #{row['tenant_id']}")
+    deployments = dict(Deployment.objects.filter(
+        pk__in={row["deployment_id"] for row in dashboard.by_deployment}
+    ).values_list("pk", "name"))
+    for row in dashboard.by_deployment:
+        row["label"] = deployments.get(row["deployment_id"], f"#{row['deployment_id']}")

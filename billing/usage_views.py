@@ -4,50 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.apps import apps
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
 
 from billing.usage_forms import UsageRangeForm
-from billing.usage_selectors import Dashboard, UsageScope, usage_dashboard
-from deployments.models import Deployment
+from billing.usage_selectors import (
+    Dashboard,
+    UsageScope,
+    dashboard_add_labels,
+    own_key_ids,
+    usage_dashboard,
+)
 from deployments.selectors import gpu_allocation
 from portal.csvexport import csv_writer
+from portal.htmx import render_page_or_partial
 from tenants import permissions
 from tenants.access import platform_view, tenant_view
-from tenants.models import Tenant
 from tenants.permissions import PlatformPerm, TenantPerm
 
 CSV_TABLES = ("series", "models", "keys", "tenants", "deployments")
-
-
-def _api_keys():
-    # Key names are the gateway's; billing stores only their ids (see DESIGN: billing does
-    # not import gateway), so they are looked up by model name for labels.
-    return apps.get_model("gateway", "ApiKey").objects
-
-
-def own_key_ids(user, tenant: Tenant) -> list[int]:
-    """The keys a person, or a service account (a bearer token's principal), owns."""
-    owned = ({"service_account": user.pk} if getattr(user, "is_service_account", False)
-             else {"owner": user})
-    return list(_api_keys().filter(tenant=tenant, **owned).values_list("pk", flat=True))
-
-
-def _labels(dashboard: Dashboard) -> None:
-    key_ids = {row["api_key_id"] for row in dashboard.by_key}
-    names = dict(_api_keys().filter(pk__in=key_ids).values_list("pk", "name"))
-    for row in dashboard.by_key:
-        row["label"] = names.get(row["api_key_id"], f"deleted key #{row['api_key_id']}")
-    tenant_ids = {row["tenant_id"] for row in dashboard.by_tenant + dashboard.by_key}
-    tenants = dict(Tenant.objects.filter(pk__in=tenant_ids).values_list("pk", "name"))
-    for row in dashboard.by_tenant + dashboard.by_key:
-        row["tenant"] = tenants.get(row["tenant_id"], f"tenant #{row['tenant_id']}")
-    deployments = dict(Deployment.objects.filter(
-        pk__in={row["deployment_id"] for row in dashboard.by_deployment}
-    ).values_list("pk", "name"))
-    for row in dashboard.by_deployment:
-        row["label"] = deployments.get(row["deployment_id"], f"#{row['deployment_id']}")
+DASHBOARD_PARTIAL = "billing/usage/_dashboard.html"
 
 
 def _chart_data(dashboard: Dashboard, granularity: str) -> dict[str, Any]:
@@ -111,8 +86,8 @@ def _render(request: HttpRequest, *, scope_kwargs: dict, platform: bool, templat
     form = UsageRangeForm(request.GET or None)
     if request.GET and not form.is_valid():
         context.update(form=form, dashboard=None)
-        partial = "billing/usage/_dashboard.html"
-        return render(request, partial if request.htmx else template, context, status=422)
+        return render_page_or_partial(request, template, DASHBOARD_PARTIAL, context,
+                                      status=422)
     if not form.is_bound:  # the default view: the last 7 days, daily
         form = UsageRangeForm({"range": "7", "granularity": "day"})
         form.is_valid()
@@ -120,16 +95,14 @@ def _render(request: HttpRequest, *, scope_kwargs: dict, platform: bool, templat
     scope = UsageScope(since=data["start"], until=data["end"],
                        granularity=data["granularity"], **scope_kwargs)
     dashboard = usage_dashboard(scope, platform=platform)
-    _labels(dashboard)
+    dashboard_add_labels(dashboard)
     table = request.GET.get("csv")
     if table in CSV_TABLES:
         return _csv(dashboard, table, filename)
     context.update(form=form, dashboard=dashboard, range=data,
                    chart_data=_chart_data(dashboard, data["granularity"]),
                    query=request.GET.urlencode())
-    partial = "billing/usage/_dashboard.html"
-    return render(request, partial if request.htmx and not request.htmx.boosted else template,
-                  context)
+    return render_page_or_partial(request, template, DASHBOARD_PARTIAL, context)
 
 
 @tenant_view(TenantPerm.USAGE_VIEW)
@@ -138,7 +111,7 @@ def tenant_usage(request: HttpRequest) -> HttpResponse:
     whole = permissions.has_tenant_perm(request.user, tenant, TenantPerm.USAGE_VIEW_ALL)
     scope = {"tenant_id": tenant.pk}
     if not whole:
-        scope["api_key_ids"] = own_key_ids(request.user, tenant)
+        scope["api_key_ids"] = own_key_ids(user=request.user, tenant=tenant)
     return _render(request, scope_kwargs=scope, platform=False,
                    template="billing/usage/tenant.html", filename=f"usage-{tenant.slug}",
                    context={"tenant": tenant, "whole_tenant": whole,

@@ -1,4 +1,2 @@
-"""Deployments.
-
-Built out in its own issue; registered now so the project layout is final.
-"""
+"""Deployments: GPU clusters, tenant namespaces and the models running on them (KServe
+InferenceServices or registered external endpoints), with their state machine."""

@@ -38,6 +38,7 @@ from tenants import permissions
 from tenants.api import tenant_for_api
 from tenants.models import Tenant
 from tenants.permissions import PlatformPerm, TenantPerm
+from tenants.selectors import tenant_by_slug
 
 
 def _named_in_body(queryset, field: str, **lookup):
@@ -110,7 +111,7 @@ class ClusterNamespaceListApi(APIView):
         """The tenant namespaces on the cluster, as last synced."""
         _require_manage(request)
         cluster = selectors.cluster_get(pk)
-        rows = cluster.namespaces.select_related("tenant").order_by("name")
+        rows = selectors.cluster_namespace_list(cluster=cluster)
         return Response(TenantNamespaceSerializer(rows, many=True).data)
 
 
@@ -185,7 +186,7 @@ class ExternalEndpointCreateApi(APIView):
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         slug = values.pop("tenant")
-        tenant = Tenant.objects.filter(slug=slug).first() if slug else None
+        tenant = tenant_by_slug(slug) if slug else None
         if slug and tenant is None:
             raise ValidationError({"tenant": f"No tenant {slug!r}."})
         deployment = services.external_endpoint_register(

@@ -11,8 +11,10 @@ from deployments.models import (
     Backend,
     Cluster,
     Deployment,
+    DeploymentEvent,
     DeploymentStatus,
     LLMServicePreset,
+    TenantNamespace,
 )
 from models_catalog.models import Model, ModelVersion
 from models_catalog.selectors import model_list_for_tenant, versions_deployable
@@ -85,6 +87,21 @@ def deployment_list(*, status: str = "", cluster: str = "") -> QuerySet[Deployme
     return qs
 
 
+def cluster_deployment_list(*, cluster: Cluster) -> QuerySet[Deployment]:
+    """The cluster's deployments that still exist."""
+    return deployment_list().filter(cluster=cluster)
+
+
+def cluster_deleted_deployment_count(*, cluster: Cluster) -> int:
+    """Deleted deployments of the cluster, whose history is kept."""
+    return Deployment.objects.filter(cluster=cluster, status=DeploymentStatus.DELETED).count()
+
+
+def cluster_namespace_list(*, cluster: Cluster) -> QuerySet[TenantNamespace]:
+    """The tenant namespaces on the cluster, as last synced."""
+    return cluster.namespaces.select_related("tenant").order_by("name")
+
+
 def tenant_dedicated_deployments(*, tenant: Tenant) -> QuerySet[Deployment]:
     """The tenant's own deployments that still exist, for its read-only page."""
     return (Deployment.objects.filter(tenant=tenant).exclude(status=DeploymentStatus.DELETED)
@@ -106,6 +123,11 @@ def deployment_get(pk: int) -> Deployment:
         pk=pk)
 
 
+def deployment_event_list(*, deployment: Deployment, limit: int = 50) -> list[DeploymentEvent]:
+    """The deployment's latest events, newest first."""
+    return list(deployment.events.all()[:limit])
+
+
 def external_endpoint_get(pk: int) -> Deployment:
     """A registered (not unregistered) external endpoint, else 404 — pages and API alike."""
     return get_object_or_404(
@@ -117,19 +139,6 @@ def deployable_versions(model: Model | None = None) -> QuerySet[ModelVersion]:
     """What the deploy wizard offers: the catalog's deployable versions (published, serving,
     signature verified); the chosen one is checked for real again before every apply."""
     return versions_deployable(model=model)
-
-
-def deployments_by_jurisdiction() -> list[dict]:
-    """Live deployments per cluster, for the compliance report."""
-    rows: dict[str, dict] = {}
-    live = Deployment.objects.filter(backend__in=CLUSTER_BACKENDS).exclude(
-        status=DeploymentStatus.DELETED).select_related("cluster")
-    for d in live:
-        row = rows.setdefault(d.cluster.name, {"cluster": d.cluster.name,
-                                               "jurisdiction": d.cluster.jurisdiction,
-                                               "deployments": 0})
-        row["deployments"] += 1
-    return sorted(rows.values(), key=lambda r: r["cluster"])
 
 
 def llm_preset_list() -> QuerySet[LLMServicePreset]:

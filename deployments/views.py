@@ -27,6 +27,7 @@ from deployments.models import CLUSTER_BACKENDS, Backend, Deployment, Deployment
 from models_catalog.registry import NOT_CONFIGURED, RegistryNotConfigured, registry_configured
 from portal.api import ApplicationError
 from portal.forms import add_service_errors, service_error_message
+from portal.htmx import render_page_or_partial, wants_partial
 from tenants.access import platform_view, tenant_view
 from tenants.permissions import PlatformPerm, TenantPerm
 
@@ -86,8 +87,8 @@ def cluster_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "gpus": [(p, cluster.gpu_capacity[p], free[p]) for p in cluster.gpu_products],
         "allowed": services.jurisdiction_allowed(cluster.jurisdiction),
         "allowed_jurisdictions": settings.ALLOWED_JURISDICTIONS,
-        "deployments": selectors.deployment_list().filter(cluster=cluster),
-        "namespaces": cluster.namespaces.select_related("tenant"),
+        "deployments": selectors.cluster_deployment_list(cluster=cluster),
+        "namespaces": selectors.cluster_namespace_list(cluster=cluster),
     })
 
 
@@ -115,8 +116,8 @@ def cluster_delete(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("deployments:clusters")
     return render(request, "deployments/cluster_delete.html", {
         "cluster": cluster,
-        "blocking": selectors.deployment_list().filter(cluster=cluster),
-        "kept": cluster.deployments.filter(status=DeploymentStatus.DELETED).count(),
+        "blocking": selectors.cluster_deployment_list(cluster=cluster),
+        "kept": selectors.cluster_deleted_deployment_count(cluster=cluster),
     })
 
 
@@ -226,9 +227,8 @@ def deployment_wizard(request: HttpRequest) -> HttpResponse:
         "no_versions": target == 0 and not current.fields["version"].queryset.exists(),
         "registry_problem": "" if registry_configured() else NOT_CONFIGURED,
     }
-    template = ("deployments/partials/_wizard.html" if request.htmx and not request.htmx.boosted
-                else "deployments/wizard.html")
-    return render(request, template, context)
+    return render_page_or_partial(request, "deployments/wizard.html",
+                                  "deployments/partials/_wizard.html", context)
 
 
 def _cluster_choices():
@@ -307,16 +307,14 @@ def deployment_list(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status", "")
     context = {"deployments": selectors.deployment_list(status=status), "status": status,
                "statuses": DeploymentStatus.choices}
-    if request.htmx and not request.htmx.boosted:
-        return render(request, "deployments/partials/_deployment_table.html", context)
-    return render(request, "deployments/deployment_list.html", context)
+    return render_page_or_partial(request, "deployments/deployment_list.html",
+                                  "deployments/partials/_deployment_table.html", context)
 
 
 def _canary_diff(deployment: Deployment) -> str:
     if not deployment.canary_version_id or deployment.backend not in CLUSTER_BACKENDS:
         return ""
-    stable = Deployment.objects.select_related("model", "tenant", "cluster", "version",
-                                               "llm_preset").get(pk=deployment.pk)
+    stable = selectors.deployment_get(deployment.pk)  # a copy to take the canary off
     stable.canary_version, stable.canary_traffic_percent = None, None
     backend = backend_for(deployment)
     return manifest_diff(
@@ -342,8 +340,9 @@ def _pending_diff(deployment: Deployment) -> str:
 @platform_view(MANAGE)
 def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
     deployment = selectors.deployment_get(pk)
-    context = {"deployment": deployment, "events": deployment.events.all()[:50]}
-    if request.htmx and not request.htmx.boosted:
+    context = {"deployment": deployment,
+               "events": selectors.deployment_event_list(deployment=deployment)}
+    if wants_partial(request):
         return render(request, "deployments/partials/_status.html", context)
     if deployment.backend in CLUSTER_BACKENDS and not registry_configured():
         # Its manifests name the registry: no diff, no download, and the page says why.

@@ -1,4 +1,2 @@
-"""OpenAI-compatible gateway.
-
-Built out in its own issue; registered now so the project layout is final.
-"""
+"""The OpenAI-compatible gateway: tenant API keys, the `/v1` ASGI app in front of the model
+servers, rate limits and the usage events it queues for billing."""

@@ -16,8 +16,6 @@ from gateway.serializers import (
     ApiKeyOutputSerializer,
     ApiKeyRotateSerializer,
 )
-from models_catalog.selectors import model_list_for_tenant
-from portal.api import ApplicationError
 from tenants import permissions
 from tenants.api import tenant_for_api
 from tenants.permissions import TenantPerm
@@ -40,15 +38,8 @@ class ApiKeyListApi(APIView):
         tenant = tenant_for_api(request, slug, TenantPerm.KEYS_CREATE)
         data = ApiKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        values = dict(data.validated_data)
-        wanted = values.pop("allowed_models")
-        models = list(model_list_for_tenant(tenant=tenant).filter(slug__in=wanted))
-        unknown = sorted(set(wanted) - {m.slug for m in models})
-        if unknown:
-            raise ApplicationError("Unknown or unavailable models.",
-                                   field_errors={"allowed_models": [", ".join(unknown)]})
         key, token = services.apikey_create(actor=request.user, tenant=tenant,
-                                            owner=request.user, allowed_models=models, **values)
+                                            owner=request.user, **data.validated_data)
         return Response(_created(key, token), status=status.HTTP_201_CREATED)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -14,6 +15,7 @@ import audit
 from gateway.keys import hash_token, new_token, token_for
 from gateway.models import ApiKey
 from models_catalog.models import Model
+from models_catalog.selectors import model_list_for_tenant
 from portal.api import ApplicationError
 from portal.dates import OUT_OF_RANGE, is_supported
 from portal.gateway_config import bump_gateway_config
@@ -49,17 +51,36 @@ def _check_expiry(expires_at: datetime | None) -> None:
             f"Keys may live at most {max_days} days on this platform."]})
 
 
+def _entitled_models(tenant: Tenant, wanted: Iterable[Model | str]) -> list[Model]:
+    """The models a key may be limited to: each one the tenant may use now (entitled, not
+    retired). `wanted` holds models or their slugs."""
+    slugs = {item.slug if isinstance(item, Model) else item for item in wanted}
+    if not slugs:
+        return []
+    models = list(model_list_for_tenant(tenant=tenant).filter(slug__in=slugs))
+    refused = sorted(slugs - {model.slug for model in models})
+    if refused:
+        listed = ", ".join(refused)
+        raise ApplicationError(
+            f"{tenant.name} can't use: {listed}. Choose among the models its catalog lists.",
+            field_errors={"allowed_models": [f"Unknown or not available to {tenant.name}: "
+                                             f"{listed}."]})
+    return models
+
+
 @transaction.atomic
 def apikey_create(
     *, actor, tenant: Tenant, name: str, owner: User | ServiceAccount | None = None,
-    expires_at: datetime | None = None, allowed_models: list[Model] | None = None,
+    expires_at: datetime | None = None, allowed_models: Iterable[Model | str] | None = None,
     rpm_limit: int | None = None, tpm_limit: int | None = None,
     allowed_networks: list[str] | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; returns it and its token, which is shown once and never stored.
 
     `owner` is the person or the service account (a bearer token's principal) who manages
-    the key from then on; None for keys made by an operator's command."""
+    the key from then on; None for keys made by an operator's command. `allowed_models`
+    (models or slugs; none: every model the tenant may use) must all be models the tenant
+    may use, else nothing is created."""
     tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
     if not tenant.is_active:
         raise ApplicationError(f"{tenant.name} is suspended: no new API keys.")
@@ -70,6 +91,7 @@ def apikey_create(
             f"{tenant.name} already has {active} active API keys, its quota. Revoke one you no "
             "longer use, or ask your operator for a higher quota.")
     _check_expiry(expires_at)
+    models = _entitled_models(tenant, allowed_models or [])
     prefix, token = new_token()
     service_account = owner.pk if getattr(owner, "is_service_account", False) else ""
     person = None if service_account else owner
@@ -80,7 +102,6 @@ def apikey_create(
                  allowed_networks=_normalized_networks(allowed_networks or []))
     key.full_clean()
     key.save()
-    models = list(allowed_models or [])
     key.allowed_models.set(models)
     audit.record(action="apikey.created", actor=actor, tenant=tenant, target=key, details={
         "name": key.name, "prefix": key.prefix, "owner": person.email if person else None,

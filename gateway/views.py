@@ -11,6 +11,7 @@ from gateway import selectors, services
 from gateway.forms import ApiKeyForm, RotateForm
 from portal.api import ApplicationError
 from portal.forms import add_service_errors, service_error_message
+from portal.htmx import render_page_or_partial
 from tenants import permissions
 from tenants.access import tenant_view
 from tenants.permissions import TenantPerm
@@ -31,9 +32,8 @@ def _page(request: HttpRequest, *, form: ApiKeyForm | None = None, status: int =
         "active_count": sum(1 for k in keys if k.status == "active"),
         **extra,
     }
-    template = ("gateway/partials/_keys.html" if request.htmx and not request.htmx.boosted
-                else "gateway/keys.html")
-    return render(request, template, context, status=status)
+    return render_page_or_partial(request, "gateway/keys.html", "gateway/partials/_keys.html",
+                                  context, status=status)
 
 
 @tenant_view(TenantPerm.KEYS_VIEW)

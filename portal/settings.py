@@ -24,7 +24,6 @@ from portal.oidc_settings import parse_providers
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var"))
 
-env = environ.Env()
 if (BASE_DIR / ".env").is_file() and not os.environ.get("PORTAL_IGNORE_DOTENV"):
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 

@@ -9,9 +9,20 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 
 from tenants import permissions, selectors
+from tenants.models import Tenant
 from tenants.permissions import PlatformPerm, TenantPerm
 
 CURRENT_TENANT_SESSION_KEY = "portal_current_tenant"
+
+
+def current_tenant(request, tenants: list) -> Tenant | None:
+    """The tenant the person works in now: the page's, else the last one they opened (of
+    `tenants`, theirs), else their first."""
+    tenant = getattr(request, "tenant", None)
+    if tenant is not None:
+        return tenant
+    remembered = request.session.get(CURRENT_TENANT_SESSION_KEY)
+    return next((t for t in tenants if t.slug == remembered), tenants[0] if tenants else None)
 
 
 def platform_view(perm: PlatformPerm) -> Callable:

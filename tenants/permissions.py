@@ -119,10 +119,6 @@ def is_msp_admin(user) -> bool:
     return PlatformRole.MSP_ADMIN in platform_roles(user)
 
 
-def is_compliance_officer(user) -> bool:
-    return PlatformRole.COMPLIANCE_OFFICER in platform_roles(user)
-
-
 def has_platform_perm(user, perm: PlatformPerm) -> bool:
     return bool(platform_roles(user) & PLATFORM_GRANTS[perm])
 

@@ -37,6 +37,16 @@ def tenant_get(*, user: User, slug: str) -> Tenant:
     return tenant
 
 
+def tenant_by_slug(slug: str) -> Tenant | None:
+    """Any tenant, by slug, for the operator's staff and commands (no visibility check: pages
+    that people reach use `tenant_get`)."""
+    return Tenant.objects.filter(slug=slug).first()
+
+
+def user_by_email(email: str) -> User | None:
+    return User.objects.filter(email__iexact=email.strip()).first()
+
+
 def membership_list(*, tenant: Tenant) -> QuerySet[Membership]:
     return Membership.objects.for_tenant(tenant).select_related("user").order_by("user__email")
 
@@ -53,6 +63,12 @@ def invitation_list_open(*, tenant: Tenant) -> QuerySet[Invitation]:
             .filter(accepted_at__isnull=True, revoked_at__isnull=True,
                     expires_at__gt=timezone.now())
             .select_related("invited_by").order_by("-created_at"))
+
+
+def tenant_overview_counts(*, tenant: Tenant) -> dict[str, int]:
+    """Members and open invitations, for the tenant's overview page."""
+    return {"member_count": Membership.objects.for_tenant(tenant).count(),
+            "open_invitations": invitation_list_open(tenant=tenant).count()}
 
 
 def invitation_get(*, tenant: Tenant, pk: int) -> Invitation:

@@ -14,8 +14,9 @@ from django.views.decorators.http import require_POST
 import audit
 from portal.api import ApplicationError
 from portal.forms import add_service_errors, service_error_message
+from portal.htmx import render_page_or_partial, wants_partial
 from tenants import identity, permissions, selectors, services
-from tenants.access import CURRENT_TENANT_SESSION_KEY, platform_view, tenant_view
+from tenants.access import current_tenant, platform_view, tenant_view
 from tenants.adapters import INVITATION_SESSION_KEY
 from tenants.forms import InviteForm, RoleForm, SuspendForm, TenantForm
 from tenants.models import TenantRole, TenantStatus
@@ -29,10 +30,8 @@ def home(request: HttpRequest) -> HttpResponse:
     user = request.user
     if permissions.is_msp_admin(user):
         return redirect("tenants:list")
-    tenants = selectors.tenants_for_switcher(user=user)
-    if tenants:
-        remembered = request.session.get(CURRENT_TENANT_SESSION_KEY)
-        tenant = next((t for t in tenants if t.slug == remembered), tenants[0])
+    tenant = current_tenant(request, selectors.tenants_for_switcher(user=user))
+    if tenant is not None:
         return redirect("tenants:overview", tenant_slug=tenant.slug)
     if permissions.has_platform_perm(user, PlatformPerm.AUDIT_VIEW):
         return redirect("audit:list")
@@ -52,9 +51,8 @@ def tenant_list(request: HttpRequest) -> HttpResponse:
         "status": status,
         "statuses": TenantStatus.choices,
     }
-    if request.htmx and not request.htmx.boosted:
-        return render(request, "tenants/partials/_tenant_table.html", context)
-    return render(request, "tenants/tenant_list.html", context)
+    return render_page_or_partial(request, "tenants/tenant_list.html",
+                                  "tenants/partials/_tenant_table.html", context)
 
 
 @platform_view(PlatformPerm.TENANTS_MANAGE)
@@ -139,10 +137,7 @@ def member_second_factor_reset(request: HttpRequest, tenant_slug: str, pk: int) 
 def tenant_overview(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant
     return render(request, "tenants/overview.html", {
-        "tenant": tenant,
-        "member_count": selectors.membership_list(tenant=tenant).count(),
-        "open_invitations": selectors.invitation_list_open(tenant=tenant).count(),
-    })
+        "tenant": tenant, **selectors.tenant_overview_counts(tenant=tenant)})
 
 
 def _members_context(request: HttpRequest, tenant, **extra) -> dict:
@@ -160,7 +155,7 @@ def _members_context(request: HttpRequest, tenant, **extra) -> dict:
 
 def _members_response(request: HttpRequest, *, status: int = 200, **extra) -> HttpResponse:
     """After a member action: the members section for HTMX, else back to the page."""
-    if request.htmx:
+    if wants_partial(request):
         return render(request, "tenants/partials/_members.html",
                       _members_context(request, request.tenant, **extra), status=status)
     if extra.get("error"):

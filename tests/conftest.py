@@ -28,6 +28,10 @@ def pytest_configure(config):
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, interrupt)
 
+# tests/sqlite holds the SQLite code paths; tests/portal/test_sqlite_session.py runs them in a
+# session of their own on SQLite.
+collect_ignore = [] if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3") else ["sqlite"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _test_teardown_may_empty_the_audit_table():

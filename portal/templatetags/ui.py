@@ -40,14 +40,6 @@ def icon(name: str) -> str:
     )
 
 
-@register.simple_tag(takes_context=True)
-def current_if(context, url: str, exact: bool = False) -> str:
-    """`aria-current="page"` when the request is at (or below) `url`."""
-    path = context["request"].path
-    active = path == url if exact else path.startswith(url)
-    return mark_safe(' aria-current="page"') if active else ""
-
-
 _STATUS_BADGES = {
     "active": "badge-ok",
     "suspended": "badge-danger",

@@ -7,7 +7,7 @@ from audit import services
 from audit.models import ReportStatus
 from audit.reports import generate
 from audit.reports.periods import PeriodError, parse_period
-from tenants.models import Tenant
+from tenants.selectors import tenant_by_slug
 
 
 class Command(BaseCommand):
@@ -27,7 +27,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         scope = None
         if tenant:
-            scope = Tenant.objects.filter(slug=tenant).first()
+            scope = tenant_by_slug(tenant)
             if scope is None:
                 raise CommandError(f"No tenant has the slug {tenant!r}.")
         out_dir = Path(out)

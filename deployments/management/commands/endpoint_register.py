@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from deployments import services
 from models_catalog.models import ModelTask
 from portal.api import ApplicationError
-from tenants.models import Tenant
+from tenants.selectors import tenant_by_slug
 
 
 class Command(BaseCommand):
@@ -26,7 +26,7 @@ class Command(BaseCommand):
         actor = "system:endpoint_register"
         tenant = None
         if options["tenant"]:
-            tenant = Tenant.objects.filter(slug=options["tenant"]).first()
+            tenant = tenant_by_slug(options["tenant"])
             if tenant is None:
                 raise CommandError(f"No tenant {options['tenant']!r}.")
         key = ""

@@ -1,8 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from portal.api import ApplicationError
-from tenants import services
-from tenants.models import User
+from tenants import selectors, services
 
 
 class Command(BaseCommand):
@@ -14,7 +13,7 @@ class Command(BaseCommand):
         parser.add_argument("email", help="the person's e-mail address")
 
     def handle(self, *args, email: str, **options):
-        user = User.objects.filter(email__iexact=email.strip()).first()
+        user = selectors.user_by_email(email)
         if user is None:
             raise CommandError(f"No account with the e-mail address {email!r}.")
         try:

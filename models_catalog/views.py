@@ -28,13 +28,10 @@ from models_catalog.models import ModelVersion, VersionStatus
 from models_catalog.registry import referrers_tag, registry_configured
 from portal.api import ApplicationError
 from portal.forms import add_service_errors
+from portal.htmx import render_page_or_partial
 from tenants import permissions
 from tenants.access import platform_view, tenant_view
 from tenants.permissions import PlatformPerm, TenantPerm
-
-
-def _partial(request: HttpRequest) -> bool:
-    return bool(request.htmx and not request.htmx.boosted)
 
 
 # --- Browsing ------------------------------------------------------------------------------
@@ -52,9 +49,8 @@ def _catalog(request: HttpRequest, *, tenant, list_url: str, detail_name: str) -
     if tenant is None:
         context["awaiting"] = selectors.versions_awaiting_approval()
         context["in_progress"] = selectors.versions_in_progress()
-    template = ("models_catalog/partials/_model_table.html" if _partial(request)
-                else "models_catalog/catalog.html")
-    return render(request, template, context)
+    return render_page_or_partial(request, "models_catalog/catalog.html",
+                                  "models_catalog/partials/_model_table.html", context)
 
 
 @tenant_view(TenantPerm.TENANT_VIEW)

@@ -63,7 +63,7 @@ def test_htmx_gets_the_fragment_and_a_boosted_or_plain_request_the_page(
 
 def test_no_view_decides_page_or_partial_by_itself():
     """`request.htmx.boosted` is read in portal/htmx.py only."""
-    apps = ["portal", "tenants", "deployments", "gateway", "billing", "audit"]
+    apps = ["portal", "tenants", "deployments", "gateway", "billing", "audit", "models_catalog"]
     found = [f"{path.relative_to(ROOT)}:{number}"
              for app in apps for path in (ROOT / app).rglob("*.py")
              if path != ROOT / "portal/htmx.py"

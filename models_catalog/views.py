@@ -33,7 +33,6 @@ from tenants import permissions
 from tenants.access import platform_view, tenant_view
 from tenants.permissions import PlatformPerm, TenantPerm
 
-
 # --- Browsing ------------------------------------------------------------------------------
 
 def _catalog(request: HttpRequest, *, tenant, list_url: str, detail_name: str) -> HttpResponse:

@@ -274,7 +274,7 @@ def main() -> None:
                 for name, (base, key, _pid) in targets.items()}
         time.sleep(1)
         from billing.models import UsageRecord
-        from gateway.drain import drain_usage_stream
+        from billing.usage.drain import drain_usage_stream
 
         UsageRecord.objects.all().delete()
         while drain_usage_stream():

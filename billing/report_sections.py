@@ -7,7 +7,7 @@ from django.db.models import Count, Q, Sum
 
 from audit.reports.sections import Chart, ReportScope, Section, Table, register_section
 from billing.models import UsageRecord
-from billing.selectors import usage_seals_verify
+from billing.usage.selectors import usage_seals_verify
 
 
 @register_section("inference_volume", order=40)

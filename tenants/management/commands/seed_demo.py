@@ -97,7 +97,7 @@ class Command(BaseCommand):
     @staticmethod
     def _budget(tenant: Tenant) -> None:
         from billing import budgets  # the demo spans apps; tenants itself never needs billing
-        from billing.budget_models import Budget
+        from billing.budgets.models import Budget
 
         if not Budget.objects.filter(tenant=tenant).exists():
             budgets.budget_create(actor=ACTOR, tenant=tenant, name="Monthly spend",

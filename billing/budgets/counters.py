@@ -29,7 +29,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
 
 import audit
-from billing.budget_models import (
+from billing.budgets.models import (
     Budget,
     BudgetAction,
     BudgetAlert,
@@ -322,8 +322,8 @@ def _tenant_admins(tenant_id: int):
 
 def _announce(alert: BudgetAlert) -> None:
     """In-portal notifications now; e-mail and webhooks by the worker after commit."""
-    from billing import webhooks
-    from billing.budget_tasks import budget_alert_email
+    from billing.budgets.tasks import budget_alert_email
+    from billing.notifications import webhooks
 
     title, body = alert_text(alert)
     admins = _tenant_admins(alert.tenant_id)
@@ -399,7 +399,7 @@ def _validate(budget: Budget) -> None:
         if budget.amount is not None and budget.amount != budget.amount.to_integral_value():
             errors["amount"] = ["A token budget is a whole number of tokens."]
     if budget.api_key_id is not None:
-        from billing.budget_forms import api_key_model
+        from billing.budgets.forms import api_key_model
 
         if not api_key_model().objects.filter(pk=budget.api_key_id,
                                               tenant_id=budget.tenant_id).exists():

@@ -1,6 +1,7 @@
 from django.urls import path, re_path
 
-from billing import budget_api as api
+from billing.budgets import api
+from billing.usage import api as usage_api
 
 _MONTH = r"(?P<month>\d{4}-\d{2})"
 
@@ -16,4 +17,7 @@ urlpatterns = [
             api.StatementDetailApi.as_view(), name="api-statement"),
     re_path(rf"^tenants/(?P<slug>[-a-z0-9]+)/statements/{_MONTH}\.csv$",
             api.StatementCsvApi.as_view(), name="api-statement-csv"),
+    path("tenants/<slug:slug>/usage/", usage_api.TenantUsageApi.as_view(),
+         name="api-tenant-usage"),
+    path("usage/", usage_api.PlatformUsageApi.as_view(), name="api-platform-usage"),
 ]

@@ -10,10 +10,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from billing import budget_selectors as selectors
-from billing import budgets, statements, webhooks
-from billing.budget_forms import BudgetForm, WebhookForm
-from billing.budgets import month_start, next_month
+from billing.budgets import counters as budgets
+from billing.budgets import selectors
+from billing.budgets.counters import month_start, next_month
+from billing.budgets.forms import BudgetForm, WebhookForm
+from billing.notifications import webhooks
+from billing.statements import selectors as statements
 from portal.api import ApplicationError
 from portal.dates import parse_month
 from portal.forms import add_service_errors

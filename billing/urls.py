@@ -1,6 +1,7 @@
 from django.urls import path, re_path
 
-from billing import budget_views as views
+from billing.budgets import views
+from billing.usage import views as usage_views
 
 app_name = "billing"
 
@@ -30,3 +31,8 @@ msp_urlpatterns = (
     [path("", views.msp_statements, name="statements"),
      path("close/", views.msp_statements_close, name="statements_close")],
     "billing_msp")
+
+usage_urlpatterns = (
+    [path("t/<slug:tenant_slug>/usage/", usage_views.tenant_usage, name="tenant"),
+     path("msp/usage/", usage_views.platform_usage, name="platform")],
+    "usage")

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, time, timedelta
 from django import forms
 from django.utils import timezone
 
-from billing.usage_models import Granularity
+from billing.usage.models import Granularity
 from portal.dates import validate_supported_date
 
 RANGES = [("1", "Last 24 hours"), ("7", "Last 7 days"), ("30", "Last 30 days"),

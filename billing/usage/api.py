@@ -10,10 +10,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.usage_forms import MAX_DAYS, MAX_HOURLY_DAYS
-from billing.usage_models import Granularity
-from billing.usage_selectors import GROUPS, UsageScope, usage_query
-from billing.usage_views import own_key_ids
+from billing.usage.forms import MAX_DAYS, MAX_HOURLY_DAYS
+from billing.usage.models import Granularity
+from billing.usage.selectors import GROUPS, UsageScope, usage_query
+from billing.usage.views import own_key_ids
 from portal.dates import validate_supported_date
 from tenants import permissions
 from tenants.api import require_platform_perm, tenant_for_api

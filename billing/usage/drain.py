@@ -16,7 +16,7 @@ import orjson
 import redis
 from django.conf import settings
 
-from billing.services import usage_records_ingest
+from billing.usage.services import usage_records_ingest
 from gateway.services import apikeys_mark_used
 from gateway.usage import STREAM
 

@@ -19,8 +19,8 @@ from django.db import transaction
 from django.db.models import Count, Sum
 
 import audit
-from billing.budget_models import LineKind, Statement, StatementLine
-from billing.budgets import month_start, next_month
+from billing.budgets.counters import month_start, next_month
+from billing.budgets.models import LineKind, Statement, StatementLine
 from billing.models import UsageRecord
 from portal.api import ApplicationError
 from portal.csvexport import csv_writer

@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.http import Http404
 
-from billing.budget_forms import api_key_model
-from billing.budget_models import (
+from billing.budgets.counters import budget_consumption
+from billing.budgets.forms import api_key_model
+from billing.budgets.models import (
     Budget,
     BudgetAlert,
     Notification,
@@ -14,7 +15,6 @@ from billing.budget_models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from billing.budgets import budget_consumption
 from tenants.models import Tenant
 
 

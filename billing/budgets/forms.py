@@ -5,7 +5,7 @@ from decimal import Decimal
 from django import forms
 from django.apps import apps
 
-from billing.budget_models import BudgetAction, BudgetPeriod, BudgetUnit
+from billing.budgets.models import BudgetAction, BudgetPeriod, BudgetUnit
 from models_catalog.selectors import model_list_for_tenant
 from portal.text import validate_display_name
 

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from billing.budget_models import BudgetAction, BudgetPeriod, BudgetUnit
+from billing.budgets.models import BudgetAction, BudgetPeriod, BudgetUnit
 from portal.text import validate_display_name
 
 

@@ -1,4 +1,5 @@
-"""Reads for the usage dashboards and the usage API — from rollups only, never raw records."""
+"""Reads for the usage dashboards and the usage API — from rollups only, never raw records —
+and the check of the usage records against their seals."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 from django.db import connection
 from django.db.models import QuerySet, Sum
 
-from billing.usage_models import LATENCY_BOUNDS_MS, LATENCY_COLUMNS, UsageRollup
+from audit.models import AuditEvent
+from billing.usage.models import LATENCY_BOUNDS_MS, LATENCY_COLUMNS, UsageRecord, UsageRollup
+from billing.usage.seals import SEAL_ACTION, SealProblem, verify_seals
 
 GROUPS = {"tenant": "tenant_id", "key": "api_key_id", "model": "model_id",
           "deployment": "deployment_id"}
@@ -166,3 +169,14 @@ def usage_dashboard(scope: UsageScope, *, platform: bool = False) -> Dashboard:
     dashboard.totals["cost_by_currency"] = {row["currency"]: row["cost"]
                                             for row in results["currencies"] if row["currency"]}
     return dashboard
+
+
+def usage_seals_verify(*, start: datetime | None = None, end: datetime | None = None
+                       ) -> tuple[int, list[SealProblem]]:
+    seals = AuditEvent.objects.filter(action=SEAL_ACTION).order_by("seq")
+    if start:
+        seals = seals.filter(created_at__gte=start)
+    if end:
+        seals = seals.filter(created_at__lt=end)
+    return verify_seals(seals=seals.iterator(chunk_size=500),
+                        records_for=lambda seq: UsageRecord.objects.filter(sealed_by=seq))

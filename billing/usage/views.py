@@ -8,8 +8,8 @@ from django.apps import apps
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from billing.usage_forms import UsageRangeForm
-from billing.usage_selectors import Dashboard, UsageScope, usage_dashboard
+from billing.usage.forms import UsageRangeForm
+from billing.usage.selectors import Dashboard, UsageScope, usage_dashboard
 from deployments.models import Deployment
 from deployments.selectors import gpu_allocation
 from portal.csvexport import csv_writer

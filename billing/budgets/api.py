@@ -12,16 +12,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import budget_selectors as selectors
-from billing import budgets, statements
-from billing.budget_serializers import (
+from billing.budgets import counters as budgets
+from billing.budgets import selectors
+from billing.budgets.counters import budget_consumption, month_start
+from billing.budgets.serializers import (
     BudgetAlertSerializer,
     BudgetInputSerializer,
     BudgetOutputSerializer,
     StatementDetailSerializer,
     StatementSerializer,
 )
-from billing.budgets import budget_consumption, month_start
+from billing.statements import selectors as statements
 from models_catalog.selectors import model_list_for_tenant
 from portal.api import ApplicationError
 from portal.dates import parse_month

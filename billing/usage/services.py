@@ -8,10 +8,10 @@ from decimal import Decimal
 from django.db import transaction
 
 import audit
-from billing.budgets import budgets_record_usage
+from billing.budgets.counters import budgets_record_usage
 from billing.models import UsageRecord
-from billing.rollups import rollups_add
-from billing.seals import SEAL_ACTION, batch_digest
+from billing.usage.rollups import rollups_add
+from billing.usage.seals import SEAL_ACTION, batch_digest
 from models_catalog.models import ModelPrice
 from tenants.models import Tenant
 

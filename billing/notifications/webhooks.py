@@ -24,7 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 import audit
-from billing.budget_models import BudgetAlert, DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from billing.budgets.models import BudgetAlert, DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from portal import crypto, outbound, stored_secrets
 from tenants.models import Tenant
 
@@ -76,7 +76,7 @@ def webhook_endpoint_delete(*, actor, endpoint: WebhookEndpoint) -> None:
 def webhook_endpoint_ping(*, actor, endpoint: WebhookEndpoint) -> WebhookDelivery:
     """Queue a `ping` delivery to one endpoint, to check the receiver and its signature
     verification; it shows in the delivery log like any other."""
-    from billing.budget_tasks import webhook_deliver
+    from billing.notifications.tasks import webhook_deliver
 
     delivery = WebhookDelivery.objects.create(
         tenant_id=endpoint.tenant_id, endpoint=endpoint, event="ping",
@@ -92,7 +92,7 @@ def deliveries_create(*, alert: BudgetAlert | None, event: str, payload: dict,
                       tenant_id: int | None = None) -> list[WebhookDelivery]:
     """Queue one delivery per active endpoint of the tenant; the worker sends them after
     commit."""
-    from billing.budget_tasks import webhook_deliver
+    from billing.notifications.tasks import webhook_deliver
 
     tenant_id = tenant_id or alert.tenant_id
     deliveries = [WebhookDelivery.objects.create(

@@ -157,8 +157,7 @@ def main() -> None:
     from django.db import connection, transaction
     from django.test import Client
 
-    from billing.models import UsageRecord
-    from billing.usage.models import UsageRollup
+    from billing.usage.models import UsageRecord, UsageRollup
     from billing.usage.rollups import rollups_add, rollups_rebuild
     from billing.usage.selectors import UsageScope, usage_dashboard
     from models_catalog.models import Model

@@ -1,19 +1,13 @@
 """Every model of the billing app, for Django (which loads an app's models from here).
 
-Each lives in the package of its concern: usage records and rollups in `billing.usage`,
+Each is defined in the package of its concern: usage records and rollups in `billing.usage`,
 budgets and their alerts in `billing.budgets`, notifications and webhooks in
 `billing.notifications`, statements in `billing.statements`.
 """
 
-from billing.budgets.models import (
-           Budget,
-           BudgetAlert,
-           Notification,
-           Statement,
-           StatementLine,
-           WebhookDelivery,
-           WebhookEndpoint,
-)
+from billing.budgets.models import Budget, BudgetAlert
+from billing.notifications.models import Notification, WebhookDelivery, WebhookEndpoint
+from billing.statements.models import Statement, StatementLine
 from billing.usage.models import UsageRecord, UsageRollup
 
 __all__ = ["Budget", "BudgetAlert", "Notification", "Statement", "StatementLine", "UsageRecord",

@@ -21,7 +21,7 @@ from datetime import datetime
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
-from billing.budgets.counters import BudgetRule, gateway_budget_rules
+from billing.budgets.gateway import BudgetRule, gateway_budget_rules
 
 logger = logging.getLogger(__name__)
 

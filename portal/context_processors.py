@@ -8,7 +8,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.urls import reverse
 
-from billing.budgets.selectors import unread_notification_count
+from billing.notifications.selectors import unread_notification_count
 from tenants import permissions, selectors
 from tenants.permissions import PlatformPerm, TenantPerm
 

@@ -1,31 +1,22 @@
-"""REST endpoints for budgets, budget alerts and statements, tenant-scoped like the keys API."""
+"""REST endpoints for budgets and budget alerts, tenant-scoped like the keys API."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from django.http import Http404, HttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.budgets import counters as budgets
-from billing.budgets import selectors
-from billing.budgets.counters import budget_consumption, month_start
+from billing.budgets import selectors, services
+from billing.budgets.counters import budget_consumption
 from billing.budgets.serializers import (
     BudgetAlertSerializer,
     BudgetInputSerializer,
     BudgetOutputSerializer,
-    StatementDetailSerializer,
-    StatementSerializer,
 )
-from billing.statements import selectors as statements
 from models_catalog.selectors import model_list_for_tenant
 from portal.api import ApplicationError
-from portal.dates import parse_month
 from tenants.api import tenant_for_api
 from tenants.permissions import TenantPerm
 
@@ -59,7 +50,7 @@ class BudgetListApi(APIView):
         tenant = tenant_for_api(request, slug, TenantPerm.BUDGETS_MANAGE)
         data = BudgetInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        budget = budgets.budget_create(actor=request.user, tenant=tenant,
+        budget = services.budget_create(actor=request.user, tenant=tenant,
                                        **_values(tenant, data.validated_data))
         return Response(BudgetOutputSerializer(_row(budget)).data,
                         status=status.HTTP_201_CREATED)
@@ -84,7 +75,7 @@ class BudgetDetailApi(APIView):
             values = {**values, **{"model": _values(tenant, {"model": values["model"]})["model"]}}
         if "currency" in values:
             values["currency"] = values["currency"].upper()
-        budget = budgets.budget_update(actor=request.user, budget=budget, **values)
+        budget = services.budget_update(actor=request.user, budget=budget, **values)
         return Response(BudgetOutputSerializer(_row(budget)).data)
 
     @extend_schema(responses={204: None})
@@ -92,7 +83,7 @@ class BudgetDetailApi(APIView):
         tenant = tenant_for_api(request, slug, TenantPerm.BUDGETS_VIEW)
         budget = selectors.budget_get(tenant=tenant, pk=pk)
         tenant_for_api(request, slug, TenantPerm.BUDGETS_MANAGE)
-        budgets.budget_delete(actor=request.user, budget=budget)
+        services.budget_delete(actor=request.user, budget=budget)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -102,40 +93,3 @@ class BudgetAlertListApi(APIView):
         tenant = tenant_for_api(request, slug, TenantPerm.BUDGETS_VIEW)
         return Response(BudgetAlertSerializer(selectors.alert_list(tenant=tenant)[:500],
                                               many=True).data)
-
-
-def _month(value: str):
-    try:
-        month = parse_month(value)
-    except ValueError:
-        raise Http404("No such month.") from None
-    if month > month_start(datetime.now(UTC).date()):
-        raise Http404("No statement for a future month.")
-    return month
-
-
-class StatementListApi(APIView):
-    @extend_schema(responses=StatementSerializer(many=True), operation_id="statements_list")
-    def get(self, request: Request, slug: str) -> Response:
-        tenant = tenant_for_api(request, slug, TenantPerm.STATEMENTS_VIEW)
-        return Response(StatementSerializer(statements.statement_list(tenant=tenant),
-                                            many=True).data)
-
-
-class StatementDetailApi(APIView):
-    @extend_schema(responses=StatementDetailSerializer)
-    def get(self, request: Request, slug: str, month: str) -> Response:
-        tenant = tenant_for_api(request, slug, TenantPerm.STATEMENTS_VIEW)
-        data = statements.statement_get(tenant=tenant, period_start=_month(month))
-        return Response(StatementDetailSerializer(data).data)
-
-
-class StatementCsvApi(APIView):
-    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
-    def get(self, request: Request, slug: str, month: str) -> HttpResponse:
-        tenant = tenant_for_api(request, slug, TenantPerm.STATEMENTS_VIEW)
-        data = statements.statement_get(tenant=tenant, period_start=_month(month))
-        response = HttpResponse(statements.statement_csv(data), content_type="text/csv")
-        response["Content-Disposition"] = (f'attachment; filename="statement-{tenant.slug}-'
-                                           f'{month}.csv"')
-        return response

@@ -3,21 +3,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django import forms
-from django.apps import apps
 
 from billing.budgets.models import BudgetAction, BudgetPeriod, BudgetUnit
+from billing.budgets.selectors import tenant_api_keys
 from models_catalog.selectors import model_list_for_tenant
 from portal.text import validate_display_name
-
-
-def api_key_model():
-    # The key model belongs to the gateway app, which depends on billing: looked up by name.
-    return apps.get_model("gateway", "ApiKey")
-
-
-def tenant_api_keys(tenant):
-    return api_key_model().objects.filter(tenant=tenant, revoked_at__isnull=True).order_by(
-        "name")
 
 
 class BudgetForm(forms.Form):
@@ -85,10 +75,3 @@ class BudgetForm(forms.Form):
                 "period_start": data["period_start"], "period_end": data["period_end"],
                 "thresholds": data["thresholds"], "action": data["action"],
                 "notify_email": data["notify_email"]}
-
-
-class WebhookForm(forms.Form):
-    name = forms.CharField(max_length=100, validators=[validate_display_name],
-                           help_text="E.g. “Finance alerts”.")
-    url = forms.URLField(max_length=500, label="URL", assume_scheme="https",
-                         help_text="Receives a signed JSON POST at every budget alert.")

@@ -1,21 +1,24 @@
-"""Reads for the budget, notification, webhook and statement pages and API."""
+"""Reads for the budget pages and API."""
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.db.models import QuerySet
 from django.http import Http404
 
 from billing.budgets.counters import budget_consumption
-from billing.budgets.forms import api_key_model
-from billing.budgets.models import (
-    Budget,
-    BudgetAlert,
-    Notification,
-    Statement,
-    WebhookDelivery,
-    WebhookEndpoint,
-)
+from billing.budgets.models import Budget, BudgetAlert
 from tenants.models import Tenant
+
+
+def api_key_model():
+    # The key model belongs to the gateway app, which depends on billing: looked up by name.
+    return apps.get_model("gateway", "ApiKey")
+
+
+def tenant_api_keys(tenant):
+    return api_key_model().objects.filter(tenant=tenant, revoked_at__isnull=True).order_by(
+        "name")
 
 
 def budget_list(*, tenant: Tenant) -> QuerySet[Budget]:
@@ -38,33 +41,3 @@ def budget_rows(*, tenant: Tenant) -> list[dict]:
 
 def alert_list(*, tenant: Tenant) -> QuerySet[BudgetAlert]:
     return BudgetAlert.objects.for_tenant(tenant).select_related("budget")
-
-
-def notification_list(*, user, tenant: Tenant) -> QuerySet[Notification]:
-    return Notification.objects.for_tenant(tenant).filter(user=user)[:100]
-
-
-def unread_notification_count(*, user, tenant: Tenant) -> int:
-    return Notification.objects.for_tenant(tenant).filter(user=user,
-                                                          read_at__isnull=True).count()
-
-
-def webhook_endpoint_list(*, tenant: Tenant) -> QuerySet[WebhookEndpoint]:
-    return WebhookEndpoint.objects.for_tenant(tenant)
-
-
-def webhook_endpoint_get(*, tenant: Tenant, pk: int) -> WebhookEndpoint:
-    endpoint = webhook_endpoint_list(tenant=tenant).filter(pk=pk).first()
-    if endpoint is None:
-        raise Http404("No such webhook.")
-    return endpoint
-
-
-def webhook_delivery_list(*, tenant: Tenant) -> QuerySet[WebhookDelivery]:
-    return WebhookDelivery.objects.for_tenant(tenant).select_related("endpoint")
-
-
-def statement_overview() -> QuerySet[Statement]:
-    """Closed statements of every tenant, newest month first (the MSP's page)."""
-    return Statement.objects.select_related("tenant").order_by("-period_start",
-                                                               "tenant__name")[:200]

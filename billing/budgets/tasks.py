@@ -8,17 +8,17 @@ during an upgrade still finds its task.
 from celery import shared_task
 from django.conf import settings
 
-from billing.budgets import counters as budgets
+from billing.budgets import alerts, services
 
 
 @shared_task(name="billing.budget_tasks.budgets_reconcile", ignore_result=True)
 def budgets_reconcile() -> int:
     if not settings.REDIS_URL:
         return 0  # no gateway and no counters without Redis
-    return budgets.budgets_reconcile()
+    return services.budgets_reconcile()
 
 
 @shared_task(name="billing.budget_tasks.budget_alert_email", ignore_result=True,
              autoretry_for=(OSError,), retry_backoff=30, max_retries=8)
 def budget_alert_email(alert_id: int) -> bool:
-    return budgets.alert_email_send(alert_id=alert_id)
+    return alerts.alert_email_send(alert_id=alert_id)

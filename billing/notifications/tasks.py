@@ -6,7 +6,7 @@ Task names keep the names they had before billing was split into packages (see
 
 from celery import shared_task
 
-from billing.notifications import webhooks
+from billing.notifications import selectors, webhooks
 
 
 @shared_task(name="billing.budget_tasks.webhook_deliver", ignore_result=True)
@@ -18,7 +18,7 @@ def webhook_deliver(delivery_id: int) -> None:
 
 @shared_task(name="billing.budget_tasks.webhook_deliveries_due", ignore_result=True)
 def webhook_deliveries_due() -> int:
-    due = webhooks.deliveries_due()
+    due = selectors.deliveries_due()
     for delivery_id in due:
         webhook_deliver.delay(delivery_id)
     return len(due)

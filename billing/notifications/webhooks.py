@@ -1,5 +1,5 @@
-"""Budget webhooks: endpoints with an encrypted signing secret, signed deliveries retried with
-exponential backoff, and a delivery log.
+"""Webhook deliveries: each attempt signed and sent to the address the outbound policy vetted,
+retried with exponential backoff, and its outcome kept in the delivery log.
 
 A receiver verifies `X-Portal-Signature: sha256=<hex>`, the HMAC-SHA256 of
 `<X-Portal-Timestamp>.<raw body>` under the endpoint's secret, and refuses timestamps older
@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
-import secrets
 import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-import audit
-from billing.budgets.models import BudgetAlert, DeliveryStatus, WebhookDelivery, WebhookEndpoint
-from portal import crypto, outbound, stored_secrets
-from tenants.models import Tenant
+from billing.notifications.models import DeliveryStatus, WebhookDelivery
+from portal import outbound, stored_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -39,69 +35,6 @@ _LEASE = timedelta(minutes=2)
 def sign(secret: str, timestamp: int, body: bytes) -> str:
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     return "sha256=" + digest.hexdigest()
-
-
-def webhook_endpoint_create(*, actor, tenant: Tenant, name: str, url: str
-                            ) -> tuple[WebhookEndpoint, str]:
-    """Returns the endpoint and its signing secret, which is shown this once.
-
-    The URL must be http(s) and resolve to public addresses or networks the operator allowed
-    (portal.outbound: the portal must not become a way into the internal network); it is
-    checked before the transaction (it resolves the host). It may embed the receiver's own
-    secret (Slack, Teams), so the audit trail keeps it masked."""
-    try:
-        outbound.check_url(url, outbound.webhook_policy())
-    except outbound.OutboundRefused as exc:
-        raise ValidationError({"url": [exc.message]}) from None
-    secret = "whsec_" + secrets.token_urlsafe(32)
-    with transaction.atomic():
-        endpoint = WebhookEndpoint(tenant=tenant, name=name, url=url,
-                                   secret_encrypted=crypto.encrypt(secret),
-                                   created_by=getattr(actor, "audit_label", str(actor)))
-        endpoint.full_clean()
-        endpoint.save()
-        audit.record(action="billing.webhook_create", actor=actor, tenant=tenant,
-                     target=endpoint, details={"name": name, "url": endpoint.masked_url})
-    return endpoint, secret
-
-
-@transaction.atomic
-def webhook_endpoint_delete(*, actor, endpoint: WebhookEndpoint) -> None:
-    audit.record(action="billing.webhook_delete", actor=actor, tenant=endpoint.tenant,
-                 target=endpoint, details={"name": endpoint.name, "url": endpoint.masked_url})
-    endpoint.delete()
-
-
-@transaction.atomic
-def webhook_endpoint_ping(*, actor, endpoint: WebhookEndpoint) -> WebhookDelivery:
-    """Queue a `ping` delivery to one endpoint, to check the receiver and its signature
-    verification; it shows in the delivery log like any other."""
-    from billing.notifications.tasks import webhook_deliver
-
-    delivery = WebhookDelivery.objects.create(
-        tenant_id=endpoint.tenant_id, endpoint=endpoint, event="ping",
-        payload={"event": "ping", "tenant": endpoint.tenant.slug, "endpoint_id": endpoint.pk,
-                 "sent_by": getattr(actor, "audit_label", str(actor)),
-                 "created_at": timezone.now().isoformat()},
-        next_attempt_at=timezone.now())
-    transaction.on_commit(lambda: webhook_deliver.delay(delivery.pk))
-    return delivery
-
-
-def deliveries_create(*, alert: BudgetAlert | None, event: str, payload: dict,
-                      tenant_id: int | None = None) -> list[WebhookDelivery]:
-    """Queue one delivery per active endpoint of the tenant; the worker sends them after
-    commit."""
-    from billing.notifications.tasks import webhook_deliver
-
-    tenant_id = tenant_id or alert.tenant_id
-    deliveries = [WebhookDelivery.objects.create(
-        tenant_id=tenant_id, endpoint=endpoint, alert=alert, event=event, payload=payload,
-        next_attempt_at=timezone.now())
-        for endpoint in WebhookEndpoint.objects.filter(tenant_id=tenant_id, active=True)]
-    for delivery in deliveries:
-        transaction.on_commit(lambda pk=delivery.pk: webhook_deliver.delay(pk))
-    return deliveries
 
 
 def backoff_seconds(attempts: int) -> int:
@@ -121,6 +54,16 @@ def delivery_attempt(*, delivery_id: int) -> int | None:
     if not claimed:
         return None
     delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
+    status_code, error = _send(delivery)
+    retry_in = _record_attempt(delivery, status_code, error)
+    if error:
+        logger.warning("Webhook delivery %s to %s failed (attempt %d): %s", delivery.pk,
+                       delivery.endpoint.masked_url, delivery.attempts, error)
+    return retry_in
+
+
+def _send(delivery: WebhookDelivery) -> tuple[int | None, str]:
+    """POST the signed payload once: (HTTP status or None, error message or "")."""
     endpoint = delivery.endpoint
     body = _json(delivery.payload)
     timestamp = int(time.time())
@@ -148,6 +91,12 @@ def delivery_attempt(*, delivery_id: int) -> int | None:
         error = exc.message[:500]
     except requests.RequestException as exc:
         error = _without_secrets(f"{exc.__class__.__name__}: {exc}", endpoint.url)[:500]
+    return status_code, error
+
+
+def _record_attempt(delivery: WebhookDelivery, status_code: int | None, error: str
+                    ) -> int | None:
+    """Store the attempt's outcome: delivered, given up, or retried in the returned seconds."""
     delivery.attempts += 1
     delivery.last_status_code = status_code
     delivery.last_error = error
@@ -164,18 +113,7 @@ def delivery_attempt(*, delivery_id: int) -> int | None:
         delivery.next_attempt_at = timezone.now() + timedelta(seconds=retry_in)
     delivery.save(update_fields=["attempts", "last_status_code", "last_error", "status",
                                  "delivered_at", "next_attempt_at"])
-    if error:
-        logger.warning("Webhook delivery %s to %s failed (attempt %d): %s", delivery.pk,
-                       endpoint.masked_url, delivery.attempts, error)
     return retry_in
-
-
-def deliveries_due() -> list[int]:
-    """Deliveries whose retry is due (the beat sweep re-enqueues them: a lost broker message
-    never loses a delivery)."""
-    return list(WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING,
-                                               next_attempt_at__lte=timezone.now())
-                .values_list("pk", flat=True)[:500])
 
 
 def _without_secrets(text: str, url: str) -> str:
@@ -189,6 +127,4 @@ def _without_secrets(text: str, url: str) -> str:
 
 
 def _json(payload: dict) -> bytes:
-    import json
-
     return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()

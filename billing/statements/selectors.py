@@ -1,4 +1,4 @@
-"""Monthly statements: a line per model and price in force, totals per currency.
+"""Monthly statements as they read: a line per model and price in force, totals per currency.
 
 An open month is computed from the usage records (each charged at the price in force when it
 was served). Closing a month stores its lines; a closed statement never changes. Usage of a
@@ -9,21 +9,17 @@ month when it closes.
 
 from __future__ import annotations
 
-import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db import transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, QuerySet, Sum
+from django.http import Http404
 
-import audit
-from billing.budgets.counters import month_start, next_month
-from billing.budgets.models import LineKind, Statement, StatementLine
-from billing.models import UsageRecord
-from portal.api import ApplicationError
-from portal.csvexport import csv_writer
+from billing.statements.models import LineKind, Statement, StatementLine
+from billing.usage.models import UsageRecord
+from portal.dates import month_start, next_month, parse_month
 from tenants.models import Tenant
 
 GroupKey = tuple[str, str, Decimal | None, Decimal | None]  # model, currency, in, out price
@@ -179,37 +175,6 @@ def statement_list(*, tenant: Tenant) -> list[StatementData]:
     return [statement_get(tenant=tenant, period_start=m) for m in statement_months(tenant=tenant)]
 
 
-@transaction.atomic
-def statement_close(*, actor, tenant: Tenant, period_start: date) -> Statement:
-    period_start = month_start(period_start)
-    if next_month(period_start) > datetime.now(UTC).date():
-        raise ApplicationError(f"{period_start:%B %Y} is not over yet; close it from "
-                               f"{next_month(period_start):%d %B %Y} on.")
-    # One closer at a time per tenant (a second one then finds the statement closed).
-    Tenant.objects.select_for_update().get(pk=tenant.pk)
-    if Statement.objects.filter(tenant=tenant, period_start=period_start).exists():
-        raise ApplicationError(f"{tenant.name}'s statement for {period_start:%B %Y} is "
-                               "already closed; it never changes.")
-    data = statement_get(tenant=tenant, period_start=period_start)
-    statement = Statement.objects.create(
-        tenant=tenant, period_start=period_start, closed_at=datetime.now(UTC),
-        closed_by=getattr(actor, "audit_label", str(actor)))
-    StatementLine.objects.bulk_create([StatementLine(
-        statement=statement, kind=line.kind, source_period=line.source_period,
-        model_slug=line.model_slug, currency=line.currency,
-        input_price_per_million=line.input_price_per_million,
-        output_price_per_million=line.output_price_per_million, requests=line.requests,
-        input_tokens=line.input_tokens, output_tokens=line.output_tokens, amount=line.amount)
-        for line in data.lines])
-    audit.record(action="billing.statement_close", actor=actor, tenant=tenant, target=statement,
-                 details={"period": f"{period_start:%Y-%m}", "lines": len(data.lines),
-                          "corrections": sum(1 for line in data.lines
-                                             if line.kind == LineKind.CORRECTION),
-                          "totals": {t["currency"] or "unpriced": str(t["amount"])
-                                     for t in data.totals}})
-    return statement
-
-
 def statements_pending(*, period_start: date) -> list[StatementData]:
     """The month's statements not closed yet, of every tenant with lines (the MSP's preview)."""
     period_start = month_start(period_start)
@@ -223,74 +188,18 @@ def statements_pending(*, period_start: date) -> list[StatementData]:
     return pending
 
 
-def statements_close(*, actor, period_start: date) -> list[Statement]:
-    """Close the month for every tenant that has usage in it or corrections due."""
-    return [statement_close(actor=actor, tenant=data.tenant, period_start=data.period_start)
-            for data in statements_pending(period_start=period_start)]
+def statement_overview() -> QuerySet[Statement]:
+    """Closed statements of every tenant, newest month first (the MSP's page)."""
+    return Statement.objects.select_related("tenant").order_by("-period_start",
+                                                               "tenant__name")[:200]
 
 
-# --- downloads ------------------------------------------------------------------------
-
-CSV_HEADER = ["period", "kind", "usage_month", "model", "currency", "input_price_per_million",
-              "output_price_per_million", "requests", "input_tokens", "output_tokens", "amount"]
-
-
-def statement_csv(data: StatementData) -> str:
-    out = io.StringIO()
-    writer = csv_writer(out)
-    writer.writerow(CSV_HEADER)
-    period = f"{data.period_start:%Y-%m}"
-    for line in data.lines:
-        writer.writerow([period, line.kind, f"{line.source_period:%Y-%m}", line.model_slug,
-                         line.currency, line.input_price_per_million or "",
-                         line.output_price_per_million or "", line.requests, line.input_tokens,
-                         line.output_tokens, line.amount])
-    for total in data.totals:
-        writer.writerow([period, "total", "", "", total["currency"], "", "", total["requests"],
-                         total["input_tokens"], total["output_tokens"], total["amount"]])
-    return out.getvalue()
-
-
-def statement_pdf(data: StatementData) -> bytes:
-    from reportlab.lib.pagesizes import A4, landscape
-    from reportlab.lib.units import mm
-    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
-
-    from audit.reports.pdf import BODY, H2, SMALL, TITLE, _grid
-
-    buffer = io.BytesIO()
-    doc = SimpleDocTemplate(buffer, pagesize=landscape(A4), leftMargin=15 * mm,
-                            rightMargin=15 * mm, topMargin=15 * mm, bottomMargin=15 * mm,
-                            title=f"Statement {data.period_start:%Y-%m} {data.tenant.slug}")
-    state = (f"Closed {data.closed_at:%d %b %Y %H:%M} UTC by {data.closed_by}" if data.closed
-             else "Open: figures may still change until the month is closed")
-    story = [Paragraph(f"Statement {data.period_start:%B %Y}", TITLE),
-             Paragraph(f"{data.tenant.name} ({data.tenant.slug}) · {state}", SMALL),
-             Spacer(1, 4 * mm), Paragraph("Lines", H2)]
-    rows = [["Kind", "Usage month", "Model", "Input price / 1M", "Output price / 1M",
-             "Requests", "Input tokens", "Output tokens", "Amount"]]
-    for line in data.lines:
-        rows.append([line.kind, f"{line.source_period:%Y-%m}", line.model_slug,
-                     _price(line.input_price_per_million, line.currency),
-                     _price(line.output_price_per_million, line.currency), line.requests,
-                     line.input_tokens, line.output_tokens,
-                     f"{money(line.amount)} {line.currency}".strip()])
-    if len(rows) == 1:
-        rows.append(["No usage in this month."] + [""] * 8)
-    story.append(_grid(rows))
-    story += [Paragraph("Totals", H2)]
-    total_rows = [["Currency", "Requests", "Input tokens", "Output tokens", "Amount"]]
-    for total in data.totals:
-        total_rows.append([total["currency"] or "unpriced", total["requests"],
-                           total["input_tokens"], total["output_tokens"],
-                           f"{money(total['amount'])} {total['currency']}".strip()])
-    story.append(_grid(total_rows))
-    story += [Spacer(1, 4 * mm), Paragraph(
-        "Each request is charged at the price in force when it was served. Amounts are rounded "
-        "to the cent for display; the CSV download holds the exact figures.", BODY)]
-    doc.build(story)
-    return buffer.getvalue()
-
-
-def _price(value: Decimal | None, currency: str) -> str:
-    return "unpriced" if value is None else f"{value.normalize():f} {currency}"
+def statement_month(value: str) -> date:
+    """The month a statement URL names (`YYYY-MM`); 404 when it is none or in the future."""
+    try:
+        month = parse_month(value)
+    except ValueError:
+        raise Http404("No such month.") from None
+    if month > month_start(datetime.now(UTC).date()):
+        raise Http404("No statement for a future month.")
+    return month

@@ -3,25 +3,39 @@
 A consumer group gives at-least-once delivery: an event is acknowledged only after its batch
 is committed, and events a crashed drainer had claimed are re-claimed after a minute.
 Records are unique by request id, so a redelivered event is never counted twice.
+
+Other apps that keep figures of their own from the same events register a listener
+(`after_store`) instead of being imported here: the gateway records when each key was last
+used (GatewayConfig.ready), and billing never imports the gateway.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections import defaultdict
-from datetime import UTC, datetime
+from collections.abc import Callable
 
 import orjson
 import redis
 from django.conf import settings
 
+from billing.usage.events import STREAM
 from billing.usage.services import usage_records_ingest
-from gateway.services import apikeys_mark_used
-from gateway.usage import STREAM
 
 GROUP = "billing"
 STALE_AFTER_MS = 60_000
+
+StoredListener = Callable[[list[dict]], None]
+_listeners: list[StoredListener] = []
+
+
+def after_store(listener: StoredListener) -> StoredListener:
+    """Call `listener(events)` with every batch of events once its records are committed and
+    before the batch is acknowledged: a listener that fails leaves the batch in the stream, to
+    be stored again (a no-op) and passed to it again."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+    return listener
 
 
 def _client() -> redis.Redis:
@@ -43,12 +57,8 @@ def _store(client: redis.Redis, entries: list) -> int:
         if fields and b"e" in fields:  # entries deleted meanwhile come back empty
             events.append(orjson.loads(fields[b"e"]))
     created = usage_records_ingest(events=events)
-    last_used: dict[int, datetime] = defaultdict(lambda: datetime.min.replace(tzinfo=UTC))
-    for event in events:
-        if event.get("key_id"):
-            when = datetime.fromtimestamp(event["ts"], tz=UTC)
-            last_used[event["key_id"]] = max(last_used[event["key_id"]], when)
-    apikeys_mark_used(last_used=dict(last_used))
+    for listener in _listeners:
+        listener(events)
     client.xack(STREAM, GROUP, *ids)
     client.xdel(STREAM, *ids)
     return created

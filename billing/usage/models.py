@@ -1,9 +1,10 @@
-"""Usage rollups: what the dashboards read, kept up to date as usage records are stored.
+"""Usage records, one per metered gateway request, and the rollups the dashboards read.
 
-One row per granularity (hour, day), bucket start and dimension combination (tenant, key,
-model, deployment, currency). "None" dimensions are stored as 0 / "" so the unique key works
-as an upsert target on PostgreSQL and SQLite alike. Latency is kept as a fixed histogram (one
-column per bucket) so rows merge by addition and p50/p95 come from rollups, never raw records.
+Rollups are kept up to date as usage records are stored: one row per granularity (hour, day),
+bucket start and dimension combination (tenant, key, model, deployment, currency). "None"
+dimensions are stored as 0 / "" so the unique key works as an upsert target on PostgreSQL and
+SQLite alike. Latency is kept as a fixed histogram (one column per bucket) so rows merge by
+addition and p50/p95 come from rollups, never raw records.
 """
 
 from __future__ import annotations

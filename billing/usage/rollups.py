@@ -15,8 +15,13 @@ from decimal import Decimal
 
 from django.db import connection, transaction
 
-from billing.models import UsageRecord
-from billing.usage.models import LATENCY_BOUNDS_MS, LATENCY_COLUMNS, Granularity, UsageRollup
+from billing.usage.models import (
+    LATENCY_BOUNDS_MS,
+    LATENCY_COLUMNS,
+    Granularity,
+    UsageRecord,
+    UsageRollup,
+)
 from portal import locks
 
 _KEY_COLUMNS = ("granularity", "bucket", "tenant_id", "api_key_id", "model_id",

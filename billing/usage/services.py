@@ -1,3 +1,7 @@
+"""Storing usage: gateway usage events become usage records, charged at the price in force
+when each request was served, sealed in the audit chain, and added to the rollups and the
+budget counters in the same transaction."""
+
 from __future__ import annotations
 
 import logging
@@ -9,7 +13,7 @@ from django.db import transaction
 
 import audit
 from billing.budgets.counters import budgets_record_usage
-from billing.models import UsageRecord
+from billing.usage.models import UsageRecord
 from billing.usage.rollups import rollups_add
 from billing.usage.seals import SEAL_ACTION, batch_digest
 from models_catalog.models import ModelPrice
@@ -43,20 +47,10 @@ def usage_records_ingest(*, events: list[dict]) -> int:
     """Store gateway usage events as records, charged at the price in force when served.
 
     Idempotent: an event delivered twice (at-least-once delivery) is stored once, by its
-    request id. The new records are sealed by one audit event (billing.seals). Returns how
-    many records were new.
+    request id. The new records are sealed by one audit event (billing.usage.seals). Returns
+    how many records were new.
     """
-    # The same event twice in one batch (sent again after its XADD's answer was lost) is one
-    # record; left in, the batch would break the unique request id and never be stored.
-    events = list({e["request_id"]: e for e in events}.values())
-    known_tenants = set(Tenant.objects.filter(
-        pk__in={e["tenant_id"] for e in events}).values_list("pk", flat=True))
-    unknown = [e["request_id"] for e in events if e["tenant_id"] not in known_tenants]
-    if unknown:
-        # Tenants are never deleted, so this is a corrupt event: skip it rather than let it
-        # block every later batch, and leave a trace.
-        logger.error("Skipped %d usage events of unknown tenants: %s", len(unknown), unknown[:5])
-        events = [e for e in events if e["tenant_id"] in known_tenants]
+    events = _storable(events)
     if not events:
         return 0
     price_at = _price_lookup({e["model_id"] for e in events if e.get("model_id")})
@@ -84,6 +78,38 @@ def usage_records_ingest(*, events: list[dict]) -> int:
     records = [r for r in records if r.request_id not in existing]
     if not records:
         return 0
+    _seal(records)
+    # A concurrent drainer storing the same event makes this fail and roll back as a whole;
+    # the batch stays unacknowledged and is retried, then finds those records already stored.
+    UsageRecord.objects.bulk_create(records, batch_size=1000)
+
+    # --- rollups for the dashboards (billing.usage.rollups) ---
+    rollups_add(records=records)
+
+    # --- budgets: counters and threshold alerts (billing.budgets.counters) ---
+    budgets_record_usage(records=records)
+
+    return len(records)
+
+
+def _storable(events: list[dict]) -> list[dict]:
+    """The batch's events once each, without those of unknown tenants."""
+    # The same event twice in one batch (sent again after its XADD's answer was lost) is one
+    # record; left in, the batch would break the unique request id and never be stored.
+    events = list({e["request_id"]: e for e in events}.values())
+    known_tenants = set(Tenant.objects.filter(
+        pk__in={e["tenant_id"] for e in events}).values_list("pk", flat=True))
+    unknown = [e["request_id"] for e in events if e["tenant_id"] not in known_tenants]
+    if unknown:
+        # Tenants are never deleted, so this is a corrupt event: skip it rather than let it
+        # block every later batch, and leave a trace.
+        logger.error("Skipped %d usage events of unknown tenants: %s", len(unknown), unknown[:5])
+        events = [e for e in events if e["tenant_id"] in known_tenants]
+    return events
+
+
+def _seal(records: list[UsageRecord]) -> None:
+    """One audit event whose hash covers the new records (billing.usage.seals)."""
     seal = audit.record(action=SEAL_ACTION, actor="system:usage-drain", details={
         "records": len(records), "sha256": batch_digest(records),
         "first_request_id": min(r.request_id for r in records),
@@ -91,14 +117,3 @@ def usage_records_ingest(*, events: list[dict]) -> int:
         "from": min(r.created_at for r in records), "to": max(r.created_at for r in records)})
     for record in records:
         record.sealed_by = seal.seq
-    # A concurrent drainer storing the same event makes this fail and roll back as a whole;
-    # the batch stays unacknowledged and is retried, then finds those records already stored.
-    UsageRecord.objects.bulk_create(records, batch_size=1000)
-
-    # --- rollups for the dashboards (billing.rollups) ---
-    rollups_add(records=records)
-
-    # --- budgets: counters and threshold alerts (billing.budgets) ---
-    budgets_record_usage(records=records)
-
-    return len(records)

@@ -7,8 +7,9 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from audit.models import AuditEvent
-from billing import webhooks
-from billing.budget_models import WebhookDelivery
+from billing.models import WebhookDelivery
+from billing.notifications import services as webhooks
+from billing.notifications.webhooks import delivery_attempt
 from portal import outbound
 from tests.support.net import FakeDns, recording_server
 
@@ -26,7 +27,7 @@ def _deliver(tenant, django_capture_on_commit_callbacks) -> WebhookDelivery:
         webhooks.deliveries_create(alert=None, event="budget.threshold_reached",
                                    payload={"x": 1}, tenant_id=tenant.pk)
     delivery = WebhookDelivery.objects.get()
-    webhooks.delivery_attempt(delivery_id=delivery.pk)
+    delivery_attempt(delivery_id=delivery.pk)
     delivery.refresh_from_db()
     return delivery
 

@@ -24,6 +24,17 @@ def _django_validation_errors(exc: DjangoValidationError) -> dict[str, list[str]
     return {"non_field_errors": exc.messages}
 
 
+def full_clean_or_refuse(instance, *, exclude: list[str] | None = None) -> None:
+    """`instance.full_clean()` for a service: what the model's validators refuse becomes an
+    `ApplicationError` whose field errors name the same fields, so forms show each message on
+    its field and the API answers 400 with them. (`__all__` holds the whole-row errors.)"""
+    try:
+        instance.full_clean(exclude=exclude)
+    except DjangoValidationError as exc:
+        raise ApplicationError(" ".join(exc.messages),
+                               field_errors=_django_validation_errors(exc)) from None
+
+
 def _messages(errors, where: str = "") -> list[str]:
     """A field's errors as one list of messages. DRF nests a list or map field's errors by
     index or key; those messages say which item they are about: `[0] …`, `[name] …`."""

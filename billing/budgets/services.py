@@ -8,7 +8,6 @@ import logging
 from datetime import datetime
 
 import redis
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 
@@ -16,6 +15,7 @@ import audit
 from billing.budgets.counters import budget_reconcile
 from billing.budgets.models import Budget, BudgetAction, BudgetPeriod, BudgetUnit
 from billing.budgets.selectors import api_key_model
+from portal.api import ApplicationError, full_clean_or_refuse
 from portal.dates import OUT_OF_RANGE, is_supported
 from portal.gateway_config import bump_gateway_config
 from tenants.models import Tenant
@@ -57,8 +57,9 @@ def _validate(budget: Budget) -> None:
                                               tenant_id=budget.tenant_id).exists():
             errors["api_key_id"] = ["Choose one of this tenant's API keys."]
     if errors:
-        raise ValidationError(errors)
-    budget.full_clean()
+        raise ApplicationError(" ".join(m for messages in errors.values() for m in messages),
+                               field_errors=errors)
+    full_clean_or_refuse(budget)
 
 
 def _changed(budget: Budget) -> None:
@@ -142,7 +143,7 @@ def tenant_default_budgets_sync() -> None:
                             amount=tenant.default_monthly_budget,
                             currency=tenant.budget_currency, action=BudgetAction.NOTIFY,
                             from_tenant_default=True, created_by="system:budgets")
-            budget.full_clean()
+            full_clean_or_refuse(budget)
             budget.save()
             audit.record(action="billing.budget_create", actor="system:budgets", tenant=tenant,
                          target=budget, details=_describe(budget))

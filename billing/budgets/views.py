@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -45,7 +44,7 @@ def budget_create(request: HttpRequest) -> HttpResponse:
         try:
             budget = services.budget_create(actor=request.user, tenant=request.tenant,
                                            **form.service_values())
-        except (ValidationError, ApplicationError) as exc:
+        except ApplicationError as exc:
             add_service_errors(form, exc)
         else:
             messages.success(request, f"Budget “{budget.name}” created.")
@@ -61,7 +60,7 @@ def budget_edit(request: HttpRequest, pk: int) -> HttpResponse:
         if form.is_valid():
             try:
                 services.budget_update(actor=request.user, budget=budget, **form.service_values())
-            except (ValidationError, ApplicationError) as exc:
+            except ApplicationError as exc:
                 add_service_errors(form, exc)
             else:
                 messages.success(request, f"Budget “{budget.name}” saved.")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import secrets
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -15,6 +14,7 @@ from billing.budgets.models import BudgetAlert
 from billing.notifications.models import Notification, WebhookDelivery, WebhookEndpoint
 from billing.notifications.tasks import webhook_deliver
 from portal import crypto, outbound
+from portal.api import ApplicationError, full_clean_or_refuse
 from tenants.models import Tenant
 
 
@@ -46,13 +46,13 @@ def webhook_endpoint_create(*, actor, tenant: Tenant, name: str, url: str
     try:
         outbound.check_url(url, outbound.webhook_policy())
     except outbound.OutboundRefused as exc:
-        raise ValidationError({"url": [exc.message]}) from None
+        raise ApplicationError(exc.message, field_errors={"url": [exc.message]}) from None
     secret = "whsec_" + secrets.token_urlsafe(32)
     with transaction.atomic():
         endpoint = WebhookEndpoint(tenant=tenant, name=name, url=url,
                                    secret_encrypted=crypto.encrypt(secret),
                                    created_by=getattr(actor, "audit_label", str(actor)))
-        endpoint.full_clean()
+        full_clean_or_refuse(endpoint)
         endpoint.save()
         audit.record(action="billing.webhook_create", actor=actor, tenant=tenant,
                      target=endpoint, details={"name": name, "url": endpoint.masked_url})

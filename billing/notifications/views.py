@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -61,7 +60,7 @@ def webhook_create(request: HttpRequest) -> HttpResponse:
         try:
             endpoint, secret = services.webhook_endpoint_create(
                 actor=request.user, tenant=request.tenant, **form.cleaned_data)
-        except (ValidationError, ApplicationError) as exc:
+        except ApplicationError as exc:
             add_service_errors(form, exc)
         else:
             return _webhook_page(request, new_endpoint=endpoint, new_secret=secret)

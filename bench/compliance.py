@@ -131,7 +131,7 @@ def phase_load(events: int, usage_records: int) -> dict:
     from django.db import connection
 
     from audit.chain import GENESIS_HASH, canonical_time, checkpoint_payload, link_hash
-    from billing.seals import SEAL_ACTION, batch_digest
+    from billing.usage.seals import SEAL_ACTION, batch_digest
     from portal import signing
     from tenants.models import Tenant
 

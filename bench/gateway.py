@@ -273,8 +273,8 @@ def main() -> None:
         ttft = {name: asyncio.run(time_to_first_token(base + "/chat/completions", key, 200))
                 for name, (base, key, _pid) in targets.items()}
         time.sleep(1)
-        from billing.models import UsageRecord
-        from gateway.drain import drain_usage_stream
+        from billing.usage.drain import drain_usage_stream
+        from billing.usage.models import UsageRecord
 
         UsageRecord.objects.all().delete()
         while drain_usage_stream():

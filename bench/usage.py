@@ -157,10 +157,9 @@ def main() -> None:
     from django.db import connection, transaction
     from django.test import Client
 
-    from billing.models import UsageRecord
-    from billing.rollups import rollups_add, rollups_rebuild
-    from billing.usage_models import UsageRollup
-    from billing.usage_selectors import UsageScope, usage_dashboard
+    from billing.usage.models import UsageRecord, UsageRollup
+    from billing.usage.rollups import rollups_add, rollups_rebuild
+    from billing.usage.selectors import UsageScope, usage_dashboard
     from models_catalog.models import Model
     from tenants.models import Membership, Tenant, TenantRole, User
 

@@ -6,7 +6,4 @@ class BillingConfig(AppConfig):
     verbose_name = "Usage and billing"
 
     def ready(self) -> None:
-        from billing import (
-            budget_tasks,  # noqa: F401  (registers the budget tasks)
-            report_sections,  # noqa: F401  (registers its compliance report section)
-        )
+        from billing import report_sections  # noqa: F401  (registers its compliance report section)

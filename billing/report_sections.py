@@ -6,8 +6,8 @@ from __future__ import annotations
 from django.db.models import Count, Q, Sum
 
 from audit.reports.sections import Chart, ReportScope, Section, Table, register_section
-from billing.models import UsageRecord
-from billing.selectors import usage_seals_verify
+from billing.usage.models import UsageRecord
+from billing.usage.selectors import usage_seals_verify
 
 
 @register_section("inference_volume", order=40)

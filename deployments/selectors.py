@@ -39,6 +39,15 @@ def cluster_get(pk: int) -> Cluster:
     return get_object_or_404(cluster_list(), pk=pk)
 
 
+def deployment_list_for_gateway() -> QuerySet[Deployment]:
+    """The deployments that serve requests (ready), with what the gateway sends them: base URL,
+    served model name, the upstream key (encrypted) and the owning tenant, if dedicated. One
+    query."""
+    return (Deployment.objects.filter(status=DeploymentStatus.READY).select_related("model")
+            .only("pk", "name", "tenant_id", "model_id", "model__slug", "base_url",
+                  "upstream_model", "upstream_api_key_encrypted"))
+
+
 def _holding_gpus(cluster: Cluster | None = None) -> QuerySet[Deployment]:
     qs = Deployment.objects.filter(backend__in=CLUSTER_BACKENDS, status__in=ACTIVE_STATUSES,
                                    gpu_count__gt=0)

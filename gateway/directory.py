@@ -3,8 +3,9 @@
 Routes and tenants are loaded whole (they are small) at start-up and whenever the portal
 bumps the configuration version; keys are loaded one by one on first use and cached, unknown
 prefixes too (apart, so garbage can't push real keys out). Both caches are bounded and drop
-their least recently used entries when full. The ORM is reached only on a miss, in a thread,
-never on the hot path.
+their least recently used entries when full. The database is reached only on a reload or a
+miss, in a thread, never on the hot path, and only through the owning apps' selectors
+(`*_for_gateway`) and billing's interface for the gateway (`billing.budgets.gateway`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from datetime import datetime
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
-from billing.budgets import BudgetRule, gateway_budget_rules
+from billing.budgets.gateway import BudgetRule, gateway_budget_rules
+from deployments.selectors import deployment_list_for_gateway
+from gateway.selectors import apikey_get_by_prefix
+from models_catalog.selectors import model_list_for_gateway
+from portal import stored_secrets
+from tenants.selectors import tenant_list_for_gateway
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +106,8 @@ def _tenant_info(tenant) -> TenantInfo:
 
 
 def _load_key(prefix: str) -> tuple[KeyInfo, TenantInfo] | None:
-    from gateway.models import ApiKey
-
     close_old_connections()
-    key = (ApiKey.objects.filter(prefix=prefix).select_related("tenant")
-           .prefetch_related("allowed_models").first())
+    key = apikey_get_by_prefix(prefix)
     if key is None:
         return None
     return KeyInfo(
@@ -119,23 +122,19 @@ def _load_key(prefix: str) -> tuple[KeyInfo, TenantInfo] | None:
 
 
 def _load_routes_and_tenants() -> tuple[dict[str, Route], dict[int, TenantInfo]]:
-    from deployments.models import Deployment, DeploymentStatus
-    from models_catalog.models import Model
-    from portal import stored_secrets
-    from tenants.models import Tenant
-
+    """Every tenant and every model with its ready upstreams: four queries, however many
+    rows (the owning apps' selectors load what the gateway reads, nothing per row)."""
     close_old_connections()
-    tenants = {t.pk: _tenant_info(t) for t in Tenant.objects.all()}
+    tenants = {t.pk: _tenant_info(t) for t in tenant_list_for_gateway()}
     routes: dict[str, Route] = {}
-    for model in Model.objects.prefetch_related("entitled_tenants"):
+    for model in model_list_for_gateway():
         routes[model.slug] = Route(
             model_id=model.pk, slug=model.slug, task=model.task, lifecycle=model.lifecycle,
             all_tenants=model.available_to_all_tenants,
             entitled=frozenset(t.pk for t in model.entitled_tenants.all()),
             created=int(model.created_at.timestamp()), owned_by=model.provider or "platform")
     by_id = {route.model_id: route for route in routes.values()}
-    for deployment in Deployment.objects.filter(status=DeploymentStatus.READY).select_related(
-            "model"):
+    for deployment in deployment_list_for_gateway():
         try:
             key = stored_secrets.reveal(deployment, "upstream_api_key_encrypted")
             disabled = False

@@ -17,3 +17,10 @@ def apikey_get(*, tenant: Tenant, pk: int) -> ApiKey:
     if key is None:
         raise Http404("No such API key.")
     return key
+
+
+def apikey_get_by_prefix(prefix: str) -> ApiKey | None:
+    """The key with this prefix, its tenant and allowed models (two queries), for the
+    gateway's key cache; None when no key has it."""
+    return (ApiKey.objects.filter(prefix=prefix).select_related("tenant")
+            .prefetch_related("allowed_models").first())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -145,8 +145,14 @@ def apikey_rotate(*, actor, key: ApiKey, grace: timedelta = timedelta(hours=24)
     return key, token
 
 
-def apikeys_mark_used(*, last_used: dict[int, datetime]) -> None:
-    """Record when keys were last used (operational data from usage events, not audited)."""
+def apikeys_mark_used(events: list[dict]) -> None:
+    """Record when keys were last used, from a stored batch of usage events (operational data,
+    not audited). The usage drain calls it for every batch (registered in GatewayConfig.ready)."""
+    last_used: dict[int, datetime] = {}
+    for event in events:
+        if event.get("key_id"):
+            when = datetime.fromtimestamp(event["ts"], tz=UTC)
+            last_used[event["key_id"]] = max(last_used.get(event["key_id"], when), when)
     for key_id, when in last_used.items():
         ApiKey.objects.filter(pk=key_id).exclude(last_used_at__gte=when).update(
             last_used_at=when)

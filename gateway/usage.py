@@ -1,13 +1,14 @@
 """Usage events leave the hot path through a bounded in-process buffer.
 
-One flusher task per worker sends them to a Redis stream in pipelined batches (together with
-the token counters the TPM limit reads). Once an event is in the stream it survives any gateway
-worker; `gateway.tasks.drain_usage` moves it into billing's usage records, deduplicated by
-request id. While Redis is away (a restart, a failover) events wait in the buffer and go out
-when it is back: an event whose XADD was answered is never sent again, one whose answer was
-lost with the connection is, and the request id makes that copy harmless. The buffer is
-flushed at shutdown; only a hard kill can lose what the last flush interval (20 ms) had not
-yet sent, or a Redis outage long enough to fill the buffer (_MAX_BUFFER events).
+One flusher task per worker sends them to billing's usage stream (`billing.usage.events`) in
+pipelined batches (together with the token counters the TPM limit reads). Once an event is in
+the stream it survives any gateway worker; billing's drain (`billing.usage.drain`, every 2 s)
+moves it into the usage records, deduplicated by request id. While Redis is away (a restart,
+a failover) events wait in the buffer and go out when it is back: an event whose XADD was
+answered is never sent again, one whose answer was lost with the connection is, and the
+request id makes that copy harmless. The buffer is flushed at shutdown; only a hard kill can
+lose what the last flush interval (20 ms) had not yet sent, or a Redis outage long enough to
+fill the buffer (_MAX_BUFFER events).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from collections import deque
 
 import orjson
 
+from billing.usage.events import STREAM
 from gateway.redis_pipe import PipelinedRedis, RedisReplyError
 
 logger = logging.getLogger(__name__)
 
-STREAM = "gateway:usage"
 STREAM_MAXLEN = 5_000_000
 _FLUSH_INTERVAL = 0.02
 _RETRY_INTERVAL = 0.5

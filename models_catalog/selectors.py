@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
@@ -147,6 +147,14 @@ def versions_in_progress() -> QuerySet[ModelVersion]:
 
 def price_list(*, model: Model) -> QuerySet[ModelPrice]:
     return model.prices.order_by("-effective_from")
+
+
+def model_list_for_gateway() -> QuerySet[Model]:
+    """Every model with what the gateway routes by (slug, task, lifecycle, who may use it):
+    two queries, the entitled tenants' ids prefetched."""
+    return (Model.objects.only("pk", "slug", "task", "lifecycle", "available_to_all_tenants",
+                               "created_at", "provider")
+            .prefetch_related(Prefetch("entitled_tenants", queryset=Tenant.objects.only("pk"))))
 
 
 def versions_in_period(*, start: datetime, end: datetime) -> QuerySet[ModelVersion]:

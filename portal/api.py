@@ -24,17 +24,6 @@ def _django_validation_errors(exc: DjangoValidationError) -> dict[str, list[str]
     return {"non_field_errors": exc.messages}
 
 
-def _messages(errors, where: str = "") -> list[str]:
-    """A field's errors as one list of messages. DRF nests a list or map field's errors by
-    index or key; those messages say which item they are about: `[0] …`, `[name] …`."""
-    if isinstance(errors, str):
-        return [f"{where} {errors}" if where else str(errors)]
-    items = errors.items() if isinstance(errors, dict) else enumerate(errors)
-    if not isinstance(errors, dict) and all(isinstance(item, str) for item in errors):
-        return [f"{where} {item}" if where else str(item) for item in errors]
-    return [message for key, item in items for message in _messages(item, f"{where}[{key}]")]
-
-
 def full_clean_or_refuse(instance, *, exclude: list[str] | None = None) -> None:
     """`instance.full_clean()` for a service: what the model's validators refuse becomes an
     `ApplicationError` whose field errors name the same fields, so forms show each message on
@@ -44,6 +33,17 @@ def full_clean_or_refuse(instance, *, exclude: list[str] | None = None) -> None:
     except DjangoValidationError as exc:
         raise ApplicationError(" ".join(exc.messages),
                                field_errors=_django_validation_errors(exc)) from None
+
+
+def _messages(errors, where: str = "") -> list[str]:
+    """A field's errors as one list of messages. DRF nests a list or map field's errors by
+    index or key; those messages say which item they are about: `[0] …`, `[name] …`."""
+    if isinstance(errors, str):
+        return [f"{where} {errors}" if where else str(errors)]
+    items = errors.items() if isinstance(errors, dict) else enumerate(errors)
+    if not isinstance(errors, dict) and all(isinstance(item, str) for item in errors):
+        return [f"{where} {item}" if where else str(item) for item in errors]
+    return [message for key, item in items for message in _messages(item, f"{where}[{key}]")]
 
 
 def exception_handler(exc, context):

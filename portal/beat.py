@@ -1,4 +1,10 @@
-"""Every periodic task of the portal, in one place (settings.CELERY_BEAT_SCHEDULE)."""
+"""Every periodic task of the portal, in one place (settings.CELERY_BEAT_SCHEDULE).
+
+Task names stay when code moves (messages queued during an upgrade must still find their
+task): billing's tasks keep the names they had before billing became packages —
+`gateway.tasks.drain_usage` is in `billing/usage/tasks.py`, `billing.budget_tasks.*` in
+`billing/budgets/tasks.py` and `billing/notifications/tasks.py`.
+"""
 
 from datetime import timedelta
 

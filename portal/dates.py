@@ -9,7 +9,7 @@ and everything computed from it stays far from the limits.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from django.core.exceptions import ValidationError
 
@@ -43,3 +43,12 @@ def parse_month(text: str) -> date:
     if not is_supported(month):
         raise ValueError(f"Use a month from {FIRST_DAY:%Y-%m} to {LAST_DAY:%Y-%m}.")
     return month
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def next_month(day: date) -> date:
+    """The first day of the month after `day`'s."""
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)

@@ -14,7 +14,7 @@ from enum import StrEnum
 from django.http import HttpRequest
 from django.urls import reverse
 
-from billing.budget_selectors import unread_notification_count
+from billing.notifications.selectors import unread_notification_count
 from tenants import permissions
 from tenants.models import Tenant, User
 from tenants.permissions import PlatformPerm, TenantPerm

@@ -3,7 +3,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from billing import budget_urls
+from billing import urls as billing_urls
 from portal import health
 from tenants import views as tenant_views
 
@@ -18,9 +18,9 @@ urlpatterns = [
     path("", include("tenants.urls")),
     path("", include("gateway.urls")),
     path("", include("models_catalog.urls")),
-    path("", include("billing.budget_urls")),
-    path("", include("billing.usage_urls")),
-    path("msp/statements/", include(budget_urls.msp_urlpatterns)),
+    path("", include("billing.urls")),
+    path("", include(billing_urls.usage_urlpatterns)),
+    path("msp/statements/", include(billing_urls.msp_urlpatterns)),
     path("", include("deployments.urls")),
     path("", include("portal.demo.urls")),
     path("invitations/<str:token>/", tenant_views.invitation_accept, name="invitation_accept"),
@@ -33,8 +33,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("api/", include("tenants.api_urls")),
     path("api/", include("gateway.api_urls")),
-    path("api/", include("billing.budget_api_urls")),
-    path("api/", include("billing.usage_api_urls")),
+    path("api/", include("billing.api_urls")),
     path("api/", include("audit.api_urls")),
     path("api/", include("models_catalog.api_urls")),
     path("api/", include("deployments.api_urls")),

@@ -93,6 +93,12 @@ def tenant_options() -> list[tuple[str, str]]:
     return list(Tenant.objects.order_by("name").values_list("slug", "name"))
 
 
+def tenant_list_for_gateway() -> QuerySet[Tenant]:
+    """Every tenant with what the gateway checks on each request (active, rate limits): one
+    query, loaded whole at a gateway worker's start and on each configuration reload."""
+    return Tenant.objects.only("pk", "slug", "status", "rate_limit_rpm", "rate_limit_tpm")
+
+
 def identity_overview(*, user: User) -> dict:
     """The person's memberships and platform roles, each with the claim of the latest sign-in
     that gave it (for those a provider manages), and their latest sign-in per provider."""

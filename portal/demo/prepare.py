@@ -215,7 +215,7 @@ def demo_model() -> Model:
 def demo_budget(model: Model) -> None:
     """A small monthly token budget of the demo tenant for the demo model, set by its tenant
     admin: a few playground chats cross its alert thresholds."""
-    from billing import budgets
+    from billing.budgets import services as budgets
 
     tenant = Tenant.objects.filter(slug=BUDGET_TENANT).first()
     admin = User.objects.filter(email=BUDGET_ADMIN).first()

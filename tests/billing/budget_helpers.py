@@ -5,7 +5,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from billing.services import usage_records_ingest
+from billing.usage.services import usage_records_ingest
 from models_catalog import services as catalog_services
 from models_catalog.models import ModelPrice
 

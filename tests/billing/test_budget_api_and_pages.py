@@ -5,8 +5,9 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 
-from billing import budgets
-from billing.budget_models import Budget, Statement
+from billing.budgets import services as budgets
+from billing.models import Budget, Statement
+from portal import dates
 from tests.billing.budget_helpers import event, ingest, make_model
 
 
@@ -88,7 +89,7 @@ def test_statements_api_and_downloads(client, tenant, tenant_admin, msp_admin):
 def test_msp_closes_last_month_from_the_page_and_the_command(client, tenant, msp_admin):
     chat = make_model()
     today = datetime.now(UTC).date()
-    last = budgets.month_start(today.replace(day=1) - timedelta(days=1))
+    last = dates.month_start(today.replace(day=1) - timedelta(days=1))
     ingest(event(tenant, chat, when=datetime(last.year, last.month, 2, tzinfo=UTC)))
     client.force_login(msp_admin)
     preview = client.get("/msp/statements/").content.decode()

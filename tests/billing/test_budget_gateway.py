@@ -10,9 +10,12 @@ import redis
 import requests
 from django.conf import settings
 
-from billing import budgets
-from billing.budgets import BudgetRule, counter_key, month_start
+from billing.budgets import services as budgets
+from billing.budgets.counters import budget_consumption, budget_reconcile, counter_key
+from billing.budgets.gateway import BudgetRule
 from billing.models import UsageRecord
+from portal import dates
+from portal.dates import month_start
 from tests.support.gateway_fixtures import drained
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -74,7 +77,7 @@ def test_a_new_period_starts_unblocked(served):
     # The gateway's own period arithmetic: the first instant of next month uses a new counter.
     rule = BudgetRule(id=budget.pk, name="x", tenant_id=1, api_key_id=None, model_id=None,
                       monthly=True, start=0, end=0, limit=10)
-    next_month = budgets.next_month(month_start(now.date()))
+    next_month = dates.next_month(month_start(now.date()))
     first_instant = datetime(next_month.year, next_month.month, 1, tzinfo=UTC).timestamp()
     assert rule.counter_key(first_instant) == counter_key(budget.pk, next_month)
     assert rule.counter_key(first_instant - 0.001) == counter_key(budget.pk,
@@ -104,7 +107,7 @@ def test_overshoot_is_bounded_by_the_requests_admitted_before_the_drain(served):
     limit = per_request * 20
     budget = budgets.budget_create(actor=served.actor, tenant=served.tenant, name="Cap",
                                    unit="tokens", amount=Decimal(limit), action="block")
-    budgets.budget_reconcile(budget=budget)
+    budget_reconcile(budget=budget)
     time.sleep(RELOAD)
     concurrency = 8
     admitted_rounds = []
@@ -117,7 +120,7 @@ def test_overshoot_is_bounded_by_the_requests_admitted_before_the_drain(served):
             drained(admitted)
             if admitted == 0:
                 break
-    consumed = budgets.budget_consumption(budget)["consumed"]
+    consumed = budget_consumption(budget)["consumed"]
     assert admitted_rounds[-1] == 0, "the budget never blocked"
     assert consumed >= limit
     assert consumed - limit < concurrency * per_request

@@ -10,12 +10,14 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from billing import budgets, webhooks
-from billing.budget_models import WebhookDelivery
+from billing.budgets import services as budgets
+from billing.models import WebhookDelivery
+from billing.notifications import webhooks
+from billing.notifications.services import deliveries_create, webhook_endpoint_create
 from portal import crypto
+from portal.api import ApplicationError
 from tests.billing.budget_helpers import event, ingest, make_model
 
 
@@ -56,8 +58,8 @@ def _due_now(delivery):
 def test_alert_is_delivered_signed_and_retried_with_backoff(
         tenant, tenant_admin, receiver, django_capture_on_commit_callbacks):
     url, received = receiver
-    endpoint, secret = webhooks.webhook_endpoint_create(actor=tenant_admin, tenant=tenant,
-                                                        name="Finance", url=url)
+    endpoint, secret = webhook_endpoint_create(actor=tenant_admin, tenant=tenant,
+                                               name="Finance", url=url)
     assert secret.startswith("whsec_") and secret not in endpoint.secret_encrypted
     assert crypto.decrypt(endpoint.secret_encrypted) == secret
     chat = make_model()
@@ -107,11 +109,11 @@ def test_a_receiver_that_keeps_failing_is_given_up(tenant, tenant_admin, setting
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    webhooks.webhook_endpoint_create(actor=tenant_admin, tenant=tenant, name="Down",
-                                     url=f"http://127.0.0.1:{port}/")
+    webhook_endpoint_create(actor=tenant_admin, tenant=tenant, name="Down",
+                            url=f"http://127.0.0.1:{port}/")
     with django_capture_on_commit_callbacks(execute=False):
-        webhooks.deliveries_create(alert=None, event="budget.threshold_reached",
-                                   payload={"x": 1}, tenant_id=tenant.pk)
+        deliveries_create(alert=None, event="budget.threshold_reached",
+                          payload={"x": 1}, tenant_id=tenant.pk)
     delivery = WebhookDelivery.objects.get()
     assert webhooks.delivery_attempt(delivery_id=delivery.pk) == 30
     _due_now(delivery)
@@ -129,16 +131,16 @@ def test_a_receiver_that_keeps_failing_is_given_up(tenant, tenant_admin, setting
 def test_webhook_urls_that_are_not_public_http_are_refused(tenant, tenant_admin, settings,
                                                            url, message):
     settings.BUDGET_WEBHOOK_ALLOWED_NETWORKS = []
-    with pytest.raises(ValidationError) as caught:
-        webhooks.webhook_endpoint_create(actor=tenant_admin, tenant=tenant, name="x", url=url)
-    assert message in " ".join(caught.value.message_dict["url"])
+    with pytest.raises(ApplicationError) as caught:
+        webhook_endpoint_create(actor=tenant_admin, tenant=tenant, name="x", url=url)
+    assert message in " ".join(caught.value.field_errors["url"])
 
 
 def test_test_event_is_signed_and_logged(client, tenant, tenant_admin, receiver,
                                          django_capture_on_commit_callbacks):
     url, received = receiver
-    endpoint, secret = webhooks.webhook_endpoint_create(actor=tenant_admin, tenant=tenant,
-                                                        name="Ops", url=url)
+    endpoint, secret = webhook_endpoint_create(actor=tenant_admin, tenant=tenant,
+                                               name="Ops", url=url)
     client.force_login(tenant_admin)
     with django_capture_on_commit_callbacks(execute=False):
         page = client.post(f"/t/{tenant.slug}/webhooks/{endpoint.pk}/test/", follow=True)

@@ -14,8 +14,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from billing import budgets, webhooks
-from billing.budget_models import WebhookDelivery
+from billing.budgets import services as budgets
+from billing.models import WebhookDelivery
+from billing.notifications import services as webhooks
 from tests.billing.budget_helpers import event, ingest, make_model
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,12 +6,13 @@ import pytest
 import redis
 from django.conf import settings
 from django.core import mail
-from django.core.exceptions import ValidationError
 from django.db import connection
 
-from billing import budgets
-from billing.budget_models import Budget, BudgetAlert, Notification
-from billing.budgets import counter_key
+from billing.budgets import services as budgets
+from billing.budgets.alerts import alert_email_send
+from billing.budgets.counters import budget_consumption, budget_reconcile, counter_key
+from billing.models import Budget, BudgetAlert, Notification
+from portal.api import ApplicationError
 from tests.billing.budget_helpers import event, ingest, make_model
 
 
@@ -39,13 +40,13 @@ def test_threshold_alerts_once_each_with_notification_and_email(
     assert Notification.objects.filter(user=tenant_admin).count() == 3
     # The worker's task sends each alert's e-mail once, however often it runs.
     for alert in BudgetAlert.objects.all():
-        assert budgets.alert_email_send(alert_id=alert.pk) is True
-        assert budgets.alert_email_send(alert_id=alert.pk) is False
+        assert alert_email_send(alert_id=alert.pk) is True
+        assert alert_email_send(alert_id=alert.pk) is False
     assert len(mail.outbox) == 3
     assert mail.outbox[-1].to == [tenant_admin.email]
     assert "reached" in mail.outbox[-1].subject
     # Reconciling recomputes the same figure and raises nothing again.
-    assert budgets.budget_reconcile(budget=budget) == int(Decimal("0.025") * 10**8)
+    assert budget_reconcile(budget=budget) == int(Decimal("0.025") * 10**8)
     assert BudgetAlert.objects.count() == 3
 
 
@@ -61,7 +62,7 @@ def test_token_budget_per_key_and_model_counts_only_its_usage(tenant, tenant_adm
     with django_capture_on_commit_callbacks(execute=True):
         ingest(event(tenant, chat, key_id=key.pk), event(tenant, other, key_id=key.pk),
                event(tenant, chat, key_id=None))
-    assert budgets.budget_consumption(budget)["consumed"] == 1500
+    assert budget_consumption(budget)["consumed"] == 1500
     assert _redis().get(counter_key(budget.pk, datetime.now(UTC).date().replace(day=1))) == b"1500"
 
 
@@ -73,7 +74,7 @@ def test_counters_lost_by_redis_are_rebuilt_from_the_records(tenant, tenant_admi
         ingest(event(tenant, chat), event(tenant, chat))
     _redis().flushdb()
     assert budgets.budgets_reconcile() == 1
-    assert budgets.budget_consumption(budget)["consumed"] == 3000
+    assert budget_consumption(budget)["consumed"] == 3000
 
 
 @pytest.mark.django_db(transaction=True)
@@ -120,9 +121,9 @@ def test_concurrent_ingest_alerts_each_threshold_exactly_once(tenant, tenant_adm
 ])
 def test_bad_budgets_are_refused_with_field_errors(tenant, tenant_admin, values, field):
     arguments = {"name": "Bad", "amount": Decimal("10"), "currency": "EUR", **values}
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(ApplicationError) as caught:
         budgets.budget_create(actor=tenant_admin, tenant=tenant, **arguments)
-    assert field in caught.value.message_dict
+    assert field in caught.value.field_errors
     assert not Budget.objects.exists()
 
 
@@ -133,9 +134,9 @@ def test_custom_period(tenant, tenant_admin, chat, django_capture_on_commit_call
     with django_capture_on_commit_callbacks(execute=True):
         ingest(event(tenant, chat, when=datetime(2026, 3, 10, tzinfo=UTC)),
                event(tenant, chat, when=datetime(2026, 3, 16, tzinfo=UTC)))
-    assert budgets.budget_consumption(
+    assert budget_consumption(
         budget, now=datetime(2026, 3, 12, tzinfo=UTC))["consumed"] == 1500
-    assert not budgets.budget_consumption(budget, now=datetime(2026, 4, 1, tzinfo=UTC))["active"]
+    assert not budget_consumption(budget, now=datetime(2026, 4, 1, tzinfo=UTC))["active"]
 
 
 def test_tenant_default_budget_becomes_a_notify_only_budget(tenant):
@@ -192,7 +193,7 @@ def test_reconcile_running_during_drains_neither_loses_nor_doubles_usage(tenant,
     def reconcile():
         try:
             while not done.is_set():
-                budgets.budget_reconcile(budget=budget)
+                budget_reconcile(budget=budget)
         except Exception as exc:
             errors.append(exc)
         finally:

@@ -9,9 +9,10 @@ from decimal import Decimal
 
 import pytest
 
-from billing import statements
 from billing.models import UsageRecord
-from billing.services import usage_records_ingest
+from billing.statements import selectors as statements
+from billing.statements.exports import statement_csv
+from billing.usage.services import usage_records_ingest
 from deployments.models import Backend, Deployment
 from gateway import services as gateway_services
 from models_catalog import services as catalog_services
@@ -80,7 +81,7 @@ def test_statement_csv_neutralises_text_and_keeps_negative_amounts_numeric(tenan
                            input_tokens=-1000, output_tokens=-500, amount=Decimal("-3.20"))
     data = statements.StatementData(tenant, date(2026, 8, 1), False, lines=[line])
 
-    rows = list(csv.reader(io.StringIO(statements.statement_csv(data))))
+    rows = list(csv.reader(io.StringIO(statement_csv(data))))
 
     correction = rows[1]
     assert correction[3] == "'-2+3"

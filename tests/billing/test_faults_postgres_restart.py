@@ -25,9 +25,9 @@ from django.conf import settings
 
 from audit.models import AuditEvent
 from billing.models import UsageRecord
-from billing.seals import SEAL_ACTION
-from billing.usage_models import UsageRollup
-from gateway.drain import GROUP
+from billing.usage.drain import GROUP
+from billing.usage.models import UsageRollup
+from billing.usage.seals import SEAL_ACTION
 from gateway.usage import STREAM
 from tests.support.private_postgres import PrivatePostgres
 

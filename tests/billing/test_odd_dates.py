@@ -8,8 +8,8 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from billing import budgets
-from billing.budget_models import Budget
+from billing.budgets import gateway as budgets
+from billing.models import Budget
 from gateway.models import ApiKey
 from portal.dates import OUT_OF_RANGE
 

@@ -7,8 +7,10 @@ import pytest
 from pypdf import PdfReader
 
 from audit.models import AuditEvent
-from billing import statements
-from billing.budget_models import Statement
+from billing.models import Statement
+from billing.statements import selectors as statements
+from billing.statements.exports import CSV_HEADER, statement_csv, statement_pdf
+from billing.statements.services import statement_close, statements_close
 from models_catalog.models import ModelPrice
 from portal.api import ApplicationError
 from tests.billing.budget_helpers import event, ingest, make_model
@@ -46,12 +48,12 @@ def test_lines_per_model_and_price_with_totals_per_currency(tenant, priced):
     assert lines["embed-usd", Decimal("1")].amount == Decimal("3")
     assert [(t["currency"], t["amount"]) for t in data.totals] == [
         ("EUR", Decimal("9")), ("USD", Decimal("3"))]
-    rows = list(csv.reader(io.StringIO(statements.statement_csv(data))))
-    assert rows[0] == statements.CSV_HEADER
+    rows = list(csv.reader(io.StringIO(statement_csv(data))))
+    assert rows[0] == CSV_HEADER
     totals = [row for row in rows if row[1] == "total"]
     assert [(row[4], Decimal(row[10])) for row in totals] == [("EUR", Decimal("9")),
                                                              ("USD", Decimal("3"))]
-    text = PdfReader(io.BytesIO(statements.statement_pdf(data))).pages[0].extract_text()
+    text = PdfReader(io.BytesIO(statement_pdf(data))).pages[0].extract_text()
     assert "Statement August 2026" in text
     assert "9.00 EUR" in text and "3.00 USD" in text
 
@@ -60,11 +62,11 @@ def test_closed_statement_never_changes_and_late_usage_is_a_correction(tenant, p
                                                                        msp_admin):
     chat, embed = priced
     _october(tenant, chat, embed)
-    closed = statements.statements_close(actor=msp_admin, period_start=OCT)
+    closed = statements_close(actor=msp_admin, period_start=OCT)
     assert [s.tenant for s in closed] == [tenant]
     assert AuditEvent.objects.filter(action="billing.statement_close").count() == 1
     with pytest.raises(ApplicationError):
-        statements.statement_close(actor=msp_admin, tenant=tenant, period_start=OCT)
+        statement_close(actor=msp_admin, tenant=tenant, period_start=OCT)
     before = statements.statement_get(tenant=tenant, period_start=OCT)
 
     # A record of August arrives after the close (a drain that was down).
@@ -78,7 +80,7 @@ def test_closed_statement_never_changes_and_late_usage_is_a_correction(tenant, p
     assert (corrections[0].source_period, corrections[0].amount, corrections[0].requests) == (
         OCT, Decimal("2"), 1)
     # Closing September stores the correction; October then owes nothing more for August.
-    statements.statement_close(actor=msp_admin, tenant=tenant, period_start=date(2026, 9, 1))
+    statement_close(actor=msp_admin, tenant=tenant, period_start=date(2026, 9, 1))
     october = statements.statement_get(tenant=tenant, period_start=date(2026, 10, 1))
     assert [line for line in october.lines if line.kind == "correction"] == []
     assert Statement.objects.count() == 2
@@ -86,5 +88,5 @@ def test_closed_statement_never_changes_and_late_usage_is_a_correction(tenant, p
 
 def test_a_month_that_is_not_over_cannot_be_closed(tenant, msp_admin):
     with pytest.raises(ApplicationError, match="not over yet"):
-        statements.statement_close(actor=msp_admin, tenant=tenant,
-                                   period_start=datetime.now(UTC).date())
+        statement_close(actor=msp_admin, tenant=tenant,
+                        period_start=datetime.now(UTC).date())

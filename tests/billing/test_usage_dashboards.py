@@ -13,9 +13,9 @@ from django.core.management import call_command
 from django.db import connection
 
 from billing.models import UsageRecord
-from billing.rollups import rollups_rebuild
-from billing.services import usage_records_ingest
-from billing.usage_models import Granularity, UsageRollup
+from billing.usage.models import Granularity, UsageRollup
+from billing.usage.rollups import rollups_rebuild
+from billing.usage.services import usage_records_ingest
 from gateway import services as gateway_services
 from models_catalog import services as catalog_services
 
@@ -212,7 +212,7 @@ def test_msp_overview_ranks_tenants(client, tenant, other_tenant, model, msp_adm
 def test_the_portable_path_sums_like_postgresql(tenant, model, keys):
     """`make run` uses SQLite, where rollups are summed in Python and upserted row by row:
     the same rows as PostgreSQL's server-side sums."""
-    from billing.rollups import _aggregate, _upsert
+    from billing.usage.rollups import _aggregate, _upsert
 
     usage_records_ingest(events=[event(tenant, model, n, key=keys[n % 2], latency=90 * n,
                                        status=500 if n == 3 else 200) for n in range(9)])
@@ -230,7 +230,7 @@ def test_the_portable_path_sums_like_postgresql(tenant, model, keys):
 def test_one_pass_grouping_sets_equal_one_query_per_grouping(tenant, other_tenant, model, keys):
     """The dashboards read every grouping in one GROUPING SETS pass on PostgreSQL, and with
     one ORM query each on SQLite (`make run`): both give the same sections."""
-    from billing.usage_selectors import (
+    from billing.usage.selectors import (
         _SECTIONS,
         UsageScope,
         _sections_in_postgresql,

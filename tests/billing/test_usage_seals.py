@@ -11,8 +11,8 @@ from audit.models import AuditEvent
 from audit.reports.periods import Period
 from audit.reports.sections import ReportScope, build_sections
 from billing.models import UsageRecord
-from billing.seals import SEAL_ACTION
-from billing.services import usage_records_ingest
+from billing.usage.seals import SEAL_ACTION
+from billing.usage.services import usage_records_ingest
 from gateway import services as gateway_services
 from models_catalog import services as catalog_services
 

@@ -3,8 +3,9 @@ or wrongly signed delivery would be worse): its deliveries say why, its row on t
 what to do, the other endpoints deliver as usual."""
 
 from audit.models import AuditEvent
-from billing import webhooks
-from billing.budget_models import WebhookDelivery
+from billing.models import WebhookDelivery
+from billing.notifications import services as webhooks
+from billing.notifications.webhooks import delivery_attempt
 from tests.billing.test_budget_webhooks import _loopback_allowed, receiver  # noqa: F401
 from tests.support.secret_keys import keys, new_key
 
@@ -22,12 +23,12 @@ def test_an_endpoint_with_an_unreadable_secret_is_disabled_alone(
                                    tenant_id=tenant.pk)
 
     to_locked = WebhookDelivery.objects.get(endpoint=locked)
-    assert webhooks.delivery_attempt(delivery_id=to_locked.pk) is not None  # retried later
+    assert delivery_attempt(delivery_id=to_locked.pk) is not None  # retried later
     to_locked.refresh_from_db()
     assert to_locked.status == "pending" and "can't be decrypted" in to_locked.last_error
     assert received == []  # nothing unsigned or wrongly signed went out
     to_healthy = WebhookDelivery.objects.get(endpoint=healthy)
-    webhooks.delivery_attempt(delivery_id=to_healthy.pk)
+    delivery_attempt(delivery_id=to_healthy.pk)
     assert len(received) == 1
     assert AuditEvent.objects.filter(action="secret.unreadable",
                                      target_id=str(locked.pk)).count() == 1

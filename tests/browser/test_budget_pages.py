@@ -5,7 +5,7 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import expect
 
-from billing import budgets
+from billing.budgets import counters as budgets
 from tenants.models import TenantRole
 from tests.billing.budget_helpers import event, ingest, make_model
 from tests.factories import PASSWORD, MembershipFactory, TenantFactory, UserFactory

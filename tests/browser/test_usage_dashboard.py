@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import expect
 
-from billing.services import usage_records_ingest
+from billing.usage.services import usage_records_ingest
 from gateway import services as gateway_services
 from tenants.models import TenantRole
 from tests.billing.budget_helpers import make_model

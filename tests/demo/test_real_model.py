@@ -16,8 +16,7 @@ import pytest
 import requests
 from django.db import connection
 
-from billing.budget_models import Budget
-from billing.models import UsageRecord
+from billing.models import Budget, UsageRecord
 from gateway import services as gateway_services
 from gateway.spm import SpmTokenizer
 from gateway.tokens import counter_from_document

@@ -17,7 +17,7 @@ import pytest
 from django.conf import settings
 
 from audit import services as audit_services
-from billing.services import usage_records_ingest
+from billing.usage.services import usage_records_ingest
 from models_catalog import services as catalog_services
 from tests.factories import TenantFactory
 

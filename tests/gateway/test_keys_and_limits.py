@@ -12,7 +12,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from billing.models import UsageRecord
-from gateway import drain, services
+from billing.usage import drain
+from gateway import services
 from gateway.models import ApiKey
 from gateway.usage import STREAM
 from portal.api import ApplicationError
@@ -172,7 +173,7 @@ def test_usage_survives_killed_gateway_workers_and_a_crashed_drainer(served, gat
     assert drain.drain_usage_stream() == 0
     assert UsageRecord.objects.count() == 10
     # A redelivered event is stored once.
-    from billing.services import usage_records_ingest
+    from billing.usage.services import usage_records_ingest
 
     event = {"request_id": UsageRecord.objects.first().request_id, "ts": time.time(),
              "tenant_id": served.tenant.pk, "key_id": served.key.pk,

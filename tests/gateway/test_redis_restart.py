@@ -24,10 +24,10 @@ import requests
 from django.db import connection
 
 from billing.models import UsageRecord
-from billing.services import usage_records_ingest
+from billing.usage.drain import drain_usage_stream
+from billing.usage.services import usage_records_ingest
 from deployments import services as deployment_services
 from gateway import services as gateway_services
-from gateway.drain import drain_usage_stream
 from gateway.redis_pipe import PipelinedRedis
 from gateway.usage import STREAM, UsageRecorder
 from models_catalog import services as catalog_services

@@ -33,9 +33,9 @@ from hypothesis import settings as hypothesis_settings
 from schemathesis.config import SchemathesisConfig
 
 from audit.models import AuditEvent
-from billing.budgets import budget_create
-from billing.services import usage_records_ingest
-from billing.statements import statement_close
+from billing.budgets.services import budget_create
+from billing.statements.services import statement_close
+from billing.usage.services import usage_records_ingest
 from deployments import services as deployment_services
 from gateway import services as gateway_services
 from models_catalog import services as catalog_services

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing import budgets as budget_services
+from billing.budgets import services as budget_services
 from deployments import services as deployment_services
 from tenants.models import TenantStatus
 
@@ -88,7 +88,7 @@ def test_a_suspended_tenant_is_told_to_contact_the_operator(client, tenant_admin
 
 
 def test_budget_form_puts_first_and_last_day_side_by_side(tenant):
-    from billing.budget_forms import BudgetForm
+    from billing.budgets.forms import BudgetForm
 
     names = list(BudgetForm(tenant=tenant).fields)
     assert names.index("period_end") == names.index("period_start") + 1

@@ -21,8 +21,8 @@ from django.conf import settings
 from django.db import connection
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from billing import budgets
-from billing.budget_models import WebhookEndpoint
+from billing.budgets import services as budgets
+from billing.models import WebhookEndpoint
 from deployments import services as deployment_services
 from deployments.models import Backend, Deployment, DeploymentMode, DeploymentStatus, Runtime
 from gateway import services as gateway_services

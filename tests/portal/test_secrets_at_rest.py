@@ -13,8 +13,8 @@ from cryptography.fernet import Fernet
 from django.core.management import CommandError, call_command
 
 from audit.models import AuditEvent
-from billing import webhooks
-from billing.budget_models import WebhookEndpoint
+from billing.models import WebhookEndpoint
+from billing.notifications import services as webhooks
 from deployments import services as deployment_services
 from deployments.models import Cluster, Deployment
 from models_catalog import services as catalog_services

@@ -20,7 +20,7 @@ def test_seed_demo_is_idempotent_and_audited(settings, capsys):
     call_command("seed_demo")
     assert (User.objects.count(), Tenant.objects.count(), Membership.objects.count(),
             PlatformRoleGrant.objects.count(), AuditEvent.objects.count()) == counts
-    from billing.budget_models import Budget
+    from billing.models import Budget
 
     assert list(Budget.objects.values_list("tenant__slug", "name")) == [("acme", "Monthly spend")]
     out = capsys.readouterr().out

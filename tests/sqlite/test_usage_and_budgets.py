@@ -12,14 +12,15 @@ import redis
 from django.conf import settings
 from django.core.management import call_command
 
-from billing import budgets
-from billing.budget_models import BudgetAlert
-from billing.budgets import counter_key, month_start
-from billing.models import UsageRecord
-from billing.rollups import rollups_rebuild
-from billing.usage_models import Granularity, UsageRollup
-from billing.usage_selectors import UsageScope, usage_dashboard
+from billing.budgets import counters, periods
+from billing.budgets import services as budget_services
+from billing.budgets.counters import counter_key
+from billing.models import BudgetAlert, UsageRecord
+from billing.usage.models import Granularity, UsageRollup
+from billing.usage.rollups import rollups_rebuild
+from billing.usage.selectors import UsageScope, usage_dashboard
 from gateway import services as gateway_services
+from portal.dates import month_start
 from tests.billing.budget_helpers import event, ingest, make_model
 
 ROLLUP_FIELDS = ["granularity", "bucket", "api_key_id", "model_slug", "requests", "errors",
@@ -114,7 +115,7 @@ def test_the_usage_page_renders(client, tenant, tenant_admin, chat, keys):
 def test_budget_counters_follow_the_drain_and_the_reconcile_agrees(
         tenant, tenant_admin, chat, django_capture_on_commit_callbacks):
     assert settings.REDIS_URL  # the session's private Redis
-    budget = budgets.budget_create(actor=tenant_admin, tenant=tenant, name="Monthly",
+    budget = budget_services.budget_create(actor=tenant_admin, tenant=tenant, name="Monthly",
                                    amount=Decimal("0.02"), currency="EUR")
     with django_capture_on_commit_callbacks(execute=True):
         ingest(event(tenant, chat), event(tenant, chat))  # 0.010 EUR = 50 %
@@ -122,10 +123,10 @@ def test_budget_counters_follow_the_drain_and_the_reconcile_agrees(
     key = counter_key(budget.pk, month_start(datetime.now(UTC).date()))
     counted = int(redis.Redis.from_url(settings.REDIS_URL).get(key))
 
-    assert counted == int(Decimal("0.025") * budgets.MONEY_SCALE)
-    assert budgets.budget_reconcile(budget=budget) == counted  # summed from the records
+    assert counted == int(Decimal("0.025") * periods.MONEY_SCALE)
+    assert counters.budget_reconcile(budget=budget) == counted  # summed from the records
     assert sorted(BudgetAlert.objects.values_list("threshold", flat=True)) == [50, 80, 100]
-    consumption = budgets.budget_consumption(budget)
+    consumption = counters.budget_consumption(budget)
     assert consumption["consumed"] == Decimal("0.025") and consumption["percent"] == 125
 
 
@@ -133,14 +134,14 @@ def test_without_redis_budgets_are_counted_from_the_records(tenant, tenant_admin
                                                             settings):
     """The quickstart without redis-server: no counters; the pages sum the records."""
     settings.REDIS_URL = ""
-    money = budgets.budget_create(actor=tenant_admin, tenant=tenant, name="Monthly",
+    money = budget_services.budget_create(actor=tenant_admin, tenant=tenant, name="Monthly",
                                   amount=Decimal("0.04"), currency="EUR")
-    tokens = budgets.budget_create(actor=tenant_admin, tenant=tenant, name="CI tokens",
+    tokens = budget_services.budget_create(actor=tenant_admin, tenant=tenant, name="CI tokens",
                                    unit="tokens", amount=Decimal(10000), api_key_id=keys[0].pk)
     ingest(*[event(tenant, chat, key_id=keys[n % 2].pk) for n in range(3)])
 
     assert UsageRecord.objects.count() == 3
-    assert budgets.budget_consumption(money)["consumed"] == Decimal("0.015")
-    assert budgets.budget_consumption(money)["percent"] == 37.5
-    assert budgets.budget_consumption(tokens)["consumed"] == 3000  # two of the key's requests
-    assert budgets.budget_reconcile(budget=money) is None  # nothing to reconcile
+    assert counters.budget_consumption(money)["consumed"] == Decimal("0.015")
+    assert counters.budget_consumption(money)["percent"] == 37.5
+    assert counters.budget_consumption(tokens)["consumed"] == 3000  # two of the key's requests
+    assert counters.budget_reconcile(budget=money) is None  # nothing to reconcile

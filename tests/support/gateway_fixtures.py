@@ -9,9 +9,9 @@ import requests
 from django.conf import settings
 from django.db import connection
 
+from billing.usage.drain import drain_usage_stream
 from deployments import services as deployment_services
 from gateway import services as gateway_services
-from gateway.drain import drain_usage_stream
 from gateway.usage import STREAM
 from models_catalog import services as catalog_services
 from tests.factories import TenantFactory

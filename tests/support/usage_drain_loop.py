@@ -42,7 +42,7 @@ def seed() -> None:
 
 
 def drain(stop_file: Path) -> None:
-    from gateway.drain import drain_usage_stream
+    from billing.usage.drain import drain_usage_stream
 
     while not stop_file.exists():
         close_old_connections()

@@ -10,7 +10,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
-from billing.budget_models import Budget, WebhookEndpoint
+from billing.models import Budget, WebhookEndpoint
 from deployments.models import Backend, Deployment, DeploymentStatus
 from gateway.models import ApiKey
 from models_catalog.models import Model
@@ -165,7 +165,7 @@ def _api_cases():
 
 @pytest.mark.parametrize("case", _api_cases(), ids=lambda c: c[0])
 def test_apis_answer_400_with_the_field(client, world, case):
-    from billing import budgets
+    from billing.budgets import services as budgets
     world.budget = budgets.budget_create(
         actor=world.people["msp_admin"], tenant=world.tenant, name="Monthly", unit="tokens",
         amount=Decimal(1000)).pk

@@ -12,8 +12,8 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from billing import budgets
-from billing.budget_models import WebhookEndpoint
+from billing.budgets import services as budgets
+from billing.models import WebhookEndpoint
 from gateway import services as gateway_services
 from models_catalog import services as catalog_services
 from portal import crypto

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from billing import statements
+from billing.statements import services as statements
 from portal.api import ApplicationError
 from portal.dates import parse_month
 

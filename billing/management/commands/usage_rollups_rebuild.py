@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.rollups import rollups_rebuild
+from billing.usage.rollups import rollups_rebuild
 from portal.dates import OUT_OF_RANGE, is_supported
 
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.selectors import usage_seals_verify
+from billing.usage.selectors import usage_seals_verify
 
 
 class Command(BaseCommand):

@@ -96,8 +96,9 @@ class Command(BaseCommand):
 
     @staticmethod
     def _budget(tenant: Tenant) -> None:
-        from billing import budgets  # the demo spans apps; tenants itself never needs billing
-        from billing.budget_models import Budget
+        # The demo spans apps; tenants itself never needs billing.
+        from billing.budgets import services as budgets
+        from billing.budgets.models import Budget
 
         if not Budget.objects.filter(tenant=tenant).exists():
             budgets.budget_create(actor=ACTOR, tenant=tenant, name="Monthly spend",

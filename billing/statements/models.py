@@ -1,0 +1,48 @@
+"""Closed monthly statements and their lines (open months are computed, never stored)."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from tenants.models import TenantOwned
+
+
+class Statement(TenantOwned):
+    """A closed month: its lines are stored and never change. Open months are computed."""
+
+    period_start = models.DateField()
+    closed_at = models.DateTimeField()
+    closed_by = models.CharField(max_length=254)
+
+    class Meta:
+        ordering = ["-period_start"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "period_start"],
+                                               name="one_statement_per_tenant_month")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.period_start:%Y-%m}"
+
+
+class LineKind(models.TextChoices):
+    USAGE = "usage", "Usage"
+    CORRECTION = "correction", "Correction"
+
+
+class StatementLine(models.Model):
+    statement = models.ForeignKey(Statement, on_delete=models.PROTECT, related_name="lines")
+    kind = models.CharField(max_length=16, choices=LineKind.choices)
+    source_period = models.DateField(help_text="The month the usage was served in.")
+    model_slug = models.CharField(max_length=100)
+    currency = models.CharField(max_length=3, blank=True)
+    input_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True)
+    output_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True)
+    requests = models.IntegerField()
+    input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    amount = models.DecimalField(max_digits=20, decimal_places=8)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.model_slug} {self.amount} {self.currency}"

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+
+class StatementLineSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    usage_month = serializers.DateField(source="source_period")
+    model = serializers.CharField(source="model_slug")
+    currency = serializers.CharField()
+    input_price_per_million = serializers.DecimalField(max_digits=12, decimal_places=6,
+                                                       allow_null=True)
+    output_price_per_million = serializers.DecimalField(max_digits=12, decimal_places=6,
+                                                        allow_null=True)
+    requests = serializers.IntegerField()
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    amount = serializers.DecimalField(max_digits=20, decimal_places=8)
+
+
+class StatementTotalSerializer(serializers.Serializer):
+    currency = serializers.CharField()
+    requests = serializers.IntegerField()
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    amount = serializers.DecimalField(max_digits=20, decimal_places=8)
+
+
+class StatementSerializer(serializers.Serializer):
+    month = serializers.SerializerMethodField()
+    closed = serializers.BooleanField()
+    closed_at = serializers.DateTimeField(allow_null=True)
+    totals = StatementTotalSerializer(many=True)
+
+    def get_month(self, data) -> str:
+        return f"{data.period_start:%Y-%m}"
+
+
+class StatementDetailSerializer(StatementSerializer):
+    lines = StatementLineSerializer(many=True)

@@ -1,0 +1,98 @@
+"""The usage query API: rollups by period, grouped by tenant, key, model or deployment."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing.usage.forms import MAX_DAYS, MAX_HOURLY_DAYS
+from billing.usage.models import Granularity
+from billing.usage.selectors import GROUPS, UsageScope, own_key_ids, usage_query
+from portal.dates import validate_supported_date
+from tenants import permissions
+from tenants.api import require_platform_perm, tenant_for_api
+from tenants.permissions import PlatformPerm, TenantPerm
+
+
+class UsageQuerySerializer(serializers.Serializer):
+    since = serializers.DateTimeField(help_text="Start (inclusive), ISO 8601",
+                                      validators=[validate_supported_date])
+    until = serializers.DateTimeField(help_text="End (exclusive), ISO 8601",
+                                      validators=[validate_supported_date])
+    granularity = serializers.ChoiceField(choices=Granularity.choices, default=Granularity.DAY)
+    group_by = serializers.ListField(child=serializers.ChoiceField(choices=list(GROUPS)),
+                                     required=False, default=list,
+                                     help_text="Repeat or comma-separate: tenant, key, model, "
+                                               "deployment")
+
+    def to_internal_value(self, data):
+        data = data.copy() if hasattr(data, "copy") else dict(data)
+        if hasattr(data, "getlist"):
+            values = [v for item in data.getlist("group_by") for v in item.split(",") if v]
+            data.setlist("group_by", values)
+        return super().to_internal_value(data)
+
+    def validate(self, attrs):
+        span = attrs["until"] - attrs["since"]
+        if span <= timedelta(0):
+            raise serializers.ValidationError({"until": ["Must be after since."]})
+        limit = MAX_HOURLY_DAYS if attrs["granularity"] == Granularity.HOUR else MAX_DAYS
+        if span > timedelta(days=limit):
+            raise serializers.ValidationError({"until": [
+                f"{attrs['granularity'].capitalize()} figures cover at most {limit} days."]})
+        return attrs
+
+
+class UsageRowSerializer(serializers.Serializer):
+    bucket = serializers.DateTimeField()
+    tenant_id = serializers.IntegerField(required=False)
+    api_key_id = serializers.IntegerField(required=False)
+    model_id = serializers.IntegerField(required=False)
+    model_slug = serializers.CharField(required=False)
+    deployment_id = serializers.IntegerField(required=False)
+    currency = serializers.CharField(allow_blank=True)
+    requests = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    cost = serializers.DecimalField(max_digits=20, decimal_places=8)
+    latency_avg_ms = serializers.IntegerField(allow_null=True)
+    latency_p50_ms = serializers.IntegerField(allow_null=True)
+    latency_p95_ms = serializers.IntegerField(allow_null=True)
+    error_rate = serializers.FloatField()
+
+
+def _query(request: Request, **scope) -> Response:
+    params = UsageQuerySerializer(data=request.query_params)
+    params.is_valid(raise_exception=True)
+    data = params.validated_data
+    rows = usage_query(UsageScope(since=data["since"], until=data["until"],
+                                  granularity=data["granularity"], **scope),
+                       group_by=data["group_by"])
+    return Response(UsageRowSerializer(rows, many=True).data)
+
+
+class TenantUsageApi(APIView):
+    @extend_schema(parameters=[UsageQuerySerializer], responses=UsageRowSerializer(many=True),
+                   operation_id="tenant_usage_query",
+                   description="A tenant's usage by period (developers: their own keys).")
+    def get(self, request: Request, slug: str) -> Response:
+        tenant = tenant_for_api(request, slug, TenantPerm.USAGE_VIEW)
+        scope = {"tenant_id": tenant.pk}
+        if not permissions.has_tenant_perm(request.user, tenant, TenantPerm.USAGE_VIEW_ALL):
+            scope["api_key_ids"] = own_key_ids(user=request.user, tenant=tenant)
+        return _query(request, **scope)
+
+
+class PlatformUsageApi(APIView):
+    @extend_schema(parameters=[UsageQuerySerializer], responses=UsageRowSerializer(many=True),
+                   operation_id="platform_usage_query",
+                   description="Usage across tenants (MSP admins).")
+    def get(self, request: Request) -> Response:
+        require_platform_perm(request, PlatformPerm.USAGE_VIEW)
+        return _query(request)

@@ -490,20 +490,17 @@ class Forwarder:
                     timeout=self.app.stream_timeout if self.stream else self.app.answer_timeout)
             except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
                 last_error = exc.__class__.__name__
-                self.app.metrics.count("portal_gateway_upstream_errors", self.route.slug,
-                                       "connect")
+                self._upstream_failed("connect", last_error)
                 if upstream is not upstreams[-1]:
                     self.app.metrics.count("portal_gateway_upstream_retries", self.route.slug)
                 continue  # the request never reached that upstream: try the next one
             except TimeoutError:
-                self.app.metrics.count("portal_gateway_upstream_errors", self.route.slug,
-                                       "timeout")
+                self._upstream_failed("timeout", "no answer in time")
                 raise GatewayError(504, f"The model server for `{self.route.slug}` did not "
                                         "answer in time.", type="server_error",
                                    code="upstream_timeout") from None
             except aiohttp.ClientError as exc:
-                self.app.metrics.count("portal_gateway_upstream_errors", self.route.slug,
-                                       "error")
+                self._upstream_failed("error", exc.__class__.__name__)
                 raise GatewayError(502, f"The model server for `{self.route.slug}` failed "
                                         f"({exc.__class__.__name__}).", type="server_error",
                                    code="upstream_error") from None
@@ -515,6 +512,15 @@ class Forwarder:
         raise GatewayError(503, f"No model server for `{self.route.slug}` is reachable right "
                                 f"now ({last_error}); try again shortly.", type="server_error",
                            code="upstream_unavailable")
+
+    def _upstream_failed(self, reason: str, what: str) -> None:
+        """Count a failed attempt and say so in the log, with the request's id (the one in
+        the client's X-Request-ID header and in its usage record)."""
+        self.app.metrics.count("portal_gateway_upstream_errors", self.route.slug, reason)
+        logger.warning("Model server of %s (deployment %s) failed: %s (%s).", self.route.slug,
+                       self.upstream.deployment_id, reason, what, extra={
+                           "request_id": self.request_id, "tenant": self.tenant.slug,
+                           "actor": f"api_key:{self.key.id}"})
 
     async def _traced_post(self, upstream: Upstream, headers: dict) -> aiohttp.ClientResponse:
         """The model server's call in a client span, its context sent as `traceparent`."""

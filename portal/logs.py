@@ -20,7 +20,8 @@ from portal import request_context, tracing
 
 # LogRecord attributes that are not "extra" fields a caller passed.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
-    "message", "asctime", "taskName"}
+    "message", "asctime", "taskName", "color_message",
+    "request"}  # Django's request object: its repr says nothing the line doesn't
 _CONTEXT = ("request_id", "tenant", "actor")
 
 
@@ -105,6 +106,8 @@ def logging_config(*, log_format: str, level: str) -> dict:
             # lines through the portal's handler instead.
             "uvicorn": {"handlers": ["console"], "level": level, "propagate": False},
             "uvicorn.error": {"handlers": [], "propagate": True},
-            "uvicorn.access": {"handlers": [], "propagate": True},
+            # No line per request (a write per request on the gateway's hot path): the
+            # portal runs uvicorn with --no-access-log; requests are counted in the metrics.
+            "uvicorn.access": {"handlers": [], "propagate": False},
         },
     }

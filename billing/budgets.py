@@ -38,7 +38,7 @@ from billing.budget_models import (
     Notification,
 )
 from billing.models import UsageRecord
-from portal import locks
+from portal import locks, request_context
 from portal.dates import OUT_OF_RANGE, is_supported
 from portal.gateway_config import bump_gateway_config
 from tenants.models import Membership, Tenant, TenantRole
@@ -171,6 +171,8 @@ def budgets_record_usage(*, records: Iterable[UsageRecord]) -> None:
         return
     deltas: dict[tuple[int, date], int] = defaultdict(int)
     ends: dict[tuple[int, date], date] = {}
+    # (units, gateway request id) in order, to name the request that crossed a threshold.
+    requests_of: dict[tuple[int, date], list[tuple[int, str]]] = defaultdict(list)
     for budget in budgets:
         for record in by_tenant[budget.tenant_id]:
             if not _applies(budget, record):
@@ -178,7 +180,9 @@ def budgets_record_usage(*, records: Iterable[UsageRecord]) -> None:
             period = period_of(budget, record.created_at)
             if period is None:
                 continue
-            deltas[budget.pk, period[0]] += _units(budget, record)
+            units = _units(budget, record)
+            deltas[budget.pk, period[0]] += units
+            requests_of[budget.pk, period[0]].append((units, record.request_id))
             ends[budget.pk, period[0]] = period[1]
     deltas = {k: v for k, v in deltas.items() if v}
     if not deltas:
@@ -190,8 +194,24 @@ def budgets_record_usage(*, records: Iterable[UsageRecord]) -> None:
         pipe.expireat(counter_key(budget_id, start), _expire_at(ends[budget_id, start]))
     totals = pipe.execute()[::2]
     by_id = {b.pk: b for b in budgets}
-    for ((budget_id, start), _delta), total in zip(deltas.items(), totals, strict=True):
-        _raise_alerts(by_id[budget_id], start, int(total))
+    for ((budget_id, start), delta), total in zip(deltas.items(), totals, strict=True):
+        _raise_alerts(by_id[budget_id], start, int(total), crossed_by=_crossing(
+            requests_of[budget_id, start], int(total) - delta))
+
+
+def _crossing(requests: list[tuple[int, str]], before: int):
+    """For a threshold (in units ×100 of the limit), the request id whose usage reached it:
+    the alert's audit event and log lines carry the id of the gateway request (README
+    "Metrics, logs and traces")."""
+    def request_id(reached: int) -> str:
+        running = before
+        for units, rid in requests:
+            running += units
+            if running * 100 >= reached:
+                return rid
+        return requests[-1][1]
+
+    return request_id
 
 
 def _consumed_in_db(budget: Budget, start: date, end: date) -> int:
@@ -261,7 +281,8 @@ def budget_consumption(budget: Budget, *, now: datetime | None = None) -> dict:
 
 # --- alerts ---------------------------------------------------------------------------
 
-def _raise_alerts(budget: Budget, start: date, units: int) -> list[BudgetAlert]:
+def _raise_alerts(budget: Budget, start: date, units: int,
+                  crossed_by=None) -> list[BudgetAlert]:
     limit = limit_units(budget)
     crossed = sorted(t for t in budget.thresholds if units * 100 >= limit * t)
     if not crossed:
@@ -284,7 +305,11 @@ def _raise_alerts(budget: Budget, start: date, units: int) -> list[BudgetAlert]:
                     blocked=threshold >= 100 and budget.action == BudgetAction.BLOCK)
         except IntegrityError:
             continue
-        _announce(alert)
+        if crossed_by is None:
+            _announce(alert)
+        else:
+            with request_context.bound(request_id=crossed_by(limit * threshold)):
+                _announce(alert)
         raised.append(alert)
     return raised
 

@@ -249,3 +249,19 @@ def test_traces_connect_web_celery_kubernetes_and_gateway_upstream(otlp, tmp_pat
             if process is not None:
                 stop(process)
         kube.stop()
+
+
+@pytest.mark.django_db
+def test_a_budget_alert_names_the_gateway_request_that_crossed_its_threshold(tenant):
+    from billing import budgets
+    from tests.billing.budget_helpers import event, ingest, make_model
+
+    chat = make_model()
+    budgets.budget_create(actor="system:test", tenant=tenant, name="Tokens", unit="tokens",
+                          amount=3000, thresholds=[50, 100])
+    first, second, third = (event(tenant, chat, input_tokens=500, output_tokens=500)
+                            for _ in range(3))
+    ingest(first, second, third)  # one drained batch: 1000, 2000 (50 % crossed), 3000 (100 %)
+    alerts = {e.details["threshold"]: e.request_id for e in AuditEvent.objects.filter(
+        action="billing.budget_alert")}
+    assert alerts == {50: second["request_id"], 100: third["request_id"]}

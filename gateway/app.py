@@ -547,9 +547,6 @@ class Forwarder:
             self.status = exc.status
             raise
         self.status = response.status
-        if response.status >= 500:
-            self.app.metrics.count("portal_gateway_upstream_errors", self.route.slug,
-                                   "status_5xx")
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -567,6 +564,9 @@ class Forwarder:
             if response.status < 400 and self.upstream.model_name != self.route.slug:
                 data["model"] = self.route.slug
                 body = orjson.dumps(data)
+        if response.status >= 500:  # the model server's own error, passed on to the client
+            self.app.metrics.count("portal_gateway_upstream_errors", self.route.slug,
+                                   "status_5xx")
         self.ttft_ms = _elapsed_ms(self.started)
         await _respond(self.send, self.status, body, _JSON + self.headers)
 
@@ -691,11 +691,11 @@ class Forwarder:
         else:
             input_tokens = output_tokens = 0
         tokens = input_tokens + output_tokens
-        # Token counters feed only tokens-per-minute limits: skip them when none applies.
         latency_ms = _elapsed_ms(self.started)
         self.app.metrics.served(
             self.tenant.slug, self.route.slug, self.status, input_tokens, output_tokens,
             latency_ms / 1000, None if self.ttft_ms is None else self.ttft_ms / 1000)
+        # Token counters feed only tokens-per-minute limits: skip them when none applies.
         windows = None
         if self.key.tpm or self.tenant.tpm:
             windows = ratelimit.window_keys(self.key.id, self.tenant.id, time.time())

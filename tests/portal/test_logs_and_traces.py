@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import time
+from decimal import Decimal
 
 import pytest
 import redis
@@ -258,7 +259,7 @@ def test_a_budget_alert_names_the_gateway_request_that_crossed_its_threshold(ten
 
     chat = make_model()
     budgets.budget_create(actor="system:test", tenant=tenant, name="Tokens", unit="tokens",
-                          amount=3000, thresholds=[50, 100])
+                          amount=Decimal(3000), thresholds=[50, 100])
     first, second, third = (event(tenant, chat, input_tokens=500, output_tokens=500)
                             for _ in range(3))
     ingest(first, second, third)  # one drained batch: 1000, 2000 (50 % crossed), 3000 (100 %)

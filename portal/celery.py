@@ -86,12 +86,7 @@ def _unbind_context(task_id=None, state=None, **kwargs) -> None:
     from portal import request_context, tracing
 
     token, span = _running.pop(task_id, (None, None))
-    if span is not None:
-        if state == "FAILURE":
-            from opentelemetry.trace import Status, StatusCode
-
-            span[0].set_status(Status(StatusCode.ERROR, "task failed"))
-        tracing.finish(span)
+    tracing.finish(span, failed=state == "FAILURE")
     if token is not None:
         request_context.reset(token)
 

@@ -21,7 +21,8 @@ from portal import request_context, tracing
 # LogRecord attributes that are not "extra" fields a caller passed.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message", "asctime", "taskName", "color_message",
-    "request"}  # Django's request object: its repr says nothing the line doesn't
+    "request",  # Django's request object: its repr says nothing the line doesn't
+    "data"}  # Celery's: the dict its message was formatted from
 _CONTEXT = ("request_id", "tenant", "actor")
 
 

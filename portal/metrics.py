@@ -17,6 +17,7 @@ listen on the port (SO_REUSEPORT): each serves the same merged figures.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from pathlib import Path
@@ -63,8 +64,10 @@ def _only_metrics(app):
 
 def start_server(registry: CollectorRegistry) -> WSGIServer:
     """Serve `registry` on METRICS_HOST:METRICS_PORT from a daemon thread."""
-    server = make_server(settings.METRICS_HOST, settings.METRICS_PORT,
-                         _only_metrics(make_wsgi_app(registry)), _Server,
+    host, port = settings.METRICS_HOST, settings.METRICS_PORT
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]  # IPv4 or IPv6
+    server = make_server(host, port, _only_metrics(make_wsgi_app(registry)),
+                         type("MetricsServer", (_Server,), {"address_family": family}),
                          handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="metrics-server", daemon=True).start()
     logger.info("Metrics on http://%s:%d/metrics", settings.METRICS_HOST,

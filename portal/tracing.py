@@ -106,16 +106,15 @@ def start(name: str, *, kind: str = "internal", parent=None,
     return current, token
 
 
-def finish(started, *, error: BaseException | None = None) -> None:
+def finish(started, *, failed: bool = False) -> None:
     if started is None:
         return
     from opentelemetry import context as otel_context
     from opentelemetry.trace import Status, StatusCode
 
     current, token = started
-    if error is not None:
-        current.record_exception(error)
-        current.set_status(Status(StatusCode.ERROR, error.__class__.__name__))
+    if failed:
+        current.set_status(Status(StatusCode.ERROR))
     current.end()
     otel_context.detach(token)
 

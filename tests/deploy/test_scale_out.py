@@ -182,6 +182,13 @@ def test_two_gateways_two_workers_two_beats(cluster_of_processes):
     assert len(records) == len(served)
 
     # --- each periodic task was sent by one beat only, and run once ----------------------
+    def drains_sent_so_far() -> int:
+        return sum(1 for name in ("beat-a", "beat-b") for m in messages(c["logs"][name])
+                   if "Sending due task gateway-drain-usage" in m)
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and drains_sent_so_far() < 5:
+        time.sleep(0.5)  # every 2 s: enough rounds for a second beat to have cut in
     for beat in c["beats"]:
         stop(beat)
     time.sleep(3)  # the workers finish what was queued

@@ -207,6 +207,8 @@ def start(command: list[str], **kwargs) -> subprocess.Popen:
 
 
 def stop(process: subprocess.Popen) -> None:
+    if process.returncode is not None:
+        return  # stopped already
     try:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=20)
@@ -250,9 +252,19 @@ def main() -> None:
         write_new_key(str(SIGNING_KEY))
     prepare_database()
 
+    started: list[subprocess.Popen] = []  # stopped however the run ends
+    try:
+        run(args, levels, wrk, started)
+    finally:
+        for process in started:
+            stop(process)
+
+
+def run(args, levels: list[int], wrk: str, started: list[subprocess.Popen]) -> None:
     upstream_port = free_port()
     upstream = start([sys.executable, "tests/support/openai_upstream.py", "--port",
                       str(upstream_port)], cwd=ROOT)
+    started.append(upstream)
     wait_for_port(upstream_port)
     upstream_url = f"http://127.0.0.1:{upstream_port}/v1"
     token = prepare_data(upstream_url)
@@ -271,9 +283,12 @@ def main() -> None:
                      "--no-proxy-headers",
                      "--lifespan", "on"],
                     cwd=ROOT, env=gateway_env)
+    started.append(gateway)
     wait_for_port(gateway_port)
     time.sleep(2)
     litellm = None if args.no_litellm else start_litellm(upstream_url)
+    if litellm:
+        started.append(litellm[0])
 
     targets = {"direct": (upstream_url, "none", None),
                "gateway": (f"http://127.0.0.1:{gateway_port}/v1", token, gateway.pid)}

@@ -266,3 +266,45 @@ def test_a_budget_alert_names_the_gateway_request_that_crossed_its_threshold(ten
     alerts = {e.details["threshold"]: e.request_id for e in AuditEvent.objects.filter(
         action="billing.budget_alert")}
     assert alerts == {50: second["request_id"], 100: third["request_id"]}
+
+
+@pytest.fixture
+def in_memory_tracing(monkeypatch):
+    """Tracing on in this test process, spans kept in memory; off again afterwards."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from portal import tracing
+
+    for name in ("ENABLED", "_tracer", "_provider", "_propagator"):
+        monkeypatch.setattr(tracing, name, getattr(tracing, name))
+    exporter = InMemorySpanExporter()
+    tracing.configure(span_processor=SimpleSpanProcessor(exporter))
+    yield exporter
+
+
+def test_registry_calls_are_client_spans_of_what_made_them(in_memory_tracing,
+                                                           registry_settings):
+    from models_catalog import registry as oci
+    from portal import tracing
+
+    with tracing.span("approve", kind="server"):
+        oci.registry_client().ping()
+    spans = {span.name: span for span in in_memory_tracing.get_finished_spans()}
+    call = spans["registry GET"]
+    assert call.kind.name == "CLIENT"
+    assert call.parent.span_id == spans["approve"].context.span_id
+    assert call.attributes["server.address"] == settings.REGISTRY_URL
+
+
+def test_tracing_off_sends_nothing_and_costs_a_flag(settings):
+    from portal import tracing
+
+    assert settings.OTEL_EXPORTER_OTLP_ENDPOINT == ""
+    tracing.configure()
+    assert tracing.ENABLED is False
+    with tracing.span("anything") as span:
+        assert span is None
+    headers = {}
+    tracing.inject(headers)
+    assert headers == {}

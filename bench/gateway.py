@@ -2,11 +2,16 @@
 
 Not part of the test suite. Runs everything on loopback: a fast async OpenAI-compatible
 upstream, the portal's ASGI server (uvicorn, 2 workers, uvloop, the portal's httptools
-protocol) with keys, rate limiting and metering all on, Debian's `wrk` as load generator and,
-when installed, LiteLLM's proxy (master key only, offline mode) in front of the same upstream.
-It prints a table and writes JSON to bench/results/.
+protocol) with keys, rate limiting, metering and Prometheus metrics all on, Debian's `wrk` as
+load generator and, when installed, LiteLLM's proxy (master key only, offline mode) in front of
+the same upstream. It prints a table and writes JSON to bench/results/.
 
     .venv/bin/python bench/gateway.py [--duration 8] [--concurrency 1,16,64] [--no-litellm]
+                                      [--workers 2] [--no-metrics]
+
+"req/s per core" is requests divided by the CPU seconds the gateway's processes spent on
+them (from /proc): how many requests one core of gateway serves when it is saturated — the
+figure to size replicas with (README "Sizing the gateway").
 
 Uses PostgreSQL (BENCH_DATABASE_URL, default database portal_bench_gateway on 127.0.0.1) and Redis
 (BENCH_REDIS_URL, default db 12). LiteLLM is looked for in var/litellm-venv (create it with
@@ -36,7 +41,7 @@ DATABASE_URL = os.environ.get("BENCH_DATABASE_URL",
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 ENV = {**os.environ, "DATABASE_URL": DATABASE_URL, "REDIS_URL": REDIS_URL, "DEBUG": "false",
        "SECRET_KEY": "bench-only-secret-key-0123456789abcdef", "PORTAL_IGNORE_DOTENV": "1",
-       "STATIC_MANIFEST": "false",
+       "STATIC_MANIFEST": "false", "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
        "FIELD_ENCRYPTION_KEYS": "YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleSE="}
 SIGNING_KEY = ROOT / "var/bench-platform-signing-key.pem"
 ENV["PLATFORM_SIGNING_KEY_FILE"] = str(SIGNING_KEY)
@@ -175,6 +180,7 @@ def run_wrk(wrk: str, url: str, token: str, concurrency: int, duration: int, str
         "rps": round(result["requests"] / (result["duration_us"] / 1e6), 1),
         "p50_ms": result["p50_us"] / 1000, "p99_ms": result["p99_us"] / 1000,
         "cpu_ms_per_request": round(cpu * 1000 / result["requests"], 3) if cpu else None,
+        "rps_per_core": round(result["requests"] / cpu) if cpu else None,
     }
 
 
@@ -201,6 +207,8 @@ def start(command: list[str], **kwargs) -> subprocess.Popen:
 
 
 def stop(process: subprocess.Popen) -> None:
+    if process.returncode is not None:
+        return  # stopped already
     try:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=20)
@@ -231,6 +239,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-metrics", action="store_true",
+                        help="leave the metrics port off (to measure what metrics cost)")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     wrk = ensure_wrk()
@@ -241,23 +252,43 @@ def main() -> None:
         write_new_key(str(SIGNING_KEY))
     prepare_database()
 
+    started: list[subprocess.Popen] = []  # stopped however the run ends
+    try:
+        run(args, levels, wrk, started)
+    finally:
+        for process in started:
+            stop(process)
+
+
+def run(args, levels: list[int], wrk: str, started: list[subprocess.Popen]) -> None:
     upstream_port = free_port()
     upstream = start([sys.executable, "tests/support/openai_upstream.py", "--port",
                       str(upstream_port)], cwd=ROOT)
+    started.append(upstream)
     wait_for_port(upstream_port)
     upstream_url = f"http://127.0.0.1:{upstream_port}/v1"
     token = prepare_data(upstream_url)
 
     gateway_port = free_port()
+    gateway_env, metrics_url = dict(ENV), None
+    if not args.no_metrics:
+        metrics_port = free_port()
+        gateway_env.update(METRICS_PORT=str(metrics_port), METRICS_HOST="127.0.0.1",
+                           PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="bench-metrics-"))
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     gateway = start([sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host",
-                     "127.0.0.1", "--port", str(gateway_port), "--workers", "2", "--loop",
+                     "127.0.0.1", "--port", str(gateway_port), "--workers", str(args.workers),
+                     "--loop",
                      "uvloop", "--http", "portal.server:HttpProtocol", "--no-access-log",
                      "--no-proxy-headers",
                      "--lifespan", "on"],
-                    cwd=ROOT, env=ENV)
+                    cwd=ROOT, env=gateway_env)
+    started.append(gateway)
     wait_for_port(gateway_port)
     time.sleep(2)
     litellm = None if args.no_litellm else start_litellm(upstream_url)
+    if litellm:
+        started.append(litellm[0])
 
     targets = {"direct": (upstream_url, "none", None),
                "gateway": (f"http://127.0.0.1:{gateway_port}/v1", token, gateway.pid)}
@@ -272,7 +303,8 @@ def main() -> None:
                                                  concurrency, args.duration, stream, pid))
         ttft = {name: asyncio.run(time_to_first_token(base + "/chat/completions", key, 200))
                 for name, (base, key, _pid) in targets.items()}
-        time.sleep(1)
+        time.sleep(1.5)  # the workers publish their counts once a second
+        metered = scrape_requests(metrics_url) if metrics_url else None
         from billing.usage.drain import drain_usage_stream
         from billing.usage.models import UsageRecord
 
@@ -287,7 +319,9 @@ def main() -> None:
                 stop(process)
 
     succeeded = sum(r["succeeded"] for r in results["gateway"]) + 200  # + the TTFT probes
-    report = {"results": results, "ttft_ms_p50": ttft, "usage": {
+    report = {"results": results, "ttft_ms_p50": ttft, "workers": args.workers,
+              "metrics": metrics_url is not None, "metrics_requests_200": metered,
+              "cpus": os.cpu_count(), "load_average_before": LOAD_BEFORE, "usage": {
         "gateway_requests_succeeded": succeeded, "usage_records": records,
         "usage_records_status_200": records_ok,
         "lost": max(0, succeeded - records_ok)}}
@@ -299,22 +333,44 @@ def main() -> None:
     print(f"\nJSON written to {path.relative_to(ROOT)}")
 
 
+LOAD_BEFORE = os.getloadavg()
+
+
+def scrape_requests(url: str) -> float:
+    """portal_gateway_requests_total{status="200"} as the gateway's metrics port says."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(requests.get(url, timeout=10).text):
+        for sample in family.samples:
+            if sample.name == "portal_gateway_requests_total" and sample.labels.get(
+                    "status") == "200":
+                total += sample.value
+    return total
+
+
 def print_table(report: dict) -> None:
     results = report["results"]
     direct = {(r["stream"], r["concurrency"]): r for r in results["direct"]}
     print(f"\n{'target':<9} {'mode':<7} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'+p50 ms':>8} {'+p99 ms':>8} {'CPU ms/req':>10} {'errors':>7}")
+          f"{'+p50 ms':>8} {'+p99 ms':>8} {'CPU ms/req':>10} {'req/s/core':>10} "
+          f"{'errors':>7}")
     for name, rows in results.items():
         for r in rows:
             base = direct[(r["stream"], r["concurrency"])]
             added = ("", "") if name == "direct" else (
                 f"{r['p50_ms'] - base['p50_ms']:.2f}", f"{r['p99_ms'] - base['p99_ms']:.2f}")
             cpu = "" if r["cpu_ms_per_request"] is None else f"{r['cpu_ms_per_request']:.3f}"
+            per_core = "" if r.get("rps_per_core") is None else f"{r['rps_per_core']:.0f}"
             print(f"{name:<9} {'stream' if r['stream'] else 'json':<7} {r['concurrency']:>3} "
                   f"{r['rps']:>9.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {added[0]:>8} "
-                  f"{added[1]:>8} {cpu:>10} {r['errors']:>7}")
+                  f"{added[1]:>8} {cpu:>10} {per_core:>10} {r['errors']:>7}")
     print("\ntime to first token, p50 (ms):", report["ttft_ms_p50"])
     print("usage:", report["usage"])
+    print(f"workers: {report['workers']}, metrics on: {report['metrics']} (200s counted by "
+          f"the metrics port: {report['metrics_requests_200']}), {report['cpus']} CPUs, load "
+          f"average before the run: {report['load_average_before']}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from deployments import kubeconfig
 from deployments.models import Cluster, CredentialKind
-from portal import outbound, stored_secrets
+from portal import outbound, stored_secrets, tracing
 
 KSERVE_GROUP = "serving.kserve.io"
 KSERVE_VERSION = "v1beta1"
@@ -139,7 +139,14 @@ class KubeSession:
         self.custom = client.CustomObjectsApi(self.api_client)
 
     def call(self, method: Callable, *args, **kwargs) -> Any:
-        """Call a typed API method with our timeout, retrying transient failures."""
+        """Call a typed API method with our timeout, retrying transient failures (in one
+        client span when tracing is on)."""
+        name = kwargs.pop("_span_name", None) or getattr(method, "__name__", "call")
+        with tracing.span(f"kubernetes {name}", kind="client", attributes={
+                "portal.cluster": self.cluster.name, "server.address": self.cluster.api_url}):
+            return self._call(method, *args, **kwargs)
+
+    def _call(self, method: Callable, *args, **kwargs) -> Any:
         kwargs.setdefault("_request_timeout", settings.KUBE_REQUEST_TIMEOUT_SECONDS)
         attempts = settings.KUBE_API_ATTEMPTS
         delay = settings.KUBE_RETRY_BACKOFF_MS / 1000
@@ -174,7 +181,7 @@ class KubeSession:
             return self.api_client.response_deserialize(
                 response, {"2XX": "object"}).data
 
-        return self.call(send)
+        return self.call(send, _span_name=method)
 
     def close(self) -> None:
         self.api_client.close()

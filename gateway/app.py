@@ -25,10 +25,12 @@ from gateway import errors, ratelimit
 from gateway.directory import Directory, KeyInfo, Route, TenantInfo, Upstream
 from gateway.errors import GatewayError
 from gateway.keys import hash_token, prefix_of
+from gateway.metrics import REFUSALS, GatewayMetrics
 from gateway.redis_pipe import PipelinedRedis, RedisReplyError
 from gateway.tokens import TokenCounter, heuristic_count, request_text, response_text, stream_text
 from gateway.usage import UsageRecorder
-from portal import outbound, request_context
+from portal import metrics as portal_metrics
+from portal import outbound, request_context, tracing
 from portal.gateway_config import CONFIG_VERSION_KEY
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,10 @@ _JSON = [(b"content-type", b"application/json")]
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
         (b"x-accel-buffering", b"no")]
 _CONFIG_POLL_SECONDS = 0.25
+# What a request's ASGI scope learns on its way, for its metrics and log lines.
+_TENANT, _MODEL, _ACTOR, _FORWARDED = ("portal.tenant", "portal.model", "portal.actor",
+                                       "portal.forwarded")
+_STATUS, _REQUEST_ID = "portal.status", "portal.request_id"
 
 
 class PreRequestCheck(Protocol):
@@ -142,6 +148,10 @@ class GatewayApp:
         self.session: aiohttp.ClientSession | None = None
         self.usage: UsageRecorder | None = None
         self.tokens = TokenCounter()
+        self.metrics = GatewayMetrics()
+        self.metrics.gauges["portal_gateway_usage_events_buffered"] = (
+            lambda: self.usage.buffered() if self.usage else 0)
+        self.metrics.samplers.append(self._sample_usage_drops)
         self.ratelimit_sha = ""
         self._config_version: bytes | None = None
         self._watcher: asyncio.Task | None = None
@@ -150,7 +160,13 @@ class GatewayApp:
 
     # --- lifecycle -------------------------------------------------------------------
 
+    def _sample_usage_drops(self, metrics: GatewayMetrics) -> None:
+        if self.usage:
+            metrics.counters["portal_gateway_usage_events_dropped"][()] = self.usage.dropped
+
     async def startup(self) -> None:
+        if portal_metrics.metrics_dir():
+            self.metrics.start(portal_metrics.metrics_dir())
         if not settings.REDIS_URL:
             logger.warning("REDIS_URL is not set: the /v1 gateway answers 503 until it is.")
             return
@@ -179,6 +195,8 @@ class GatewayApp:
                 task.cancel()
         if self.usage:
             await self.usage.close()
+        await self.metrics.close(portal_metrics.metrics_dir())
+        tracing.shutdown()
         if self.session:
             await self.session.close()
         if self.redis:
@@ -226,25 +244,56 @@ class GatewayApp:
     # --- requests --------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not tracing.ENABLED:
+            await self._serve(scope, receive, send)
+            return
+        path = scope["path"]
+        name = path if path.rstrip("/") in ENDPOINTS or path.startswith("/v1/models") else "/v1"
+        incoming = {key.decode("latin-1"): value.decode("latin-1")
+                    for key, value in scope["headers"] if key == b"traceparent"}
+        with tracing.span(f"{scope['method']} {name}", kind="server",
+                          parent=tracing.extract(incoming),
+                          attributes={"http.request.method": scope["method"],
+                                      "url.path": path}) as span:
+            await self._serve(scope, receive, send)
+            span.set_attributes({"http.response.status_code": scope.get(_STATUS, 0),
+                                 "portal.tenant": scope.get(_TENANT, ""),
+                                 "portal.model": scope.get(_MODEL, ""),
+                                 "portal.request_id": scope.get(_REQUEST_ID, "")})
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = "req_" + uuid.uuid4().hex
         started = time.perf_counter()
+        status = 200
         try:
             if not self.ready:
                 raise GatewayError(503, "The gateway is not available: the operator must set "
                                         "REDIS_URL.", type="server_error")
             await self._handle(scope, receive, send, request_id, started)
         except GatewayError as exc:
+            status = exc.status
+            if exc.code in REFUSALS:
+                self.metrics.count("portal_gateway_refusals", scope.get(_TENANT, ""), exc.code)
             await _respond(send, exc.status, exc.body(), _JSON + exc.headers, request_id)
         except Exception:
-            logger.exception("Gateway error on %s", scope.get("path"))
+            status = 500
+            logger.exception("Gateway error on %s", scope.get("path"), extra={
+                "request_id": request_id, "tenant": scope.get(_TENANT, ""),
+                "actor": scope.get(_ACTOR, "")})
             await _respond(send, 500, GatewayError(500, "The gateway hit an internal error; it "
                                                         "has been logged.",
                                                    type="server_error").body(),
                            _JSON, request_id)
+        if _FORWARDED not in scope:  # the Forwarder counted its own, with tokens and timings
+            self.metrics.request(scope.get(_TENANT, ""), scope.get(_MODEL, ""), status)
+        if tracing.ENABLED:
+            scope[_STATUS], scope[_REQUEST_ID] = status, request_id
 
     async def _handle(self, scope, receive, send, request_id: str, started: float) -> None:
         path, method = scope["path"], scope["method"]
         key, tenant = await self._authenticate(scope)
+        scope[_TENANT] = tenant.slug
+        scope[_ACTOR] = f"api_key:{key.id}"
         if path in ("/v1/models", "/v1/models/"):
             if method != "GET":
                 raise GatewayError(405, "Use GET for /v1/models.")
@@ -264,6 +313,7 @@ class GatewayApp:
             raise GatewayError(405, f"Use POST for {path}.")
         request = _parse_body(await self._read_body(scope, receive), path)
         route = self._route_for(request["model"], key, tenant)
+        scope[_MODEL] = route.slug
         tasks, upstream_path = endpoint
         if route.task not in tasks:
             raise errors.bad_request(
@@ -401,6 +451,7 @@ class Forwarder:
         self.cut_off: GatewayError | None = None  # why the gateway ended a stream early
 
     async def run(self) -> None:
+        self.scope[_FORWARDED] = True
         try:
             response = await self._connect()
         except GatewayError as exc:
@@ -412,6 +463,10 @@ class Forwarder:
                 await self._relay_stream(response)
             else:
                 await self._relay_whole(response)
+        except GatewayError as exc:
+            self.app.metrics.count("portal_gateway_upstream_errors", self.route.slug,
+                                   exc.code or "error")
+            raise
         finally:
             response.release()
             await self._record()
@@ -437,18 +492,25 @@ class Forwarder:
                 headers["Authorization"] = upstream.auth_header
             self.upstream = upstream
             try:
+                if tracing.ENABLED:
+                    return await self._traced_post(upstream, headers)
                 return await self.app.session.post(
                     upstream.url + self.upstream_path, data=self._payload(upstream),
                     headers=headers,
                     timeout=self.app.stream_timeout if self.stream else self.app.answer_timeout)
             except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
                 last_error = exc.__class__.__name__
+                self._upstream_failed("connect", last_error)
+                if upstream is not upstreams[-1]:
+                    self.app.metrics.count("portal_gateway_upstream_retries", self.route.slug)
                 continue  # the request never reached that upstream: try the next one
             except TimeoutError:
+                self._upstream_failed("timeout", "no answer in time")
                 raise GatewayError(504, f"The model server for `{self.route.slug}` did not "
                                         "answer in time.", type="server_error",
                                    code="upstream_timeout") from None
             except aiohttp.ClientError as exc:
+                self._upstream_failed("error", exc.__class__.__name__)
                 raise GatewayError(502, f"The model server for `{self.route.slug}` failed "
                                         f"({exc.__class__.__name__}).", type="server_error",
                                    code="upstream_error") from None
@@ -460,6 +522,28 @@ class Forwarder:
         raise GatewayError(503, f"No model server for `{self.route.slug}` is reachable right "
                                 f"now ({last_error}); try again shortly.", type="server_error",
                            code="upstream_unavailable")
+
+    def _upstream_failed(self, reason: str, what: str) -> None:
+        """Count a failed attempt and say so in the log, with the request's id (the one in
+        the client's X-Request-ID header and in its usage record)."""
+        self.app.metrics.count("portal_gateway_upstream_errors", self.route.slug, reason)
+        logger.warning("Model server of %s (deployment %s) failed: %s (%s).", self.route.slug,
+                       self.upstream.deployment_id, reason, what, extra={
+                           "request_id": self.request_id, "tenant": self.tenant.slug,
+                           "actor": f"api_key:{self.key.id}"})
+
+    async def _traced_post(self, upstream: Upstream, headers: dict) -> aiohttp.ClientResponse:
+        """The model server's call in a client span, its context sent as `traceparent`."""
+        with tracing.span(f"POST {self.upstream_path}", kind="client", attributes={
+                "http.request.method": "POST", "portal.model": self.route.slug,
+                "portal.deployment_id": upstream.deployment_id}) as span:
+            tracing.inject(headers)
+            response = await self.app.session.post(
+                upstream.url + self.upstream_path, data=self._payload(upstream),
+                headers=headers,
+                timeout=self.app.stream_timeout if self.stream else self.app.answer_timeout)
+            span.set_attribute("http.response.status_code", response.status)
+            return response
 
     async def _relay_whole(self, response: aiohttp.ClientResponse) -> None:
         try:
@@ -490,6 +574,9 @@ class Forwarder:
             if response.status < 400 and self.upstream.model_name != self.route.slug:
                 data["model"] = self.route.slug
                 body = orjson.dumps(data)
+        if response.status >= 500:  # the model server's own error, passed on to the client
+            self.app.metrics.count("portal_gateway_upstream_errors", self.route.slug,
+                                   "status_5xx")
         self.ttft_ms = _elapsed_ms(self.started)
         await _respond(self.send, self.status, body, _JSON + self.headers)
 
@@ -549,6 +636,8 @@ class Forwarder:
             self.status = exc.status
             if not self.started_response:
                 raise
+            self.app.metrics.count("portal_gateway_upstream_errors", self.route.slug,
+                                   exc.code or "error")
             await self._send_events(b"data: " + exc.body() + b"\n\n")
         finally:
             watcher.cancel()
@@ -613,6 +702,10 @@ class Forwarder:
         else:
             input_tokens = output_tokens = 0
         tokens = input_tokens + output_tokens
+        latency_ms = _elapsed_ms(self.started)
+        self.app.metrics.served(
+            self.tenant.slug, self.route.slug, self.status, input_tokens, output_tokens,
+            latency_ms / 1000, None if self.ttft_ms is None else self.ttft_ms / 1000)
         # Token counters feed only tokens-per-minute limits: skip them when none applies.
         windows = None
         if self.key.tpm or self.tenant.tpm:
@@ -624,7 +717,7 @@ class Forwarder:
             "endpoint": self.path.rstrip("/").rsplit("/v1/", 1)[-1], "status": self.status,
             "streamed": self.stream, "input_tokens": input_tokens,
             "output_tokens": output_tokens, "estimated": not exact and tokens > 0,
-            "latency_ms": _elapsed_ms(self.started), "ttft_ms": self.ttft_ms,
+            "latency_ms": latency_ms, "ttft_ms": self.ttft_ms,
         }, (windows[1], windows[3]) if windows else None, tokens)
 
 

@@ -40,6 +40,9 @@ class UsageRecorder:
         self._closing = False
         self.dropped = 0
 
+    def buffered(self) -> int:
+        return len(self._events)
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="usage-flusher")
 

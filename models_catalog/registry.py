@@ -21,6 +21,7 @@ from urllib.parse import urljoin, urlparse
 import requests
 from django.conf import settings
 
+from portal import tracing
 from portal.api import ApplicationError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -187,9 +188,14 @@ class RegistryClient:
 
     # --- HTTP with authentication challenges -------------------------------------------
 
-    def _request(self, method: str, path_or_url: str, *, scope: str = "", stream: bool = False,
-                 ok: Iterable[int] = (200,), data=None, headers: dict | None = None,
-                 params: dict | None = None) -> requests.Response:
+    def _request(self, method: str, path_or_url: str, **kwargs) -> requests.Response:
+        with tracing.span(f"registry {method}", kind="client", attributes={
+                "http.request.method": method, "server.address": self.url}):
+            return self._send(method, path_or_url, **kwargs)
+
+    def _send(self, method: str, path_or_url: str, *, scope: str = "", stream: bool = False,
+              ok: Iterable[int] = (200,), data=None, headers: dict | None = None,
+              params: dict | None = None) -> requests.Response:
         url = path_or_url if path_or_url.startswith("http") else self.url + path_or_url
         for attempt in range(2):
             request_headers = dict(headers or {})

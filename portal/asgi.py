@@ -1,6 +1,7 @@
 """ASGI entry point. `/v1/*` goes to the gateway's lean ASGI app (gateway.app), everything
 else to Django. The gateway owns the lifespan: it opens its Redis connection and HTTP client
-pool per worker at start-up and flushes usage at shutdown."""
+pool per worker at start-up and flushes usage at shutdown. Tracing (when configured) and the
+metrics port (METRICS_PORT) start with each worker process."""
 
 import os
 import warnings
@@ -17,8 +18,15 @@ warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume sy
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 django_application = get_asgi_application()
 
-from gateway.app import GatewayApp  # noqa: E402  (needs Django set up first)
+from django.conf import settings  # noqa: E402
 
+from gateway.app import GatewayApp  # noqa: E402  (needs Django set up first)
+from portal import metrics, tracing  # noqa: E402
+
+tracing.configure()
+if settings.METRICS_PORT:
+    # In each worker process of the server (SO_REUSEPORT): whichever is asked answers.
+    metrics.start_server(metrics.asgi_registry())
 gateway = GatewayApp()
 
 

@@ -11,11 +11,18 @@ was gone). Scale with replicas, not with workers inside a container.
 
 Settings are loaded before the exec, so a wrong or missing value stops the container at once
 with the one-line message that names the variable (exit code 78, EX_CONFIG).
+
+The role is passed on as PORTAL_ROLE (logs, traces and metrics say which role they come from).
+With METRICS_PORT set, PROMETHEUS_MULTIPROC_DIR (default /tmp/portal-metrics) is emptied
+before the server starts, as prometheus_client's multiprocess mode requires: counts a
+previous run of the container left there (an emptyDir survives a container restart) would
+otherwise be added to the new ones.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -23,6 +30,7 @@ MANAGE_PY = Path(__file__).resolve().parent.parent / "manage.py"
 
 EX_USAGE = 64
 EX_CONFIG = 78
+DEFAULT_METRICS_DIR = "/tmp/portal-metrics"
 
 # Seconds a server waits for requests in flight after SIGTERM. The gateway's streams may run
 # long (up to GATEWAY_UPSTREAM_TIMEOUT); the chart's terminationGracePeriodSeconds is larger.
@@ -69,6 +77,18 @@ def command_for(role: str, extra: list[str]) -> list[str]:
 ROLES = ("web", "gateway", "worker", "beat", "migrate", "manage")
 
 
+def _fresh_metrics_dir() -> None:
+    """An empty PROMETHEUS_MULTIPROC_DIR for this run of the server."""
+    path = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", DEFAULT_METRICS_DIR))
+    if path.is_dir():
+        for entry in path.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ROLES:
         print(f"usage: python -m portal.entrypoint {{{','.join(ROLES)}}} [ARGS…]",
@@ -79,6 +99,10 @@ def main(argv: list[str]) -> int:
         print("usage: python -m portal.entrypoint manage COMMAND [ARGS…]", file=sys.stderr)
         return EX_USAGE
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    if role in ("web", "gateway", "worker", "beat"):
+        os.environ["PORTAL_ROLE"] = role
+    if os.environ.get("METRICS_PORT", "0").strip() not in ("", "0"):
+        _fresh_metrics_dir()
     from django.conf import settings
     from django.core.exceptions import ImproperlyConfigured
 

@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from portal import request_context
+from portal import request_context, tracing
 
 # Everything the portal loads comes from itself: no CDN, web font, analytics or other host.
 # Inline styles are allowed because plotly.js and htmx set element styles at run time.
@@ -50,7 +50,8 @@ class ForwardedHeadersMiddleware:
 
 
 class RequestContextMiddleware:
-    """Gives every request an id (echoed as X-Request-ID) and a client IP for the audit trail."""
+    """Gives every request an id (echoed as X-Request-ID) and a client IP for the audit trail
+    and the logs, and, with tracing on, a server span (continuing a caller's `traceparent`)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
@@ -63,11 +64,34 @@ class RequestContextMiddleware:
         request.request_id = context.request_id
         token = request_context.bind(context)
         try:
-            response = self.get_response(request)
+            with tracing.span(f"{request.method} {request.path}", kind="server",
+                              parent=tracing.extract(request.headers),
+                              attributes={"http.request.method": request.method,
+                                          "url.path": request.path,
+                                          "portal.request_id": context.request_id}) as span:
+                response = self.get_response(request)
+                if span is not None:
+                    span.set_attribute("http.response.status_code", response.status_code)
+                    if request.resolver_match:
+                        span.update_name(f"{request.method} {request.resolver_match.route}")
         finally:
             request_context.reset(token)
         response["X-Request-ID"] = context.request_id
         return response
+
+
+class RequestActorMiddleware:
+    """After authentication: the signed-in person is the actor of the request's log lines
+    (a bearer token's service account is set by `tenants.bearer`)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            request_context.update(actor=request_context.actor_label(user))
+        return self.get_response(request)
 
 
 class ContentSecurityPolicyMiddleware:

@@ -1,7 +1,10 @@
-"""Who and where a piece of work comes from: request id and client IP, per request or task.
+"""Who and where a piece of work comes from: request id, client IP, tenant and actor, per
+request or task.
 
-Set by `RequestContextMiddleware` for web requests; services read it (through
-`audit.record`) without the request being passed down to them.
+Set by `RequestContextMiddleware` for web requests (tenant and actor are added once known,
+with `update`), and for Celery tasks from the headers of the message that enqueued them
+(`portal.celery`). Services read it (through `audit.record`) and every log line carries it
+(`portal.logs`) without the request being passed down to them.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import contextvars
 import ipaddress
 import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 
@@ -19,6 +24,8 @@ from django.conf import settings
 class RequestContext:
     request_id: str = ""
     client_ip: str | None = None
+    tenant: str = ""  # the tenant's slug, once a view or the API key resolved it
+    actor: str = ""  # "user:<id>", "service_account:<id>", "api_key:<id>"; never an address
 
 
 _current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
@@ -37,6 +44,30 @@ def bind(context: RequestContext) -> contextvars.Token:
 
 def reset(token: contextvars.Token) -> None:
     _current.reset(token)
+
+
+def update(**fields: str) -> None:
+    """Add what became known later in the request (the tenant a view resolved, the actor a
+    bearer token proved) for the rest of it: the next audit events and log lines carry it."""
+    _current.set(replace(_current.get(), **fields))
+
+
+@contextmanager
+def bound(**fields: str) -> Iterator[RequestContext]:
+    """The current context with `fields` changed, for the duration of the block."""
+    token = _current.set(replace(_current.get(), **fields))
+    try:
+        yield _current.get()
+    finally:
+        _current.reset(token)
+
+
+def actor_label(actor) -> str:
+    """How logs name who acted: its kind and id (a person's address stays out of logs)."""
+    kind = getattr(actor, "audit_actor_type", "user")
+    if kind == "system":  # a service account: "service-account:<provider>:<client>"
+        return actor.audit_label
+    return f"{kind}:{actor.pk}"
 
 
 def new_request_id(offered: str | None = None) -> str:

@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
+from portal.logs import logging_config
 from portal.oidc_settings import parse_providers
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -171,6 +172,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "portal.middleware.RequestActorMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -705,21 +707,47 @@ from portal.beat import build_schedule  # noqa: E402  (needs the intervals above
 CELERY_BEAT_SCHEDULE = build_schedule(
     checkpoint_interval_minutes=AUDIT_CHECKPOINT_INTERVAL_MINUTES)
 
+# --- Metrics and tracing (README "Metrics, logs and traces") ---------------------------
+
+# What this process is, as the container's entrypoint started it (web, gateway, worker,
+# beat); empty for a server run by hand, which serves everything.
+PORTAL_ROLE = os.environ.get("PORTAL_ROLE", "").strip()
+# Prometheus metrics on their own port (never the public one); 0: off.
+METRICS_PORT = env_int("METRICS_PORT", 0, minimum=0)
+METRICS_HOST = os.environ.get("METRICS_HOST", "127.0.0.1").strip()
+# Where the processes of one server (uvicorn's workers, Celery's pool) leave what they
+# counted for whichever of them is scraped. One empty directory per server: the entrypoint
+# empties it at start.
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+if METRICS_PORT and not PROMETHEUS_MULTIPROC_DIR:
+    raise ImproperlyConfigured(
+        "METRICS_PORT needs PROMETHEUS_MULTIPROC_DIR: an empty directory for this server's "
+        "processes to share their counts in (the container's entrypoint sets one).")
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(
+        f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR!r} is not a directory: create it "
+        "(empty) before the server starts.")
+# OpenTelemetry traces, sent by OTLP over HTTP to this collector (e.g.
+# http://otel-collector:4318); empty: tracing is off and nothing is sent anywhere.
+OTEL_EXPORTER_OTLP_ENDPOINT = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+if OTEL_EXPORTER_OTLP_ENDPOINT and not re.match(r"^https?://[^/\s]+",
+                                                OTEL_EXPORTER_OTLP_ENDPOINT):
+    raise ImproperlyConfigured(
+        f"OTEL_EXPORTER_OTLP_ENDPOINT={OTEL_EXPORTER_OTLP_ENDPOINT!r} must be the http:// or "
+        "https:// URL of an OTLP/HTTP collector, e.g. http://otel-collector:4318.")
+OTEL_SERVICE_NAME = os.environ.get("OTEL_SERVICE_NAME", "").strip() or (
+    f"sovereign-portal-{PORTAL_ROLE}" if PORTAL_ROLE else "sovereign-portal")
+
 # --- Logging ----------------------------------------------------------------------------
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r} must be DEBUG, INFO, WARNING or ERROR.")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"client_errors": {"()": "portal.log_filters.ClientErrorsWithoutTracebacks"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        "django.request": {"filters": ["client_errors"]},
-    },
-}
-
+# json: one JSON object per line (request id, tenant, actor in each), for log collectors;
+# text: for a terminal. Default json, text with DEBUG.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text" if DEBUG else "json").strip().lower()
+if LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} must be json or text.")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)
+# Celery logs through the same handler (portal.celery connects its setup_logging signal).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False

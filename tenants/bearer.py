@@ -20,6 +20,7 @@ from django.core.cache import cache
 from rest_framework import authentication, exceptions
 
 import audit
+from portal import request_context
 from tenants import oidc_metadata
 from tenants.models import Membership, Tenant
 
@@ -78,11 +79,14 @@ class OidcBearerAuthentication(authentication.BaseAuthentication):
             self._reject(request, b"", "the Authorization header must be 'Bearer <token>'")
         token = header[1]
         try:
-            return self._authenticate(token.decode("ascii"))
+            principal, claims = self._authenticate(token.decode("ascii"))
         except UnicodeDecodeError:
             self._reject(request, token, "the token is not a JWT")
         except TokenRejected as exc:
             self._reject(request, token, str(exc.detail), issuer=getattr(exc, "issuer", ""))
+        request_context.update(actor=request_context.actor_label(principal),
+                               tenant=principal.membership.tenant.slug)
+        return principal, claims
 
     def _authenticate(self, token: str) -> tuple[ServiceAccount, dict]:
         try:

@@ -4,6 +4,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
+from portal import request_context
 from tenants import permissions
 from tenants.models import (
     Invitation,
@@ -34,6 +35,7 @@ def tenant_get(*, user: User, slug: str) -> Tenant:
     tenant = Tenant.objects.filter(slug=slug).first()
     if tenant is None or not permissions.can_see_tenant(user, tenant):
         raise Http404("No such tenant.")
+    request_context.update(tenant=tenant.slug)  # the request acts in it: logs say so
     return tenant
 
 

@@ -4,6 +4,7 @@ and by e-mail, to the tenant's webhooks, and in the audit trail (a block as a se
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 from django.conf import settings
@@ -13,14 +14,18 @@ import audit
 from billing.budgets.models import Budget, BudgetAction, BudgetAlert, BudgetUnit
 from billing.budgets.periods import limit_units, units_to_amount
 from billing.notifications import services as notifications
+from portal import request_context
 from tenants.models import Membership, TenantRole
 
 ALERT_EVENT = "budget.threshold_reached"
 
 
-def raise_alerts(budget: Budget, start: date, units: int) -> list[BudgetAlert]:
+def raise_alerts(budget: Budget, start: date, units: int,
+                 crossed_by: Callable[[int], str] | None = None) -> list[BudgetAlert]:
     """Alert every threshold that `units` consumed in the period starting `start` crossed and
-    that has not alerted in this period yet (caller's transaction)."""
+    that has not alerted in this period yet (caller's transaction). `crossed_by(reached)`
+    names the gateway request whose usage reached `reached` (units ×100 of the limit): the
+    alert's audit event and log lines carry its id."""
     limit = limit_units(budget)
     crossed = sorted(t for t in budget.thresholds if units * 100 >= limit * t)
     if not crossed:
@@ -43,7 +48,11 @@ def raise_alerts(budget: Budget, start: date, units: int) -> list[BudgetAlert]:
                     blocked=threshold >= 100 and budget.action == BudgetAction.BLOCK)
         except IntegrityError:
             continue
-        _announce(alert)
+        if crossed_by is None:
+            _announce(alert)
+        else:
+            with request_context.bound(request_id=crossed_by(limit * threshold)):
+                _announce(alert)
         raised.append(alert)
     return raised
 

@@ -78,6 +78,8 @@ def budgets_record_usage(*, records: Iterable[UsageRecord]) -> None:
         return
     deltas: dict[tuple[int, date], int] = defaultdict(int)
     ends: dict[tuple[int, date], date] = {}
+    # (units, gateway request id) in order, to name the request that crossed a threshold.
+    requests_of: dict[tuple[int, date], list[tuple[int, str]]] = defaultdict(list)
     for budget in budgets:
         for record in by_tenant[budget.tenant_id]:
             if not _applies(budget, record):
@@ -85,7 +87,9 @@ def budgets_record_usage(*, records: Iterable[UsageRecord]) -> None:
             period = period_of(budget, record.created_at)
             if period is None:
                 continue
-            deltas[budget.pk, period[0]] += _units(budget, record)
+            units = _units(budget, record)
+            deltas[budget.pk, period[0]] += units
+            requests_of[budget.pk, period[0]].append((units, record.request_id))
             ends[budget.pk, period[0]] = period[1]
     deltas = {k: v for k, v in deltas.items() if v}
     if not deltas:
@@ -97,8 +101,24 @@ def budgets_record_usage(*, records: Iterable[UsageRecord]) -> None:
         pipe.expireat(counter_key(budget_id, start), _expire_at(ends[budget_id, start]))
     totals = pipe.execute()[::2]
     by_id = {b.pk: b for b in budgets}
-    for ((budget_id, start), _delta), total in zip(deltas.items(), totals, strict=True):
-        raise_alerts(by_id[budget_id], start, int(total))
+    for ((budget_id, start), delta), total in zip(deltas.items(), totals, strict=True):
+        raise_alerts(by_id[budget_id], start, int(total), crossed_by=_crossing(
+            requests_of[budget_id, start], int(total) - delta))
+
+
+def _crossing(requests: list[tuple[int, str]], before: int):
+    """For a threshold (in units ×100 of the limit), the request id whose usage reached it:
+    the alert's audit event and log lines carry the id of the gateway request (README
+    "Metrics, logs and traces")."""
+    def request_id(reached: int) -> str:
+        running = before
+        for units, rid in requests:
+            running += units
+            if running * 100 >= reached:
+                return rid
+        return requests[-1][1]
+
+    return request_id
 
 
 def _consumed_in_db(budget: Budget, start: date, end: date) -> int:

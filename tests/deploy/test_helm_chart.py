@@ -278,3 +278,77 @@ def test_checkov_finds_nothing(openshift, tmp_path):
     allowed = {"CKV_K8S_8", "CKV_K8S_9"} | ({"CKV_K8S_40"} if openshift else set())
     for check in results["skipped_checks"]:
         assert check["check_id"] in allowed, check["check_id"]
+
+
+def test_metrics_port_env_and_network_policy_for_web_gateway_and_workers():
+    objects = render({"metrics": {"enabled": True}, "serviceMonitor": {"enabled": True}})
+    specs = pod_specs(objects)
+    for role in ("web", "gateway", "worker"):
+        container = specs[role]["containers"][0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["METRICS_PORT"] == "9100" and env["METRICS_HOST"] == "0.0.0.0", role
+        assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in container[
+            "ports"], role
+    assert "ports" not in specs["beat"]["containers"][0]
+    # Workers have no traffic port; a headless Service lets the ServiceMonitor find them.
+    assert [p["name"] for p in specs["worker"]["containers"][0]["ports"]] == ["metrics"]
+    worker_service = by_kind(objects, "Service")["portal-sovereign-portal-worker-metrics"]
+    assert worker_service["spec"]["clusterIP"] == "None"
+    monitor = by_kind(objects, "ServiceMonitor")["portal-sovereign-portal"]
+    components = monitor["spec"]["selector"]["matchExpressions"][1]["values"]
+    assert components == ["web", "gateway", "worker"]
+    metrics_from = yaml.safe_load((CHART / "values.yaml").read_text())[
+        "networkPolicy"]["metricsFrom"]
+    policies = {p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]: p
+                for p in by_kind(objects, "NetworkPolicy").values()}
+    for role in ("web", "gateway", "worker"):
+        metrics_rules = [rule for rule in policies[role]["spec"]["ingress"]
+                         if rule["ports"] == [{"port": 9100, "protocol": "TCP"}]]
+        assert [rule["from"] for rule in metrics_rules] == [metrics_from], role
+    # The Ingress never routes to the metrics port.
+    for ingress in by_kind(objects, "Ingress").values():
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                assert path["backend"]["service"]["port"]["name"] == "http"
+
+
+def test_tracing_endpoint_and_its_egress():
+    objects = render({"tracing": {"otlpEndpoint": "http://otel.observability:4318"},
+                      "networkPolicy": {"egress": {"otlp": {"enabled": True}}}})
+    for role, spec in pod_specs(objects).items():
+        env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel.observability:4318", role
+    policies = {p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]: p
+                for p in by_kind(objects, "NetworkPolicy").values()}
+    for role in ("web", "gateway", "worker"):
+        assert [{"port": 4318, "protocol": "TCP"}] in [
+            rule["ports"] for rule in policies[role]["spec"]["egress"]], role
+    assert [{"port": 4318, "protocol": "TCP"}] not in [
+        rule["ports"] for rule in pod_network_policy(render(), "web")["spec"]["egress"]]
+
+
+def pod_network_policy(objects, role):
+    return next(p for p in by_kind(objects, "NetworkPolicy").values()
+                if p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == role)
+
+
+def test_grafana_dashboard_configmap_uses_only_metrics_the_portal_exports():
+    import re
+
+    from gateway.metrics import COUNTERS, GAUGES, HISTOGRAMS
+
+    assert not by_kind(render(), "ConfigMap")
+    objects = render({"grafanaDashboard": {"enabled": True}})
+    config_map = by_kind(objects, "ConfigMap")["portal-sovereign-portal-dashboard"]
+    kubernetes_validate.validate(config_map, KUBERNETES_VERSION, strict=True)
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config_map["data"]["sovereign-portal.json"])
+    assert dashboard["uid"] == "sovereign-portal"
+    exported = {f"{name}_total" for name in COUNTERS} | set(GAUGES) | {
+        f"{name}{suffix}" for name in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
+    exported |= set(re.findall(r'"(portal_[a-z_]+)"',
+                               (ROOT / "portal/metrics.py").read_text()))
+    exported.add("portal_celery_tasks_total")
+    used = {name for panel in dashboard["panels"] for target in panel.get("targets", [])
+            for name in re.findall(r"portal_[a-z_]+", target["expr"])}
+    assert used and used <= exported, used - exported

@@ -36,13 +36,15 @@ LIMITS = {"HTTP_HEADER_TIMEOUT": 3, "GATEWAY_BODY_TIMEOUT": 3, "GATEWAY_STREAM_I
 
 
 def start_portal_server(database: dict, redis_url: str, *, options=SERVER_OPTIONS,
-                        **env: str) -> SimpleNamespace:
-    """The portal's real ASGI server (uvicorn, two worker processes) on loopback."""
+                        output=None, workers: int = 2, **env: str) -> SimpleNamespace:
+    """The portal's real ASGI server (uvicorn, two worker processes unless told otherwise)
+    on loopback; its log goes to `output` (a file) when given."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "2", *options],
-        env=portal_env(database, redis_url, **env), start_new_session=True)
+         "--port", str(port), "--workers", str(workers), *options],
+        env=portal_env(database, redis_url, **env), start_new_session=True, stdout=output,
+        stderr=subprocess.STDOUT if output else None)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url + "/healthz", process)

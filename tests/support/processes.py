@@ -76,3 +76,33 @@ def stop(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def start_celery(command: str, database: dict, redis_url: str, log: Path, *args: str,
+                 **env: str) -> subprocess.Popen:
+    """A real Celery `worker` or `beat` process (its own process group, output in `log`);
+    stop it with `stop()`, which ends the whole group (a prefork worker's pool too)."""
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "portal", command, "--loglevel", "INFO",
+             *args], cwd=ROOT, env=portal_env(database, redis_url, **env), stdout=handle,
+            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def scrape(url: str) -> dict[str, list]:
+    """Prometheus text from `url`, as {family name: [(sample name, labels, value), …]}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = requests.get(url, timeout=10)
+    response.raise_for_status()
+    return {family.name: [(s.name, s.labels, s.value) for s in family.samples]
+            for family in text_string_to_metric_families(response.text)}
+
+
+def sample(families: dict[str, list], name: str, **labels: str) -> float:
+    """The sum of the samples called `name` whose labels include `labels`."""
+    family = name.removesuffix("_total").removesuffix("_bucket").removesuffix("_count") \
+        .removesuffix("_sum")
+    return sum(value for sample_name, sample_labels, value in families.get(family, [])
+               if sample_name == name and all(sample_labels.get(k) == v
+                                              for k, v in labels.items()))

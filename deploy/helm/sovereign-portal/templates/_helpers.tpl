@@ -47,6 +47,16 @@ app.kubernetes.io/component: {{ .role }}
 - name: {{ $name }}
   value: {{ $value | toString | quote }}
 {{- end }}
+{{- if .Values.metrics.enabled }}
+- name: METRICS_PORT
+  value: {{ .Values.metrics.port | toString | quote }}
+- name: METRICS_HOST
+  value: "0.0.0.0"
+{{- end }}
+{{- with .Values.tracing.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
@@ -97,16 +107,20 @@ containers:
       {{- with .env }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
-    {{- if .port }}
+    {{- if or .port (and .metricsPort $root.Values.metrics.enabled) }}
     ports:
+      {{- if .port }}
       - name: http
         containerPort: 8000
         protocol: TCP
+      {{- end }}
       {{- if $root.Values.metrics.enabled }}
       - name: metrics
         containerPort: {{ $root.Values.metrics.port }}
         protocol: TCP
       {{- end }}
+    {{- end }}
+    {{- if .port }}
     startupProbe:
       httpGet: {path: /healthz, port: http}
       periodSeconds: 2

@@ -24,7 +24,7 @@ from deployments.forms import (
     UpdateVersionForm,
 )
 from deployments.models import CLUSTER_BACKENDS, Backend, Deployment, DeploymentStatus
-from models_catalog.registry import NOT_CONFIGURED, RegistryNotConfigured, registry_configured
+from models_catalog.selectors import NOT_CONFIGURED, RegistryNotConfigured, registry_configured
 from portal.api import ApplicationError
 from portal.forms import add_service_errors, service_error_message
 from portal.htmx import render_page_or_partial, wants_partial

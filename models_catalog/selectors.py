@@ -20,6 +20,12 @@ from models_catalog.models import (
     UploadSession,
     VersionStatus,
 )
+from models_catalog.registry import (  # noqa: F401  (the registry settings other apps read)
+    NOT_CONFIGURED,
+    RegistryNotConfigured,
+    registry_configured,
+    registry_host,
+)
 from models_catalog.signing import version_verify
 from tenants.models import Tenant
 

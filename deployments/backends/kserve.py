@@ -38,7 +38,7 @@ from deployments.models import (
     Runtime,
     ScaleMetric,
 )
-from models_catalog.registry import registry_configured, registry_host
+from models_catalog.selectors import registry_configured, registry_host
 
 MANAGED_BY = "sovereign-model-portal"
 LABEL_TENANT = "portal.sovereign.eu/tenant"

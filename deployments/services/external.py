@@ -134,20 +134,24 @@ def external_endpoint_update(*, actor, deployment: Deployment, base_url: str | N
         what = ", ".join([*changed, *(["the upstream API key"] if key else [])]) or "nothing"
         _event(deployment, f"Endpoint edited ({what} changed).")
         bump_gateway_config()
-    return deployment_check(actor=actor, deployment=deployment)
+    # Another server, or another key: not known to work until it answers.
+    return deployment_check(actor=actor, deployment=deployment,
+                            known_good=not ("base_url" in changed or key))
 
 
-def deployment_check(*, actor, deployment: Deployment) -> Deployment:
+def deployment_check(*, actor, deployment: Deployment, known_good: bool = True) -> Deployment:
     """Health-check an external endpoint; a change of outcome goes on its timeline, into the
     audit trail and to the gateway workers. A ready endpoint that takes the connection but
-    answers too slowly (busy generating) stays ready; a new one fails with the reason.
+    answers too slowly (busy generating) stays ready; a new one — or one just re-pointed or
+    given another key (`known_good=False`) — fails with the reason.
 
     The probe runs first, outside any transaction; the outcome is recorded after, in a short
     one — unless the endpoint was deleted or re-pointed meanwhile (the edit's own check
     records that)."""
     seen = backend_for(deployment).observe(deployment)
     # A ready server that is busy generating is still there: keep routing to it.
-    problem = "" if seen.busy and deployment.status == DeploymentStatus.READY else seen.problem
+    still_there = seen.busy and known_good and deployment.status == DeploymentStatus.READY
+    problem = "" if still_there else seen.problem
     status = DeploymentStatus.FAILED if problem else DeploymentStatus.READY
     with transaction.atomic():
         current = Deployment.objects.select_for_update().get(pk=deployment.pk)

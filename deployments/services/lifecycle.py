@@ -40,7 +40,7 @@ from deployments.services.clusters import (
 )
 from models_catalog import services as catalog_services
 from models_catalog.models import ModelLifecycle, ModelVersion
-from models_catalog.registry import RegistryNotConfigured, registry_host
+from models_catalog.selectors import RegistryNotConfigured, registry_host
 from portal.gateway_config import bump_gateway_config
 from tenants.models import Tenant
 

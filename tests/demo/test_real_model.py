@@ -99,7 +99,10 @@ def patient_gateway(django_db_setup, django_db_blocker):
     its fast test upstream 3 s)."""
     with django_db_blocker.unblock():
         database = dict(connection.settings_dict)
-    server = start_gateway(database, GATEWAY_UPSTREAM_TIMEOUT="180")
+    # A CPU model on a busy machine may pause between tokens longer than the suite's small
+    # stream idle limit.
+    server = start_gateway(database, GATEWAY_UPSTREAM_TIMEOUT="180",
+                           GATEWAY_STREAM_IDLE_TIMEOUT="120")
     yield server
     stop(server.process)
 

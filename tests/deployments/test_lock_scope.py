@@ -56,7 +56,7 @@ def test_registering_an_endpoint_that_hangs_does_not_hold_the_audit_lock(msp_adm
     assert "error" not in outcome, outcome
     deployment = outcome["value"]
     assert deployment.status == DeploymentStatus.FAILED
-    assert "unreachable" in deployment.status_reason
+    assert "did not answer within" in deployment.status_reason
 
 
 def test_editing_an_endpoint_that_hangs_does_not_hold_the_audit_lock(msp_admin):

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from deployments.backends import manifest_yaml
 from deployments.models import Deployment
-from models_catalog.registry import RegistryNotConfigured
+from models_catalog.selectors import RegistryNotConfigured
 
 
 class Command(BaseCommand):

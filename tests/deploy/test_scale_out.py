@@ -22,7 +22,7 @@ import requests
 from django.conf import settings
 from django.db import connection
 
-from billing import budgets
+from billing.budgets import services as budgets
 from billing.models import UsageRecord
 from deployments import services as deployment_services
 from gateway import services as gateway_services

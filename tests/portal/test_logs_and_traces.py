@@ -254,7 +254,7 @@ def test_traces_connect_web_celery_kubernetes_and_gateway_upstream(otlp, tmp_pat
 
 @pytest.mark.django_db
 def test_a_budget_alert_names_the_gateway_request_that_crossed_its_threshold(tenant):
-    from billing import budgets
+    from billing.budgets import services as budgets
     from tests.billing.budget_helpers import event, ingest, make_model
 
     chat = make_model()

@@ -103,7 +103,8 @@ TENANT_MENU = ["Overview /t/acme/", "Models /t/acme/models/", "Deployments /t/ac
                "Notifications /t/acme/notifications/", "Webhooks /t/acme/webhooks/",
                "Statements /t/acme/statements/", "Audit /t/acme/audit/"]
 PLATFORM_MENU = ["Tenants /msp/tenants/", "Model catalog /catalog/",
-                 "Deployments /msp/deployments/", "Clusters /msp/clusters/", "Audit /audit/",
+                 "Deployments /msp/deployments/", "Clusters /msp/clusters/",
+                 "LLM presets /msp/llm-presets/", "Audit /audit/",
                  "Checkpoints /compliance/checkpoints/", "Reports /compliance/reports/",
                  "Usage /msp/usage/", "Statements /msp/statements/"]
 

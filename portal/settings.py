@@ -8,17 +8,28 @@ orchestrators mount them. A wrong or missing value stops the process at start-up
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import environ
-from cryptography import x509
-from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
+from portal.env import (
+    check_tsa_files,
+    database,
+    env_bool,
+    env_directory,
+    env_http_url,
+    env_int,
+    env_list,
+    env_networks,
+    env_oid,
+    env_origins,
+    env_retention_classes,
+    env_secret,
+    fernet_keys,
+)
 from portal.logs import logging_config
 from portal.oidc_settings import parse_providers
 
@@ -27,57 +38,6 @@ VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var"))
 
 if (BASE_DIR / ".env").is_file() and not os.environ.get("PORTAL_IGNORE_DOTENV"):
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use true or false.")
-
-
-def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from None
-    if minimum is not None and value < minimum:
-        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}.")
-    return value
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    return [item.strip() for item in raw.split(",") if item.strip()]
-
-
-def env_secret(name: str, default: str = "") -> str:
-    """Read `NAME`, or the contents of the file named by `NAME_FILE`; both set is an error."""
-    file_var = f"{name}_FILE"
-    path = os.environ.get(file_var)
-    if path and os.environ.get(name):
-        raise ImproperlyConfigured(f"Set either {name} or {file_var}, not both.")
-    if path:
-        try:
-            return Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ImproperlyConfigured(
-                f"{file_var}: cannot read {path!r} ({exc.strerror}).") from exc
-    return os.environ.get(name, default)
-
 
 # --- Core -------------------------------------------------------------------------------
 
@@ -94,40 +54,13 @@ if not SECRET_KEY:
 
 # Keys for secrets stored encrypted (Fernet: 32 url-safe base64 bytes each), comma-separated:
 # the first encrypts, every one decrypts. See portal/crypto.py and README "Secrets at rest".
-_GENERATE_FERNET_KEY = ("python -c 'from cryptography.fernet import Fernet; "
-                        "print(Fernet.generate_key().decode())'")
-# The former single-key name is refused rather than aliased: one name per setting, so nobody
-# has to work out which of two variables a rotation applies to.
-if any(os.environ.get(old) for old in ("FIELD_ENCRYPTION_KEY", "FIELD_ENCRYPTION_KEY_FILE")):
-    raise ImproperlyConfigured(
-        "FIELD_ENCRYPTION_KEY was renamed FIELD_ENCRYPTION_KEYS (a comma-separated list whose "
-        "first key encrypts): rename the variable (or FIELD_ENCRYPTION_KEY_FILE to "
-        "FIELD_ENCRYPTION_KEYS_FILE); its value works unchanged as the only key.")
-FIELD_ENCRYPTION_KEYS = [key.strip() for key in env_secret("FIELD_ENCRYPTION_KEYS").split(",")
-                         if key.strip()]
-for _position, _key in enumerate(FIELD_ENCRYPTION_KEYS, start=1):
-    try:
-        Fernet(_key.encode())
-    except ValueError:
-        raise ImproperlyConfigured(
-            f"FIELD_ENCRYPTION_KEYS: key #{_position} is not a Fernet key (32 url-safe "
-            f"base64-encoded bytes); generate one with {_GENERATE_FERNET_KEY}.") from None
-if not FIELD_ENCRYPTION_KEYS and not DEBUG:
-    raise ImproperlyConfigured(
-        "FIELD_ENCRYPTION_KEYS is not set: set it (or FIELD_ENCRYPTION_KEYS_FILE) to a Fernet "
-        f"key, generated with {_GENERATE_FERNET_KEY}. Only a DEBUG=true development server "
-        "may start without one (it derives a key from SECRET_KEY).")
+FIELD_ENCRYPTION_KEYS = fernet_keys(debug=DEBUG)
 # Also decrypt (never encrypt) with the key derived from SECRET_KEY, which the portal used
 # before FIELD_ENCRYPTION_KEYS: on while `manage.py secrets_rotate` moves such values over.
 FIELD_ENCRYPTION_LEGACY_DERIVED_KEY = env_bool("FIELD_ENCRYPTION_LEGACY_DERIVED_KEY", False)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-for _origin in CSRF_TRUSTED_ORIGINS:
-    if not _origin.startswith(("http://", "https://")):
-        raise ImproperlyConfigured(
-            f"CSRF_TRUSTED_ORIGINS: {_origin!r} must start with http:// or https://."
-        )
+CSRF_TRUSTED_ORIGINS = env_origins("CSRF_TRUSTED_ORIGINS")
 
 SITE_NAME = os.environ.get("SITE_NAME", "Sovereign Model Portal")
 PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
@@ -202,26 +135,7 @@ TEMPLATES = [
 
 # --- Database ---------------------------------------------------------------------------
 
-_default_db = f"sqlite:///{VAR_DIR / 'portal.sqlite3'}"
-_database_url = env_secret("DATABASE_URL", _default_db)
-try:
-    _database = environ.Env.db_url_config(_database_url)
-except Exception as exc:  # environ raises a mix of errors for malformed URLs
-    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL ({exc}).") from exc
-if _database["ENGINE"] not in (
-    "django.db.backends.postgresql",
-    "django.db.backends.sqlite3",
-):
-    raise ImproperlyConfigured(
-        "DATABASE_URL must be a postgres:// URL (or sqlite:// for the quickstart)."
-    )
-if _database["ENGINE"] == "django.db.backends.sqlite3":
-    # IMMEDIATE transactions take the write lock up front, which serializes audit appends.
-    _database.setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
-else:
-    _database["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
-    _database["CONN_HEALTH_CHECKS"] = True
-DATABASES = {"default": _database}
+DATABASES = {"default": database(f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache, Celery ---------------------------------------------------------------
@@ -398,12 +312,7 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 # The only peers whose forwarded headers (X-Forwarded-For, X-Forwarded-Proto, …) are believed,
 # by Django, the gateway and the HTTP server alike (portal.request_context); from anyone else
 # they are dropped. Empty: the peer's own address is the client's.
-TRUSTED_PROXIES = []
-for _net in env_list("TRUSTED_PROXIES", []):
-    try:
-        TRUSTED_PROXIES.append(ipaddress.ip_network(_net, strict=False))
-    except ValueError:
-        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_net!r} is not an IP network.") from None
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
 if env_bool("BEHIND_TLS_PROXY", False) and not TRUSTED_PROXIES:
     raise ImproperlyConfigured(
         "BEHIND_TLS_PROXY=true needs TRUSTED_PROXIES: the address(es) of the proxy that "
@@ -438,12 +347,7 @@ GATEWAY_AUTH_FAILURES_PER_MINUTE = env_int("GATEWAY_AUTH_FAILURES_PER_MINUTE", 3
 
 # Networks a budget webhook may point at although they are private or loopback addresses
 # (comma-separated CIDRs). Everything else non-public is refused: no SSRF through webhooks.
-BUDGET_WEBHOOK_ALLOWED_NETWORKS = env_list("BUDGET_WEBHOOK_ALLOWED_NETWORKS", [])
-try:
-    BUDGET_WEBHOOK_ALLOWED_NETWORKS = [ipaddress.ip_network(n, strict=False)
-                                       for n in BUDGET_WEBHOOK_ALLOWED_NETWORKS]
-except ValueError as exc:
-    raise ImproperlyConfigured(f"BUDGET_WEBHOOK_ALLOWED_NETWORKS: {exc}") from exc
+BUDGET_WEBHOOK_ALLOWED_NETWORKS = env_networks("BUDGET_WEBHOOK_ALLOWED_NETWORKS")
 BUDGET_WEBHOOK_TIMEOUT = env_int("BUDGET_WEBHOOK_TIMEOUT", 10, minimum=1)
 BUDGET_WEBHOOK_MAX_ATTEMPTS = env_int("BUDGET_WEBHOOK_MAX_ATTEMPTS", 10, minimum=1)
 BUDGET_WEBHOOK_RETRY_BASE_SECONDS = env_int("BUDGET_WEBHOOK_RETRY_BASE_SECONDS", 30, minimum=1)
@@ -453,14 +357,7 @@ BUDGET_WEBHOOK_RETRY_BASE_SECONDS = env_int("BUDGET_WEBHOOK_RETRY_BASE_SECONDS",
 # Networks external endpoints, clusters' API servers and the model servers behind them may
 # be in (comma-separated CIDRs). Empty: public addresses only. Set: only these networks —
 # private ones included (a cluster on the operator's own network), public ones only if listed.
-OUTBOUND_ALLOWED_NETWORKS = []
-for _net in env_list("OUTBOUND_ALLOWED_NETWORKS", []):
-    try:
-        OUTBOUND_ALLOWED_NETWORKS.append(ipaddress.ip_network(_net, strict=False))
-    except ValueError:
-        raise ImproperlyConfigured(
-            f"OUTBOUND_ALLOWED_NETWORKS: {_net!r} is not an IP network (e.g. 10.20.0.0/16)."
-        ) from None
+OUTBOUND_ALLOWED_NETWORKS = env_networks("OUTBOUND_ALLOWED_NETWORKS")
 
 # --- Internationalisation ---------------------------------------------------------------
 
@@ -594,14 +491,7 @@ COMPLIANCE_REPORTS_DIR = Path(os.environ.get("COMPLIANCE_REPORTS_DIR", VAR_DIR /
 # Purging removes the oldest events up to a signed checkpoint, and only while every event in
 # that prefix is past its class's retention (see audit.services.audit_purge).
 AUDIT_RETENTION_DEFAULT_DAYS = env_int("AUDIT_RETENTION_DEFAULT_DAYS", 7 * 365, minimum=1)
-AUDIT_RETENTION_CLASSES = {"inference.": 183}
-for _item in env_list("AUDIT_RETENTION_CLASSES", []):
-    _prefix, _, _days = _item.partition("=")
-    if not _prefix.strip() or not _days.strip().isdigit() or int(_days) < 1:
-        raise ImproperlyConfigured(
-            f"AUDIT_RETENTION_CLASSES: {_item!r} must look like 'auth.=365' (action prefix = "
-            "days, at least 1).")
-    AUDIT_RETENTION_CLASSES[_prefix.strip()] = int(_days)
+AUDIT_RETENTION_CLASSES = {"inference.": 183, **env_retention_classes("AUDIT_RETENTION_CLASSES")}
 
 # Trusted timestamps (RFC 3161) on checkpoints and evidence bundles, from the operator's own
 # time-stamping authority (TSA); off while TSA_URL is empty. TSA_CA_FILE holds the PEM
@@ -609,52 +499,12 @@ for _item in env_list("AUDIT_RETENTION_CLASSES", []):
 # or the TSA certificate itself if self-signed); without TSA_URL it still serves to verify
 # timestamps already stored. TSA_CERT_FILE optionally pins the one signing certificate,
 # TSA_POLICY_OID the policy every timestamp must carry. See audit/timestamps.py.
-TSA_URL = os.environ.get("TSA_URL", "").strip()
-_tsa_url = urlsplit(TSA_URL)
-if TSA_URL and (_tsa_url.scheme not in ("http", "https") or not _tsa_url.hostname):
-    raise ImproperlyConfigured(
-        f"TSA_URL={TSA_URL!r} must be the http:// or https:// URL of the time-stamping "
-        "authority.")
-if _tsa_url.username or _tsa_url.password:
-    raise ImproperlyConfigured(
-        "TSA_URL must not hold a user name or password: the URL is shown on the Checkpoints "
-        "page and written into evidence bundles.")
+TSA_URL = env_http_url("TSA_URL", what="the time-stamping authority",
+                       credentials_allowed=False)
 TSA_CA_FILE = os.environ.get("TSA_CA_FILE", "").strip()
 TSA_CERT_FILE = os.environ.get("TSA_CERT_FILE", "").strip()
-if TSA_URL and not TSA_CA_FILE:
-    raise ImproperlyConfigured(
-        "TSA_URL is set but TSA_CA_FILE is not: point TSA_CA_FILE at the PEM certificate(s) "
-        "of the authority's CA, so that its timestamps can be verified.")
-
-
-def _pem_certificates(name: str, path: str) -> list[x509.Certificate]:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ImproperlyConfigured(f"{name}: cannot read {path!r} ({exc.strerror}).") from exc
-    try:
-        return x509.load_pem_x509_certificates(data)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={path!r} holds no PEM certificate.") from None
-
-
-if TSA_CA_FILE:
-    _pem_certificates("TSA_CA_FILE", TSA_CA_FILE)
-if TSA_CERT_FILE:
-    _signer = _pem_certificates("TSA_CERT_FILE", TSA_CERT_FILE)[0]
-    try:
-        _usage = _signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
-    except x509.ExtensionNotFound:
-        _usage = None
-    if not (_usage and _usage.critical
-            and x509.oid.ExtendedKeyUsageOID.TIME_STAMPING in _usage.value):
-        raise ImproperlyConfigured(
-            f"TSA_CERT_FILE={TSA_CERT_FILE!r} is not a time-stamping certificate (RFC 3161 "
-            "requires a critical extended key usage of timeStamping).")
-TSA_POLICY_OID = os.environ.get("TSA_POLICY_OID", "").strip()
-if TSA_POLICY_OID and not re.fullmatch(r"[0-2](\.(0|[1-9][0-9]*))+", TSA_POLICY_OID):
-    raise ImproperlyConfigured(
-        f"TSA_POLICY_OID={TSA_POLICY_OID!r} is not an object identifier such as 1.2.3.4.1.")
+check_tsa_files(url=TSA_URL, ca_file=TSA_CA_FILE, cert_file=TSA_CERT_FILE)
+TSA_POLICY_OID = env_oid("TSA_POLICY_OID")
 TSA_HASH_ALGORITHM = os.environ.get("TSA_HASH_ALGORITHM", "sha256").strip().lower()
 if TSA_HASH_ALGORITHM not in {"sha256", "sha512"}:
     raise ImproperlyConfigured(
@@ -718,23 +568,12 @@ METRICS_HOST = os.environ.get("METRICS_HOST", "127.0.0.1").strip()
 # Where the processes of one server (uvicorn's workers, Celery's pool) leave what they
 # counted for whichever of them is scraped. One empty directory per server: the entrypoint
 # empties it at start.
-PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
-if METRICS_PORT and not PROMETHEUS_MULTIPROC_DIR:
-    raise ImproperlyConfigured(
-        "METRICS_PORT needs PROMETHEUS_MULTIPROC_DIR: an empty directory for this server's "
-        "processes to share their counts in (the container's entrypoint sets one).")
-if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
-    raise ImproperlyConfigured(
-        f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR!r} is not a directory: create it "
-        "(empty) before the server starts.")
+PROMETHEUS_MULTIPROC_DIR = env_directory("PROMETHEUS_MULTIPROC_DIR",
+                                         needed_for="METRICS_PORT" if METRICS_PORT else "")
 # OpenTelemetry traces, sent by OTLP over HTTP to this collector (e.g.
 # http://otel-collector:4318); empty: tracing is off and nothing is sent anywhere.
-OTEL_EXPORTER_OTLP_ENDPOINT = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
-if OTEL_EXPORTER_OTLP_ENDPOINT and not re.match(r"^https?://[^/\s]+",
-                                                OTEL_EXPORTER_OTLP_ENDPOINT):
-    raise ImproperlyConfigured(
-        f"OTEL_EXPORTER_OTLP_ENDPOINT={OTEL_EXPORTER_OTLP_ENDPOINT!r} must be the http:// or "
-        "https:// URL of an OTLP/HTTP collector, e.g. http://otel-collector:4318.")
+OTEL_EXPORTER_OTLP_ENDPOINT = env_http_url(
+    "OTEL_EXPORTER_OTLP_ENDPOINT", what="an OTLP/HTTP collector, e.g. http://otel-collector:4318")
 OTEL_SERVICE_NAME = os.environ.get("OTEL_SERVICE_NAME", "").strip() or (
     f"sovereign-portal-{PORTAL_ROLE}" if PORTAL_ROLE else "sovereign-portal")
 

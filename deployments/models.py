@@ -22,6 +22,13 @@ isvc_name_validator = RegexValidator(
     "letter (KServe adds -predictor to it).")
 
 
+
+def _one_in_service_per_name(what: str, message: str) -> models.UniqueConstraint:
+    """Names are unique among rows in service; an archived row keeps its name for history."""
+    return models.UniqueConstraint(fields=["name"], condition=models.Q(archived_at__isnull=True),
+                                   name=f"one_{what}_in_service_per_name",
+                                   violation_error_message=message)
+
 class DeploymentMode(models.TextChoices):
     STANDARD = "Standard", "Standard (Kubernetes Deployment)"
     KNATIVE = "Knative", "Knative (serverless)"
@@ -77,11 +84,7 @@ class Cluster(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [
-            models.UniqueConstraint(fields=["name"], condition=models.Q(archived_at__isnull=True),
-                                    name="one_cluster_in_service_per_name",
-                                    violation_error_message="A cluster with this name exists."),
-        ]
+        constraints = [_one_in_service_per_name("cluster", "A cluster with this name exists.")]
 
     def __str__(self) -> str:
         return self.name
@@ -221,11 +224,7 @@ class LLMServicePreset(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [
-            models.UniqueConstraint(fields=["name"], condition=models.Q(archived_at__isnull=True),
-                                    name="one_llm_preset_in_service_per_name",
-                                    violation_error_message="A preset with this name exists."),
-        ]
+        constraints = [_one_in_service_per_name("llm_preset", "A preset with this name exists.")]
 
     def __str__(self) -> str:
         return self.name

@@ -29,6 +29,7 @@ from typing import IO
 from picklescan import scanner as picklescan
 
 from models_catalog.scanning import pickles
+from models_catalog.scanning.gguf_vocab import GGUF_STRING, MAX_TOKEN_BYTES, GgufError, GgufReader
 from models_catalog.scanning.pickles import RewindableStream
 from models_catalog.scanning.policy import (
     PICKLE_FORMATS,
@@ -432,68 +433,19 @@ def check_safetensors(path: Path, rel: str) -> list[Finding]:
     return []
 
 
-class _GgufError(Exception):
-    pass
-
-
-class _GgufReader:
-    _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
-                10: "<Q", 11: "<q", 12: "<d"}
-
-    def __init__(self, handle, size: int):
-        self.handle, self.size = handle, size
-
-    def read(self, fmt: str):
-        width = struct.calcsize(fmt)
-        data = self.handle.read(width)
-        if len(data) != width:
-            raise _GgufError("the file ends inside its metadata")
-        return struct.unpack(fmt, data)[0]
-
-    def string(self, keep: bool = True) -> str | None:
-        length = self.read("<Q")
-        if self.handle.tell() + length > self.size:
-            raise _GgufError("a string runs past the end of the file")
-        if not keep:
-            self.handle.seek(length, 1)
-            return None
-        return self.handle.read(length).decode("utf-8", "replace")
-
-    def value(self, kind: int, keep: bool):
-        if kind in self._SCALARS:
-            return self.read(self._SCALARS[kind])
-        if kind == 8:
-            return self.string(keep)
-        if kind == 9:
-            item_kind, count = self.read("<I"), self.read("<Q")
-            if count > self.size:
-                raise _GgufError("an array claims more items than the file has bytes")
-            for _ in range(count):
-                self.value(item_kind, keep=False)
-            return None
-        raise _GgufError(f"unknown metadata value type {kind}")
-
-
 def check_gguf(path: Path, rel: str) -> list[Finding]:
-    size = path.stat().st_size
+    template = None
     with path.open("rb") as handle:
-        reader = _GgufReader(handle, size)
+        reader = GgufReader(handle, path.stat().st_size)
         try:
-            handle.read(4)
-            version = reader.read("<I")
-            if version not in (2, 3):
-                raise _GgufError(f"unsupported GGUF version {version}")
-            tensors, kv_count = reader.read("<Q"), reader.read("<Q")
-            if tensors > 10_000_000 or kv_count > 1_000_000:
-                raise _GgufError(f"implausible counts ({tensors} tensors, {kv_count} keys)")
-            template = None
-            for _ in range(kv_count):
-                key = reader.string()
+            for _ in range(reader.header()):
+                key = reader.string(keep=True, limit=MAX_TOKEN_BYTES)
                 kind = reader.read("<I")
-                value = reader.value(kind, keep=kind == 8)
-                if key == "tokenizer.chat_template" and isinstance(value, str):
-                    template = value
-        except _GgufError as exc:
+                if key == "tokenizer.chat_template" and kind == GGUF_STRING:
+                    template = reader.string(keep=True)
+                else:
+                    reader.skip(kind)
+        except GgufError as exc:
             return [Finding(rel, "high", "gguf_header_invalid",
                             f"{rel} has an invalid GGUF header: {exc}. A crafted header "
                             "attacks the loader.")]

@@ -22,7 +22,8 @@ MAX_TEMPLATE_BYTES = 1024 * 1024
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
             10: "<Q", 11: "<q", 12: "<d"}
-_STRING, _ARRAY = 8, 9
+GGUF_STRING = _STRING = 8
+_ARRAY = 9
 _KEPT_ARRAYS = {"tokenizer.ggml.tokens": _STRING, "tokenizer.ggml.scores": 6,
                 "tokenizer.ggml.token_type": 5}
 _KEPT_SCALARS = ("tokenizer.ggml.model", "tokenizer.ggml.add_space_prefix",
@@ -34,7 +35,9 @@ class GgufError(Exception):
     """The GGUF header can't be read; the message says where it broke."""
 
 
-class _Reader:
+class GgufReader:
+    """Reads a GGUF header's values, every length and count checked against the file."""
+
     def __init__(self, handle, size: int):
         self.handle, self.size = handle, size
 
@@ -60,6 +63,18 @@ class _Reader:
         if length > limit:
             raise GgufError(f"a string of {length} bytes is longer than {limit} allowed")
         return self.raw(length).decode("utf-8", "replace")
+
+    def header(self) -> int:
+        """Checks the magic, version and counts; returns the number of metadata keys."""
+        if self.handle.read(4) != b"GGUF":
+            raise GgufError("not a GGUF file")
+        version = self.read("<I")
+        if version not in (2, 3):
+            raise GgufError(f"unsupported GGUF version {version}")
+        tensors, kv_count = self.read("<Q"), self.read("<Q")
+        if tensors > 10_000_000 or kv_count > 1_000_000:
+            raise GgufError(f"implausible counts ({tensors} tensors, {kv_count} keys)")
+        return kv_count
 
     def skip(self, kind: int) -> None:
         if kind in _SCALARS:
@@ -101,15 +116,8 @@ def read_tokenizer(path: Path) -> dict:
     size = Path(path).stat().st_size
     found: dict = {}
     with Path(path).open("rb") as handle:
-        reader = _Reader(handle, size)
-        if handle.read(4) != b"GGUF":
-            raise GgufError("not a GGUF file")
-        version = reader.read("<I")
-        if version not in (2, 3):
-            raise GgufError(f"unsupported GGUF version {version}")
-        _tensors, kv_count = reader.read("<Q"), reader.read("<Q")
-        if kv_count > 1_000_000:
-            raise GgufError(f"implausible metadata count {kv_count}")
+        reader = GgufReader(handle, size)
+        kv_count = reader.header()
         for _ in range(kv_count):
             key = reader.string(keep=True, limit=MAX_TOKEN_BYTES)
             kind = reader.read("<I")

@@ -128,6 +128,7 @@ def secrets_dir(tmp_path_factory, container_database):
     directory = tmp_path_factory.mktemp("secrets")
     files = {"database-url": container_database, "redis-url": settings.REDIS_URL,
              "secret-key": "image-test-secret-key-" + uuid.uuid4().hex,
+             "field-encryption-keys": ",".join(settings.FIELD_ENCRYPTION_KEYS),
              "platform-signing-key.pem": Path(settings.PLATFORM_SIGNING_KEY_FILE).read_text()}
     for name, value in files.items():
         (directory / name).write_text(value)
@@ -140,6 +141,7 @@ def _env(secrets: Path, **extra: str) -> list[str]:
     variables = {"DATABASE_URL_FILE": "/run/secrets/portal/database-url",
                  "REDIS_URL_FILE": "/run/secrets/portal/redis-url",
                  "SECRET_KEY_FILE": "/run/secrets/portal/secret-key",
+                 "FIELD_ENCRYPTION_KEYS_FILE": "/run/secrets/portal/field-encryption-keys",
                  "PLATFORM_SIGNING_KEY_FILE": "/run/secrets/portal/platform-signing-key.pem",
                  "ALLOWED_HOSTS": "127.0.0.1", "SECURE_COOKIES": "false", **extra}
     args = ["-v", f"{secrets}:/run/secrets/portal:ro"]

@@ -206,7 +206,7 @@ def test_web_role_is_ready_and_the_gateway_asks_for_a_key(web):
     assert models.json()["error"]["type"]
     login = requests.get(web + "/accounts/login/", timeout=10)
     assert login.status_code == 200
-    static = requests.get(web + "/static/admin/css/base.css", timeout=10)
+    static = requests.get(web + "/static/css/portal.css", timeout=10)  # the portal's own
     assert static.status_code == 200
 
 

@@ -16,6 +16,7 @@ from models_catalog.models import (
     UploadSession,
     VersionStatus,
 )
+from models_catalog.provenance import ProvenanceKind
 from portal.dates import validate_supported_date
 from portal.text import validate_display_name
 
@@ -149,7 +150,7 @@ class VersionCreateSerializer(LineageSerializer):
 
 
 class ProvenanceQuerySerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=["dataset", "base_model", "version"])
+    kind = serializers.ChoiceField(choices=ProvenanceKind.choices)
     identifier = serializers.CharField(max_length=300)
     digest = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
 

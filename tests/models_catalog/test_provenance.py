@@ -240,3 +240,24 @@ def test_lineage_is_set_in_the_wizard_and_api_and_edited_by_msp_admins_only(
     assert client.put("/api/models/med-tuned/versions/2.0/lineage/", {},
                       content_type="application/json").status_code == 403
     assert client.post("/catalog/med-tuned/v/2.0/lineage/", {}).status_code in (403, 404)
+
+
+def test_a_refused_lineage_correction_shows_on_the_page_and_tenants_cannot_read_lineage(
+        client, msp_admin, developer, outsider, lineage):
+    base, tuned, *_ = lineage
+    client.force_login(msp_admin)
+    page = client.post("/catalog/med-tuned/v/2.0/lineage/",
+                       {"base_version": base.pk, "base_model": "elsewhere"})
+    assert page.status_code == 422
+    assert "Name the base model once" in page.content.decode()
+    tuned.refresh_from_db()
+    assert tuned.base_version == base and tuned.base_model == ""
+    version_page = client.get("/catalog/med-tuned/v/2.0/").content.decode()
+    assert "med-base:1.0" in version_page and OTHER in version_page
+    assert "med-small:0.1" in version_page  # derived from it
+    for user in (developer, outsider):
+        client.force_login(user)
+        assert client.get("/api/models/med-tuned/versions/2.0/lineage/").status_code == 403
+        assert client.put("/api/models/med-tuned/versions/2.0/lineage/", {},
+                          content_type="application/json").status_code == 403
+        assert client.post("/catalog/med-tuned/v/2.0/lineage/", {}).status_code in (403, 404)

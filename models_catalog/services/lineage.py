@@ -38,7 +38,8 @@ class Lineage:
 def lineage_of(version: ModelVersion) -> Lineage:
     return Lineage(base_version=version.base_version, base_model=version.base_model,
                    base_model_digest=version.base_model_digest,
-                   datasets=tuple((d.identifier, d.digest) for d in version.datasets.all()))
+                   datasets=tuple(sorted((d.identifier, d.digest)
+                                         for d in version.datasets.all())))
 
 
 def version_by_reference(reference: str, *, field_name: str = "base_version") -> ModelVersion:
@@ -98,7 +99,7 @@ def make_lineage(*, version: ModelVersion | None = None, base_version: ModelVers
                                            exc.field_errors.values() for m in messages]}
             ) from None
     return Lineage(base_version=base_version, base_model=base_model,
-                   base_model_digest=base_model_digest, datasets=tuple(unique))
+                   base_model_digest=base_model_digest, datasets=tuple(sorted(unique)))
 
 
 def store_lineage(version: ModelVersion, lineage: Lineage) -> None:

@@ -72,6 +72,13 @@ class Cluster(models.Model):
         "LLMInferenceService served", null=True, blank=True,
         help_text="Whether the last check found KServe's LLMInferenceService and "
                   "LLMInferenceServiceConfig served at serving.kserve.io/v1alpha2.")
+    native_oci_models = models.BooleanField(
+        "native OCI models", null=True, blank=True,
+        help_text="Whether the last check found what KServe's `oci+native://` storage needs "
+                  "(ImageVolume: Kubernetes 1.33 or later; KServe's enableOciModelSupport): "
+                  "what ModelPack artifacts are deployed with.")
+    native_oci_detail = models.CharField(max_length=300, blank=True,
+                                         help_text="Why not, when the check says no.")
     last_check_ok = models.BooleanField(null=True, blank=True)
     last_check_message = models.CharField(max_length=500, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)

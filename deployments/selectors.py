@@ -169,3 +169,45 @@ def llm_preset_deployments(preset: LLMServicePreset) -> QuerySet[Deployment]:
 def llm_clusters() -> QuerySet[Cluster]:
     """Clusters whose last check found LLMInferenceService served."""
     return cluster_list().filter(llm_inference_service=True)
+
+
+def provenance_downstream(versions: list[ModelVersion]):
+    """For a provenance query (registered with the catalog): the deployments, not deleted,
+    that run any of `versions` (as the main or the canary version), and the tenants they
+    serve — a dedicated deployment its tenant, a shared one every tenant entitled to its
+    model."""
+    from models_catalog.selectors import Downstream
+
+    ids = {v.pk for v in versions}
+    if not ids:
+        return Downstream()
+    deployments = (Deployment.objects.exclude(status=DeploymentStatus.DELETED)
+                   .filter(Q(version_id__in=ids) | Q(canary_version_id__in=ids))
+                   .select_related("model", "tenant", "cluster", "version", "canary_version")
+                   .order_by("model__slug", "name"))
+    answer = Downstream()
+    all_tenants = None
+    for deployment in deployments:
+        runs = [str(v) for v in (deployment.version, deployment.canary_version)
+                if v is not None and v.pk in ids]
+        answer.deployments.append({
+            "id": deployment.pk, "name": deployment.name, "model": deployment.model.slug,
+            "versions": runs, "status": deployment.status,
+            "cluster": deployment.cluster.name if deployment.cluster else "",
+            "namespace": deployment.namespace,
+            "tenant": deployment.tenant.slug if deployment.tenant else ""})
+        if deployment.tenant is not None:
+            served = [deployment.tenant]
+            why = f"dedicated deployment {deployment.name} runs {', '.join(runs)}"
+        else:
+            if deployment.model.available_to_all_tenants:
+                if all_tenants is None:
+                    all_tenants = list(Tenant.objects.order_by("slug"))
+                served = all_tenants
+            else:
+                served = list(deployment.model.entitled_tenants.order_by("slug"))
+            why = (f"shared deployment {deployment.name} runs {', '.join(runs)}, and the tenant "
+                   f"is entitled to {deployment.model.slug}")
+        answer.tenants += [{"slug": t.slug, "name": t.name, "status": t.status, "via": [why]}
+                           for t in served]
+    return answer

@@ -26,8 +26,8 @@ class ClusterOutputSerializer(serializers.ModelSerializer):
         model = Cluster
         fields = ["id", "name", "api_url", "jurisdiction", "credential_kind", "gpu_capacity",
                   "gateway_namespace", "default_mode", "server_version", "llm_inference_service",
-                  "last_check_ok", "last_check_message", "last_checked_at", "created_at",
-                  "updated_at"]
+                  "native_oci_models", "native_oci_detail", "last_check_ok",
+                  "last_check_message", "last_checked_at", "created_at", "updated_at"]
 
 
 class TenantNamespaceSerializer(serializers.ModelSerializer):

@@ -16,13 +16,16 @@ from rest_framework.views import APIView
 
 from models_catalog import selectors, services
 from models_catalog.models import ModelVersion, UploadSession
+from models_catalog.provenance import provenance_query
 from models_catalog.serializers import (
     EntitlementsSerializer,
+    LineageSerializer,
     ModelCreateSerializer,
     ModelLifecycleSerializer,
     ModelOutputSerializer,
     PriceCreateSerializer,
     PriceSerializer,
+    ProvenanceQuerySerializer,
     ReferenceSerializer,
     RejectSerializer,
     SubmitSerializer,
@@ -143,7 +146,8 @@ class VersionListApi(APIView):
         model = _model(request, slug, PlatformPerm.MODELS_MANAGE)
         data = VersionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        version = services.version_create(actor=request.user, model=model, **data.validated_data)
+        version = services.version_create(actor=request.user, model=model,
+                                          **data.version_values())
         return Response(VersionOutputSerializer(version).data, status=status.HTTP_201_CREATED)
 
 
@@ -151,6 +155,62 @@ class VersionDetailApi(APIView):
     @extend_schema(responses=VersionOutputSerializer)
     def get(self, request: Request, slug: str, version: str) -> Response:
         return Response(VersionOutputSerializer(_version(request, slug, version)).data)
+
+
+class VersionLineageApi(APIView):
+    """A version's lineage: its base model (a catalog version or an external one, with its
+    digest) and datasets. MSP admins correct it; every change is audited."""
+
+    @extend_schema(responses=LineageSerializer)
+    def get(self, request: Request, slug: str, version: str) -> Response:
+        return Response(_lineage_out(_version(request, slug, version)))
+
+    @extend_schema(request=LineageSerializer, responses=LineageSerializer)
+    def put(self, request: Request, slug: str, version: str) -> Response:
+        mv = _version(request, slug, version, PlatformPerm.MODELS_MANAGE)
+        data = LineageSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        mv = services.version_set_lineage(actor=request.user, version=mv,
+                                          **data.lineage_values())
+        return Response(_lineage_out(mv))
+
+
+def _lineage_out(version: ModelVersion) -> dict:
+    return {"base_version": str(version.base_version) if version.base_version_id else "",
+            "base_model": version.base_model, "base_model_digest": version.base_model_digest,
+            "datasets": [{"identifier": d.identifier, "digest": d.digest}
+                         for d in version.datasets.all()]}
+
+
+def _provenance_query(request: Request, data) -> dict:
+    _require(request, PlatformPerm.MODELS_VIEW)
+    query = ProvenanceQuerySerializer(data=data)
+    query.is_valid(raise_exception=True)
+    return query.validated_data
+
+
+class ProvenanceApi(APIView):
+    """Which versions, deployments and tenants derive from a dataset, an external base model
+    or a catalog version (`<model>:<version>`), transitively through base versions."""
+
+    @extend_schema(parameters=[ProvenanceQuerySerializer], responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        query = _provenance_query(request, request.query_params)
+        return Response(provenance_query(**query).as_dict())
+
+
+class ProvenanceExportApi(APIView):
+    """The same answer signed with the platform key: a DSSE envelope around an in-toto
+    Statement (verify with `manage.py provenance_verify`). Audited."""
+
+    @extend_schema(request=ProvenanceQuerySerializer,
+                   responses={(200, "application/json"): OpenApiTypes.OBJECT})
+    def post(self, request: Request) -> HttpResponse:
+        query = _provenance_query(request, request.data)
+        data = services.provenance_export(actor=request.user, **query)
+        response = HttpResponse(data, content_type="application/json")
+        response["Content-Disposition"] = 'attachment; filename="provenance.dsse.json"'
+        return response
 
 
 def _act(request: Request, slug: str, version: str, serializer_class, action) -> Response:

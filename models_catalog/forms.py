@@ -5,7 +5,15 @@ from decimal import Decimal
 
 from django import forms
 
-from models_catalog.models import Model, ModelLifecycle, ModelTask, VersionStatus
+from models_catalog.models import (
+    Model,
+    ModelLifecycle,
+    ModelTask,
+    ModelVersion,
+    VersionStatus,
+    lineage_digest_validator,
+)
+from models_catalog.provenance import ProvenanceKind
 from portal.dates import validate_supported_date
 from portal.text import holds_unstorable_text, validate_display_name
 from tenants.models import Tenant
@@ -18,7 +26,77 @@ class CatalogFilterForm(forms.Form):
                                   choices=[("", "Any lifecycle"), *ModelLifecycle.choices])
 
 
-class UploadMetadataForm(forms.Form):
+def parse_dataset_lines(text: str) -> list[tuple[str, str]]:
+    """One dataset a line: its identifier, then (after a space) its digest if known."""
+    datasets = []
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        digest = ""
+        if len(parts) > 1 and lineage_digest_validator.regex.match(parts[-1]):
+            digest = parts.pop()
+        datasets.append((" ".join(parts), digest))
+    return datasets
+
+
+def dataset_lines(version: ModelVersion) -> str:
+    return "\n".join(f"{d.identifier} {d.digest}".strip() for d in version.datasets.all())
+
+
+class LineageFields(forms.Form):
+    """Base model (a catalog version or an external one, with its digest) and datasets."""
+
+    base_version = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.none(), required=False, label="Base model in the catalog",
+        empty_label="None (or an external model below)",
+        help_text="The catalog version these weights were tuned or derived from.")
+    base_model = forms.CharField(required=False, max_length=200, label="External base model",
+                                 help_text="Where the weights came from outside the catalog, "
+                                           "e.g. hf.co/mistralai/Mistral-7B-v0.3.")
+    base_model_digest = forms.CharField(required=False, max_length=300,
+                                        label="External base model digest",
+                                        help_text="e.g. sha256:… of its weights, or git:<commit>")
+    datasets = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}), label="Datasets",
+        help_text="One a line: the identifier, a space, its snapshot digest (e.g. "
+                  "s3://corpus/clinical-notes-2026 sha256:…).")
+
+    def __init__(self, *args, version: ModelVersion | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        choices = ModelVersion.objects.select_related("model").exclude(
+            status=VersionStatus.REJECTED).order_by("model__slug", "version")
+        if version is not None and version.pk:
+            choices = choices.exclude(pk=version.pk)
+        self.fields["base_version"].queryset = choices
+
+    def clean_datasets(self) -> list[tuple[str, str]]:
+        return parse_dataset_lines(self.cleaned_data["datasets"])
+
+    def lineage_values(self) -> dict:
+        data = self.cleaned_data
+        return {name: data[name] for name in ("base_version", "base_model", "base_model_digest",
+                                              "datasets")}
+
+
+class LineageForm(LineageFields):
+    @classmethod
+    def for_version(cls, version: ModelVersion) -> LineageForm:
+        return cls(version=version, initial={
+            "base_version": version.base_version_id, "base_model": version.base_model,
+            "base_model_digest": version.base_model_digest,
+            "datasets": dataset_lines(version)})
+
+
+class ProvenanceQueryForm(forms.Form):
+    kind = forms.ChoiceField(choices=ProvenanceKind.choices, label="Derived from")
+    identifier = forms.CharField(max_length=300, help_text="A dataset identifier, an external "
+                                 "base model, or a catalog version as <model>:<version>.")
+    digest = forms.CharField(required=False, max_length=300,
+                             help_text="Optional: only this snapshot.")
+
+
+class UploadMetadataForm(LineageFields):
     """Wizard step 1: a new model, or a new version of an existing one."""
 
     existing_model = forms.ModelChoiceField(
@@ -39,12 +117,16 @@ class UploadMetadataForm(forms.Form):
                                label="Version label", help_text="e.g. 1.0 or 2026-11-rc1",
                                error_messages={"invalid": "Use letters, digits, dots, dashes and "
                                                           "underscores."})
-    base_model = forms.CharField(required=False, max_length=200)
     training_data = forms.CharField(required=False, max_length=500,
                                     label="Training data snapshot")
     source_commit = forms.CharField(required=False, max_length=200)
     hyperparameters = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
                                       help_text='JSON object, e.g. {"lr": 2e-5, "epochs": 3}')
+
+    field_order = ["existing_model", "slug", "name", "task", "provider", "license",
+                   "context_length", "model_card", "version", "base_version", "base_model",
+                   "base_model_digest", "datasets", "training_data", "source_commit",
+                   "hyperparameters"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -82,8 +164,9 @@ class UploadMetadataForm(forms.Form):
 
     def version_values(self) -> dict:
         data = self.cleaned_data
-        return {name: data[name] for name in ("version", "base_model", "training_data",
-                                              "source_commit", "hyperparameters")}
+        return {**{name: data[name] for name in ("version", "training_data", "source_commit",
+                                                 "hyperparameters")},
+                **self.lineage_values()}
 
 
 class ReferenceForm(forms.Form):

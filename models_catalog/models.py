@@ -122,6 +122,18 @@ class SignatureCheck(models.TextChoices):
 
 digest_validator = RegexValidator(r"^sha256:[0-9a-f]{64}$",
                                   "A digest looks like sha256:<64 hex digits>.")
+# A lineage reference's digest, in the OCI digest grammar (`algorithm:encoded`): sha256:…,
+# sha512:…, or whatever the source names its snapshots with (e.g. git:<commit>).
+lineage_digest_validator = RegexValidator(
+    r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[A-Za-z0-9=_-]{8,256}$",
+    "A digest looks like algorithm:value, e.g. sha256:<64 hex digits>.")
+
+
+class ArtifactKind(models.TextChoices):
+    """How a version's weights are packaged in the registry."""
+
+    MODELCAR = "modelcar", "ModelCar image"  # an OCI image with the files under /models
+    MODELPACK = "modelpack", "CNCF ModelPack artifact"  # application/vnd.cncf.model.*
 
 
 class ModelVersion(models.Model):
@@ -143,9 +155,18 @@ class ModelVersion(models.Model):
     trusted_repository = models.CharField(max_length=255, blank=True)
     manifest_digest = models.CharField(max_length=71, blank=True, validators=[digest_validator])
     manifest_media_type = models.CharField(max_length=100, blank=True)
+    artifact_kind = models.CharField(max_length=16, choices=ArtifactKind.choices,
+                                     default=ArtifactKind.MODELCAR)
     size_bytes = models.BigIntegerField(null=True, blank=True)
 
-    base_model = models.CharField(max_length=200, blank=True)
+    # Lineage: the base model is either another catalog version or an external identifier
+    # (with its digest); datasets are `DatasetReference` rows. Provenance queries walk these.
+    base_version = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="derived_versions")
+    base_model = models.CharField("external base model", max_length=200, blank=True,
+                                  validators=[validate_display_name])
+    base_model_digest = models.CharField(max_length=300, blank=True,
+                                         validators=[lineage_digest_validator])
     training_data = models.CharField("training data snapshot", max_length=500, blank=True)
     source_commit = models.CharField(max_length=200, blank=True)
     hyperparameters = models.JSONField(default=dict, blank=True)
@@ -218,9 +239,35 @@ class ModelVersion(models.Model):
         return (self.signature_checked_at is not None and self.updated_at is not None
                 and self.signature_checked_at >= self.updated_at)
 
+    @property
+    def is_modelpack(self) -> bool:
+        return self.artifact_kind == ArtifactKind.MODELPACK
+
     def storage_uri(self, registry_host: str) -> str:
-        """KServe's `storageUri` for this ModelCar, pinned by digest."""
-        return f"oci://{registry_host}/{self.trusted_repository}@{self.manifest_digest}"
+        """KServe's `storageUri`, pinned by digest: a ModelCar runs as a sidecar image
+        (`oci://`), a ModelPack artifact is mounted as an image volume (`oci+native://`)."""
+        scheme = "oci+native" if self.is_modelpack else "oci"
+        return f"{scheme}://{registry_host}/{self.trusted_repository}@{self.manifest_digest}"
+
+
+class DatasetReference(models.Model):
+    """A dataset a version was trained or tuned on, by identifier and (snapshot) digest: what
+    a provenance query for a dataset (e.g. a GDPR erasure request) looks for."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="datasets")
+    identifier = models.CharField(max_length=300, validators=[validate_display_name])
+    digest = models.CharField(max_length=300, blank=True, validators=[lineage_digest_validator])
+
+    class Meta:
+        ordering = ["version", "identifier", "digest"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "identifier", "digest"],
+                                    name="one_reference_per_dataset_snapshot"),
+        ]
+        indexes = [models.Index(fields=["identifier"], name="dataset_ref_identifier")]
+
+    def __str__(self) -> str:
+        return f"{self.identifier}@{self.digest}" if self.digest else self.identifier
 
 
 class ModelFile(models.Model):

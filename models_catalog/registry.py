@@ -135,12 +135,20 @@ class Manifest:
             raise UnsupportedMediaType("The manifest is not a JSON object.")
         return data
 
+    @property
+    def artifact_kind(self) -> str:
+        """"modelpack" for a CNCF ModelPack artifact, else "modelcar" (an image)."""
+        from models_catalog.scanning.modelpack import is_modelpack
+
+        return "modelpack" if is_modelpack(self.data) else "modelcar"
+
     def image_blobs(self) -> tuple[Descriptor, list[Descriptor]]:
         """(config, layers) of an image manifest; anything else is refused."""
         if self.media_type not in IMAGE_MANIFEST_TYPES:
             raise UnsupportedMediaType(
                 f"The reference points to a {self.media_type or 'manifest of unknown type'}, not "
-                "a single image manifest: push one image (one platform) as the ModelCar.")
+                "a single image manifest: push one image (one platform) as the ModelCar, or "
+                "one ModelPack artifact.")
         data = self.data
         if "config" not in data or not isinstance(data.get("layers"), list):
             raise UnsupportedMediaType("The image manifest has no config or no layers.")

@@ -20,6 +20,10 @@ from models_catalog.models import (
     UploadSession,
     VersionStatus,
 )
+from models_catalog.provenance import (  # noqa: F401  (what other apps plug into queries)
+    Downstream,
+    register_downstream,
+)
 from models_catalog.registry import (  # noqa: F401  (the registry settings other apps read)
     NOT_CONFIGURED,
     RegistryNotConfigured,
@@ -114,8 +118,14 @@ def version_list_for_user(*, user, model: Model) -> QuerySet[ModelVersion]:
 
 def version_get_for_user(*, user, model: Model, version: str) -> ModelVersion:
     return get_object_or_404(
-        version_list_for_user(user=user, model=model).select_related("model", "upload")
-        .prefetch_related("files"), version=version)
+        version_list_for_user(user=user, model=model)
+        .select_related("model", "upload", "base_version__model")
+        .prefetch_related("files", "datasets"), version=version)
+
+
+def versions_derived_from(*, version: ModelVersion) -> QuerySet[ModelVersion]:
+    """The versions that name `version` as their base (one step; provenance goes further)."""
+    return version.derived_versions.select_related("model").order_by("model__slug", "version")
 
 
 def model_find_for_user(*, user, slug: str) -> Model | None:

@@ -16,6 +16,7 @@ from models_catalog.models import (
     UploadSession,
     VersionStatus,
 )
+from models_catalog.provenance import ProvenanceKind
 from portal.dates import validate_supported_date
 from portal.text import validate_display_name
 
@@ -60,8 +61,41 @@ class FileOutputSerializer(serializers.ModelSerializer):
         fields = ["path", "size_bytes", "sha256", "format"]
 
 
+class DatasetSerializer(serializers.Serializer):
+    identifier = serializers.CharField(max_length=300)
+    digest = serializers.CharField(max_length=300, required=False, allow_blank=True, default="",
+                                   help_text="algorithm:value, e.g. sha256:<64 hex digits>")
+
+
+class LineageSerializer(serializers.Serializer):
+    """A version's lineage. `base_version` names a catalog version as `<model>:<version>`;
+    an external base model goes in `base_model` (with `base_model_digest`) instead."""
+
+    base_version = serializers.CharField(required=False, allow_blank=True, default="",
+                                         max_length=200, help_text="<model slug>:<version>")
+    base_model = serializers.CharField(required=False, allow_blank=True, default="",
+                                       max_length=200)
+    base_model_digest = serializers.CharField(required=False, allow_blank=True, default="",
+                                              max_length=300)
+    datasets = DatasetSerializer(many=True, required=False, default=list)
+
+    def lineage_values(self) -> dict:
+        """For the services: the base version looked up, datasets as pairs."""
+        from models_catalog.services import version_by_reference
+
+        data = self.validated_data
+        reference = data.get("base_version", "")
+        return {"base_version": version_by_reference(reference) if reference else None,
+                "base_model": data.get("base_model", ""),
+                "base_model_digest": data.get("base_model_digest", ""),
+                "datasets": [(d["identifier"], d.get("digest", ""))
+                             for d in data.get("datasets", [])]}
+
+
 class VersionOutputSerializer(serializers.ModelSerializer):
     model = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    base_version = serializers.SerializerMethodField()
+    datasets = DatasetSerializer(many=True, read_only=True)
     uploaded_by = serializers.SlugRelatedField(slug_field="email", read_only=True,
                                                allow_null=True)
     submitted_by = serializers.SlugRelatedField(slug_field="email", read_only=True,
@@ -75,12 +109,16 @@ class VersionOutputSerializer(serializers.ModelSerializer):
         model = ModelVersion
         fields = ["model", "version", "status", "status_reason", "work_error",
                   "landing_repository", "trusted_repository", "manifest_digest",
-                  "manifest_media_type", "size_bytes", "base_model", "training_data",
+                  "manifest_media_type", "artifact_kind", "size_bytes", "base_version",
+                  "base_model", "base_model_digest", "datasets", "training_data",
                   "source_commit", "hyperparameters", "scan_verdict", "scan_progress",
                   "scanned_at", "findings", "files", "sbom_digest", "signature_key_id",
                   "signature_artifact_digest", "signed_at", "signature_status",
                   "signature_checked_at", "signature_detail", "uploaded_by", "submitted_by",
                   "submitted_at", "submit_note", "approved_by", "approved_at", "created_at"]
+
+    def get_base_version(self, obj) -> str:
+        return str(obj.base_version) if obj.base_version_id else ""
 
     def get_findings(self, obj) -> list[dict]:
         return list((obj.scan_report or {}).get("findings") or [])
@@ -96,15 +134,25 @@ class TenantVersionOutputSerializer(serializers.ModelSerializer):
                   "signature_status", "signature_checked_at"]
 
 
-class VersionCreateSerializer(serializers.Serializer):
+class VersionCreateSerializer(LineageSerializer):
     version = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)
-    base_model = serializers.CharField(required=False, allow_blank=True, default="",
-                                       max_length=200)
     training_data = serializers.CharField(required=False, allow_blank=True, default="",
                                           max_length=500)
     source_commit = serializers.CharField(required=False, allow_blank=True, default="",
                                           max_length=200)
     hyperparameters = serializers.DictField(required=False, default=dict)
+
+    def version_values(self) -> dict:
+        data = self.validated_data
+        return {"version": data["version"], "training_data": data["training_data"],
+                "source_commit": data["source_commit"],
+                "hyperparameters": data["hyperparameters"], **self.lineage_values()}
+
+
+class ProvenanceQuerySerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=ProvenanceKind.choices)
+    identifier = serializers.CharField(max_length=300)
+    digest = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
 
 
 class UploadCreateSerializer(serializers.Serializer):

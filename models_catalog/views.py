@@ -15,9 +15,11 @@ from models_catalog import selectors, services
 from models_catalog.forms import (
     CatalogFilterForm,
     EntitlementsForm,
+    LineageForm,
     ModelCardForm,
     ModelLifecycleForm,
     PriceForm,
+    ProvenanceQueryForm,
     ReferenceForm,
     RejectForm,
     SubmitForm,
@@ -25,6 +27,7 @@ from models_catalog.forms import (
     VersionLifecycleForm,
 )
 from models_catalog.models import ModelVersion, VersionStatus
+from models_catalog.provenance import provenance_query
 from models_catalog.registry import referrers_tag, registry_configured
 from portal.api import ApplicationError
 from portal.forms import add_service_errors
@@ -253,6 +256,9 @@ def _version_context(request: HttpRequest, version: ModelVersion, **extra) -> di
         "submit_form": extra.pop("submit_form", None) or SubmitForm(),
         "reject_form": extra.pop("reject_form", None) or RejectForm(),
         "lifecycle_form": VersionLifecycleForm(initial={"status": version.status}),
+        "lineage_form": extra.pop("lineage_form", None) or LineageForm.for_version(version),
+        "datasets": list(version.datasets.all()),
+        "derived_versions": list(selectors.versions_derived_from(version=version)),
         "referrers_tag": referrers_tag(version.manifest_digest) if version.manifest_digest else "",
         "chunk_bytes": settings.MODEL_UPLOAD_CHUNK_BYTES,
         "max_bytes": settings.MODEL_UPLOAD_MAX_BYTES,
@@ -319,6 +325,19 @@ def version_reference(request: HttpRequest, model_slug: str, version: str) -> Ht
         action=lambda data: services.version_register_reference(actor=request.user,
                                                                 version=mv, **data),
         success="Image found and pinned by digest; the scan starts now.")
+
+
+@require_POST
+@platform_view(PlatformPerm.MODELS_MANAGE)
+def version_lineage(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
+    mv = _version(request, model_slug, version)
+    return _version_form(
+        request, mv, LineageForm(request.POST, version=mv), key="lineage_form",
+        action=lambda data: services.version_set_lineage(
+            actor=request.user, version=mv, base_version=data["base_version"],
+            base_model=data["base_model"], base_model_digest=data["base_model_digest"],
+            datasets=data["datasets"]),
+        success="Lineage saved.")
 
 
 @require_POST
@@ -407,3 +426,38 @@ def version_scan_report(request: HttpRequest, model_slug: str, version: str) -> 
     response["Content-Disposition"] = (f'attachment; filename="{mv.model.slug}-{mv.version}'
                                        '-scan.json"')
     return response
+
+
+# --- Provenance (MSP admins, compliance officers) ------------------------------------------
+
+@platform_view(PlatformPerm.MODELS_VIEW)
+def provenance(request: HttpRequest) -> HttpResponse:
+    """Which versions, deployments and tenants derive from a dataset, an external base model
+    or a catalog version."""
+    form = ProvenanceQueryForm(request.GET or None)
+    answer = None
+    if form.is_bound and form.is_valid():
+        try:
+            answer = provenance_query(**form.cleaned_data)
+        except ApplicationError as exc:
+            add_service_errors(form, exc)
+    return render(request, "models_catalog/provenance.html", {"form": form, "answer": answer},
+                  status=422 if form.is_bound and form.errors else 200)
+
+
+@require_POST
+@platform_view(PlatformPerm.MODELS_VIEW)
+def provenance_export(request: HttpRequest) -> HttpResponse:
+    """The answer, signed with the platform key (a DSSE envelope); audited."""
+    form = ProvenanceQueryForm(request.POST)
+    if form.is_valid():
+        try:
+            data = services.provenance_export(actor=request.user, **form.cleaned_data)
+        except ApplicationError as exc:
+            add_service_errors(form, exc)
+        else:
+            response = HttpResponse(data, content_type="application/json")
+            response["Content-Disposition"] = 'attachment; filename="provenance.dsse.json"'
+            return response
+    return render(request, "models_catalog/provenance.html", {"form": form, "answer": None},
+                  status=422)

@@ -542,6 +542,9 @@ for _code in ALLOWED_JURISDICTIONS:
             f"ALLOWED_JURISDICTIONS: {_code!r} is not a code such as DE, EU or DE-BY.")
 # Namespace of shared deployments (serving every entitled tenant) on each cluster.
 DEPLOYMENTS_SHARED_NAMESPACE = os.environ.get("DEPLOYMENTS_SHARED_NAMESPACE", "models-shared")
+# Where KServe keeps its inferenceservice-config ConfigMap on the clusters (the cluster check
+# reads whether OCI model support is on there).
+KSERVE_NAMESPACE = os.environ.get("KSERVE_NAMESPACE", "kserve")
 # Kubernetes API calls: seconds per request, attempts on 5xx/timeouts, first backoff (doubles).
 KUBE_REQUEST_TIMEOUT_SECONDS = env_int("KUBE_REQUEST_TIMEOUT_SECONDS", 10, minimum=1)
 KUBE_API_ATTEMPTS = env_int("KUBE_API_ATTEMPTS", 4, minimum=1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -188,12 +190,59 @@ def _llm_served(k: kube.KubeSession) -> bool:
     return LLM_RESOURCES <= {r.get("name") for r in (found or {}).get("resources") or []}
 
 
+# KServe's `oci+native://` storage (v0.20): the container runtime mounts the model artifact
+# as an ImageVolume (Kubernetes 1.33 or later), and KServe must have OCI model support on.
+NATIVE_OCI_MIN_KUBERNETES = (1, 33)
+
+
+def _kubernetes_release(git_version: str) -> tuple[int, int] | None:
+    found = re.match(r"^v?(\d+)\.(\d+)", git_version or "")
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def _native_oci(k: kube.KubeSession, git_version: str) -> tuple[bool, str]:
+    """(whether ModelPack artifacts can be deployed with `oci+native://`, why not)."""
+    release = _kubernetes_release(git_version)
+    if release is None or release < NATIVE_OCI_MIN_KUBERNETES:
+        wanted = ".".join(map(str, NATIVE_OCI_MIN_KUBERNETES))
+        return False, (f"Kubernetes {git_version or '(unknown version)'} has no ImageVolume "
+                       f"support; {wanted} or later is needed.")
+    namespace = settings.KSERVE_NAMESPACE
+    try:
+        found = k.request("GET", f"/api/v1/namespaces/{namespace}/configmaps/"
+                                 "inferenceservice-config") or {}
+    except kube.KubeError as exc:
+        if kube.not_found(exc):
+            return False, (f"KServe's inferenceservice-config ConfigMap is not in the "
+                           f"{namespace} namespace (set KSERVE_NAMESPACE if KServe lives "
+                           "elsewhere).")
+        if exc.status in (401, 403):
+            return False, (f"the credentials may not read KServe's inferenceservice-config "
+                           f"in {namespace} ({exc.message}).")
+        raise
+    raw = (found.get("data") or {}).get("storageInitializer") or "{}"
+    try:
+        storage = json.loads(raw)
+    except ValueError:
+        storage = None
+    if not isinstance(storage, dict):
+        return False, ("the storageInitializer entry of KServe's inferenceservice-config is "
+                       "not a JSON object.")
+    if storage.get("enableOciModelSupport") is not True:
+        return False, ("KServe's OCI model support is off: set \"enableOciModelSupport\": true "
+                       "in the storageInitializer entry of inferenceservice-config "
+                       f"({namespace} namespace).")
+    return True, ""
+
+
 def cluster_check(*, actor, cluster: Cluster) -> Cluster:
-    """Server version from /version, the InferenceService CRD and whether LLMInferenceService
-    is served (API discovery); the outcome is kept."""
+    """Server version from /version, the InferenceService CRD, whether LLMInferenceService
+    is served (API discovery) and whether native OCI models (ImageVolume) can be deployed;
+    the outcome is kept."""
     from kubernetes import client
 
     version, problem, llm = "", "", None
+    native, native_detail = None, ""
     try:
         with kube.session(cluster) as k:
             info = k.call(client.VersionApi(k.api_client).get_code)
@@ -202,6 +251,7 @@ def cluster_check(*, actor, cluster: Cluster) -> Cluster:
                 k.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
                                  f"{kube.ISVC_CRD}")
                 llm = _llm_served(k)
+                native, native_detail = _native_oci(k, version)
             except kube.KubeError as exc:
                 if kube.not_found(exc):
                     problem = (f"Kubernetes {version} answers, but KServe is not installed: "
@@ -218,18 +268,22 @@ def cluster_check(*, actor, cluster: Cluster) -> Cluster:
                    else f"The API server refused the credentials ({exc.message}). Replace "
                         "the token or kubeconfig.")
     found = (f"Kubernetes {version}, KServe CRD present; LLMInferenceService "
-             f"({LLM_GROUP_VERSION}) {'served' if llm else 'not served'}.")
+             f"({LLM_GROUP_VERSION}) {'served' if llm else 'not served'}; native OCI models "
+             f"(oci+native://, ModelPack) {'available' if native else 'not available'}.")
     with transaction.atomic():
         cluster.server_version = version
         cluster.last_check_ok = not problem
         cluster.last_check_message = (problem or found)[:500]
         cluster.llm_inference_service = llm
+        cluster.native_oci_models = native
+        cluster.native_oci_detail = native_detail[:300]
         cluster.last_checked_at = timezone.now()
         cluster.save(update_fields=["server_version", "last_check_ok", "last_check_message",
-                                    "llm_inference_service", "last_checked_at", "updated_at"])
+                                    "llm_inference_service", "native_oci_models",
+                                    "native_oci_detail", "last_checked_at", "updated_at"])
         audit.record(action="cluster.checked", actor=actor, target=cluster,
                      details={"ok": not problem, "message": cluster.last_check_message,
-                              "llm_inference_service": llm})
+                              "llm_inference_service": llm, "native_oci_models": native})
     return cluster
 
 

@@ -98,15 +98,17 @@ def scan_directory(root: Path, *, policy: ScanPolicy, limits: ScanLimits | None 
 KEEP_LIMIT = 64 * 1024 * 1024
 
 
-def scan_layers(layers: list[tuple[str, IO[bytes]]], *, policy: ScanPolicy,
+def scan_layers(layers: list[tuple[str, IO[bytes]] | tuple[str, IO[bytes], str]], *,
+                policy: ScanPolicy,
                 limits: ScanLimits | None, workdir: Path,
                 progress: Progress | None = None, keep: tuple[str, ...] = (),
                 quota: DiskQuota | None = None) -> ScanReport:
-    """Unpack /models from an image's layers (media type, seekable stream) into `workdir`,
-    then scan. Files named in `keep` (paths under /models, up to 64 MiB) come back in
-    `report.kept`. What is unpacked is charged to `quota` (by default a fresh one of the
-    limits' size). A "tokenizer.json" asked for in an image that has none but holds a GGUF
-    comes back as the GGUF's vocabulary (see `gguf_tokenizer`).
+    """Unpack /models from an image's layers (media type, seekable stream, and for a
+    ModelPack raw layer the file path it names) into `workdir`, then scan. Files named in
+    `keep` (paths under /models, up to 64 MiB) come back in `report.kept`. What is unpacked
+    is charged to `quota` (by default a fresh one of the limits' size). A "tokenizer.json"
+    asked for in an image that has none but holds a GGUF comes back as the GGUF's
+    vocabulary (see `gguf_tokenizer`).
 
     Raises UnreadableArchive when a layer isn't a readable tar, and ScanAborted (with
     `workdir` removed) when the disk has no room for the layers' unpacked size or unpacking
@@ -116,11 +118,11 @@ def scan_layers(layers: list[tuple[str, IO[bytes]]], *, policy: ScanPolicy,
     dest = Path(workdir)
     quota = quota or DiskQuota(limits.disk_quota_bytes, dest)
     shutil.rmtree(dest, ignore_errors=True)
-    unpacked = sum(unpacked_size(media_type, stream) for media_type, stream in layers)
+    layers = [(layer[0], layer[1], layer[2] if len(layer) > 2 else "") for layer in layers]
+    unpacked = sum(unpacked_size(media_type, stream) for media_type, stream, _ in layers)
     quota.ensure_free_space(unpacked, f"unpack the image's layers ({size_text(unpacked)})")
     try:
-        extraction = extract_models([stream for _, stream in layers], dest, limits, quota,
-                                    progress)
+        extraction = extract_models(layers, dest, limits, quota, progress)
         report.findings += extraction.findings
         stopped = any(f.code in ("size_limit", "file_count_limit") for f in extraction.findings)
         models = dest / ROOT
@@ -140,8 +142,9 @@ def scan_layers(layers: list[tuple[str, IO[bytes]]], *, policy: ScanPolicy,
             if not report.files:
                 report.findings.append(Finding(
                     "/models", "high", "no_model_files",
-                    "The image has no files under /models: a ModelCar keeps its weights "
-                    "there (COPY them to /models in the Containerfile)."))
+                    "The image has no model files: a ModelCar keeps its weights under "
+                    "/models (COPY them there in the Containerfile), a ModelPack artifact in "
+                    "its weight layers."))
     finally:
         shutil.rmtree(dest, ignore_errors=True)
     report.finished_at = _now()
@@ -184,7 +187,7 @@ def scan_oci_archive(path: Path, *, policy: ScanPolicy, limits: ScanLimits | Non
     Raises ScanAborted for lack of disk space."""
     image = read_oci_archive(path)
     with ExitStack() as stack:
-        streams = [(layer.media_type, stack.enter_context(image.open_blob(layer.digest)))
-                   for layer in image.layers]
+        streams = [(layer.media_type, stack.enter_context(image.open_blob(layer.digest)),
+                    layer.filepath) for layer in image.layers]
         return scan_layers(streams, policy=policy, limits=limits, workdir=workdir,
                            progress=progress)

@@ -40,17 +40,43 @@ class Extraction:
 
     # --- one layer --------------------------------------------------------------------
 
-    def apply_layer(self, stream: IO[bytes]) -> None:
+    def apply_layer(self, stream: IO[bytes], *, at_root: bool = False) -> None:
+        """An image layer (/models inside it), or with `at_root` a ModelPack tar layer,
+        whose paths are relative to the model's root: they are unpacked under /models."""
         try:
             with tarfile.open(fileobj=stream, mode="r|*") as tar:
                 for member in tar:
-                    self._entry(tar, member)
+                    self._entry(tar, member, at_root=at_root)
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise UnreadableArchive(f"A layer is not a readable tar ({exc}); the image is "
                                     "corrupt. Build and push it again.") from None
 
-    def _entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
-        parts = self._models_parts(member.name)
+    def apply_raw(self, stream: IO[bytes], filepath: str, size: int) -> None:
+        """A ModelPack raw layer: one file, its path from the layer's annotation."""
+        from models_catalog.scanning.modelpack import safe_filepath
+
+        relative = safe_filepath(filepath)
+        if relative is None:
+            self._refuse(filepath or "(no path)", "path_traversal",
+                         f"a layer whose file path {filepath!r} is absolute, leaves the "
+                         "model's root or names no file")
+            return
+        path = f"{ROOT}/{relative}"
+        self._count(path, size)
+        self.quota.charge(size, f"/{path}")
+        destination = self._target(path)
+        with destination.open("wb") as out:
+            while chunk := stream.read(_CHUNK):
+                out.write(chunk)
+
+    def _entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo, *,
+               at_root: bool = False) -> None:
+        name = member.name
+        if at_root and not name.startswith("/"):
+            name = f"{ROOT}/{name}"
+            if member.islnk() and not member.linkname.startswith("/"):
+                member.linkname = f"{ROOT}/{member.linkname}"
+        parts = self._models_parts(name)
         if parts is None:
             return
         path, name = "/".join(parts), parts[-1]
@@ -171,17 +197,30 @@ def _inside(path: str) -> bool:
     return path == ROOT or path.startswith(ROOT + "/")
 
 
-def extract_models(layers: list[IO[bytes]], dest: Path, limits: ScanLimits, quota: DiskQuota,
+def extract_models(layers: list[tuple[str, IO[bytes], str]], dest: Path, limits: ScanLimits,
+                   quota: DiskQuota,
                    progress: Callable[[int, int, str], None] | None = None) -> Extraction:
-    """Apply `layers` in order into `dest`; refusals and a stop at a cap are findings.
-    Raises DiskQuotaExceeded when the files would pass the scan's disk quota."""
+    """Apply `layers` — (media type, stream, ModelPack file path or "") — in order into `dest`;
+    refusals and a stop at a cap are findings. ModelPack layers land under /models like a
+    ModelCar's files. Raises DiskQuotaExceeded when the files would pass the scan's disk
+    quota, UnreadableArchive for a layer the scanner can't take."""
+    from models_catalog.scanning.modelpack import layer_form, layer_problem
+
     dest.mkdir(parents=True, exist_ok=True)
     extraction = Extraction(dest, limits, quota)
-    for index, stream in enumerate(layers):
+    for index, (media_type, stream, filepath) in enumerate(layers):
         if progress:
             progress(index, len(layers), f"layer {index + 1} of {len(layers)}")
+        form = layer_form(media_type)
+        if form is not None and (problem := layer_problem(media_type, filepath)):
+            raise UnreadableArchive(f"Layer {index + 1} can't be scanned: {problem}.")
         try:
-            extraction.apply_layer(stream)
+            if form == "raw":
+                size = stream.seek(0, 2)
+                stream.seek(0)
+                extraction.apply_raw(stream, filepath, size)
+            else:
+                extraction.apply_layer(stream, at_root=form is not None)
         except LimitExceeded as stop:
             extraction.findings.append(stop.finding)
             break

@@ -1,5 +1,6 @@
 """Reading a ModelCar saved as an archive: an OCI image layout tar (`podman save --format
-oci-archive`, `skopeo copy … oci-archive:`) or a `docker save` tar.
+oci-archive`, `skopeo copy … oci-archive:`) or a `docker save` tar — or a CNCF ModelPack
+artifact in an OCI image layout tar (`kit`, `oras copy --to-oci-layout`, then tar).
 
 Every blob is hashed while streaming from the tar and compared with the digest and size the
 manifest names, so nothing unverified is pushed or scanned. Blobs are never held in memory.
@@ -15,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from models_catalog.scanning import modelpack
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -39,6 +42,7 @@ class Descriptor:
     media_type: str
     digest: str
     size: int
+    filepath: str = ""  # a ModelPack layer's org.cncf.model.filepath annotation
 
 
 @dataclass
@@ -50,6 +54,7 @@ class OciImage:
     config: Descriptor
     layers: list[Descriptor]
     _members: dict[str, str]  # digest → member name in the tar
+    kind: str = "modelcar"  # or "modelpack"
 
     @contextmanager
     def open_blob(self, digest: str) -> Iterator[IO[bytes]]:
@@ -133,9 +138,13 @@ def _verify(tar, members, descriptor: Descriptor) -> None:
 
 
 def _descriptor(data: dict, what: str) -> Descriptor:
+    from models_catalog.scanning.modelpack import FILEPATH_ANNOTATION
+
     try:
-        return Descriptor(str(data["mediaType"]), str(data["digest"]), int(data["size"]))
-    except (KeyError, TypeError, ValueError):
+        annotations = data.get("annotations") or {}
+        return Descriptor(str(data["mediaType"]), str(data["digest"]), int(data["size"]),
+                          str(annotations.get(FILEPATH_ANNOTATION, "")))
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise UnreadableArchive(f"The manifest's {what} descriptor is incomplete.") from None
 
 
@@ -159,6 +168,10 @@ def _read_layout(path, tar, members) -> OciImage:
     media_type = manifest.get("mediaType") or entry.media_type
     if media_type not in (OCI_MANIFEST, DOCKER_MANIFEST):
         raise UnreadableArchive(f"Unsupported manifest media type {media_type!r}.")
+    if not isinstance(manifest, dict):
+        raise UnreadableArchive("The image manifest is not a JSON object.")
+    if modelpack.is_modelpack(manifest):
+        return _read_modelpack(path, tar, members, raw, entry.digest, media_type, manifest)
     config = _descriptor(manifest.get("config") or {}, "config")
     if config.media_type not in (OCI_CONFIG, DOCKER_CONFIG):
         raise UnreadableArchive(f"Unsupported config media type {config.media_type!r}: this "
@@ -174,6 +187,26 @@ def _read_layout(path, tar, members) -> OciImage:
         _verify(tar, members, descriptor)
     names = {d.digest: _blob_member(members, d.digest).name for d in (config, *layers)}
     return OciImage(path, raw, entry.digest, media_type, config, layers, names)
+
+
+def _read_modelpack(path, tar, members, raw: bytes, digest: str, media_type: str,
+                    manifest: dict) -> OciImage:
+    """A ModelPack artifact: its config and every layer must be of the ModelPack types."""
+    config = _descriptor(manifest.get("config") or {}, "config")
+    if config.media_type != modelpack.CONFIG_MEDIA_TYPE:
+        raise UnreadableArchive(f"The ModelPack artifact's config has the media type "
+                                f"{config.media_type!r}, not {modelpack.CONFIG_MEDIA_TYPE!r}.")
+    layers = [_descriptor(layer, "layer") for layer in manifest.get("layers") or []]
+    if not layers:
+        raise UnreadableArchive("The ModelPack artifact has no layers.")
+    for layer in layers:
+        problem = modelpack.layer_problem(layer.media_type, layer.filepath)
+        if problem:
+            raise UnreadableArchive(f"Layer {layer.digest}: {problem}.")
+    for descriptor in (config, *layers):
+        _verify(tar, members, descriptor)
+    names = {d.digest: _blob_member(members, d.digest).name for d in (config, *layers)}
+    return OciImage(path, raw, digest, media_type, config, layers, names, kind="modelpack")
 
 
 def _read_docker(path, tar, members) -> OciImage:

@@ -4,7 +4,8 @@ entitlements), one import away.
 `gate` holds the version state machine, version creation, retries and beat's recovery;
 `uploads` how an image comes in (a reference, or a resumable upload and its push); `scan` the
 scan; `approval` review, four-eyes approval and publication; `signatures` the recorded checks
-of a published version's signature; `lifecycle` deprecation and retirement; `catalog` a model
+of a published version's signature; `lineage` base models, datasets and the signed export of
+provenance answers; `lifecycle` deprecation and retirement; `catalog` a model
 and its card; `entitlements` and `prices` what their names say.
 """
 
@@ -26,6 +27,12 @@ from models_catalog.services.lifecycle import (
     model_set_lifecycle,
     version_set_lifecycle,
 )
+from models_catalog.services.lineage import (
+    Lineage,
+    provenance_export,
+    version_by_reference,
+    version_set_lineage,
+)
 from models_catalog.services.prices import price_set
 from models_catalog.services.scan import version_scan
 from models_catalog.services.signatures import (
@@ -44,7 +51,8 @@ from models_catalog.signing import APPROVAL_ARTIFACT_TYPE
 
 __all__ = [
     "APPROVAL_ARTIFACT_TYPE", "CARD_FIELDS", "LIFECYCLE_ACTIONS", "MAX_SCAN_ATTEMPTS",
-    "TRANSIENT_ERRORS", "ImageRefused", "UploadOffsetMismatch", "landing_repository",
+    "TRANSIENT_ERRORS", "ImageRefused", "Lineage", "provenance_export", "version_by_reference",
+    "version_set_lineage", "UploadOffsetMismatch", "landing_repository",
     "model_create", "model_set_entitlements", "model_set_lifecycle", "model_update_card",
     "price_set", "trusted_repository", "upload_chunk_append", "upload_complete",
     "upload_session_create", "version_approve", "version_create", "version_push_upload",

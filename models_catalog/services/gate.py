@@ -14,6 +14,7 @@ The steps themselves live beside this module: `uploads` (the image comes in), `s
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
@@ -110,19 +111,28 @@ def enqueue_scan(version_id: int) -> None:
 @transaction.atomic
 def version_create(*, actor, model: Model, version: str, base_model: str = "",
                    training_data: str = "", source_commit: str = "",
-                   hyperparameters: dict | None = None) -> ModelVersion:
+                   hyperparameters: dict | None = None, base_version: ModelVersion | None = None,
+                   base_model_digest: str = "",
+                   datasets: Iterable[tuple[str, str]] = ()) -> ModelVersion:
+    from models_catalog.services.lineage import make_lineage, store_lineage
+
     if ModelVersion.objects.filter(model=model, version=version).exists():
         message = f"{model.slug} already has a version “{version}”: choose a new label."
         raise ApplicationError(message, field_errors={"version": [message]})
+    lineage = make_lineage(base_version=base_version, base_model=base_model,
+                           base_model_digest=base_model_digest, datasets=datasets)
     mv = ModelVersion(model=model, version=version, status=VersionStatus.UPLOADING,
-                      landing_repository=landing_repository(model), base_model=base_model,
-                      training_data=training_data, source_commit=source_commit,
-                      hyperparameters=hyperparameters or {}, uploaded_by=actor)
+                      landing_repository=landing_repository(model),
+                      base_model=lineage.base_model, training_data=training_data,
+                      source_commit=source_commit, hyperparameters=hyperparameters or {},
+                      uploaded_by=actor)
     full_clean_or_refuse(mv)
     mv.save()
+    store_lineage(mv, lineage)
+    mv.refresh_from_db()
     audit.record(action="model_version.created", actor=actor, target=mv,
-                 details={"model": model.slug, "version": version, "base_model": base_model,
-                          "source_commit": source_commit})
+                 details={"model": model.slug, "version": version, "base_model": lineage.base_model,
+                          "source_commit": source_commit, "lineage": lineage.as_dict()})
     return mv
 
 

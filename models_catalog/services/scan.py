@@ -85,6 +85,8 @@ def _fetch_layers(version: ModelVersion, workdir: Path,
     client = oci.registry_client()
     manifest = client.manifest_get(version.landing_repository, version.manifest_digest)
     config, layers = manifest.image_blobs()
+    if manifest.artifact_kind == "modelpack":
+        _check_modelpack(config, layers)
     total = sum(layer.size for layer in layers)
     quota.ensure_free_space(2 * total, f"download the image's layers ({size_text(total)}) "
                                        "and unpack them")
@@ -105,11 +107,30 @@ def _fetch_layers(version: ModelVersion, workdir: Path,
     return paths
 
 
+def _check_modelpack(config: oci.Descriptor, layers: list[oci.Descriptor]) -> None:
+    """A ModelPack artifact's config and every layer must be of the ModelPack types: a layer
+    the scanner would not unpack could carry anything past it."""
+    from models_catalog.scanning import modelpack
+
+    if config.media_type != modelpack.CONFIG_MEDIA_TYPE:
+        raise ImageRefused(f"the ModelPack artifact's config has the media type "
+                           f"{config.media_type!r}, not {modelpack.CONFIG_MEDIA_TYPE!r}")
+    if not layers:
+        raise ImageRefused("the ModelPack artifact has no layers")
+    for layer in layers:
+        problem = modelpack.layer_problem(layer.media_type,
+                                          layer.annotations.get(modelpack.FILEPATH_ANNOTATION,
+                                                                ""))
+        if problem:
+            raise ImageRefused(f"layer {layer.digest}: {problem}")
+
+
 def _scan_layers(version: ModelVersion, layers: list[tuple[oci.Descriptor, Path]],
                  workdir: Path, quota: DiskQuota):
     """Run the scanner over the downloaded layers; build the SBOM. (report, sbom)."""
     from models_catalog.sbom import build_sbom
     from models_catalog.scanning import UnreadableArchive, policy_from_settings, scan_layers
+    from models_catalog.scanning.modelpack import FILEPATH_ANNOTATION
 
     report_progress(version, "scanning", 0, len(layers))
 
@@ -119,14 +140,15 @@ def _scan_layers(version: ModelVersion, layers: list[tuple[oci.Descriptor, Path]
     streams = []
     try:
         for descriptor, path in layers:
-            streams.append((descriptor.media_type, path.open("rb")))
+            streams.append((descriptor.media_type, path.open("rb"),
+                            descriptor.annotations.get(FILEPATH_ANNOTATION, "")))
         report = scan_layers(streams, policy=policy_from_settings(), limits=None,
                              workdir=workdir / "extract", progress=progress,
                              keep=("tokenizer.json",), quota=quota)
     except UnreadableArchive as exc:
         raise ImageRefused(str(exc)) from exc
     finally:
-        for _, stream in streams:
+        for _, stream, _ in streams:
             stream.close()
     image_reference = (f"{oci.registry_host()}/{version.landing_repository}"
                        f"@{version.manifest_digest}")

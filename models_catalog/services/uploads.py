@@ -89,6 +89,7 @@ def version_register_reference(*, actor, version: ModelVersion, repository: str,
     try:
         manifest = oci.registry_client().manifest_get(repository, reference)
         config, layers = manifest.image_blobs()
+        kind = manifest.artifact_kind
     except oci.RegistryNotFound:
         raise ApplicationError(f"{repository}:{reference} is not in the registry: push it "
                                "first, or check the name.",
@@ -102,9 +103,10 @@ def version_register_reference(*, actor, version: ModelVersion, repository: str,
     moved = transition(version, to=VersionStatus.QUARANTINED, actor=actor,
                        action="quarantined", landing_repository=repository,
                        manifest_digest=manifest.digest, manifest_media_type=manifest.media_type,
-                       size_bytes=size, work_error="",
+                       artifact_kind=kind, size_bytes=size, work_error="",
                        details={"source": "reference", "repository": repository,
-                                "reference": reference, "digest": manifest.digest})
+                                "reference": reference, "digest": manifest.digest,
+                                "artifact_kind": kind})
     if moved:
         transaction.on_commit(lambda: gate.enqueue_scan(version.pk))
     return version
@@ -217,7 +219,7 @@ def _read_archive(path: Path):
 
 def _push_archive(version: ModelVersion, path: Path) -> tuple[oci.Manifest, int]:
     """Push the archive's blobs and manifest (by digest and by the version's tag) to the
-    landing repository; (manifest, image size)."""
+    landing repository — a ModelCar image or a ModelPack artifact; (manifest, size)."""
     image = _read_archive(path)
     manifest = oci.Manifest(raw=image.manifest_bytes, digest=image.manifest_digest,
                             media_type=oci.manifest_media_type(image.manifest_bytes))
@@ -267,10 +269,12 @@ def version_push_upload(*, version_id: int) -> ModelVersion | None:
         moved = transition(version, to=VersionStatus.QUARANTINED, actor=None,
                            action="quarantined", manifest_digest=manifest.digest,
                            manifest_media_type=manifest.media_type, size_bytes=size,
+                           artifact_kind=manifest.artifact_kind,
                            work_error="", progress_at=None, scan_progress={},
                            details={"source": "upload", "filename": session.filename,
                                     "repository": version.landing_repository,
-                                    "digest": manifest.digest})
+                                    "digest": manifest.digest,
+                                    "artifact_kind": manifest.artifact_kind})
         if moved:
             transaction.on_commit(lambda: gate.enqueue_scan(version.pk))
     path.unlink(missing_ok=True)

@@ -174,6 +174,13 @@ class KubeEmulator:
             self._stamp(obj)
             self.objects[path] = copy.deepcopy(obj)
 
+    def kserve_config(self, storage_initializer: dict, *, namespace: str = "kserve") -> None:
+        """KServe's inferenceservice-config ConfigMap with this storageInitializer entry."""
+        self.put(f"/api/v1/namespaces/{namespace}/configmaps/inferenceservice-config", {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "inferenceservice-config", "namespace": namespace},
+            "data": {"storageInitializer": json.dumps(storage_initializer)}})
+
     def remove(self, path: str) -> None:
         with self._lock:
             self.objects.pop(path, None)
@@ -421,8 +428,9 @@ class KubeEmulator:
                         f"Bearer {emulator.token}":
                     return self._send(401, _status(401, "Unauthorized", "Unauthorized"))
                 if path == "/version":
+                    major, minor = emulator.git_version.lstrip("v").split(".")[:2]
                     return self._send(200, {
-                        "major": "1", "minor": "31", "gitVersion": emulator.git_version,
+                        "major": major, "minor": minor, "gitVersion": emulator.git_version,
                         "gitCommit": "0" * 40, "gitTreeState": "clean",
                         "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23",
                         "compiler": "gc", "platform": "linux/amd64"})

@@ -21,7 +21,8 @@ from models_catalog.scanning.policy import POLICIES
 
 
 class Command(BaseCommand):
-    help = ("Scan an OCI image archive (podman save --format oci-archive, docker save) or a "
+    help = ("Scan an OCI image archive (podman save --format oci-archive, docker save; a CNCF "
+            "ModelPack artifact as an OCI image layout tar) or a "
             "directory of model files. Touches neither the database nor the registry. Prints "
             "the verdict and findings as JSON; exits 0 when clean and allowed by the policy, 1 "
             "when suspicious, malicious or refused by the policy, 2 when the input is "

@@ -581,6 +581,24 @@ elif not Path(PLATFORM_SIGNING_KEY_FILE).is_file():
     raise ImproperlyConfigured(
         f"PLATFORM_SIGNING_KEY_FILE={PLATFORM_SIGNING_KEY_FILE!r} is not a readable file.")
 
+# The platform's EC P-256 private key (PEM) for OpenSSF Model Signing: it signs the files of
+# each approved model version. A key of its own because the OMS format's key signer supports
+# only ECDSA (P-256/384/521), not the Ed25519 platform key above. Same rules as that key.
+PLATFORM_MODEL_SIGNING_KEY_FILE = os.environ.get("PLATFORM_MODEL_SIGNING_KEY_FILE", "")
+if not PLATFORM_MODEL_SIGNING_KEY_FILE:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "PLATFORM_MODEL_SIGNING_KEY_FILE is not set: point it at the platform's EC P-256 "
+            "model-signing key (PEM). Create one with: python -c \"from "
+            "models_catalog.oms import write_new_key; "
+            "write_new_key('/path/platform-model-signing-key.pem')\""
+        )
+    PLATFORM_MODEL_SIGNING_KEY_FILE = str(VAR_DIR / "platform-model-signing-key.pem")
+elif not Path(PLATFORM_MODEL_SIGNING_KEY_FILE).is_file():
+    raise ImproperlyConfigured(
+        f"PLATFORM_MODEL_SIGNING_KEY_FILE={PLATFORM_MODEL_SIGNING_KEY_FILE!r} is not a "
+        "readable file.")
+
 AUDIT_CHECKPOINT_INTERVAL_MINUTES = env_int("AUDIT_CHECKPOINT_INTERVAL_MINUTES", 15, minimum=1)
 # Events anyone on the network can cause (failed sign-ins, rejected tokens) are recorded up to
 # these budgets per client (IPv6: per /64) and for all clients together, per minute; the first

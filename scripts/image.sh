@@ -133,8 +133,13 @@ umoci gc --layout "$BUILD/layout"
 
 # --- 4. SBOM and signature ----------------------------------------------------------------
 say "Writing the SBOM and signing with the platform key"
+# The settings want a model-signing key too; image_attest never uses it, so a throwaway one.
+rm -f "$BUILD/unused-model-signing-key.pem"
+"$PY" -c 'import sys; from models_catalog.oms import write_new_key; write_new_key(sys.argv[1])' \
+  "$BUILD/unused-model-signing-key.pem"
 attest_env=(env PORTAL_IGNORE_DOTENV=1 DEBUG=false SECRET_KEY=image-build-only
-            PLATFORM_SIGNING_KEY_FILE="$PLATFORM_SIGNING_KEY_FILE" DATABASE_URL=sqlite://:memory:)
+            PLATFORM_SIGNING_KEY_FILE="$PLATFORM_SIGNING_KEY_FILE" DATABASE_URL=sqlite://:memory:
+            PLATFORM_MODEL_SIGNING_KEY_FILE="$BUILD/unused-model-signing-key.pem")
 "${attest_env[@]}" "$PY" manage.py image_attest --layout "$BUILD/layout" --tag "$TAG" \
   --rootfs "$rootfs" --image-name "$IMAGE_NAME" --app-version "$version+${revision:0:12}$dirty"
 

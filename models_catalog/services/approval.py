@@ -13,7 +13,9 @@ import audit
 from models_catalog import oms
 from models_catalog import registry as oci
 from models_catalog.models import VERSION_TRANSITIONS, ModelVersion, ScanVerdict, VersionStatus
+from models_catalog.scanning.report import ScanReport
 from models_catalog.services.gate import transition, trusted_repository
+from models_catalog.services.scan import sbom_build
 from models_catalog.services.signatures import record_check
 from models_catalog.signing import (
     APPROVAL_ARTIFACT_TYPE,
@@ -84,6 +86,9 @@ def _sign_and_copy(*, actor, version: ModelVersion) -> tuple[str, str]:
     copied = client.copy_by_digest(source=version.landing_repository, target=target,
                                    digest=version.manifest_digest, tag=version.version)
     version.trusted_repository = target
+    # The SBOM that is signed carries the model's Annex XII information as it is now.
+    version.sbom = sbom_build(version, ScanReport.from_dict(version.scan_report or {}))
+    version.sbom_digest = oci.sha256_digest(version.sbom.encode())
     version_sign(version, approver_email=actor.email)
     payload = canonical({"statement": json.loads(version.signed_statement),
                          "signature": version.signature, "key_id": version.signature_key_id})
@@ -113,6 +118,7 @@ def _publish(*, actor, version: ModelVersion, claimed_at: datetime, artifact: st
     ).update(
         status=VersionStatus.PUBLISHED, status_reason="",
         trusted_repository=version.trusted_repository,
+        sbom=version.sbom, sbom_digest=version.sbom_digest,
         signed_statement=version.signed_statement, signature=version.signature,
         signature_key_id=version.signature_key_id, signed_at=version.signed_at,
         signature_artifact_digest=artifact, model_signature=version.model_signature,

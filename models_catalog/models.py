@@ -292,6 +292,13 @@ class AnnexXIIInformation(models.Model):
     def __str__(self) -> str:
         return f"Annex XII information of {self.model}"
 
+    @property
+    def training_energy_text(self) -> str:
+        """The energy without trailing zeros, never in exponent form ("1234.5", "1000")."""
+        if self.training_energy_kwh is None:
+            return ""
+        return format(self.training_energy_kwh.normalize(), "f")
+
 
 class UploadStatus(models.TextChoices):
     RECEIVING = "receiving", "Receiving"

@@ -61,7 +61,7 @@ PUBLIC_VERSION_STATUSES = (VersionStatus.PUBLISHED, VersionStatus.DEPRECATED)
 
 def annex_xii_get(*, model: Model) -> AnnexXIIInformation:
     """The model's Annex XII information; an empty, unsaved one when none was given yet."""
-    found = AnnexXIIInformation.objects.select_related("updated_by").filter(model=model).first()
+    found = AnnexXIIInformation.objects.filter(model=model).first()
     return found or AnnexXIIInformation(model=model)
 
 
@@ -87,7 +87,6 @@ def annex_xii_document(model: Model) -> dict:
         "training_energy_kwh": (str(info.training_energy_kwh)
                                 if info.training_energy_kwh is not None else None),
         "updated_at": info.updated_at.isoformat() if info.pk else None,
-        "updated_by": info.updated_by.email if info.pk and info.updated_by else "",
     }
 
 

@@ -8,8 +8,6 @@ version = "catalog/<slug:model_slug>/v/<str:version>/"
 
 urlpatterns = [
     path("t/<slug:tenant_slug>/models/", views.tenant_catalog, name="tenant_catalog"),
-    path("t/<slug:tenant_slug>/models/model-signing-key.pem", views.tenant_model_signing_key,
-         name="tenant_model_signing_key"),
     path("t/<slug:tenant_slug>/models/<slug:model_slug>/", views.tenant_model,
          name="tenant_model"),
     path("t/<slug:tenant_slug>/models/<slug:model_slug>/v/<str:version>/sbom/",

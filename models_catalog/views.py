@@ -82,11 +82,6 @@ def tenant_model_signature(request: HttpRequest, model_slug: str, version: str) 
     return _model_signature_response(selectors.version_get_public(model=model, version=version))
 
 
-@tenant_view(TenantPerm.TENANT_VIEW)
-def tenant_model_signing_key(request: HttpRequest) -> HttpResponse:
-    return _model_signing_key_response()
-
-
 def _model_signature_response(version: ModelVersion) -> HttpResponse:
     """The version's OMS signature, for `model_signing verify key` with the public key."""
     if not version.model_signature:
@@ -94,12 +89,6 @@ def _model_signature_response(version: ModelVersion) -> HttpResponse:
     response = HttpResponse(version.model_signature, content_type=oms.BUNDLE_MEDIA_TYPE)
     response["Content-Disposition"] = (f'attachment; filename="{version.model.slug}-'
                                        f'{version.version}.sigstore.json"')
-    return response
-
-
-def _model_signing_key_response() -> HttpResponse:
-    response = HttpResponse(oms.platform_public_key_pem(), content_type="application/x-pem-file")
-    response["Content-Disposition"] = 'attachment; filename="model-signing-key.pub.pem"'
     return response
 
 
@@ -448,9 +437,12 @@ def version_model_signature(request: HttpRequest, model_slug: str, version: str
     return _model_signature_response(_version(request, model_slug, version))
 
 
-@platform_view(PlatformPerm.MODELS_VIEW)
 def model_signing_key(request: HttpRequest) -> HttpResponse:
-    return _model_signing_key_response()
+    """The public half of the model-signing key, for anyone verifying an OMS signature (like
+    the platform key at /audit/public-key.pem)."""
+    response = HttpResponse(oms.platform_public_key_pem(), content_type="application/x-pem-file")
+    response["Content-Disposition"] = 'attachment; filename="model-signing-key.pub.pem"'
+    return response
 
 
 @platform_view(PlatformPerm.MODELS_VIEW)

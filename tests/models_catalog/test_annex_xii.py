@@ -261,6 +261,7 @@ def test_tenants_download_the_oms_signature_and_the_public_key(client, developer
     assert response["Content-Type"] == oms.BUNDLE_MEDIA_TYPE
     assert client.get("/t/acme/models/globex-only/v/1.0/model-signature/").status_code == 404
     assert private.model_signature
-    key = client.get("/t/acme/models/model-signing-key.pem")
+    assert client.get("/t/globex/models/globex-only/v/1.0/model-signature/").status_code == 404
+    client.logout()  # the public key is public, like the platform key
+    key = client.get("/catalog/model-signing-key.pem")
     assert key.status_code == 200 and key.content == oms.platform_public_key_pem()
-    assert client.get("/t/globex/models/model-signing-key.pem").status_code == 404

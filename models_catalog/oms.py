@@ -31,14 +31,6 @@ from pathlib import Path, PurePosixPath
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-# model_signing keeps its manifest, payload and key signer in modules it calls internal; the
-# version is pinned in requirements/constraints.txt and the tests run the public verifier.
-from model_signing import manifest as oms_manifest
-from model_signing._hashing.hashing import Digest
-from model_signing._signing import sign_ec_key
-from model_signing._signing import signing as oms_signing
-from model_signing._signing.sign_sigstore_pb import Signature
-
 # How the signature is attached to the image (the media type of a Sigstore bundle, as cosign
 # and the Sigstore model-validation tooling attach them).
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -132,7 +124,23 @@ def _resolve_links(files: list[SignedFile]) -> tuple[dict[str, str], bool]:
     return digests, bool(links)
 
 
-def build_manifest(files: list[SignedFile], *, name: str) -> oms_manifest.Manifest:
+def _library():
+    """model_signing, imported when first needed: it pulls in sigstore, which takes seconds
+    to import — too long for every process that imports the catalog (the gateway, workers).
+
+    It keeps its manifest, payload and key signer in modules it calls internal; the version
+    is pinned in requirements/constraints.txt and the tests run the public verifier."""
+    from model_signing import manifest
+    from model_signing._hashing.hashing import Digest
+    from model_signing._signing import sign_ec_key, signing
+    from model_signing._signing.sign_sigstore_pb import Signature
+
+    return manifest, Digest, sign_ec_key, signing, Signature
+
+
+def build_manifest(files: list[SignedFile], *, name: str):
+    """model_signing's manifest of the files (a `model_signing.manifest.Manifest`)."""
+    oms_manifest, Digest, *_ = _library()
     digests, has_links = _resolve_links(files)
     serialization_type = oms_manifest.SerializationType.from_args({
         "method": "files", "hash_type": "sha256", "allow_symlinks": has_links,
@@ -146,6 +154,7 @@ def build_manifest(files: list[SignedFile], *, name: str) -> oms_manifest.Manife
 
 def sign_files(files: list[SignedFile], *, name: str) -> str:
     """The OMS signature (Sigstore bundle JSON) of the files, with the platform's key."""
+    _, _, sign_ec_key, oms_signing, _ = _library()
     payload = oms_signing.Payload(build_manifest(files, name=name))
     signature = sign_ec_key.Signer(_key_path()).sign(payload)
     with tempfile.TemporaryDirectory() as directory:
@@ -167,6 +176,7 @@ class BundleCheck:
 def verify_bundle(bundle: str, *, public_key_pem: bytes | None = None) -> BundleCheck:
     """Check the bundle's signature with the public key (model_signing's own key verifier)
     and read the files it signs. Never raises."""
+    _, _, sign_ec_key, _, Signature = _library()
     public_key_pem = public_key_pem or platform_public_key_pem()
     try:
         _check_key(serialization.load_pem_public_key(public_key_pem), "the public key")

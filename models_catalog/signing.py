@@ -124,7 +124,10 @@ def model_signature_verify(version: ModelVersion, statement: dict, *,
         return Verification(False, "the OMS signature named by the statement is missing")
     if oci.sha256_digest(version.model_signature.encode()) != named.get("sha256"):
         return Verification(False, "the OMS signature differs from the one the statement names")
-    check = oms.verify_bundle(version.model_signature, public_key_pem=public_key_pem)
+    try:
+        check = oms.verify_bundle(version.model_signature, public_key_pem=public_key_pem)
+    except oms.ModelSigningKeyError as exc:
+        return Verification(False, f"the model-signing key can't be used: {exc}")
     if not check:
         return Verification(False, check.reason)
     if check.files != oms.expected_files(signed_files(version)):

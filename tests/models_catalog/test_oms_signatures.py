@@ -207,3 +207,16 @@ def test_model_verify_checks_the_oms_signature(approved, registry_client, tmp_pa
     key_out = tmp_path / "published.pub"
     call_command("model_verify", "--export-public-key", str(key_out), stdout=io.StringIO())
     assert key_out.read_bytes() == oms.platform_public_key_pem()
+
+
+def test_the_version_page_shows_and_serves_the_oms_signature(approved, client, msp_admin):
+    client.force_login(msp_admin)
+    slug, label = approved.model.slug, approved.version
+    page = client.get(f"/catalog/{slug}/v/{label}/").content.decode()
+    assert "Model signature (OMS)" in page
+    assert approved.model_signature_artifact_digest in page
+    download = client.get(f"/catalog/{slug}/v/{label}/model-signature/")
+    assert download.status_code == 200
+    assert download.content.decode() == approved.model_signature
+    detail = client.get(f"/api/models/{slug}/versions/{label}/").json()
+    assert detail["model_signature_artifact_digest"] == approved.model_signature_artifact_digest

@@ -18,6 +18,8 @@ from models_catalog import selectors, services
 from models_catalog.models import ModelVersion, UploadSession
 from models_catalog.provenance import provenance_query
 from models_catalog.serializers import (
+    AnnexXIIOutputSerializer,
+    AnnexXIISerializer,
     EntitlementsSerializer,
     LineageSerializer,
     ModelCreateSerializer,
@@ -105,6 +107,31 @@ class ModelEntitlementsApi(APIView):
             actor=request.user, model=model, all_tenants=data.validated_data["all_tenants"],
             tenants=tenants)
         return Response(ModelOutputSerializer(model).data)
+
+
+class ModelAnnexXIIApi(APIView):
+    """A model's EU AI Act Annex XII information: read by whoever reads the catalog, written
+    by MSP admins (PUT: every field; PATCH: the fields sent)."""
+
+    @extend_schema(responses=AnnexXIIOutputSerializer)
+    def get(self, request: Request, slug: str) -> Response:
+        return Response(selectors.annex_xii_document(_model(request, slug)))
+
+    def _write(self, request: Request, slug: str, *, partial: bool) -> Response:
+        model = _model(request, slug, PlatformPerm.MODELS_MANAGE)
+        data = AnnexXIISerializer(data=request.data, partial=partial)
+        data.is_valid(raise_exception=True)
+        services.model_update_annex_xii(actor=request.user, model=model, **data.validated_data)
+        model.refresh_from_db()
+        return Response(selectors.annex_xii_document(model))
+
+    @extend_schema(request=AnnexXIISerializer, responses=AnnexXIIOutputSerializer)
+    def put(self, request: Request, slug: str) -> Response:
+        return self._write(request, slug, partial=False)
+
+    @extend_schema(request=AnnexXIISerializer, responses=AnnexXIIOutputSerializer)
+    def patch(self, request: Request, slug: str) -> Response:
+        return self._write(request, slug, partial=True)
 
 
 class ModelPriceApi(APIView):
@@ -402,6 +429,7 @@ class TenantModelDetailApi(APIView):
         tenant = tenant_for_api(request, tenant_slug, TenantPerm.TENANT_VIEW)
         model = selectors.model_get_for_tenant(tenant=tenant, slug=slug)
         data = TenantModelOutputSerializer(model).data
+        data["annex_xii"] = selectors.annex_xii_document(model)
         data["versions"] = TenantVersionOutputSerializer(
             selectors.version_list_public(model=model).prefetch_related("files"),
             many=True).data

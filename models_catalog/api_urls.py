@@ -9,6 +9,8 @@ urlpatterns = [
     path("models/<slug:slug>/", api.ModelDetailApi.as_view(), name="api-model"),
     path("models/<slug:slug>/entitlements/", api.ModelEntitlementsApi.as_view(),
          name="api-model-entitlements"),
+    path("models/<slug:slug>/annex-xii/", api.ModelAnnexXIIApi.as_view(),
+         name="api-model-annex-xii"),
     path("models/<slug:slug>/prices/", api.ModelPriceApi.as_view(), name="api-model-prices"),
     path("models/<slug:slug>/lifecycle/", api.ModelLifecycleApi.as_view(),
          name="api-model-lifecycle"),

@@ -6,6 +6,7 @@ from decimal import Decimal
 from django import forms
 
 from models_catalog.models import (
+    AnnexXIIInformation,
     Model,
     ModelLifecycle,
     ModelTask,
@@ -230,3 +231,35 @@ class ModelCardForm(forms.ModelForm):
         fields = ["name", "provider", "license", "context_length", "description", "model_card"]
         widgets = {"model_card": forms.Textarea(attrs={"rows": 10}),
                    "description": forms.Textarea(attrs={"rows": 2})}
+
+
+class AnnexXIIForm(forms.ModelForm):
+    """The EU AI Act Annex XII information of a model; licence and context window are the
+    model's own fields, edited here too."""
+
+    license = forms.CharField(required=False, max_length=100, label="Licence",
+                              validators=[validate_display_name])
+    context_length = forms.IntegerField(required=False, min_value=1,
+                                        label="Context window (tokens)")
+
+    class Meta:
+        model = AnnexXIIInformation
+        fields = ["intended_tasks", "acceptable_use", "architecture", "parameter_count",
+                  "training_approach", "input_modalities", "output_modalities",
+                  "training_data_summary", "limitations", "training_energy_kwh"]
+        widgets = {name: forms.Textarea(attrs={"rows": 3})
+                   for name in ("intended_tasks", "acceptable_use", "training_data_summary",
+                                "limitations")}
+        labels = {"intended_tasks": "Intended tasks and integration",
+                  "parameter_count": "Number of parameters"}
+
+    field_order = ["intended_tasks", "acceptable_use", "architecture", "parameter_count",
+                   "training_approach", "input_modalities", "output_modalities", "license",
+                   "context_length", "training_data_summary", "limitations",
+                   "training_energy_kwh"]
+
+    def __init__(self, *args, model: Model, **kwargs):
+        kwargs.setdefault("initial", {}).update(license=model.license,
+                                                context_length=model.context_length)
+        super().__init__(*args, **kwargs)
+        self.order_fields(self.field_order)

@@ -187,6 +187,10 @@ class ModelVersion(models.Model):
     signature = models.TextField(blank=True, help_text="Base64 Ed25519 signature")
     signature_key_id = models.CharField(max_length=32, blank=True)
     signature_artifact_digest = models.CharField(max_length=71, blank=True)
+    # The OpenSSF Model Signing (OMS) signature of the /models files: a Sigstore bundle
+    # signed with the platform's EC model-signing key, attached to the image as a referrer.
+    model_signature = models.TextField(blank=True, help_text="OMS Sigstore bundle (JSON)")
+    model_signature_artifact_digest = models.CharField(max_length=71, blank=True)
     signed_at = models.DateTimeField(null=True, blank=True)
     # The last check of the signature (on publication, before each deploy, or asked for):
     # pages show it instead of checking on every render.
@@ -287,6 +291,60 @@ class ModelFile(models.Model):
 
     def __str__(self) -> str:
         return self.path
+
+
+class TrainingApproach(models.TextChoices):
+    """CycloneDX 1.6 `modelCard.modelParameters.approach.type`."""
+
+    SUPERVISED = "supervised", "Supervised"
+    UNSUPERVISED = "unsupervised", "Unsupervised"
+    REINFORCEMENT_LEARNING = "reinforcement-learning", "Reinforcement learning"
+    SEMI_SUPERVISED = "semi-supervised", "Semi-supervised"
+    SELF_SUPERVISED = "self-supervised", "Self-supervised"
+
+
+class AnnexXIIInformation(models.Model):
+    """What the EU AI Act's Annex XII asks a model provider to give deployers, per model.
+
+    Licence and context window live on `Model` (one source for the card, the gateway and
+    this); the rest is here. It goes into each new SBOM's model card, the evidence bundle
+    and the tenants' model page.
+    """
+
+    model = models.OneToOneField(Model, on_delete=models.CASCADE, related_name="annex_xii")
+    intended_tasks = models.TextField(
+        blank=True, help_text="The tasks the model is meant for, and the kinds of AI systems "
+                              "it can be built into.")
+    acceptable_use = models.TextField("acceptable use policy", blank=True)
+    architecture = models.CharField(max_length=200, blank=True,
+                                    help_text="e.g. decoder-only transformer, 26 layers")
+    parameter_count = models.PositiveBigIntegerField(null=True, blank=True)
+    training_approach = models.CharField(max_length=32, choices=TrainingApproach.choices,
+                                         blank=True)
+    input_modalities = models.CharField(max_length=200, blank=True,
+                                        help_text="e.g. text; text and image")
+    output_modalities = models.CharField(max_length=200, blank=True,
+                                         help_text="e.g. text; embedding vector")
+    training_data_summary = models.TextField(
+        blank=True, help_text="Type and provenance of the training, testing and validation "
+                              "data, and how it was curated.")
+    limitations = models.TextField("known limitations", blank=True)
+    training_energy_kwh = models.DecimalField(
+        "training energy (kWh)", max_digits=16, decimal_places=3, null=True, blank=True,
+        validators=[MinValueValidator(Decimal("0"))], help_text="Leave empty when not known.")
+    updated_by = models.ForeignKey("tenants.User", null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Annex XII information of {self.model}"
+
+    @property
+    def training_energy_text(self) -> str:
+        """The energy without trailing zeros, never in exponent form ("1234.5", "1000")."""
+        if self.training_energy_kwh is None:
+            return ""
+        return format(self.training_energy_kwh.normalize(), "f")
 
 
 class UploadStatus(models.TextChoices):

@@ -8,8 +8,9 @@ import json
 from collections import Counter
 
 from audit.reports.sections import Chart, ReportScope, Section, Table, register_section
+from models_catalog import oms
 from models_catalog.models import VersionStatus
-from models_catalog.selectors import versions_in_period
+from models_catalog.selectors import annex_xii_document, versions_in_period
 from models_catalog.signing import version_verify
 
 
@@ -39,13 +40,17 @@ def _signatures(approved: list) -> tuple[list[list], list[str]]:
         if result is not None and not result:
             findings.append(f"{v}: signature does not verify ({result.reason}).")
         rows.append([str(v), v.manifest_digest, v.signature_key_id, v.signature_artifact_digest,
+                     v.model_signature_artifact_digest or ("in the database" if
+                                                           v.model_signature else "none"),
                      "verified" if result else (result.reason if result is not None
                                                 else v.status)])
     return rows, findings
 
 
 def _attach_evidence(section: Section, versions: list) -> None:
-    """The evidence behind the tables: each version's SBOM and scan report, in the bundle."""
+    """The evidence behind the tables: each version's SBOM, scan report and OMS signature,
+    each model's Annex XII information, and the public key the OMS signatures verify with
+    (vouched for by the bundle's own platform signature)."""
     for v in {v.pk: v for v in versions}.values():
         stem = f"{v.model.slug}-{v.version}"
         if v.sbom:
@@ -53,6 +58,14 @@ def _attach_evidence(section: Section, versions: list) -> None:
         if v.scan_report:
             section.attachments[f"scans/{stem}.json"] = json.dumps(
                 v.scan_report, indent=1, sort_keys=True).encode()
+        if v.model_signature:
+            section.attachments[f"model-signatures/{stem}.sigstore.json"] = \
+                v.model_signature.encode()
+            section.attachments["model-signatures/model-signing-key.pub.pem"] = \
+                oms.platform_public_key_pem()
+    for model in {v.model_id: v.model for v in versions}.values():
+        section.attachments[f"annex-xii/{model.slug}.json"] = json.dumps(
+            annex_xii_document(model), indent=1, sort_keys=True).encode()
 
 
 @register_section("model_supply_chain", order=35)
@@ -73,8 +86,10 @@ def model_supply_chain(scope: ReportScope) -> Section:
         title="Model supply chain",
         intro=("ModelCar images onboarded through the supply-chain gate: quarantined in the "
                "landing repository, scanned (inventory, pickle and header checks, SBOM), "
-               "approved by a second MSP admin, signed with the platform key and copied by "
-               "digest to the trusted repository."),
+               "approved by a second MSP admin, signed with the platform key (the approval "
+               "statement, and the model files in the OpenSSF Model Signing format) and copied "
+               "by digest to the trusted repository. Each model's EU AI Act Annex XII "
+               "information is attached."),
         figures={"Versions onboarded": len(onboarded), "Versions scanned": len(scanned),
                  "Clean": verdicts.get("clean", 0), "Suspicious": verdicts.get("suspicious", 0),
                  "Malicious": verdicts.get("malicious", 0),
@@ -91,7 +106,7 @@ def model_supply_chain(scope: ReportScope) -> Section:
                 v.approved_by.email if v.approved_by else "", v.approved_at.isoformat(),
                 v.manifest_digest] for v in approved]),
         Table("Signatures", ["Version", "Image digest", "Key", "Signature artifact",
-                             "Verification"], signature_rows),
+                             "OMS signature artifact", "Verification"], signature_rows),
         Table("Rejections", ["Version", "Reason"], [[str(v), v.status_reason] for v in rejected]),
     ]
     _attach_evidence(section, [*scanned, *approved])

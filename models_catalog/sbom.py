@@ -1,8 +1,17 @@
-"""CycloneDX 1.6 SBOM of a ModelCar: the image, the model with its model card, every file.
+"""CycloneDX 1.6 ML-BOM of a ModelCar: the image, the model with its model card, every file.
 
 cyclonedx-python-lib 11 knows the `machine-learning-model` component type but not yet the
 `modelCard` object, so the card is added to the serialized JSON and the result is checked
-with the library's strict 1.6 JSON-schema validator before it is returned.
+with the library's strict 1.6 JSON-schema validator (offline, the schema ships with it)
+before it is returned.
+
+The card is filled from the model, the version's lineage and the model's EU AI Act Annex XII
+information: every section of the 1.6 `modelCard` the platform has facts for —
+`modelParameters` (approach, task, architecture family and architecture, datasets, input and
+output formats), `considerations` (users, use cases, technical limitations, environmental
+considerations with the training energy) and `properties` for what 1.6 has no field for
+(acceptable use, parameter count, context window, licence, lineage). `quantitativeAnalysis`
+is left out: the platform measures no model quality, and a card states no invented metric.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ def _attr(obj: Any, name: str, default: Any = "") -> Any:
 
 
 def build_sbom(*, model: Any, image_reference: str, manifest_digest: str,
-               report: ScanReport, version: Any = None) -> str:
+               report: ScanReport, version: Any = None, annex_xii: Any = None) -> str:
     """The SBOM as validated JSON text."""
     image = Component(
         type=ComponentType.CONTAINER, name=image_reference.split("@", 1)[0],
@@ -81,7 +90,7 @@ def build_sbom(*, model: Any, image_reference: str, manifest_digest: str,
     document = json.loads(JsonV1Dot6(bom).output_as_string())
     for component in document.get("components", []):
         if component.get("bom-ref") == "model":
-            component["modelCard"] = _model_card(model, version)
+            component["modelCard"] = _model_card(model, version, annex_xii)
             license_name = str(_attr(model, "license"))
             if license_name:
                 component["licenses"] = [{"license": {"name": license_name}}]
@@ -92,14 +101,41 @@ def build_sbom(*, model: Any, image_reference: str, manifest_digest: str,
     return text
 
 
-def _model_card(model: Any, version: Any) -> dict[str, Any]:
-    parameters: dict[str, Any] = {"task": str(_attr(model, "task")) or "unknown"}
+# What a task's model reads and writes when the Annex XII information names no modality.
+TASK_FORMATS = {"chat": ("text", "text"), "completion": ("text", "text"),
+                "embeddings": ("text", "embedding vector")}
+ANNEX_PREFIX = f"{PROPERTY_PREFIX}:annex-xii"
+
+
+def _formats(value: str, default: str) -> list[dict[str, str]]:
+    names = [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
+    return [{"format": name} for name in names or [default]]
+
+
+def _model_card(model: Any, version: Any, annex: Any = None) -> dict[str, Any]:
+    task = str(_attr(model, "task")) or "unknown"
+    parameters: dict[str, Any] = {"task": task}
+    approach = str(_attr(annex, "training_approach"))
+    if approach:
+        parameters["approach"] = {"type": approach}
     family = str(_attr(model, "provider"))
     if family:
         parameters["architectureFamily"] = family
+    architecture = str(_attr(annex, "architecture"))
+    if architecture:
+        parameters["modelArchitecture"] = architecture
     training_data = str(_attr(version, "training_data"))
-    if training_data:
-        parameters["datasets"] = [{"type": "dataset", "name": training_data}]
+    data_summary = str(_attr(annex, "training_data_summary"))
+    if training_data or data_summary:
+        dataset: dict[str, Any] = {"type": "dataset",
+                                   "name": training_data or "Training data"}
+        if data_summary:
+            dataset["description"] = data_summary
+        parameters["datasets"] = [dataset]
+    input_format, output_format = TASK_FORMATS.get(task, ("text", "text"))
+    parameters["inputs"] = _formats(str(_attr(annex, "input_modalities")), input_format)
+    parameters["outputs"] = _formats(str(_attr(annex, "output_modalities")), output_format)
+
     properties = []
     for field in ("base_model", "source_commit"):
         value = str(_attr(version, field))
@@ -109,15 +145,42 @@ def _model_card(model: Any, version: Any) -> dict[str, Any]:
     if hyperparameters:
         properties.append({"name": f"{PROPERTY_PREFIX}:lineage:hyperparameters",
                            "value": json.dumps(hyperparameters, sort_keys=True)})
-    card: dict[str, Any] = {"modelParameters": parameters}
     context_length = _attr(model, "context_length", None)
     if context_length:
         properties.append({"name": f"{PROPERTY_PREFIX}:context_length",
                            "value": str(context_length)})
+    annex_values = {
+        "acceptable_use": str(_attr(annex, "acceptable_use")),
+        "parameter_count": str(_attr(annex, "parameter_count", "") or ""),
+        "context_window": str(context_length or ""),
+        "license": str(_attr(model, "license")),
+        "intended_tasks": str(_attr(annex, "intended_tasks")),
+    }
+    properties += [{"name": f"{ANNEX_PREFIX}:{name}", "value": value}
+                   for name, value in annex_values.items() if value]
+
+    considerations: dict[str, Any] = {}
+    available_to_all = _attr(model, "available_to_all_tenants", None)
+    if available_to_all is not None:
+        considerations["users"] = [
+            "Deployers: every tenant of the platform" if available_to_all
+            else "Deployers: the tenants of the platform entitled to the model"]
+    intended = str(_attr(annex, "intended_tasks"))
+    summary = intended or str(_attr(model, "model_card")) or str(_attr(model, "description"))
+    if summary:
+        considerations["useCases"] = [summary[:2000]]
+    limitations = str(_attr(annex, "limitations"))
+    if limitations:
+        considerations["technicalLimitations"] = [limitations]
+    energy = _attr(annex, "training_energy_kwh", None)
+    if energy is not None:
+        considerations["environmentalConsiderations"] = {"energyConsumptions": [{
+            "activity": "training", "energyProviders": [],
+            "activityEnergyCost": {"value": float(energy), "unit": "kWh"}}]}
+
+    card: dict[str, Any] = {"bom-ref": "model-card", "modelParameters": parameters}
+    if considerations:
+        card["considerations"] = considerations
     if properties:
         card["properties"] = properties
-    summary = str(_attr(model, "model_card")) or str(_attr(model, "description"))
-    if summary:
-        card["considerations"] = {"useCases": [summary[:2000]]}
     return card
-

@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404
 
 from models_catalog.models import (
     DEPLOYABLE_STATUSES,
+    AnnexXIIInformation,
     Model,
     ModelLifecycle,
     ModelPrice,
@@ -60,6 +61,37 @@ def prices_in_force(*, model_ids: Iterable[int]) -> Callable[[int, datetime],
 
 
 PUBLIC_VERSION_STATUSES = (VersionStatus.PUBLISHED, VersionStatus.DEPRECATED)
+
+
+def annex_xii_get(*, model: Model) -> AnnexXIIInformation:
+    """The model's Annex XII information; an empty, unsaved one when none was given yet."""
+    found = AnnexXIIInformation.objects.filter(model=model).first()
+    return found or AnnexXIIInformation(model=model)
+
+
+def annex_xii_document(model: Model) -> dict:
+    """The EU AI Act Annex XII information of a model, as the API, the evidence bundle and
+    deployers read it. Licence and context window come from the model itself."""
+    info = annex_xii_get(model=model)
+    return {
+        "model": model.slug,
+        "name": model.name,
+        "provider": model.provider,
+        "intended_tasks": info.intended_tasks,
+        "acceptable_use": info.acceptable_use,
+        "architecture": info.architecture,
+        "parameter_count": info.parameter_count,
+        "training_approach": info.training_approach,
+        "input_modalities": info.input_modalities,
+        "output_modalities": info.output_modalities,
+        "license": model.license,
+        "context_window": model.context_length,
+        "training_data_summary": info.training_data_summary,
+        "limitations": info.limitations,
+        "training_energy_kwh": (str(info.training_energy_kwh)
+                                if info.training_energy_kwh is not None else None),
+        "updated_at": info.updated_at.isoformat() if info.pk else None,
+    }
 
 
 def _sees_everything(user) -> bool:

@@ -13,6 +13,7 @@ from models_catalog.models import (
     ModelPrice,
     ModelTask,
     ModelVersion,
+    TrainingApproach,
     UploadSession,
     VersionStatus,
 )
@@ -113,7 +114,8 @@ class VersionOutputSerializer(serializers.ModelSerializer):
                   "base_model", "base_model_digest", "datasets", "training_data",
                   "source_commit", "hyperparameters", "scan_verdict", "scan_progress",
                   "scanned_at", "findings", "files", "sbom_digest", "signature_key_id",
-                  "signature_artifact_digest", "signed_at", "signature_status",
+                  "signature_artifact_digest", "model_signature",
+                  "model_signature_artifact_digest", "signed_at", "signature_status",
                   "signature_checked_at", "signature_detail", "uploaded_by", "submitted_by",
                   "submitted_at", "submit_note", "approved_by", "approved_at", "created_at"]
 
@@ -131,7 +133,8 @@ class TenantVersionOutputSerializer(serializers.ModelSerializer):
         model = ModelVersion
         fields = ["version", "status", "trusted_repository", "manifest_digest", "size_bytes",
                   "scan_verdict", "files", "sbom_digest", "signature_key_id", "signed_at",
-                  "signature_status", "signature_checked_at"]
+                  "signature_status", "signature_checked_at", "model_signature",
+                  "model_signature_artifact_digest"]
 
 
 class VersionCreateSerializer(LineageSerializer):
@@ -221,3 +224,44 @@ class PriceCreateSerializer(serializers.Serializer):
     currency = serializers.RegexField(r"^[A-Z]{3}$", default="EUR")
     effective_from = serializers.DateTimeField(required=False, allow_null=True, default=None,
                                                validators=[validate_supported_date])
+
+
+class AnnexXIISerializer(serializers.Serializer):
+    """Input of the Annex XII information: any subset of the fields (PATCH) or all (PUT)."""
+
+    intended_tasks = serializers.CharField(allow_blank=True)
+    acceptable_use = serializers.CharField(allow_blank=True)
+    architecture = serializers.CharField(allow_blank=True, max_length=200)
+    parameter_count = serializers.IntegerField(allow_null=True, min_value=1)
+    training_approach = serializers.ChoiceField(choices=[("", "Not given"),
+                                                         *TrainingApproach.choices])
+    input_modalities = serializers.CharField(allow_blank=True, max_length=200)
+    output_modalities = serializers.CharField(allow_blank=True, max_length=200)
+    license = serializers.CharField(allow_blank=True, max_length=100,
+                                    validators=[validate_display_name])
+    context_length = serializers.IntegerField(allow_null=True, min_value=1)
+    training_data_summary = serializers.CharField(allow_blank=True)
+    limitations = serializers.CharField(allow_blank=True)
+    training_energy_kwh = serializers.DecimalField(allow_null=True, max_digits=16,
+                                                   decimal_places=3, min_value=0)
+
+
+class AnnexXIIOutputSerializer(serializers.Serializer):
+    """The Annex XII document (see `selectors.annex_xii_document`)."""
+
+    model = serializers.CharField()
+    name = serializers.CharField()
+    provider = serializers.CharField()
+    intended_tasks = serializers.CharField()
+    acceptable_use = serializers.CharField()
+    architecture = serializers.CharField()
+    parameter_count = serializers.IntegerField(allow_null=True)
+    training_approach = serializers.CharField()
+    input_modalities = serializers.CharField()
+    output_modalities = serializers.CharField()
+    license = serializers.CharField()
+    context_window = serializers.IntegerField(allow_null=True)
+    training_data_summary = serializers.CharField()
+    limitations = serializers.CharField()
+    training_energy_kwh = serializers.CharField(allow_null=True)
+    updated_at = serializers.DateTimeField(allow_null=True)

@@ -11,8 +11,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from models_catalog import selectors, services
+from models_catalog import oms, selectors, services
 from models_catalog.forms import (
+    AnnexXIIForm,
     CatalogFilterForm,
     EntitlementsForm,
     LineageForm,
@@ -68,13 +69,30 @@ def tenant_model(request: HttpRequest, model_slug: str) -> HttpResponse:
     return render(request, "models_catalog/model_detail.html", {
         "tenant": request.tenant, "model": model,
         "versions": selectors.with_signature_states(selectors.version_list_public(model=model)),
-        "prices": selectors.price_list(model=model)[:1]})
+        "prices": selectors.price_list(model=model)[:1],
+        "annex": selectors.annex_xii_get(model=model)})
 
 
 @tenant_view(TenantPerm.TENANT_VIEW)
 def tenant_sbom(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
     model = selectors.model_get_for_tenant(tenant=request.tenant, slug=model_slug)
     return _sbom_response(selectors.version_get_public(model=model, version=version))
+
+
+@tenant_view(TenantPerm.TENANT_VIEW)
+def tenant_model_signature(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
+    model = selectors.model_get_for_tenant(tenant=request.tenant, slug=model_slug)
+    return _model_signature_response(selectors.version_get_public(model=model, version=version))
+
+
+def _model_signature_response(version: ModelVersion) -> HttpResponse:
+    """The version's OMS signature, for `model_signing verify key` with the public key."""
+    if not version.model_signature:
+        raise Http404("This version has no OpenSSF model signature.")
+    response = HttpResponse(version.model_signature, content_type=oms.BUNDLE_MEDIA_TYPE)
+    response["Content-Disposition"] = (f'attachment; filename="{version.model.slug}-'
+                                       f'{version.version}.sigstore.json"')
+    return response
 
 
 def _sbom_response(version: ModelVersion) -> HttpResponse:
@@ -107,6 +125,9 @@ def _model_page(request: HttpRequest, model, *, status: int = 200, **forms) -> H
             "currency": prices[0].currency if prices else "EUR"}),
         "lifecycle_form": ModelLifecycleForm(initial={"lifecycle": model.lifecycle}),
         "card_form": forms.get("card_form") or ModelCardForm(instance=model),
+        "annex": selectors.annex_xii_get(model=model),
+        "annex_form": forms.get("annex_form") or AnnexXIIForm(
+            instance=selectors.annex_xii_get(model=model), model=model),
         "entitled": entitled, "open_section": forms.get("open_section", ""),
     }
     return render(request, "models_catalog/model_detail.html", context, status=status)
@@ -140,7 +161,7 @@ def _run_form(request: HttpRequest, form, action, success: str) -> bool:
 
 # Which form of the model page each section shows.
 SECTION_FORMS = {"entitlements": "entitlements_form", "prices": "price_form",
-                 "card": "card_form"}
+                 "card": "card_form", "annex_xii": "annex_form"}
 
 
 def _model_form(request: HttpRequest, model, form, *, section: str, action,
@@ -199,6 +220,18 @@ def model_card(request: HttpRequest, model_slug: str) -> HttpResponse:
         section="card",
         action=lambda data: services.model_update_card(actor=request.user, model=model, **data),
         success="Model card saved.")
+
+
+@require_POST
+@platform_view(PlatformPerm.MODELS_MANAGE)
+def model_annex_xii(request: HttpRequest, model_slug: str) -> HttpResponse:
+    model = _managed_model(request, model_slug)
+    form = AnnexXIIForm(request.POST, instance=selectors.annex_xii_get(model=model), model=model)
+    return _model_form(
+        request, model, form, section="annex_xii",
+        action=lambda data: services.model_update_annex_xii(actor=request.user, model=model,
+                                                            **data),
+        success="Annex XII information saved; the next SBOM of each version carries it.")
 
 
 # --- Upload wizard -------------------------------------------------------------------------
@@ -415,6 +448,20 @@ def version_verify(request: HttpRequest, model_slug: str, version: str) -> HttpR
 @platform_view(PlatformPerm.MODELS_VIEW)
 def version_sbom(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
     return _sbom_response(_version(request, model_slug, version))
+
+
+@platform_view(PlatformPerm.MODELS_VIEW)
+def version_model_signature(request: HttpRequest, model_slug: str, version: str
+                            ) -> HttpResponse:
+    return _model_signature_response(_version(request, model_slug, version))
+
+
+def model_signing_key(request: HttpRequest) -> HttpResponse:
+    """The public half of the model-signing key, for anyone verifying an OMS signature (like
+    the platform key at /audit/public-key.pem)."""
+    response = HttpResponse(oms.platform_public_key_pem(), content_type="application/x-pem-file")
+    response["Content-Disposition"] = 'attachment; filename="model-signing-key.pub.pem"'
+    return response
 
 
 @platform_view(PlatformPerm.MODELS_VIEW)

@@ -219,3 +219,19 @@ def env_directory(name: str, *, needed_for: str = "") -> str:
         raise ImproperlyConfigured(f"{name}={value!r} is not a directory: create it (empty) "
                                    "before the server starts.")
     return value
+
+
+def env_key_file(name: str, *, debug_default: Path | None, what: str, created_by: str) -> str:
+    """The path of a private key file kept outside the database. Unset, a development server
+    (`debug_default`) uses one under var/, created on first use; production refuses to start."""
+    path = os.environ.get(name, "")
+    if not path:
+        if debug_default is None:
+            filename = f"/path/{name.removesuffix('_FILE').lower().replace('_', '-')}.pem"
+            raise ImproperlyConfigured(
+                f"{name} is not set: point it at {what}. Create one with: python -c \"from "
+                f"{created_by} import write_new_key; write_new_key('{filename}')\"")
+        return str(debug_default)
+    if not Path(path).is_file():
+        raise ImproperlyConfigured(f"{name}={path!r} is not a readable file.")
+    return path

@@ -22,6 +22,7 @@ from portal.env import (
     env_directory,
     env_http_url,
     env_int,
+    env_key_file,
     env_list,
     env_networks,
     env_oid,
@@ -465,18 +466,17 @@ MODEL_SCAN_STALE_MINUTES = env_int("MODEL_SCAN_STALE_MINUTES", 30, minimum=1)
 # The platform's Ed25519 private key (PEM), kept outside the database: it signs audit
 # checkpoints, evidence bundles and model statements. The quickstart (DEBUG) creates one
 # under var/ on first use; production refuses to start without it.
-PLATFORM_SIGNING_KEY_FILE = os.environ.get("PLATFORM_SIGNING_KEY_FILE", "")
-if not PLATFORM_SIGNING_KEY_FILE:
-    if not DEBUG:
-        raise ImproperlyConfigured(
-            "PLATFORM_SIGNING_KEY_FILE is not set: point it at the platform's Ed25519 private "
-            "key (PEM). Create one with: python -c \"from portal.signing import write_new_key; "
-            "write_new_key('/path/platform-signing-key.pem')\""
-        )
-    PLATFORM_SIGNING_KEY_FILE = str(VAR_DIR / "platform-signing-key.pem")
-elif not Path(PLATFORM_SIGNING_KEY_FILE).is_file():
-    raise ImproperlyConfigured(
-        f"PLATFORM_SIGNING_KEY_FILE={PLATFORM_SIGNING_KEY_FILE!r} is not a readable file.")
+PLATFORM_SIGNING_KEY_FILE = env_key_file(
+    "PLATFORM_SIGNING_KEY_FILE", debug_default=VAR_DIR / "platform-signing-key.pem" if DEBUG
+    else None, what="the platform's Ed25519 private key (PEM)", created_by="portal.signing")
+
+# The platform's EC P-256 private key (PEM) for OpenSSF Model Signing: it signs the files of
+# each approved model version. A key of its own because the OMS format's key signer supports
+# only ECDSA (P-256/384/521), not the Ed25519 platform key above. Same rules as that key.
+PLATFORM_MODEL_SIGNING_KEY_FILE = env_key_file(
+    "PLATFORM_MODEL_SIGNING_KEY_FILE",
+    debug_default=VAR_DIR / "platform-model-signing-key.pem" if DEBUG else None,
+    what="the platform's EC P-256 model-signing key (PEM)", created_by="models_catalog.oms")
 
 AUDIT_CHECKPOINT_INTERVAL_MINUTES = env_int("AUDIT_CHECKPOINT_INTERVAL_MINUTES", 15, minimum=1)
 # Events anyone on the network can cause (failed sign-ins, rejected tokens) are recorded up to

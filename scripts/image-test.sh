@@ -9,6 +9,10 @@ export PLATFORM_SIGNING_KEY_FILE="${PLATFORM_SIGNING_KEY_FILE:-$ROOT/var/test-pl
 [ -f "$PLATFORM_SIGNING_KEY_FILE" ] || "$VENV/bin/python" -c \
   'import sys; from portal.signing import write_new_key; write_new_key(sys.argv[1])' \
   "$PLATFORM_SIGNING_KEY_FILE"
+export PLATFORM_MODEL_SIGNING_KEY_FILE="${PLATFORM_MODEL_SIGNING_KEY_FILE:-$ROOT/var/test-platform-model-signing-key.pem}"
+[ -f "$PLATFORM_MODEL_SIGNING_KEY_FILE" ] || "$VENV/bin/python" -c \
+  'import sys; from models_catalog.oms import write_new_key; write_new_key(sys.argv[1])' \
+  "$PLATFORM_MODEL_SIGNING_KEY_FILE"
 started=$SECONDS
 "$ROOT/scripts/image.sh"
 built=$SECONDS

@@ -133,11 +133,16 @@ umoci gc --layout "$BUILD/layout"
 
 # --- 4. SBOM and signature ----------------------------------------------------------------
 say "Writing the SBOM and signing with the platform key"
-# The commands below sign and check files; they decrypt nothing, so a throwaway key will do.
+# The commands below sign and check files; they decrypt nothing and sign no model, so
+# throwaway keys will do for the settings that production requires.
 build_fernet_key="$("$PY" -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+rm -f "$BUILD/unused-model-signing-key.pem"
+"$PY" -c 'import sys; from models_catalog.oms import write_new_key; write_new_key(sys.argv[1])' \
+  "$BUILD/unused-model-signing-key.pem"
 attest_env=(env PORTAL_IGNORE_DOTENV=1 DEBUG=false SECRET_KEY=image-build-only
             FIELD_ENCRYPTION_KEYS="$build_fernet_key"
-            PLATFORM_SIGNING_KEY_FILE="$PLATFORM_SIGNING_KEY_FILE" DATABASE_URL=sqlite://:memory:)
+            PLATFORM_SIGNING_KEY_FILE="$PLATFORM_SIGNING_KEY_FILE" DATABASE_URL=sqlite://:memory:
+            PLATFORM_MODEL_SIGNING_KEY_FILE="$BUILD/unused-model-signing-key.pem")
 "${attest_env[@]}" "$PY" manage.py image_attest --layout "$BUILD/layout" --tag "$TAG" \
   --rootfs "$rootfs" --image-name "$IMAGE_NAME" --app-version "$version+${revision:0:12}$dirty"
 

@@ -73,7 +73,7 @@ class ScanReport:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScanReport:
-        return cls(policy=data["policy"],
+        return cls(policy=data.get("policy", ""),
                    files=[FileEntry(**f) for f in data.get("files", [])],
                    findings=[Finding(**f) for f in data.get("findings", [])],
                    scanner_versions=dict(data.get("scanner_versions", {})),

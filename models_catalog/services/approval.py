@@ -10,9 +10,12 @@ from django.db import transaction
 from django.utils import timezone
 
 import audit
+from models_catalog import oms
 from models_catalog import registry as oci
 from models_catalog.models import VERSION_TRANSITIONS, ModelVersion, ScanVerdict, VersionStatus
+from models_catalog.scanning.report import ScanReport
 from models_catalog.services.gate import transition, trusted_repository
+from models_catalog.services.scan import sbom_build
 from models_catalog.services.signatures import record_check
 from models_catalog.signing import (
     APPROVAL_ARTIFACT_TYPE,
@@ -74,27 +77,39 @@ def _claim_for_approval(*, actor, version: ModelVersion) -> tuple[ModelVersion, 
     return version, claimed_at
 
 
-def _sign_and_copy(*, actor, version: ModelVersion) -> str:
-    """Copy the image by digest to the trusted repository, sign the statement and attach it
-    to the copied image; the signature artifact's digest. Fills in the signature fields of
-    `version` (not saved)."""
+def _sign_and_copy(*, actor, version: ModelVersion) -> tuple[str, str]:
+    """Copy the image by digest to the trusted repository, sign its files (OMS) and the
+    statement, and attach both signatures to the copied image; (statement artifact digest,
+    OMS artifact digest). Fills in the signature fields of `version` (not saved)."""
     client = oci.registry_client()
     target = trusted_repository(version.model)
     copied = client.copy_by_digest(source=version.landing_repository, target=target,
                                    digest=version.manifest_digest, tag=version.version)
     version.trusted_repository = target
+    # The SBOM that is signed carries the model's Annex XII information as it is now.
+    version.sbom = sbom_build(version, ScanReport.from_dict(version.scan_report or {}))
+    version.sbom_digest = oci.sha256_digest(version.sbom.encode())
     version_sign(version, approver_email=actor.email)
     payload = canonical({"statement": json.loads(version.signed_statement),
                          "signature": version.signature, "key_id": version.signature_key_id})
-    return client.artifact_attach(
+    created = version.signed_at.isoformat()
+    approval = client.artifact_attach(
         target, subject=copied, artifact_type=APPROVAL_ARTIFACT_TYPE, payload=payload,
         payload_media_type=APPROVAL_ARTIFACT_TYPE,
-        annotations={"org.opencontainers.image.created": version.signed_at.isoformat(),
+        annotations={"org.opencontainers.image.created": created,
                      "org.opencontainers.image.title": f"{version} approval"})
+    model_signature = client.artifact_attach(
+        target, subject=copied, artifact_type=oms.BUNDLE_MEDIA_TYPE,
+        payload=version.model_signature.encode(), payload_media_type=oms.BUNDLE_MEDIA_TYPE,
+        annotations={"org.opencontainers.image.created": created,
+                     "org.opencontainers.image.title": f"{version} model signature",
+                     "dev.sigstore.bundle.predicateType": oms.PREDICATE_TYPE})
+    return approval, model_signature
 
 
 @transaction.atomic
-def _publish(*, actor, version: ModelVersion, claimed_at: datetime, artifact: str) -> None:
+def _publish(*, actor, version: ModelVersion, claimed_at: datetime, artifact: str,
+             model_signature_artifact: str) -> None:
     """Mark the signed, copied version published (if the claim still holds), and record the
     first check of its signature."""
     now = timezone.now()
@@ -103,9 +118,12 @@ def _publish(*, actor, version: ModelVersion, claimed_at: datetime, artifact: st
     ).update(
         status=VersionStatus.PUBLISHED, status_reason="",
         trusted_repository=version.trusted_repository,
+        sbom=version.sbom, sbom_digest=version.sbom_digest,
         signed_statement=version.signed_statement, signature=version.signature,
         signature_key_id=version.signature_key_id, signed_at=version.signed_at,
-        signature_artifact_digest=artifact, approved_by=actor, approved_at=now,
+        signature_artifact_digest=artifact, model_signature=version.model_signature,
+        model_signature_artifact_digest=model_signature_artifact,
+        approved_by=actor, approved_at=now,
         progress_at=None, updated_at=now)
     if not published:
         raise ApplicationError("The version changed while it was being published; "
@@ -119,29 +137,35 @@ def _publish(*, actor, version: ModelVersion, claimed_at: datetime, artifact: st
                           "to": VersionStatus.PUBLISHED, "digest": version.manifest_digest,
                           "trusted_repository": version.trusted_repository,
                           "key_id": version.signature_key_id, "signature_artifact": artifact,
+                          "model_signature_artifact": model_signature_artifact,
                           "signature_check": version.signature_status})
     bump_gateway_config()
 
 
 def version_approve(*, actor, version: ModelVersion) -> ModelVersion:
-    """Four-eyes approval: sign the statement, copy the image by digest from landing to
-    trusted, attach the signature to it in the registry, publish. The database says
-    "published" only after every registry step succeeded.
+    """Four-eyes approval: copy the image by digest from landing to trusted, sign its files
+    (OMS) and the statement, attach both signatures to it in the registry, publish. The
+    database says "published" only after every registry step succeeded.
 
     No lock is held while the registry works: a short transaction checks the rules and claims
     the version, the registry steps run outside any transaction, and a second short
     transaction publishes."""
     version, claimed_at = _claim_for_approval(actor=actor, version=version)
     try:
-        artifact = _sign_and_copy(actor=actor, version=version)
+        artifact, model_signature_artifact = _sign_and_copy(actor=actor, version=version)
     except BaseException as exc:
         # Whatever stopped the registry steps, the claim goes: the next approval may try again.
         ModelVersion.objects.filter(pk=version.pk, progress_at=claimed_at).update(
             progress_at=None)
         if isinstance(exc, oci.RegistryError):
             raise ApplicationError(f"Publishing failed, nothing was published: {exc}") from None
+        if isinstance(exc, oms.ModelSigningKeyError):
+            raise ApplicationError(f"The model files could not be signed, nothing was "
+                                   f"published: {exc}. Check PLATFORM_MODEL_SIGNING_KEY_FILE."
+                                   ) from None
         raise
-    _publish(actor=actor, version=version, claimed_at=claimed_at, artifact=artifact)
+    _publish(actor=actor, version=version, claimed_at=claimed_at, artifact=artifact,
+             model_signature_artifact=model_signature_artifact)
     return version
 
 

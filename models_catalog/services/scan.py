@@ -128,7 +128,6 @@ def _check_modelpack(config: oci.Descriptor, layers: list[oci.Descriptor]) -> No
 def _scan_layers(version: ModelVersion, layers: list[tuple[oci.Descriptor, Path]],
                  workdir: Path, quota: DiskQuota):
     """Run the scanner over the downloaded layers; build the SBOM. (report, sbom)."""
-    from models_catalog.sbom import build_sbom
     from models_catalog.scanning import UnreadableArchive, policy_from_settings, scan_layers
     from models_catalog.scanning.modelpack import FILEPATH_ANNOTATION
 
@@ -150,11 +149,21 @@ def _scan_layers(version: ModelVersion, layers: list[tuple[oci.Descriptor, Path]
     finally:
         for _, stream, _ in streams:
             stream.close()
+    return report, sbom_build(version, report)
+
+
+def sbom_build(version: ModelVersion, report) -> str:
+    """The version's SBOM, its model card filled with the model's current Annex XII
+    information (built at the scan, and again at approval just before it is signed)."""
+    from models_catalog.sbom import build_sbom
+    from models_catalog.selectors import annex_xii_get
+
     image_reference = (f"{oci.registry_host()}/{version.landing_repository}"
                        f"@{version.manifest_digest}")
-    sbom = build_sbom(model=version.model, image_reference=image_reference,
-                      manifest_digest=version.manifest_digest, report=report, version=version)
-    return report, sbom
+    annex_xii = annex_xii_get(model=version.model)
+    return build_sbom(model=version.model, image_reference=image_reference,
+                      manifest_digest=version.manifest_digest, report=report, version=version,
+                      annex_xii=annex_xii if annex_xii.pk else None)
 
 
 def _store_scan_result(version: ModelVersion, report, sbom: str) -> None:

@@ -129,7 +129,9 @@ def secrets_dir(tmp_path_factory, container_database):
     files = {"database-url": container_database, "redis-url": settings.REDIS_URL,
              "secret-key": "image-test-secret-key-" + uuid.uuid4().hex,
              "field-encryption-keys": ",".join(settings.FIELD_ENCRYPTION_KEYS),
-             "platform-signing-key.pem": Path(settings.PLATFORM_SIGNING_KEY_FILE).read_text()}
+             "platform-signing-key.pem": Path(settings.PLATFORM_SIGNING_KEY_FILE).read_text(),
+             "platform-model-signing-key.pem":
+                 Path(settings.PLATFORM_MODEL_SIGNING_KEY_FILE).read_text()}
     for name, value in files.items():
         (directory / name).write_text(value)
         (directory / name).chmod(0o444)
@@ -143,6 +145,8 @@ def _env(secrets: Path, **extra: str) -> list[str]:
                  "SECRET_KEY_FILE": "/run/secrets/portal/secret-key",
                  "FIELD_ENCRYPTION_KEYS_FILE": "/run/secrets/portal/field-encryption-keys",
                  "PLATFORM_SIGNING_KEY_FILE": "/run/secrets/portal/platform-signing-key.pem",
+                 "PLATFORM_MODEL_SIGNING_KEY_FILE":
+                     "/run/secrets/portal/platform-model-signing-key.pem",
                  "ALLOWED_HOSTS": "127.0.0.1", "SECURE_COOKIES": "false", **extra}
     args = ["-v", f"{secrets}:/run/secrets/portal:ro"]
     for key, value in variables.items():

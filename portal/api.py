@@ -1,9 +1,11 @@
-"""Shared pieces of the REST API: the one error type services raise and its handler."""
+"""Shared pieces of the REST API: the one error type services raise and its handler, and the
+one pagination every list answers with."""
 
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, status
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -62,3 +64,21 @@ def exception_handler(exc, context):
         response.data = {"detail": "The request has invalid fields.",
                          "errors": {field: _messages(value) for field, value in errors.items()}}
     return response
+
+
+class PortalPagination(LimitOffsetPagination):
+    """Every list of the API: `?limit=&offset=`, answered as
+    `{"count", "next", "previous", "results"}`. `limit` defaults to 50 and is capped at 500
+    (a bigger one is read as 500); a limit or offset that is not a number is ignored."""
+
+    default_limit = 50
+    max_limit = 500
+
+    def get_schema_operation_parameters(self, view):
+        limit, offset = super().get_schema_operation_parameters(view)
+        limit["description"] = (f"How many results a page holds (default {self.default_limit}, "
+                                f"at most {self.max_limit}).")
+        limit["schema"] = {**limit["schema"], "minimum": 1, "maximum": self.max_limit}
+        offset["description"] = "How many results to skip (0 for the first page)."
+        offset["schema"] = {**offset["schema"], "minimum": 0}
+        return [limit, offset]

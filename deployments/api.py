@@ -32,6 +32,7 @@ from deployments.serializers import (
     UpdateVersionSerializer,
 )
 from models_catalog.models import ModelVersion
+from portal.api import ApplicationError, refusal
 from portal.openapi import ApiErrorSerializer
 from tenants.api_access import PortalApi, TenantApi
 from tenants.models import Tenant
@@ -144,7 +145,7 @@ class DeploymentListApi(_ManageApi):
         llm = {k: values.pop(k) for k in ("autoscaler", "prefill_replicas")}
         if backend == Backend.LLMISVC:
             if preset is None:
-                raise ValidationError({"preset": "Give the id of an LLM preset."})
+                raise refusal({"preset": "Give the id of an LLM preset."})
             deployment = services.llm_deployment_build(
                 version=version, cluster=cluster, tenant=tenant,
                 preset=selectors.llm_preset_get(preset), name=values["name"],
@@ -153,7 +154,7 @@ class DeploymentListApi(_ManageApi):
             try:
                 values["extra_args"] = parse_extra_args(format_extra_args(values["extra_args"]))
             except ValidationError as exc:
-                raise ValidationError({"extra_args": exc.messages}) from exc
+                raise refusal({"extra_args": exc.messages}) from exc
             deployment = services.kserve_deployment_build(version=version, cluster=cluster,
                                                           tenant=tenant, **values)
         if dry_run:
@@ -178,7 +179,7 @@ class ExternalEndpointCreateApi(_ManageApi):
         slug = values.pop("tenant")
         tenant = tenant_by_slug(slug) if slug else None
         if slug and tenant is None:
-            raise ValidationError({"tenant": f"No tenant {slug!r}."})
+            raise refusal({"tenant": f"No tenant {slug!r}."})
         deployment = services.external_endpoint_register(
             actor=request.user, model_slug=values.pop("model"), tenant=tenant, **values)
         return Response(DeploymentOutputSerializer(deployment).data,
@@ -229,7 +230,7 @@ class DeploymentManifestApi(_ManageApi):
         deployment = selectors.deployment_get(pk)
         manifest = backend_for(deployment).manifest(deployment)
         if manifest is None:
-            raise ValidationError("An external endpoint has no manifest.")
+            raise ApplicationError("An external endpoint has no manifest.")
         return Response({"manifest": manifest, "yaml": manifest_yaml(deployment)})
 
 

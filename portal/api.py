@@ -75,10 +75,10 @@ def _messages(errors, where: str = "") -> list[str]:
 
 def exception_handler(exc, context):
     if isinstance(exc, ApplicationError):
-        body = {"detail": exc.message}
-        if exc.field_errors:
-            body["errors"] = exc.field_errors
-        return Response(body, status=status.HTTP_400_BAD_REQUEST)
+        # Like invalid input: `errors` always, the whole-input refusal under non_field_errors.
+        return Response({"detail": exc.message,
+                         "errors": exc.field_errors or {"non_field_errors": [exc.message]}},
+                        status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(_django_validation_errors(exc))
     response = drf_exception_handler(exc, context)

@@ -51,6 +51,5 @@ class Command(BaseCommand):
                 expires_at=_expiry(options["expires"]) if options["expires"] else None,
                 allowed_models=models, rpm_limit=options["rpm"], tpm_limit=options["tpm"])
         except ApplicationError as exc:
-            raise CommandError("; ".join(" ".join(m) for m in exc.field_errors.values())
-                               or exc.message) from exc
+            raise CommandError(exc.message) from exc
         self.stdout.write(token)

@@ -41,12 +41,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal.api import PortalPagination
+from portal.text import holds_unstorable_text
 from tenants import permissions, selectors
 from tenants.models import Tenant
 from tenants.permissions import PlatformPerm, TenantPerm
@@ -108,6 +110,17 @@ class PortalApi(APIView):
     object_tenant_perms: Mapping[str, TenantPerm | None] = {}
     tenant_denied_message = TENANT_DENIED
     platform_denied_message = PLATFORM_DENIED
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)
+        # A search or filter can't match text PostgreSQL can't store, and sending it in a
+        # query ends in a 500: refuse it like the body parsers do (portal/parsers.py).
+        unstorable = sorted(name for name, values in request.query_params.lists()
+                            if holds_unstorable_text([name, *values]))
+        if unstorable:
+            raise ValidationError({name: ["Remove the NUL character (\\u0000) or unpaired "
+                                          "surrogate: no query parameter accepts it."]
+                                   for name in unstorable})
 
     def paginate(self, items, serializer_class, **serializer_kwargs) -> Response:
         """One page of `items` (a queryset or a list), serialized, in the list envelope."""

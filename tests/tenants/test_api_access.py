@@ -150,3 +150,11 @@ def test_schema_documents_the_pagination(client, msp_admin):
     assert "limit" not in {p["name"] for p in detail.get("parameters", [])}
     create = schema["paths"]["/api/tenants/{slug}/keys/"]["post"]
     assert "limit" not in {p["name"] for p in create.get("parameters", [])}
+
+
+def test_a_query_with_text_postgresql_cant_store_is_refused(client, msp_admin):
+    """Found by the fuzz test: a NUL in a search ended in a 500 (PostgreSQL can't take it)."""
+    client.force_login(msp_admin)
+    response = client.get("/api/models/", {"q": "chat\x00"})
+    assert response.status_code == 400 and "NUL" in response.json()["errors"]["q"][0]
+    assert client.get("/api/tenants/", {"q": "acme"}).status_code == 200

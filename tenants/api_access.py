@@ -35,6 +35,9 @@ Lists answer one page at a time: `self.paginate(items, SerializerClass)` with
 `portal.api.PortalPagination` (`?limit=&offset=`, envelope `count`/`next`/`previous`/
 `results`). Declare the GET's response as `Serializer(many=True)` in `extend_schema` and the
 schema documents the parameters and the envelope by itself.
+
+A query parameter holding text PostgreSQL can't store (NUL, a lone surrogate) is a 400 on
+every `PortalApi`, as it is in a body (`portal/parsers.py`).
 """
 
 from __future__ import annotations

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from audit import selectors
 from audit.filters import EventFilterForm
@@ -17,8 +16,8 @@ from audit.serializers import (
     CheckpointDetailSerializer,
     CheckpointPageSerializer,
 )
-from tenants import permissions
 from tenants import selectors as tenant_selectors
+from tenants.api_access import PortalApi, TenantApi
 from tenants.permissions import PlatformPerm, TenantPerm
 
 PAGE_SIZE = 100
@@ -50,46 +49,43 @@ def _page(request: Request, *, tenant_id: int | None, allow_tenant_param: bool) 
         "newer_cursor": page.newer_cursor}).data)
 
 
-class AuditEventListApi(APIView):
+class _TrailApi(PortalApi):
+    """The whole trail and its checkpoints: the operator's staff only. (Their pages are
+    keyset pages of their own: `older_cursor`/`newer_cursor`, not limit/offset.)"""
+
+    platform_perms = {"GET": PlatformPerm.AUDIT_VIEW}
+    platform_denied_message = "Only the platform operator's staff may read the whole trail."
+
+
+class AuditEventListApi(_TrailApi):
     @extend_schema(parameters=[*_FILTER_PARAMS, OpenApiParameter("tenant", OpenApiTypes.STR)],
                    responses=AuditEventPageSerializer, operation_id="audit_events_list")
     def get(self, request: Request) -> Response:
-        if not permissions.has_platform_perm(request.user, PlatformPerm.AUDIT_VIEW):
-            raise PermissionDenied("Only the platform operator's staff may read the whole trail.")
         return _page(request, tenant_id=None, allow_tenant_param=True)
 
 
-class AuditEventDetailApi(APIView):
+class AuditEventDetailApi(_TrailApi):
     @extend_schema(responses=AuditEventOutputSerializer, operation_id="audit_events_retrieve")
     def get(self, request: Request, seq: int) -> Response:
-        if not permissions.has_platform_perm(request.user, PlatformPerm.AUDIT_VIEW):
-            raise PermissionDenied("Only the platform operator's staff may read the whole trail.")
         return Response(AuditEventOutputSerializer(selectors.event_get(seq=seq)).data)
 
 
-class TenantAuditEventListApi(APIView):
+class TenantAuditEventListApi(TenantApi):
+    tenant_perms = {"GET": TenantPerm.AUDIT_VIEW}
+
     @extend_schema(parameters=_FILTER_PARAMS, responses=AuditEventPageSerializer,
                    operation_id="tenant_audit_events_list")
     def get(self, request: Request, slug: str) -> Response:
-        tenant = tenant_selectors.tenant_get(user=request.user, slug=slug)
-        if not permissions.has_tenant_perm(request.user, tenant, TenantPerm.AUDIT_VIEW):
-            raise PermissionDenied("Your role in this tenant does not allow this.")
-        return _page(request, tenant_id=tenant.pk, allow_tenant_param=False)
+        return _page(request, tenant_id=self.tenant.pk, allow_tenant_param=False)
 
 
-def _require_audit_view(request: Request) -> None:
-    if not permissions.has_platform_perm(request.user, PlatformPerm.AUDIT_VIEW):
-        raise PermissionDenied("Only the platform operator's staff may read the whole trail.")
-
-
-class CheckpointListApi(APIView):
+class CheckpointListApi(_TrailApi):
     @extend_schema(
         parameters=[OpenApiParameter("before", OpenApiTypes.INT,
                                      description="keyset cursor: checkpoints before this seq")],
         responses=CheckpointPageSerializer, operation_id="audit_checkpoints_list")
     def get(self, request: Request) -> Response:
         """Signed checkpoints, newest first, each with its timestamp status."""
-        _require_audit_view(request)
         raw = request.query_params.get("before", "")
         if raw and not raw.isdigit():
             raise ValidationError({"before": ["A sequence number (a whole number)."]})
@@ -101,9 +97,8 @@ class CheckpointListApi(APIView):
             "older_cursor": page[-1].last_seq if len(checkpoints) > PAGE_SIZE else None}).data)
 
 
-class CheckpointDetailApi(APIView):
+class CheckpointDetailApi(_TrailApi):
     @extend_schema(responses=CheckpointDetailSerializer, operation_id="audit_checkpoints_retrieve")
     def get(self, request: Request, seq: int) -> Response:
         """The checkpoint at `seq`, with the bytes it signs and its RFC 3161 timestamp."""
-        _require_audit_view(request)
         return Response(CheckpointDetailSerializer(selectors.checkpoint_get(last_seq=seq)).data)

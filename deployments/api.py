@@ -5,10 +5,9 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from deployments import selectors, services
 from deployments.backends import backend_for, manifest_yaml
@@ -33,9 +32,9 @@ from deployments.serializers import (
     UpdateVersionSerializer,
 )
 from models_catalog.models import ModelVersion
+from portal.api import ApplicationError, refusal
 from portal.openapi import ApiErrorSerializer
-from tenants import permissions
-from tenants.api import tenant_for_api
+from tenants.api_access import PortalApi, TenantApi
 from tenants.models import Tenant
 from tenants.permissions import PlatformPerm, TenantPerm
 from tenants.selectors import tenant_by_slug
@@ -51,35 +50,34 @@ def _named_in_body(queryset, field: str, **lookup):
     return found
 
 
-def _require_manage(request: Request) -> None:
-    if not permissions.has_platform_perm(request.user, PlatformPerm.DEPLOYMENTS_MANAGE):
-        raise PermissionDenied("Only the platform operator's admins manage deployments.")
+class _ManageApi(PortalApi):
+    """Clusters, deployments and presets: the operator's admins only, whatever the method."""
+
+    platform_perms = dict.fromkeys(("GET", "POST", "PATCH", "PUT", "DELETE"),
+                                   PlatformPerm.DEPLOYMENTS_MANAGE)
+    platform_denied_message = "Only the platform operator's admins manage deployments."
 
 
-class ClusterListApi(APIView):
+class ClusterListApi(_ManageApi):
     @extend_schema(responses=ClusterOutputSerializer(many=True), operation_id="clusters_list")
     def get(self, request: Request) -> Response:
-        _require_manage(request)
-        return Response(ClusterOutputSerializer(selectors.cluster_list(), many=True).data)
+        return self.paginate(selectors.cluster_list(), ClusterOutputSerializer)
 
     @extend_schema(request=ClusterCreateSerializer, responses={201: ClusterOutputSerializer})
     def post(self, request: Request) -> Response:
-        _require_manage(request)
         data = ClusterCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         cluster = services.cluster_create(actor=request.user, **data.validated_data)
         return Response(ClusterOutputSerializer(cluster).data, status=status.HTTP_201_CREATED)
 
 
-class ClusterDetailApi(APIView):
+class ClusterDetailApi(_ManageApi):
     @extend_schema(responses=ClusterOutputSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        _require_manage(request)
         return Response(ClusterOutputSerializer(selectors.cluster_get(pk)).data)
 
     @extend_schema(request=ClusterUpdateSerializer, responses=ClusterOutputSerializer)
     def patch(self, request: Request, pk: int) -> Response:
-        _require_manage(request)
         cluster = selectors.cluster_get(pk)
         data = ClusterUpdateSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
@@ -91,56 +89,50 @@ class ClusterDetailApi(APIView):
     @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
         """Refused (400) while any deployment on the cluster is not deleted."""
-        _require_manage(request)
         services.cluster_delete(actor=request.user, cluster=selectors.cluster_get(pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ClusterCheckApi(APIView):
+class ClusterCheckApi(_ManageApi):
     @extend_schema(request=None, responses=ClusterOutputSerializer)
     def post(self, request: Request, pk: int) -> Response:
-        _require_manage(request)
         cluster = services.cluster_check(actor=request.user, cluster=selectors.cluster_get(pk))
         return Response(ClusterOutputSerializer(cluster).data)
 
 
-class ClusterNamespaceListApi(APIView):
+class ClusterNamespaceListApi(_ManageApi):
     @extend_schema(responses=TenantNamespaceSerializer(many=True),
                    operation_id="clusters_namespaces_list")
     def get(self, request: Request, pk: int) -> Response:
         """The tenant namespaces on the cluster, as last synced."""
-        _require_manage(request)
         cluster = selectors.cluster_get(pk)
         rows = selectors.cluster_namespace_list(cluster=cluster)
-        return Response(TenantNamespaceSerializer(rows, many=True).data)
+        return self.paginate(rows, TenantNamespaceSerializer)
 
 
-class ClusterNamespaceSyncApi(APIView):
+class ClusterNamespaceSyncApi(_ManageApi):
     @extend_schema(request=None, responses={202: NamespaceSyncSerializer},
                    operation_id="clusters_namespaces_sync")
     def post(self, request: Request, pk: int) -> Response:
         """Queue a sync of every active tenant's namespace on the cluster; the outcome
         appears in `GET /api/clusters/{id}/namespaces/` once the worker has run."""
-        _require_manage(request)
         count = services.cluster_namespaces_sync(actor=request.user,
                                                  cluster=selectors.cluster_get(pk))
         return Response({"tenants": count}, status=status.HTTP_202_ACCEPTED)
 
 
-class DeploymentListApi(APIView):
+class DeploymentListApi(_ManageApi):
     @extend_schema(responses=DeploymentOutputSerializer(many=True),
                    operation_id="deployments_list")
     def get(self, request: Request) -> Response:
-        _require_manage(request)
         deployments = selectors.deployment_list(status=request.query_params.get("status", ""),
                                                 cluster=request.query_params.get("cluster", ""))
-        return Response(DeploymentOutputSerializer(deployments, many=True).data)
+        return self.paginate(deployments, DeploymentOutputSerializer)
 
     @extend_schema(request=DeploymentCreateSerializer,
                    responses={201: DeploymentOutputSerializer, 200: ManifestSerializer,
                               404: ApiErrorSerializer})
     def post(self, request: Request) -> Response:
-        _require_manage(request)
         data = DeploymentCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
@@ -153,7 +145,7 @@ class DeploymentListApi(APIView):
         llm = {k: values.pop(k) for k in ("autoscaler", "prefill_replicas")}
         if backend == Backend.LLMISVC:
             if preset is None:
-                raise ValidationError({"preset": "Give the id of an LLM preset."})
+                raise refusal({"preset": "Give the id of an LLM preset."})
             deployment = services.llm_deployment_build(
                 version=version, cluster=cluster, tenant=tenant,
                 preset=selectors.llm_preset_get(preset), name=values["name"],
@@ -162,7 +154,7 @@ class DeploymentListApi(APIView):
             try:
                 values["extra_args"] = parse_extra_args(format_extra_args(values["extra_args"]))
             except ValidationError as exc:
-                raise ValidationError({"extra_args": exc.messages}) from exc
+                raise refusal({"extra_args": exc.messages}) from exc
             deployment = services.kserve_deployment_build(version=version, cluster=cluster,
                                                           tenant=tenant, **values)
         if dry_run:
@@ -174,34 +166,32 @@ class DeploymentListApi(APIView):
                         status=status.HTTP_201_CREATED)
 
 
-class ExternalEndpointCreateApi(APIView):
+class ExternalEndpointCreateApi(_ManageApi):
     @extend_schema(request=ExternalEndpointCreateSerializer,
                    responses={201: DeploymentOutputSerializer},
                    operation_id="deployments_external_create")
     def post(self, request: Request) -> Response:
         """Register a running OpenAI-compatible server and health-check it; a failed check
         still registers it, with `status` failed and the reason in `status_reason`."""
-        _require_manage(request)
         data = ExternalEndpointCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         slug = values.pop("tenant")
         tenant = tenant_by_slug(slug) if slug else None
         if slug and tenant is None:
-            raise ValidationError({"tenant": f"No tenant {slug!r}."})
+            raise refusal({"tenant": f"No tenant {slug!r}."})
         deployment = services.external_endpoint_register(
             actor=request.user, model_slug=values.pop("model"), tenant=tenant, **values)
         return Response(DeploymentOutputSerializer(deployment).data,
                         status=status.HTTP_201_CREATED)
 
 
-class ExternalEndpointUpdateApi(APIView):
+class ExternalEndpointUpdateApi(_ManageApi):
     @extend_schema(request=ExternalEndpointUpdateSerializer, responses=DeploymentOutputSerializer,
                    operation_id="deployments_endpoint_update")
     def patch(self, request: Request, pk: int) -> Response:
         """Change an external endpoint's URL, upstream name, display name or key; the
         endpoint is checked again at once."""
-        _require_manage(request)
         deployment = selectors.external_endpoint_get(pk)
         data = ExternalEndpointUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -211,61 +201,55 @@ class ExternalEndpointUpdateApi(APIView):
         return Response(DeploymentOutputSerializer(deployment).data)
 
 
-class ExternalEndpointCheckApi(APIView):
+class ExternalEndpointCheckApi(_ManageApi):
     @extend_schema(request=None, responses=DeploymentOutputSerializer,
                    operation_id="deployments_endpoint_check")
     def post(self, request: Request, pk: int) -> Response:
         """Health-check an external endpoint now (`GET <base URL>/models`)."""
-        _require_manage(request)
         deployment = services.deployment_check(actor=request.user,
                                                deployment=selectors.external_endpoint_get(pk))
         return Response(DeploymentOutputSerializer(deployment).data)
 
 
-class DeploymentDetailApi(APIView):
+class DeploymentDetailApi(_ManageApi):
     @extend_schema(responses=DeploymentDetailSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        _require_manage(request)
         return Response(DeploymentDetailSerializer(selectors.deployment_get(pk)).data)
 
     @extend_schema(request=None, responses=DeploymentOutputSerializer)
     def delete(self, request: Request, pk: int) -> Response:
-        _require_manage(request)
         deployment = services.deployment_delete(actor=request.user,
                                                 deployment=selectors.deployment_get(pk))
         return Response(DeploymentOutputSerializer(deployment).data,
                         status=status.HTTP_202_ACCEPTED)
 
 
-class DeploymentManifestApi(APIView):
+class DeploymentManifestApi(_ManageApi):
     @extend_schema(responses=ManifestSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        _require_manage(request)
         deployment = selectors.deployment_get(pk)
         manifest = backend_for(deployment).manifest(deployment)
         if manifest is None:
-            raise ValidationError("An external endpoint has no manifest.")
+            raise ApplicationError("An external endpoint has no manifest.")
         return Response({"manifest": manifest, "yaml": manifest_yaml(deployment)})
 
 
-class DeploymentActionApi(APIView):
+class DeploymentActionApi(_ManageApi):
     """POST without a body: retry, promote, rollback, stop, start."""
 
     action_name = ""
 
     @extend_schema(request=None, responses={202: DeploymentOutputSerializer})
     def post(self, request: Request, pk: int) -> Response:
-        _require_manage(request)
         action = getattr(services, f"deployment_{self.action_name}")
         deployment = action(actor=request.user, deployment=selectors.deployment_get(pk))
         return Response(DeploymentOutputSerializer(deployment).data,
                         status=status.HTTP_202_ACCEPTED)
 
 
-class DeploymentUpdateApi(APIView):
+class DeploymentUpdateApi(_ManageApi):
     @extend_schema(request=UpdateVersionSerializer, responses={202: DeploymentOutputSerializer})
     def post(self, request: Request, pk: int) -> Response:
-        _require_manage(request)
         deployment = selectors.deployment_get(pk)
         data = UpdateVersionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -278,10 +262,9 @@ class DeploymentUpdateApi(APIView):
                         status=status.HTTP_202_ACCEPTED)
 
 
-class DeploymentScaleApi(APIView):
+class DeploymentScaleApi(_ManageApi):
     @extend_schema(request=ScaleSerializer, responses={202: DeploymentOutputSerializer})
     def post(self, request: Request, pk: int) -> Response:
-        _require_manage(request)
         deployment = selectors.deployment_get(pk)
         data = ScaleSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -291,24 +274,21 @@ class DeploymentScaleApi(APIView):
                         status=status.HTTP_202_ACCEPTED)
 
 
-class GpuAllocationApi(APIView):
+class GpuAllocationApi(_ManageApi):
     @extend_schema(responses=GpuAllocationSerializer(many=True))
     def get(self, request: Request) -> Response:
-        _require_manage(request)
-        return Response(selectors.gpu_allocation())
+        return self.paginate(selectors.gpu_allocation(), GpuAllocationSerializer)
 
 
-class LLMPresetListApi(APIView):
+class LLMPresetListApi(_ManageApi):
     @extend_schema(responses=LLMPresetSerializer(many=True), operation_id="llm_presets_list")
     def get(self, request: Request) -> Response:
-        _require_manage(request)
-        return Response(LLMPresetSerializer(selectors.llm_preset_list(), many=True).data)
+        return self.paginate(selectors.llm_preset_list(), LLMPresetSerializer)
 
     @extend_schema(request=LLMPresetSerializer, responses={201: LLMPresetSerializer},
                    operation_id="llm_presets_create")
     def post(self, request: Request) -> Response:
         """Curate an LLMInferenceServiceConfig preset; deployments that use it apply it."""
-        _require_manage(request)
         data = LLMPresetSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         preset = services.llm_preset_create(actor=request.user, **data.validated_data)
@@ -316,10 +296,9 @@ class LLMPresetListApi(APIView):
                         status=status.HTTP_201_CREATED)
 
 
-class LLMPresetDetailApi(APIView):
+class LLMPresetDetailApi(_ManageApi):
     @extend_schema(responses=LLMPresetSerializer, operation_id="llm_presets_retrieve")
     def get(self, request: Request, pk: int) -> Response:
-        _require_manage(request)
         return Response(LLMPresetSerializer(selectors.llm_preset_get(pk)).data)
 
     @extend_schema(request=LLMPresetSerializer, responses=LLMPresetSerializer,
@@ -327,7 +306,6 @@ class LLMPresetDetailApi(APIView):
     def patch(self, request: Request, pk: int) -> Response:
         """Change a preset (not its name). When what it applies changes, every deployment
         using it is checked again and re-applied; a refusal refuses the change (400)."""
-        _require_manage(request)
         preset = selectors.llm_preset_get(pk)
         data = LLMPresetSerializer(preset, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
@@ -338,15 +316,15 @@ class LLMPresetDetailApi(APIView):
     @extend_schema(request=None, responses={204: None}, operation_id="llm_presets_destroy")
     def delete(self, request: Request, pk: int) -> Response:
         """Refused (400) while a deployment that is not deleted uses the preset."""
-        _require_manage(request)
         services.llm_preset_delete(actor=request.user, preset=selectors.llm_preset_get(pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class TenantDeploymentListApi(APIView):
+class TenantDeploymentListApi(TenantApi):
+    tenant_perms = {"GET": TenantPerm.DEPLOYMENTS_VIEW}
+
     @extend_schema(responses=TenantDeploymentsSerializer, operation_id="tenant_deployments_list")
     def get(self, request: Request, slug: str) -> Response:
-        tenant = tenant_for_api(request, slug, TenantPerm.DEPLOYMENTS_VIEW)
         return Response(TenantDeploymentsSerializer({
-            "dedicated": selectors.tenant_dedicated_deployments(tenant=tenant),
-            "shared": selectors.tenant_shared_deployments(tenant=tenant)}).data)
+            "dedicated": selectors.tenant_dedicated_deployments(tenant=self.tenant),
+            "shared": selectors.tenant_shared_deployments(tenant=self.tenant)}).data)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -26,7 +25,7 @@ from deployments.forms import (
 from deployments.models import CLUSTER_BACKENDS, Backend, Deployment, DeploymentStatus
 from models_catalog.selectors import NOT_CONFIGURED, RegistryNotConfigured, registry_configured
 from portal.api import ApplicationError
-from portal.forms import add_service_errors, service_error_message
+from portal.forms import add_service_errors
 from portal.htmx import render_page_or_partial, wants_partial
 from tenants.access import platform_view, tenant_view
 from tenants.permissions import PlatformPerm, TenantPerm
@@ -50,7 +49,7 @@ def cluster_create(request: HttpRequest) -> HttpResponse:
             cluster = services.cluster_create(actor=request.user,
                                               credentials=form.cleaned_data["credentials"],
                                               **form.service_fields())
-        except (ValidationError, ApplicationError) as exc:
+        except ApplicationError as exc:
             add_service_errors(form, exc)
         else:
             services.cluster_check(actor=request.user, cluster=cluster)
@@ -70,7 +69,7 @@ def cluster_edit(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             services.cluster_update(actor=request.user, cluster=cluster,
                                     credentials=form.cleaned_data["credentials"], **fields)
-        except (ValidationError, ApplicationError) as exc:
+        except ApplicationError as exc:
             add_service_errors(form, exc)
         else:
             messages.success(request, f"Saved changes to {cluster.name}.")
@@ -108,8 +107,8 @@ def cluster_delete(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         try:
             services.cluster_delete(actor=request.user, cluster=cluster)
-        except (ValidationError, ApplicationError) as exc:
-            messages.error(request, service_error_message(exc))
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
             return redirect("deployments:cluster", pk=pk)
         messages.success(request, f"Cluster {cluster.name} deleted. Its deleted deployments "
                                   "keep their history.")
@@ -207,7 +206,7 @@ def deployment_wizard(request: HttpRequest) -> HttpResponse:
                 return redirect(url)
             services.kserve_deployment_validate(actor=request.user, deployment=deployment)
             manifest = manifest_yaml(deployment)
-        except (ValidationError, ApplicationError) as exc:
+        except ApplicationError as exc:
             target, current = 2, done[2]
             add_service_errors(current, exc)
     backend = _chosen_backend(done)
@@ -262,7 +261,7 @@ def external_endpoint_register(request: HttpRequest) -> HttpResponse:
         try:
             deployment = services.external_endpoint_register(actor=request.user,
                                                              **form.service_fields())
-        except (ValidationError, ApplicationError) as exc:
+        except ApplicationError as exc:
             add_service_errors(form, exc)
         else:
             _check_message(request, deployment, registered=True)
@@ -281,7 +280,7 @@ def external_endpoint_edit(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             deployment = services.external_endpoint_update(
                 actor=request.user, deployment=deployment, **form.service_fields())
-        except (ValidationError, ApplicationError) as exc:
+        except ApplicationError as exc:
             add_service_errors(form, exc)
         else:
             _check_message(request, deployment, registered=False)
@@ -382,8 +381,8 @@ def _act(request, pk: int, action) -> HttpResponse:
     deployment = selectors.deployment_get(pk)
     try:
         action(deployment)
-    except (ValidationError, ApplicationError) as exc:
-        messages.error(request, service_error_message(exc))
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
     return redirect("deployments:detail", pk=pk)
 
 
@@ -426,8 +425,8 @@ def deployment_update_preview(request: HttpRequest, pk: int) -> HttpResponse:
                 backend.manifest(deployment), backend.manifest(proposed),
                 before_label=f"{deployment.resource_name} (now)",
                 after_label=f"{deployment.resource_name} (after the roll-out)")
-        except (ValidationError, ApplicationError) as exc:
-            context["problem"] = service_error_message(exc)
+        except ApplicationError as exc:
+            context["problem"] = exc.message
     return render(request, "deployments/partials/_update_preview.html", context)
 
 
@@ -458,7 +457,7 @@ def llm_preset_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             preset = services.llm_preset_create(actor=request.user, **form.service_fields())
-        except (ValidationError, ApplicationError) as exc:
+        except ApplicationError as exc:
             add_service_errors(form, exc)
         else:
             messages.success(request, f"Preset {preset.name} saved. Deployments that use it "
@@ -486,7 +485,7 @@ def llm_preset_edit(request: HttpRequest, pk: int) -> HttpResponse:
         fields.pop("name", None)
         try:
             preset = services.llm_preset_update(actor=request.user, preset=preset, **fields)
-        except (ValidationError, ApplicationError) as exc:
+        except ApplicationError as exc:
             add_service_errors(form, exc)
         else:
             messages.success(request, f"Saved {preset.name} (revision {preset.revision}); "
@@ -504,8 +503,8 @@ def llm_preset_delete(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         try:
             services.llm_preset_delete(actor=request.user, preset=preset)
-        except (ValidationError, ApplicationError) as exc:
-            messages.error(request, service_error_message(exc))
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
             return redirect("deployments:llm_preset", pk=pk)
         messages.success(request, f"Preset {preset.name} deleted.")
         return redirect("deployments:llm_presets")

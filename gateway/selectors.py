@@ -9,7 +9,7 @@ from tenants.models import Tenant
 
 def apikey_list(*, tenant: Tenant) -> QuerySet[ApiKey]:
     return (ApiKey.objects.for_tenant(tenant).select_related("owner")
-            .prefetch_related("allowed_models").order_by("revoked_at", "-created_at"))
+            .prefetch_related("allowed_models").order_by("revoked_at", "-created_at", "-pk"))
 
 
 def apikey_get(*, tenant: Tenant, pk: int) -> ApiKey:

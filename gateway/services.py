@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -16,7 +15,7 @@ from gateway.keys import hash_token, new_token, token_for
 from gateway.models import ApiKey
 from models_catalog.models import Model
 from models_catalog.selectors import model_list_for_tenant
-from portal.api import ApplicationError
+from portal.api import ApplicationError, full_clean_or_refuse, refusal
 from portal.dates import OUT_OF_RANGE, is_supported
 from portal.gateway_config import bump_gateway_config
 from tenants.bearer import ServiceAccount
@@ -29,7 +28,7 @@ def _normalized_networks(networks: list[str]) -> list[str]:
         try:
             cleaned.append(str(ipaddress.ip_network(raw.strip(), strict=False)))
         except ValueError:
-            raise ValidationError({"allowed_networks": [
+            raise refusal({"allowed_networks": [
                 f"{raw!r} is not a network: use CIDR notation such as 203.0.113.0/24."]}) from None
     return cleaned
 
@@ -39,15 +38,15 @@ def _check_expiry(expires_at: datetime | None) -> None:
     max_days = settings.GATEWAY_KEY_MAX_DAYS
     if expires_at is None:
         if settings.GATEWAY_KEY_EXPIRY_REQUIRED:
-            raise ValidationError({"expires_at": [
+            raise refusal({"expires_at": [
                 f"Keys must expire on this platform: choose a date within {max_days} days."]})
         return
     if not is_supported(expires_at):
-        raise ValidationError({"expires_at": [OUT_OF_RANGE]})
+        raise refusal({"expires_at": [OUT_OF_RANGE]})
     if expires_at <= now:
-        raise ValidationError({"expires_at": ["Choose a time in the future."]})
+        raise refusal({"expires_at": ["Choose a time in the future."]})
     if max_days and expires_at > now + timedelta(days=max_days):
-        raise ValidationError({"expires_at": [
+        raise refusal({"expires_at": [
             f"Keys may live at most {max_days} days on this platform."]})
 
 
@@ -100,7 +99,7 @@ def apikey_create(
                  secret_hash=hash_token(token), expires_at=expires_at, rpm_limit=rpm_limit,
                  tpm_limit=tpm_limit,
                  allowed_networks=_normalized_networks(allowed_networks or []))
-    key.full_clean()
+    full_clean_or_refuse(key)
     key.save()
     key.allowed_models.set(models)
     audit.record(action="apikey.created", actor=actor, tenant=tenant, target=key, details={
@@ -133,7 +132,7 @@ def apikey_rotate(*, actor, key: ApiKey, grace: timedelta = timedelta(hours=24)
     if key.status != "active":
         raise ApplicationError(f"This key is {key.status}; create a new one instead.")
     if grace < timedelta(0) or grace > timedelta(days=30):
-        raise ValidationError({"grace": ["Choose a grace period between 0 and 30 days."]})
+        raise refusal({"grace": ["Choose a grace period between 0 and 30 days."]})
     token = token_for(key.prefix)
     key.previous_secret_hash = key.secret_hash if grace else ""
     key.previous_valid_until = timezone.now() + grace if grace else None

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 from gateway import selectors, services
 from gateway.forms import ApiKeyForm, RotateForm
 from portal.api import ApplicationError
-from portal.forms import add_service_errors, service_error_message
+from portal.forms import add_service_errors
 from portal.htmx import render_page_or_partial
 from tenants import permissions
 from tenants.access import tenant_view
@@ -49,7 +49,7 @@ def key_create(request: HttpRequest) -> HttpResponse:
         try:
             key, token = services.apikey_create(actor=request.user, tenant=request.tenant,
                                                 owner=request.user, **form.service_values())
-        except (ValidationError, ApplicationError) as exc:
+        except ApplicationError as exc:
             add_service_errors(form, exc)
         else:
             return _page(request, new_token=token, new_key=key)
@@ -84,8 +84,8 @@ def key_rotate(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         key, token = services.apikey_rotate(
             actor=request.user, key=key, grace=timedelta(hours=form.cleaned_data["grace_hours"]))
-    except (ValidationError, ApplicationError) as exc:
-        return _page(request, error=service_error_message(exc), status=422)
+    except ApplicationError as exc:
+        return _page(request, error=exc.message, status=422)
     return _page(request, new_token=token, new_key=key, rotated=True)
 
 

@@ -8,11 +8,10 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound
 from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from models_catalog import selectors, services
 from models_catalog.models import ModelVersion, UploadSession
@@ -40,25 +39,19 @@ from models_catalog.serializers import (
     VersionOutputSerializer,
 )
 from portal.api import ApplicationError
-from tenants import permissions
-from tenants.api import tenant_for_api
+from tenants.api_access import PortalApi, TenantApi
 from tenants.permissions import PlatformPerm, TenantPerm
 
-
-def _require(request: Request, perm: PlatformPerm) -> None:
-    if not permissions.has_platform_perm(request.user, perm):
-        raise PermissionDenied("Only the platform operator's staff may do this.")
+VIEW, MANAGE = PlatformPerm.MODELS_VIEW, PlatformPerm.MODELS_MANAGE
 
 
-def _model(request: Request, slug: str, perm: PlatformPerm = PlatformPerm.MODELS_VIEW):
-    _require(request, perm)
+def _model(request: Request, slug: str):
     return selectors.model_get_for_user(user=request.user, tenant=None, slug=slug)
 
 
-def _version(request: Request, slug: str, version: str,
-             perm: PlatformPerm = PlatformPerm.MODELS_VIEW) -> ModelVersion:
-    model = _model(request, slug, perm)
-    return selectors.version_get_for_user(user=request.user, model=model, version=version)
+def _version(request: Request, slug: str, version: str) -> ModelVersion:
+    return selectors.version_get_for_user(user=request.user, model=_model(request, slug),
+                                          version=version)
 
 
 def _version_out(version: ModelVersion) -> dict:
@@ -66,36 +59,39 @@ def _version_out(version: ModelVersion) -> dict:
     return VersionOutputSerializer(version).data
 
 
-class ModelListApi(APIView):
+class ModelListApi(PortalApi):
+    platform_perms = {"GET": VIEW, "POST": MANAGE}
+
     @extend_schema(responses=ModelOutputSerializer(many=True),
                    parameters=[OpenApiParameter("q", str), OpenApiParameter("task", str)])
     def get(self, request: Request) -> Response:
-        _require(request, PlatformPerm.MODELS_VIEW)
         models = selectors.model_list_for_user(user=request.user, tenant=None,
                                                q=request.query_params.get("q", ""),
                                                task=request.query_params.get("task", ""))
-        return Response(ModelOutputSerializer(models.prefetch_related("entitled_tenants"),
-                                              many=True).data)
+        return self.paginate(models.prefetch_related("entitled_tenants"), ModelOutputSerializer)
 
     @extend_schema(request=ModelCreateSerializer, responses={201: ModelOutputSerializer})
     def post(self, request: Request) -> Response:
-        _require(request, PlatformPerm.MODELS_MANAGE)
         data = ModelCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         model = services.model_create(actor=request.user, **data.validated_data)
         return Response(ModelOutputSerializer(model).data, status=status.HTTP_201_CREATED)
 
 
-class ModelDetailApi(APIView):
+class ModelDetailApi(PortalApi):
+    platform_perms = {"GET": VIEW}
+
     @extend_schema(responses=ModelOutputSerializer)
     def get(self, request: Request, slug: str) -> Response:
         return Response(ModelOutputSerializer(_model(request, slug)).data)
 
 
-class ModelEntitlementsApi(APIView):
+class ModelEntitlementsApi(PortalApi):
+    platform_perms = {"PUT": MANAGE}
+
     @extend_schema(request=EntitlementsSerializer, responses=ModelOutputSerializer)
     def put(self, request: Request, slug: str) -> Response:
-        model = _model(request, slug, PlatformPerm.MODELS_MANAGE)
+        model = _model(request, slug)
         data = EntitlementsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         wanted = data.validated_data["tenants"]
@@ -109,16 +105,18 @@ class ModelEntitlementsApi(APIView):
         return Response(ModelOutputSerializer(model).data)
 
 
-class ModelAnnexXIIApi(APIView):
+class ModelAnnexXIIApi(PortalApi):
     """A model's EU AI Act Annex XII information: read by whoever reads the catalog, written
     by MSP admins (PUT: every field; PATCH: the fields sent)."""
+
+    platform_perms = {"GET": VIEW, "PUT": MANAGE, "PATCH": MANAGE}
 
     @extend_schema(responses=AnnexXIIOutputSerializer)
     def get(self, request: Request, slug: str) -> Response:
         return Response(selectors.annex_xii_document(_model(request, slug)))
 
     def _write(self, request: Request, slug: str, *, partial: bool) -> Response:
-        model = _model(request, slug, PlatformPerm.MODELS_MANAGE)
+        model = _model(request, slug)
         data = AnnexXIISerializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
         services.model_update_annex_xii(actor=request.user, model=model, **data.validated_data)
@@ -134,25 +132,28 @@ class ModelAnnexXIIApi(APIView):
         return self._write(request, slug, partial=True)
 
 
-class ModelPriceApi(APIView):
+class ModelPriceApi(PortalApi):
+    platform_perms = {"GET": VIEW, "POST": MANAGE}
+
     @extend_schema(responses=PriceSerializer(many=True))
     def get(self, request: Request, slug: str) -> Response:
-        return Response(PriceSerializer(selectors.price_list(model=_model(request, slug)),
-                                        many=True).data)
+        return self.paginate(selectors.price_list(model=_model(request, slug)), PriceSerializer)
 
     @extend_schema(request=PriceCreateSerializer, responses={201: PriceSerializer})
     def post(self, request: Request, slug: str) -> Response:
-        model = _model(request, slug, PlatformPerm.MODELS_MANAGE)
+        model = _model(request, slug)
         data = PriceCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         price = services.price_set(actor=request.user, model=model, **data.validated_data)
         return Response(PriceSerializer(price).data, status=status.HTTP_201_CREATED)
 
 
-class ModelLifecycleApi(APIView):
+class ModelLifecycleApi(PortalApi):
+    platform_perms = {"POST": MANAGE}
+
     @extend_schema(request=ModelLifecycleSerializer, responses=ModelOutputSerializer)
     def post(self, request: Request, slug: str) -> Response:
-        model = _model(request, slug, PlatformPerm.MODELS_MANAGE)
+        model = _model(request, slug)
         data = ModelLifecycleSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         model = services.model_set_lifecycle(actor=request.user, model=model,
@@ -160,17 +161,18 @@ class ModelLifecycleApi(APIView):
         return Response(ModelOutputSerializer(model).data)
 
 
-class VersionListApi(APIView):
+class VersionListApi(PortalApi):
+    platform_perms = {"GET": VIEW, "POST": MANAGE}
+
     @extend_schema(responses=VersionOutputSerializer(many=True))
     def get(self, request: Request, slug: str) -> Response:
         model = _model(request, slug)
         versions = selectors.version_list_for_user(user=request.user, model=model)
-        return Response(VersionOutputSerializer(versions.prefetch_related("files"),
-                                                many=True).data)
+        return self.paginate(versions.prefetch_related("files"), VersionOutputSerializer)
 
     @extend_schema(request=VersionCreateSerializer, responses={201: VersionOutputSerializer})
     def post(self, request: Request, slug: str) -> Response:
-        model = _model(request, slug, PlatformPerm.MODELS_MANAGE)
+        model = _model(request, slug)
         data = VersionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         version = services.version_create(actor=request.user, model=model,
@@ -178,15 +180,19 @@ class VersionListApi(APIView):
         return Response(VersionOutputSerializer(version).data, status=status.HTTP_201_CREATED)
 
 
-class VersionDetailApi(APIView):
+class VersionDetailApi(PortalApi):
+    platform_perms = {"GET": VIEW}
+
     @extend_schema(responses=VersionOutputSerializer)
     def get(self, request: Request, slug: str, version: str) -> Response:
         return Response(VersionOutputSerializer(_version(request, slug, version)).data)
 
 
-class VersionLineageApi(APIView):
+class VersionLineageApi(PortalApi):
     """A version's lineage: its base model (a catalog version or an external one, with its
     digest) and datasets. MSP admins correct it; every change is audited."""
+
+    platform_perms = {"GET": VIEW, "PUT": MANAGE}
 
     @extend_schema(responses=LineageSerializer)
     def get(self, request: Request, slug: str, version: str) -> Response:
@@ -194,7 +200,7 @@ class VersionLineageApi(APIView):
 
     @extend_schema(request=LineageSerializer, responses=LineageSerializer)
     def put(self, request: Request, slug: str, version: str) -> Response:
-        mv = _version(request, slug, version, PlatformPerm.MODELS_MANAGE)
+        mv = _version(request, slug, version)
         data = LineageSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         mv = services.version_set_lineage(actor=request.user, version=mv,
@@ -209,40 +215,47 @@ def _lineage_out(version: ModelVersion) -> dict:
                          for d in version.datasets.all()]}
 
 
-def _provenance_query(request: Request, data) -> dict:
-    _require(request, PlatformPerm.MODELS_VIEW)
+def _provenance_query(data) -> dict:
     query = ProvenanceQuerySerializer(data=data)
     query.is_valid(raise_exception=True)
     return query.validated_data
 
 
-class ProvenanceApi(APIView):
+class ProvenanceApi(PortalApi):
     """Which versions, deployments and tenants derive from a dataset, an external base model
     or a catalog version (`<model>:<version>`), transitively through base versions."""
 
+    platform_perms = {"GET": VIEW}
+
     @extend_schema(parameters=[ProvenanceQuerySerializer], responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
-        query = _provenance_query(request, request.query_params)
+        query = _provenance_query(request.query_params)
         return Response(provenance_query(**query).as_dict())
 
 
-class ProvenanceExportApi(APIView):
+class ProvenanceExportApi(PortalApi):
     """The same answer signed with the platform key: a DSSE envelope around an in-toto
     Statement (verify with `manage.py provenance_verify`). Audited."""
+
+    platform_perms = {"POST": VIEW}
 
     @extend_schema(request=ProvenanceQuerySerializer,
                    responses={(200, "application/json"): OpenApiTypes.OBJECT})
     def post(self, request: Request) -> HttpResponse:
-        query = _provenance_query(request, request.data)
+        query = _provenance_query(request.data)
         data = services.provenance_export(actor=request.user, **query)
         response = HttpResponse(data, content_type="application/json")
         response["Content-Disposition"] = 'attachment; filename="provenance.dsse.json"'
         return response
 
 
+class _VersionActionApi(PortalApi):
+    platform_perms = {"POST": MANAGE}
+
+
 def _act(request: Request, slug: str, version: str, serializer_class, action) -> Response:
     """Validate the body (if the action takes one), run the service, return the version."""
-    mv = _version(request, slug, version, PlatformPerm.MODELS_MANAGE)
+    mv = _version(request, slug, version)
     data = {}
     if serializer_class is not None:
         serializer = serializer_class(data=request.data)
@@ -252,7 +265,7 @@ def _act(request: Request, slug: str, version: str, serializer_class, action) ->
     return Response(_version_out(mv))
 
 
-class VersionReferenceApi(APIView):
+class VersionReferenceApi(_VersionActionApi):
     """Pin an image already pushed to the landing repository; the scan starts."""
 
     @extend_schema(request=ReferenceSerializer, responses=VersionOutputSerializer)
@@ -262,7 +275,7 @@ class VersionReferenceApi(APIView):
                         actor=request.user, version=mv, **data))
 
 
-class VersionSubmitApi(APIView):
+class VersionSubmitApi(_VersionActionApi):
     @extend_schema(request=SubmitSerializer, responses=VersionOutputSerializer)
     def post(self, request: Request, slug: str, version: str) -> Response:
         return _act(request, slug, version, SubmitSerializer,
@@ -270,7 +283,7 @@ class VersionSubmitApi(APIView):
                                                              note=data["note"]))
 
 
-class VersionApproveApi(APIView):
+class VersionApproveApi(_VersionActionApi):
     """Four-eyes approval: sign, copy by digest to the trusted repository, publish."""
 
     @extend_schema(request=None, responses=VersionOutputSerializer)
@@ -279,7 +292,7 @@ class VersionApproveApi(APIView):
                     lambda mv, data: services.version_approve(actor=request.user, version=mv))
 
 
-class VersionRejectApi(APIView):
+class VersionRejectApi(_VersionActionApi):
     @extend_schema(request=RejectSerializer, responses=VersionOutputSerializer)
     def post(self, request: Request, slug: str, version: str) -> Response:
         return _act(request, slug, version, RejectSerializer,
@@ -287,7 +300,7 @@ class VersionRejectApi(APIView):
                                                              reason=data["reason"]))
 
 
-class VersionLifecycleApi(APIView):
+class VersionLifecycleApi(_VersionActionApi):
     @extend_schema(request=VersionLifecycleSerializer, responses=VersionOutputSerializer)
     def post(self, request: Request, slug: str, version: str) -> Response:
         return _act(request, slug, version, VersionLifecycleSerializer,
@@ -295,7 +308,7 @@ class VersionLifecycleApi(APIView):
                         actor=request.user, version=mv, status=data["status"]))
 
 
-class VersionVerifyApi(APIView):
+class VersionVerifyApi(_VersionActionApi):
     """Check the signature again — the statement, the database and the registry — and
     record the outcome (`signature_status`, `signature_checked_at`, `signature_detail`)."""
 
@@ -306,7 +319,9 @@ class VersionVerifyApi(APIView):
                                                                        version=mv))
 
 
-class VersionSbomApi(APIView):
+class VersionSbomApi(PortalApi):
+    platform_perms = {"GET": VIEW}
+
     @extend_schema(responses={(200, "application/vnd.cyclonedx+json"): OpenApiTypes.OBJECT})
     def get(self, request: Request, slug: str, version: str) -> HttpResponse:
         mv = _version(request, slug, version)
@@ -315,7 +330,9 @@ class VersionSbomApi(APIView):
         return HttpResponse(mv.sbom, content_type="application/vnd.cyclonedx+json")
 
 
-class VersionScanReportApi(APIView):
+class VersionScanReportApi(PortalApi):
+    platform_perms = {"GET": VIEW}
+
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, slug: str, version: str) -> Response:
         mv = _version(request, slug, version)
@@ -324,15 +341,17 @@ class VersionScanReportApi(APIView):
         return Response(mv.scan_report)
 
 
-class UploadCreateApi(APIView):
+class UploadCreateApi(PortalApi):
     """Start a resumable upload of a ModelCar archive — or resume the interrupted one, for
     the same file name and size (200 instead of 201) — then PUT its bytes in chunks to `url`
     with Content-Range, and POST `complete_url`."""
 
+    platform_perms = {"POST": MANAGE}
+
     @extend_schema(request=UploadCreateSerializer,
                    responses={201: UploadOutputSerializer, 200: UploadOutputSerializer})
     def post(self, request: Request, slug: str, version: str) -> Response:
-        mv = _version(request, slug, version, PlatformPerm.MODELS_MANAGE)
+        mv = _version(request, slug, version)
         data = UploadCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         interrupted = getattr(mv, "upload", None)
@@ -367,11 +386,12 @@ class RawBytesParser(BaseParser):
 
 
 def _upload(request: Request, pk) -> UploadSession:
-    _require(request, PlatformPerm.MODELS_MANAGE)
     return selectors.upload_session_get(pk=pk)
 
 
-class UploadChunkApi(APIView):
+class UploadChunkApi(PortalApi):
+    platform_perms = {"GET": MANAGE, "PUT": MANAGE}
+
     parser_classes = [RawBytesParser]
 
     @extend_schema(responses=UploadOutputSerializer)
@@ -406,28 +426,34 @@ class UploadChunkApi(APIView):
         return Response(UploadOutputSerializer(session).data)
 
 
-class UploadCompleteApi(APIView):
+class UploadCompleteApi(PortalApi):
+    platform_perms = {"POST": MANAGE}
+
     @extend_schema(request=None, responses=UploadOutputSerializer)
     def post(self, request: Request, pk) -> Response:
         session = services.upload_complete(actor=request.user, session=_upload(request, pk))
         return Response(UploadOutputSerializer(session).data)
 
 
-class TenantModelListApi(APIView):
+class TenantModelListApi(TenantApi):
+    tenant_url_kwarg = "tenant_slug"
+    tenant_perms = {"GET": TenantPerm.TENANT_VIEW}
+
     @extend_schema(responses=TenantModelOutputSerializer(many=True))
     def get(self, request: Request, tenant_slug: str) -> Response:
-        tenant = tenant_for_api(request, tenant_slug, TenantPerm.TENANT_VIEW)
-        models = selectors.model_search(selectors.model_list_for_tenant(tenant=tenant),
+        models = selectors.model_search(selectors.model_list_for_tenant(tenant=self.tenant),
                                         q=request.query_params.get("q", ""),
                                         task=request.query_params.get("task", ""))
-        return Response(TenantModelOutputSerializer(models, many=True).data)
+        return self.paginate(models, TenantModelOutputSerializer)
 
 
-class TenantModelDetailApi(APIView):
+class TenantModelDetailApi(TenantApi):
+    tenant_url_kwarg = "tenant_slug"
+    tenant_perms = {"GET": TenantPerm.TENANT_VIEW}
+
     @extend_schema(responses=TenantModelOutputSerializer)
     def get(self, request: Request, tenant_slug: str, slug: str) -> Response:
-        tenant = tenant_for_api(request, tenant_slug, TenantPerm.TENANT_VIEW)
-        model = selectors.model_get_for_tenant(tenant=tenant, slug=slug)
+        model = selectors.model_get_for_tenant(tenant=self.tenant, slug=slug)
         data = TenantModelOutputSerializer(model).data
         data["annex_xii"] = selectors.annex_xii_document(model)
         data["versions"] = TenantVersionOutputSerializer(

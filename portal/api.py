@@ -1,20 +1,34 @@
-"""Shared pieces of the REST API: the one error type services raise and its handler."""
+"""Shared pieces of the REST API: the one error type services raise and its handler, and the
+one pagination every list answers with."""
 
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, status
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
-class ApplicationError(Exception):
-    """A business rule said no. `field_errors` maps field names to messages, if any apply."""
+class ApplicationError(DjangoValidationError):
+    """A business rule said no: the one refusal a service raises. `message` is one sentence
+    for a flash message or the API's `detail`; `field_errors` maps field names to messages, if
+    any apply (`__all__` for the whole input).
+
+    It is a Django `ValidationError` (with the same `messages` and `message_dict`), so Django
+    forms and admin actions show it as they show any invalid input; views catch
+    `ApplicationError` only, and the API answers it 400 (`exception_handler`)."""
 
     def __init__(self, message: str, *, field_errors: dict[str, list[str]] | None = None):
-        super().__init__(message)
+        self.field_errors = {
+            field: [messages] if isinstance(messages, str) else [str(m) for m in messages]
+            for field, messages in (field_errors or {}).items()}
+        super().__init__(self.field_errors or message)
         self.message = message
-        self.field_errors = field_errors or {}
+        self.args = (message,)  # pickles (Celery results) as `ApplicationError(message)`
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _django_validation_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
@@ -22,6 +36,19 @@ def _django_validation_errors(exc: DjangoValidationError) -> dict[str, list[str]
         return {field: [m for e in errors for m in e.messages] for field, errors in
                 exc.error_dict.items()}
     return {"non_field_errors": exc.messages}
+
+
+def refusal(errors: str | list[str] | dict[str, str | list[str]]) -> ApplicationError:
+    """The `ApplicationError` for a message, or for messages per field (`{"field": "…"}`,
+    `"__all__"` for the whole input): `raise refusal({"name": "Taken."})`."""
+    return refusal_from(DjangoValidationError(errors))
+
+
+def refusal_from(exc: DjangoValidationError) -> ApplicationError:
+    """What a model validator (or a Django form field's `clean`) refused, as the refusal a
+    service raises: the same messages, on the same fields."""
+    return ApplicationError(" ".join(exc.messages), field_errors=(
+        _django_validation_errors(exc) if hasattr(exc, "error_dict") else None))
 
 
 def full_clean_or_refuse(instance, *, exclude: list[str] | None = None) -> None:
@@ -47,13 +74,13 @@ def _messages(errors, where: str = "") -> list[str]:
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, ApplicationError):
+        # Like invalid input: `errors` always, the whole-input refusal under non_field_errors.
+        return Response({"detail": exc.message,
+                         "errors": exc.field_errors or {"non_field_errors": [exc.message]}},
+                        status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(_django_validation_errors(exc))
-    if isinstance(exc, ApplicationError):
-        body = {"detail": exc.message}
-        if exc.field_errors:
-            body["errors"] = exc.field_errors
-        return Response(body, status=status.HTTP_400_BAD_REQUEST)
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.ValidationError):
         errors = response.data
@@ -62,3 +89,21 @@ def exception_handler(exc, context):
         response.data = {"detail": "The request has invalid fields.",
                          "errors": {field: _messages(value) for field, value in errors.items()}}
     return response
+
+
+class PortalPagination(LimitOffsetPagination):
+    """Every list of the API: `?limit=&offset=`, answered as
+    `{"count", "next", "previous", "results"}`. `limit` defaults to 50 and is capped at 500
+    (a bigger one is read as 500); a limit or offset that is not a number is ignored."""
+
+    default_limit = 50
+    max_limit = 500
+
+    def get_schema_operation_parameters(self, view):
+        limit, offset = super().get_schema_operation_parameters(view)
+        limit["description"] = (f"How many results a page holds (default {self.default_limit}, "
+                                f"at most {self.max_limit}).")
+        limit["schema"] = {**limit["schema"], "minimum": 1, "maximum": self.max_limit}
+        offset["description"] = "How many results to skip (0 for the first page)."
+        offset["schema"] = {**offset["schema"], "minimum": 0}
+        return [limit, offset]

@@ -9,12 +9,11 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 import audit
-from portal.api import ApplicationError
+from portal.api import ApplicationError, full_clean_or_refuse, refusal
 from portal.gateway_config import bump_gateway_config
 from tenants.models import (
     Invitation,
@@ -65,7 +64,7 @@ def tenant_create(
         rate_limit_tpm=rate_limit_tpm, default_monthly_budget=default_monthly_budget,
         budget_currency=budget_currency,
     )
-    tenant.full_clean()
+    full_clean_or_refuse(tenant)
     tenant.save()
     audit.record(
         action="tenant.created", actor=actor, tenant=tenant, target=tenant,
@@ -86,7 +85,7 @@ def tenant_update(*, actor: User | str, tenant: Tenant, **values) -> Tenant:
     quotas = _changes(tenant, {k: v for k, v in values.items() if k in TENANT_QUOTA_FIELDS})
     if not profile and not quotas:
         return tenant
-    tenant.full_clean()
+    full_clean_or_refuse(tenant)
     tenant.save()
     if profile:
         audit.record(action="tenant.updated", actor=actor, tenant=tenant, target=tenant,
@@ -133,9 +132,9 @@ def invitation_create(
     """
     email = email.strip().lower()
     if role not in TenantRole.values:
-        raise ValidationError({"role": f"Choose one of: {', '.join(TenantRole.values)}."})
+        raise refusal({"role": f"Choose one of: {', '.join(TenantRole.values)}."})
     if Membership.objects.for_tenant(tenant).filter(user__email__iexact=email).exists():
-        raise ValidationError({"email": f"{email} is already a member of {tenant.name}."})
+        raise refusal({"email": f"{email} is already a member of {tenant.name}."})
     now = timezone.now()
     for previous in Invitation.objects.for_tenant(tenant).filter(
         email__iexact=email, accepted_at__isnull=True, revoked_at__isnull=True
@@ -150,7 +149,7 @@ def invitation_create(
         invited_by=actor if isinstance(actor, User) else None,
         expires_at=now + timedelta(days=settings.INVITATION_VALID_DAYS),
     )
-    invitation.full_clean()
+    full_clean_or_refuse(invitation)
     invitation.save()
     audit.record(action="invitation.created", actor=actor, tenant=tenant, target=invitation,
                  details={"email": email, "role": role})
@@ -227,7 +226,7 @@ def membership_create(
     *, actor: User | str, tenant: Tenant, user: User, role: str, source: str = "local"
 ) -> Membership:
     membership = Membership(tenant=tenant, user=user, role=role, source=source)
-    membership.full_clean()
+    full_clean_or_refuse(membership)
     membership.save()
     audit.record(action="membership.created", actor=actor, tenant=tenant, target=membership,
                  details={"user": user.email, "role": role, "source": source})
@@ -237,7 +236,7 @@ def membership_create(
 @transaction.atomic
 def membership_change_role(*, actor: User | str, membership: Membership, role: str) -> Membership:
     if role not in TenantRole.values:
-        raise ValidationError({"role": f"Choose one of: {', '.join(TenantRole.values)}."})
+        raise refusal({"role": f"Choose one of: {', '.join(TenantRole.values)}."})
     membership = (Membership.objects.select_for_update().select_related("user", "tenant")
                   .get(pk=membership.pk))
     if membership.role == role:
@@ -270,7 +269,7 @@ def platform_role_grant(
     *, actor: User | str, user: User, role: str, source: str = "local"
 ) -> PlatformRoleGrant:
     if role not in PlatformRole.values:
-        raise ValidationError({"role": f"Choose one of: {', '.join(PlatformRole.values)}."})
+        raise refusal({"role": f"Choose one of: {', '.join(PlatformRole.values)}."})
     grant, created = PlatformRoleGrant.objects.get_or_create(
         user=user, role=role, defaults={"source": source}
     )
@@ -303,7 +302,7 @@ def user_create(
         user.set_password(password)
     else:
         user.set_unusable_password()
-    user.full_clean()
+    full_clean_or_refuse(user)
     user.save()
     EmailAddress.objects.create(user=user, email=email, primary=True, verified=email_verified)
     audit.record(action="user.created", actor=actor, target=user, details={"email": email})

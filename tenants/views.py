@@ -5,7 +5,6 @@ from allauth.account.adapter import get_adapter as get_account_adapter
 from allauth.socialaccount.providers.openid_connect import views as oidc_views
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, login_required
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -13,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 import audit
 from portal.api import ApplicationError
-from portal.forms import add_service_errors, service_error_message
+from portal.forms import add_service_errors
 from portal.htmx import render_page_or_partial, wants_partial
 from tenants import identity, permissions, selectors, services
 from tenants.access import current_tenant, platform_view, tenant_view
@@ -61,7 +60,7 @@ def tenant_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             tenant = services.tenant_create(actor=request.user, **form.cleaned_data)
-        except (ValidationError, ApplicationError) as exc:
+        except ApplicationError as exc:
             add_service_errors(form, exc)
         else:
             messages.success(request, f"Tenant {tenant.name} created. Invite its first admin.")
@@ -90,7 +89,7 @@ def tenant_edit(request: HttpRequest, tenant_slug: str) -> HttpResponse:
         tenant.refresh_from_db()
         try:
             services.tenant_update(actor=request.user, tenant=tenant, **values)
-        except (ValidationError, ApplicationError) as exc:
+        except ApplicationError as exc:
             add_service_errors(form, exc)
         else:
             messages.success(request, f"Saved changes to {tenant.name}.")
@@ -188,7 +187,7 @@ def member_invite(request: HttpRequest) -> HttpResponse:
         try:
             invitation, _token = services.invitation_create(
                 actor=request.user, tenant=request.tenant, **form.cleaned_data)
-        except (ValidationError, ApplicationError) as exc:
+        except ApplicationError as exc:
             add_service_errors(form, exc)
         else:
             return _members_response(
@@ -206,8 +205,8 @@ def member_change_role(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         services.membership_change_role(actor=request.user, membership=membership,
                                         role=form.cleaned_data["role"])
-    except (ValidationError, ApplicationError) as exc:
-        return _members_response(request, error=service_error_message(exc), status=422)
+    except ApplicationError as exc:
+        return _members_response(request, error=exc.message, status=422)
     role_label = TenantRole(form.cleaned_data["role"]).label
     return _members_response(request, notice=f"{membership.user.email} is now {role_label}.")
 

@@ -6,7 +6,6 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from billing.budgets import selectors, services
 from billing.budgets.counters import budget_consumption
@@ -17,7 +16,7 @@ from billing.budgets.serializers import (
 )
 from models_catalog.selectors import model_list_for_tenant
 from portal.api import ApplicationError
-from tenants.api import tenant_for_api
+from tenants.api_access import TenantApi
 from tenants.permissions import TenantPerm
 
 
@@ -38,36 +37,43 @@ def _values(tenant, data: dict) -> dict:
     return values
 
 
-class BudgetListApi(APIView):
+class BudgetListApi(TenantApi):
+    tenant_perms = {"GET": TenantPerm.BUDGETS_VIEW, "POST": TenantPerm.BUDGETS_MANAGE}
+
     @extend_schema(responses=BudgetOutputSerializer(many=True), operation_id="budgets_list")
     def get(self, request: Request, slug: str) -> Response:
-        tenant = tenant_for_api(request, slug, TenantPerm.BUDGETS_VIEW)
-        return Response(BudgetOutputSerializer(selectors.budget_rows(tenant=tenant),
-                                               many=True).data)
+        return self.paginate(selectors.budget_rows(tenant=self.tenant), BudgetOutputSerializer)
 
     @extend_schema(request=BudgetInputSerializer, responses={201: BudgetOutputSerializer})
     def post(self, request: Request, slug: str) -> Response:
-        tenant = tenant_for_api(request, slug, TenantPerm.BUDGETS_MANAGE)
         data = BudgetInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        budget = services.budget_create(actor=request.user, tenant=tenant,
-                                       **_values(tenant, data.validated_data))
+        budget = services.budget_create(actor=request.user, tenant=self.tenant,
+                                       **_values(self.tenant, data.validated_data))
         return Response(BudgetOutputSerializer(_row(budget)).data,
                         status=status.HTTP_201_CREATED)
 
 
-class BudgetDetailApi(APIView):
+class BudgetDetailApi(TenantApi):
+    # Another tenant's or a missing budget is a 404 before a viewer's write is a 403.
+    tenant_perms = {"GET": TenantPerm.BUDGETS_VIEW, "PATCH": TenantPerm.BUDGETS_VIEW,
+                    "DELETE": TenantPerm.BUDGETS_VIEW}
+    object_tenant_perms = {"PATCH": TenantPerm.BUDGETS_MANAGE,
+                           "DELETE": TenantPerm.BUDGETS_MANAGE}
+
+    def budget(self, request: Request, pk: int):
+        budget = selectors.budget_get(tenant=self.tenant, pk=pk)
+        self.check_object_permissions(request, budget)
+        return budget
+
     @extend_schema(responses=BudgetOutputSerializer)
     def get(self, request: Request, slug: str, pk: int) -> Response:
-        tenant = tenant_for_api(request, slug, TenantPerm.BUDGETS_VIEW)
-        return Response(BudgetOutputSerializer(_row(selectors.budget_get(tenant=tenant,
-                                                                         pk=pk))).data)
+        return Response(BudgetOutputSerializer(_row(self.budget(request, pk))).data)
 
     @extend_schema(request=BudgetInputSerializer(partial=True), responses=BudgetOutputSerializer)
     def patch(self, request: Request, slug: str, pk: int) -> Response:
-        tenant = tenant_for_api(request, slug, TenantPerm.BUDGETS_VIEW)
-        budget = selectors.budget_get(tenant=tenant, pk=pk)
-        tenant_for_api(request, slug, TenantPerm.BUDGETS_MANAGE)
+        tenant = self.tenant
+        budget = self.budget(request, pk)
         data = BudgetInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
@@ -80,16 +86,13 @@ class BudgetDetailApi(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, slug: str, pk: int) -> Response:
-        tenant = tenant_for_api(request, slug, TenantPerm.BUDGETS_VIEW)
-        budget = selectors.budget_get(tenant=tenant, pk=pk)
-        tenant_for_api(request, slug, TenantPerm.BUDGETS_MANAGE)
-        services.budget_delete(actor=request.user, budget=budget)
+        services.budget_delete(actor=request.user, budget=self.budget(request, pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class BudgetAlertListApi(APIView):
+class BudgetAlertListApi(TenantApi):
+    tenant_perms = {"GET": TenantPerm.BUDGETS_VIEW}
+
     @extend_schema(responses=BudgetAlertSerializer(many=True))
     def get(self, request: Request, slug: str) -> Response:
-        tenant = tenant_for_api(request, slug, TenantPerm.BUDGETS_VIEW)
-        return Response(BudgetAlertSerializer(selectors.alert_list(tenant=tenant)[:500],
-                                              many=True).data)
+        return self.paginate(selectors.alert_list(tenant=self.tenant), BudgetAlertSerializer)

@@ -7,35 +7,38 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from billing.statements import exports, selectors
 from billing.statements.serializers import StatementDetailSerializer, StatementSerializer
-from tenants.api import tenant_for_api
+from tenants.api_access import TenantApi
 from tenants.permissions import TenantPerm
 
 
-class StatementListApi(APIView):
+class StatementListApi(TenantApi):
+    tenant_perms = {"GET": TenantPerm.STATEMENTS_VIEW}
+
     @extend_schema(responses=StatementSerializer(many=True), operation_id="statements_list")
     def get(self, request: Request, slug: str) -> Response:
-        tenant = tenant_for_api(request, slug, TenantPerm.STATEMENTS_VIEW)
-        return Response(StatementSerializer(selectors.statement_list(tenant=tenant),
-                                            many=True).data)
+        return self.paginate(selectors.statement_list(tenant=self.tenant), StatementSerializer)
 
 
-class StatementDetailApi(APIView):
+class StatementDetailApi(TenantApi):
+    tenant_perms = {"GET": TenantPerm.STATEMENTS_VIEW}
+
     @extend_schema(responses=StatementDetailSerializer)
     def get(self, request: Request, slug: str, month: str) -> Response:
-        tenant = tenant_for_api(request, slug, TenantPerm.STATEMENTS_VIEW)
+        tenant = self.tenant
         data = selectors.statement_get(tenant=tenant,
                                        period_start=selectors.statement_month(month))
         return Response(StatementDetailSerializer(data).data)
 
 
-class StatementCsvApi(APIView):
+class StatementCsvApi(TenantApi):
+    tenant_perms = {"GET": TenantPerm.STATEMENTS_VIEW}
+
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
     def get(self, request: Request, slug: str, month: str) -> HttpResponse:
-        tenant = tenant_for_api(request, slug, TenantPerm.STATEMENTS_VIEW)
+        tenant = self.tenant
         data = selectors.statement_get(tenant=tenant,
                                        period_start=selectors.statement_month(month))
         response = HttpResponse(exports.statement_csv(data), content_type="text/csv")

@@ -8,14 +8,13 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from billing.usage.forms import MAX_DAYS, MAX_HOURLY_DAYS
 from billing.usage.models import Granularity
 from billing.usage.selectors import GROUPS, UsageScope, own_key_ids, usage_query
 from portal.dates import validate_supported_date
 from tenants import permissions
-from tenants.api import require_platform_perm, tenant_for_api
+from tenants.api_access import PortalApi, TenantApi
 from tenants.permissions import PlatformPerm, TenantPerm
 
 
@@ -67,32 +66,35 @@ class UsageRowSerializer(serializers.Serializer):
     error_rate = serializers.FloatField()
 
 
-def _query(request: Request, **scope) -> Response:
+def _query(view: PortalApi, request: Request, **scope) -> Response:
     params = UsageQuerySerializer(data=request.query_params)
     params.is_valid(raise_exception=True)
     data = params.validated_data
     rows = usage_query(UsageScope(since=data["since"], until=data["until"],
                                   granularity=data["granularity"], **scope),
                        group_by=data["group_by"])
-    return Response(UsageRowSerializer(rows, many=True).data)
+    return view.paginate(rows, UsageRowSerializer)
 
 
-class TenantUsageApi(APIView):
+class TenantUsageApi(TenantApi):
+    tenant_perms = {"GET": TenantPerm.USAGE_VIEW}
+
     @extend_schema(parameters=[UsageQuerySerializer], responses=UsageRowSerializer(many=True),
                    operation_id="tenant_usage_query",
                    description="A tenant's usage by period (developers: their own keys).")
     def get(self, request: Request, slug: str) -> Response:
-        tenant = tenant_for_api(request, slug, TenantPerm.USAGE_VIEW)
+        tenant = self.tenant
         scope = {"tenant_id": tenant.pk}
         if not permissions.has_tenant_perm(request.user, tenant, TenantPerm.USAGE_VIEW_ALL):
             scope["api_key_ids"] = own_key_ids(user=request.user, tenant=tenant)
-        return _query(request, **scope)
+        return _query(self, request, **scope)
 
 
-class PlatformUsageApi(APIView):
+class PlatformUsageApi(PortalApi):
+    platform_perms = {"GET": PlatformPerm.USAGE_VIEW}
+
     @extend_schema(parameters=[UsageQuerySerializer], responses=UsageRowSerializer(many=True),
                    operation_id="platform_usage_query",
                    description="Usage across tenants (MSP admins).")
     def get(self, request: Request) -> Response:
-        require_platform_perm(request, PlatformPerm.USAGE_VIEW)
-        return _query(request)
+        return _query(self, request)

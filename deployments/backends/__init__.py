@@ -58,8 +58,8 @@ class ClusterBackend:
 
     def rollout_fields(self, deployment: Deployment, version,
                        canary_traffic_percent: int | None) -> dict:
-        """Checks of a roll-out of `version` (ValidationError) and the fields it sets beside
-        the version (or the canary) itself."""
+        """Checks of a roll-out of `version` (refused with `portal.api.ApplicationError`)
+        and the fields it sets beside the version (or the canary) itself."""
         return {}
 
     def promotion_fields(self, deployment: Deployment) -> dict:

@@ -39,6 +39,7 @@ from deployments.models import (
     ScaleMetric,
 )
 from models_catalog.selectors import registry_configured, registry_host
+from portal.api import refusal
 
 MANAGED_BY = "sovereign-model-portal"
 LABEL_TENANT = "portal.sovereign.eu/tenant"
@@ -159,7 +160,7 @@ def canary_name(deployment: Deployment, version) -> str:
     `{isvc}-{name}-predictor` within 63 characters and differs from the stable predictor's."""
     room = DNS_LABEL_MAX - len(deployment.resource_name) - len("--predictor")
     if room < 2:
-        raise ValidationError(
+        raise refusal(
             {"version": f"The InferenceService name {deployment.resource_name!r} is too long "
                         "for a Standard-mode canary (KServe names its Deployment "
                         "<name>-<canary>-predictor, at most 63 characters): roll out without "
@@ -323,7 +324,7 @@ class KServeBackend(ClusterBackend):
                        canary_traffic_percent: int | None) -> dict:
         if canary_traffic_percent and deployment.mode == DeploymentMode.STANDARD:
             if deployment.min_replicas < 1:
-                raise ValidationError({"canary_traffic_percent": (
+                raise refusal({"canary_traffic_percent": (
                     "In Standard mode KServe runs a canary with ceil(min replicas × percent / "
                     "100) pods, so with min replicas 0 it would get none: scale to at least "
                     "1 minimum replica first, or roll out without a canary.")})

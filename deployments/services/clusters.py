@@ -21,7 +21,7 @@ from deployments.models import (
     TenantNamespace,
 )
 from portal import crypto, outbound, stored_secrets
-from portal.api import ApplicationError
+from portal.api import ApplicationError, full_clean_or_refuse, refusal
 from portal.text import validate_header_token
 from tenants.models import Tenant, TenantStatus
 
@@ -34,8 +34,8 @@ def _check_capacity_map(capacity: dict) -> None:
     if not isinstance(capacity, dict) or not all(
             isinstance(k, str) and k and isinstance(v, int) and v >= 0
             for k, v in capacity.items()):
-        raise ValidationError({"gpu_capacity": "Give GPUs per product as whole numbers, e.g. "
-                                               "NVIDIA-A100-SXM4-80GB=8."})
+        raise refusal({"gpu_capacity": "Give GPUs per product as whole numbers, e.g. "
+                                       "NVIDIA-A100-SXM4-80GB=8."})
 
 
 def _check_api_url(api_url: str) -> None:
@@ -44,7 +44,7 @@ def _check_api_url(api_url: str) -> None:
     try:
         outbound.check_url(api_url, outbound.msp_policy(), unresolvable_ok=True)
     except outbound.OutboundRefused as exc:
-        raise ValidationError({"api_url": exc.message}) from None
+        raise refusal({"api_url": exc.message}) from None
 
 
 def _check_credentials(*, kind: str, credentials: str, ca_bundle: str) -> None:
@@ -54,19 +54,19 @@ def _check_credentials(*, kind: str, credentials: str, ca_bundle: str) -> None:
         try:
             found = kubeconfig.parse(credentials)
         except kubeconfig.KubeconfigRefused as exc:
-            raise ValidationError({"credentials": exc.message}) from None
+            raise refusal({"credentials": exc.message}) from None
         try:  # an inline token goes into every request's Authorization header
             validate_header_token(found.token)
         except ValidationError as exc:
-            raise ValidationError({"credentials": exc.messages}) from None
+            raise refusal({"credentials": exc.messages}) from None
     else:
         token = credentials.strip()
         try:
             if not token:
-                raise ValidationError("Give the token.")
+                raise refusal("Give the token.")
             validate_header_token(token)
         except ValidationError as exc:
-            raise ValidationError({"credentials": [
+            raise refusal({"credentials": [
                 "A token is one line without spaces; for a kubeconfig, choose Kubeconfig.",
                 *exc.messages]}) from None
         found = kubeconfig.Credentials(token=token)
@@ -78,7 +78,7 @@ def _check_credentials(*, kind: str, credentials: str, ca_bundle: str) -> None:
         found.ssl_context()
     except kubeconfig.KubeconfigRefused as exc:
         field = ca_field if exc.field == "certificate-authority-data" else "credentials"
-        raise ValidationError({field: exc.message}) from None
+        raise refusal({field: exc.message}) from None
 
 
 def cluster_create(*, actor, name: str, api_url: str, jurisdiction: str, credentials: str,
@@ -97,7 +97,7 @@ def cluster_create(*, actor, name: str, api_url: str, jurisdiction: str, credent
                           credentials_encrypted=crypto.encrypt(credentials),
                           gpu_capacity=gpu_capacity, gateway_namespace=gateway_namespace,
                           default_mode=default_mode)
-        cluster.full_clean()
+        full_clean_or_refuse(cluster)
         cluster.save()
         audit.record(action="cluster.created", actor=actor, target=cluster,
                      details={"name": name, "api_url": cluster.api_url,
@@ -118,13 +118,13 @@ def cluster_update(*, actor, cluster: Cluster, credentials: str = "", **fields) 
         if kind == CredentialKind.TOKEN:
             credentials = credentials.strip()
     elif kind != cluster.credential_kind:
-        raise ValidationError({"credentials": "The kind of credentials changed: give the new "
-                                              "credentials."})
+        raise refusal({"credentials": "The kind of credentials changed: give the new "
+                                      "credentials."})
     elif ca_bundle != cluster.ca_bundle:
         try:
             stored = stored_secrets.reveal(cluster, "credentials_encrypted")
         except stored_secrets.SecretUnreadable as exc:
-            raise ValidationError({"credentials": exc.message}) from None
+            raise refusal({"credentials": exc.message}) from None
         _check_credentials(kind=kind, credentials=stored, ca_bundle=ca_bundle)
     if fields.get("api_url", cluster.api_url) != cluster.api_url:
         _check_api_url(fields["api_url"])
@@ -137,7 +137,7 @@ def cluster_update(*, actor, cluster: Cluster, credentials: str = "", **fields) 
         if credentials:
             cluster.credentials_encrypted = crypto.encrypt(credentials)
             changed["credentials"] = "replaced"
-        cluster.full_clean()
+        full_clean_or_refuse(cluster)
         cluster.save()
         if changed:
             audit.record(action="cluster.updated", actor=actor, target=cluster,

@@ -20,6 +20,7 @@ from deployments.services.lifecycle import _event
 from models_catalog import services as catalog_services
 from models_catalog.models import Model
 from portal import crypto, outbound
+from portal.api import full_clean_or_refuse, refusal
 from portal.gateway_config import bump_gateway_config
 from portal.text import validate_header_token
 from tenants.models import Tenant
@@ -34,7 +35,7 @@ def _check_upstream_key(key: str | None) -> None:
     try:
         validate_header_token(key)
     except ValidationError as exc:
-        raise ValidationError({"upstream_api_key": exc.messages}) from None
+        raise refusal({"upstream_api_key": exc.messages}) from None
 
 
 def endpoint_model_resolve(*, actor, slug: str, task: str = "") -> Model:
@@ -43,11 +44,11 @@ def endpoint_model_resolve(*, actor, slug: str, task: str = "") -> Model:
     model = Model.objects.filter(slug=slug).first()
     if model is None:
         if not task:
-            raise ValidationError({"task": f"{slug!r} is not in the catalog yet: choose its "
-                                           "task (chat, completion or embeddings) to add it."})
+            raise refusal({"task": f"{slug!r} is not in the catalog yet: choose its "
+                                   "task (chat, completion or embeddings) to add it."})
         return catalog_services.model_create(actor=actor, slug=slug, name=slug, task=task)
     if task and model.task != task:
-        raise ValidationError({"task": f"{model.slug} is a {model.task} model, not {task}."})
+        raise refusal({"task": f"{model.slug} is a {model.task} model, not {task}."})
     return model
 
 
@@ -57,7 +58,7 @@ def _check_base_url(base_url: str) -> None:
     try:
         outbound.check_url(base_url, outbound.msp_policy(), unresolvable_ok=True)
     except outbound.OutboundRefused as exc:
-        raise ValidationError({"base_url": exc.message}) from None
+        raise refusal({"base_url": exc.message}) from None
 
 
 def external_endpoint_register(
@@ -75,7 +76,7 @@ def external_endpoint_register(
     """
     _check_upstream_key(upstream_api_key)
     if not base_url.rstrip("/"):
-        raise ValidationError({"base_url": "Give the endpoint's base URL."})
+        raise refusal({"base_url": "Give the endpoint's base URL."})
     _check_base_url(base_url)
     with transaction.atomic():
         if model is None:
@@ -86,7 +87,7 @@ def external_endpoint_register(
             upstream_model=upstream_model,
             upstream_api_key_encrypted=crypto.encrypt(upstream_api_key),
         )
-        deployment.full_clean()
+        full_clean_or_refuse(deployment)
         deployment.save()
         _event(deployment, f"Registered {deployment.base_url} as {model.slug}"
                            f"{f' (upstream name {upstream_model})' if upstream_model else ''}.")
@@ -108,7 +109,7 @@ def external_endpoint_update(*, actor, deployment: Deployment, base_url: str | N
     never appears in the audit trail — only whether it changed.
     """
     if deployment.backend != Backend.EXTERNAL or deployment.status == DeploymentStatus.DELETED:
-        raise ValidationError("Only a registered external endpoint can be edited.")
+        raise refusal("Only a registered external endpoint can be edited.")
     _check_upstream_key(upstream_api_key)
     changed = {}
     for field, value in (("base_url", base_url and base_url.rstrip("/")),
@@ -124,7 +125,7 @@ def external_endpoint_update(*, actor, deployment: Deployment, base_url: str | N
             setattr(deployment, field, value)
         if upstream_api_key is not None:
             deployment.upstream_api_key_encrypted = crypto.encrypt(upstream_api_key)
-        deployment.full_clean()
+        full_clean_or_refuse(deployment)
         deployment.save()
         key = None if upstream_api_key is None else ("removed" if not upstream_api_key
                                                      else "replaced")

@@ -41,6 +41,7 @@ from deployments.services.clusters import (
 from models_catalog import services as catalog_services
 from models_catalog.models import ModelLifecycle, ModelVersion
 from models_catalog.selectors import RegistryNotConfigured, registry_host
+from portal.api import full_clean_or_refuse, refusal
 from portal.gateway_config import bump_gateway_config
 from tenants.models import Tenant
 
@@ -56,7 +57,7 @@ def _refuse(*, actor, tenant, reason: str, field: str | None, details: dict) -> 
     with transaction.atomic():
         audit.record(action="deployment.refused", actor=actor, tenant=tenant,
                      details={**details, "reason": reason})
-    raise ValidationError({field: reason} if field else reason)
+    raise refusal({field: reason} if field else reason)
 
 
 def _check_version(version: ModelVersion) -> str | None:
@@ -126,8 +127,8 @@ def _book_gpus(deployment: Deployment) -> None:
                            gpus_needed=deployment.gpus_reserved,
                            exclude=deployment if deployment.pk else None)
     if problem:
-        raise ValidationError({problem[0]: problem[1] + " (booked meanwhile by another "
-                                                        "deployment)"})
+        raise refusal({problem[0]: problem[1] + " (booked meanwhile by another "
+                                                "deployment)"})
 
 
 def resource_name_for(version: ModelVersion, name: str) -> str:
@@ -170,18 +171,18 @@ def kserve_deployment_validate(*, actor, deployment: Deployment) -> None:
                "gpus": deployment.gpus_reserved}
     errors = backend_for(deployment).shape_errors(deployment)
     if errors:
-        raise ValidationError(errors)
+        raise refusal(errors)
     registry_host()  # the storageUri names it: RegistryNotConfigured says what to set
     if deployment.tenant and not deployment.tenant.is_active:
-        raise ValidationError({"tenant": f"{deployment.tenant.name} is suspended."})
+        raise refusal({"tenant": f"{deployment.tenant.name} is suspended."})
     taken = Deployment.objects.filter(
         cluster=deployment.cluster, namespace=deployment.namespace,
         resource_name=deployment.resource_name).exclude(status=S.DELETED)
     if deployment.pk:
         taken = taken.exclude(pk=deployment.pk)
     if taken.exists():
-        raise ValidationError({"name": f"{deployment.namespace}/{deployment.resource_name} "
-                                       "already exists on this cluster; choose another name."})
+        raise refusal({"name": f"{deployment.namespace}/{deployment.resource_name} "
+                               "already exists on this cluster; choose another name."})
     for version in filter(None, [deployment.version, deployment.canary_version]):
         problem = _check_version(version) or _packaging_problem(version, deployment.cluster)
         if problem:
@@ -284,7 +285,7 @@ def kserve_deployment_create(*, actor, deployment: Deployment) -> Deployment:
         _book_gpus(deployment)
         deployment.created_by = actor if getattr(actor, "pk", None) else None
         deployment.status, deployment.status_changed_at = S.PENDING, timezone.now()
-        deployment.full_clean()
+        full_clean_or_refuse(deployment)
         deployment.save()
         _event(deployment, f"Created: {deployment.version} on {deployment.cluster.name} "
                            f"({deployment.mode or backend_for(deployment).kind}), namespace "
@@ -414,7 +415,7 @@ def _change(*, actor, deployment: Deployment, action: str, message: str, details
             **fields) -> Deployment:
     """Save new desired state and hand it to the worker."""
     if deployment.backend not in CLUSTER_BACKENDS:
-        raise ValidationError("Only KServe deployments are managed by the portal.")
+        raise refusal("Only KServe deployments are managed by the portal.")
     for field, value in fields.items():
         setattr(deployment, field, value)
     if to == S.PENDING:
@@ -426,8 +427,8 @@ def _change(*, actor, deployment: Deployment, action: str, message: str, details
             _book_gpus(deployment)
         locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
         if locked.status not in from_statuses:
-            raise ValidationError(f"The deployment is {locked.get_status_display().lower()}; "
-                                  "wait until it settles.")
+            raise refusal(f"The deployment is {locked.get_status_display().lower()}; "
+                          "wait until it settles.")
         Deployment.objects.filter(pk=deployment.pk).update(**fields)
         changed = _transition(deployment, from_statuses=from_statuses, to=to, reason=message,
                               actor=actor, action=action, details=details)
@@ -462,19 +463,19 @@ def _update_fields(deployment: Deployment, version: ModelVersion,
                    canary_traffic_percent: int | None) -> dict:
     """The checks of a roll-out, and the fields it changes."""
     if version.model_id != deployment.model_id:
-        raise ValidationError({"version": f"{version} is not a version of "
-                                          f"{deployment.model.slug}."})
+        raise refusal({"version": f"{version} is not a version of "
+                                  f"{deployment.model.slug}."})
     if version.pk == deployment.version_id:
-        raise ValidationError({"version": f"{version} is already deployed."})
+        raise refusal({"version": f"{version} is already deployed."})
     if deployment.canary_version_id:
-        raise ValidationError({"version": "A canary is pending: promote or roll it back "
-                                          "first."})
+        raise refusal({"version": "A canary is pending: promote or roll it back "
+                                  "first."})
     backend = backend_for(deployment)
     if not canary_traffic_percent:
         return {"previous_version": deployment.version, "version": version,
                 **backend.rollout_fields(deployment, version, None)}
     if not 1 <= canary_traffic_percent <= 99:
-        raise ValidationError({"canary_traffic_percent": "Give 1 to 99 percent."})
+        raise refusal({"canary_traffic_percent": "Give 1 to 99 percent."})
     return {"canary_version": version, "canary_traffic_percent": canary_traffic_percent,
             **backend.rollout_fields(deployment, version, canary_traffic_percent)}
 
@@ -496,7 +497,7 @@ def deployment_update_version(*, actor, deployment: Deployment, version: ModelVe
 
 def deployment_promote(*, actor, deployment: Deployment) -> Deployment:
     if not deployment.canary_version_id:
-        raise ValidationError("There is no canary to promote.")
+        raise refusal("There is no canary to promote.")
     canary = deployment.canary_version
     return _change(actor=actor, deployment=deployment, action="deployment.promoted",
                    message=f"Canary {canary.version} promoted to 100% of traffic.",
@@ -514,7 +515,7 @@ def deployment_rollback(*, actor, deployment: Deployment) -> Deployment:
                        details={"canary": deployment.canary_version.version},
                        canary_version=None, canary_traffic_percent=None)
     if not deployment.previous_version_id:
-        raise ValidationError("There is nothing to roll back to.")
+        raise refusal("There is nothing to roll back to.")
     previous = deployment.previous_version
     return _change(actor=actor, deployment=deployment, action="deployment.rolled_back",
                    message=f"Rolled back to {previous.version}.",
@@ -532,9 +533,9 @@ def deployment_scale(*, actor, deployment: Deployment, min_replicas: int, max_re
     stay as they are when None."""
     if (deployment.canary_version_id and deployment.mode == DeploymentMode.STANDARD
             and min_replicas < 1):
-        raise ValidationError({"min_replicas": "A Standard-mode canary is pending and its "
-                                               "pods follow the minimum: promote or roll it "
-                                               "back before scaling to 0."})
+        raise refusal({"min_replicas": "A Standard-mode canary is pending and its "
+                                       "pods follow the minimum: promote or roll it "
+                                       "back before scaling to 0."})
     more = {k: v for k, v in {"autoscaler": autoscaler,
                               "prefill_replicas": prefill_replicas}.items() if v is not None}
     return _change(actor=actor, deployment=deployment, action="deployment.scaled",

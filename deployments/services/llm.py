@@ -29,6 +29,7 @@ from deployments.models import (
 )
 from deployments.services import lifecycle
 from models_catalog.models import ModelVersion
+from portal.api import refusal
 from tenants.models import Tenant
 
 S = DeploymentStatus
@@ -97,7 +98,7 @@ def _check_preset(preset: LLMServicePreset) -> None:
     else:
         preset.scheduler_config = {}
     if errors:
-        raise ValidationError(errors)
+        raise refusal(errors)
 
 
 def _name_taken(name: str, exclude: LLMServicePreset | None = None) -> bool:
@@ -122,7 +123,7 @@ def llm_preset_create(*, actor, **fields) -> LLMServicePreset:
     preset = LLMServicePreset(**{k: v for k, v in fields.items() if k in PRESET_FIELDS})
     _check_preset(preset)
     if _name_taken(preset.name):
-        raise ValidationError({"name": "A preset with this name exists."})
+        raise refusal({"name": "A preset with this name exists."})
     preset.created_by = actor if getattr(actor, "pk", None) else None
     preset.save()
     audit.record(action="llm_preset.created", actor=actor, target=preset,
@@ -161,9 +162,9 @@ def llm_preset_update(*, actor, preset: LLMServicePreset, **fields) -> LLMServic
         try:
             lifecycle.kserve_deployment_validate(actor=actor, deployment=proposed)
         except ValidationError as exc:
-            raise ValidationError(f"{deployment.name} on {deployment.cluster.name} uses this "
-                                  f"preset and would be refused: {' '.join(exc.messages)}"
-                                  ) from exc
+            raise refusal(f"{deployment.name} on {deployment.cluster.name} uses this "
+                          f"preset and would be refused: {' '.join(exc.messages)}"
+                          ) from exc
     with transaction.atomic():
         if rolls_out:
             preset.revision = before.revision + 1
@@ -197,12 +198,12 @@ def llm_preset_delete(*, actor, preset: LLMServicePreset) -> LLMServicePreset:
     """Retire a preset no deployment uses any more (the row stays for their history)."""
     preset = LLMServicePreset.objects.select_for_update().get(pk=preset.pk)
     if preset.archived_at:
-        raise ValidationError(f"{preset.name} is already deleted.")
+        raise refusal(f"{preset.name} is already deleted.")
     users = list(_users(preset).values_list("name", flat=True)[:6])
     if users:
         shown = ", ".join(users[:5]) + (", …" if len(users) > 5 else "")
-        raise ValidationError(f"{preset.name} is used by deployments that are not deleted "
-                              f"({shown}): delete them or wait until they show Deleted.")
+        raise refusal(f"{preset.name} is used by deployments that are not deleted "
+                      f"({shown}): delete them or wait until they show Deleted.")
     preset.archived_at = timezone.now()
     preset.save(update_fields=["archived_at", "updated_at"])
     audit.record(action="llm_preset.deleted", actor=actor, target=preset,

@@ -44,7 +44,8 @@ def test_people_fields_may_be_null_and_the_schema_says_so(client, tenant, tenant
                                                           msp_admin, tmp_path):
     gateway_services.apikey_create(actor="system:test", tenant=tenant, name="ci")
     client.force_login(tenant_admin)
-    assert _json(client, "get", f"/api/tenants/{tenant.slug}/keys/").json()[0]["owner"] is None
+    keys = _json(client, "get", f"/api/tenants/{tenant.slug}/keys/").json()["results"]
+    assert keys[0]["owner"] is None
     model = catalog_services.model_create(actor=msp_admin, slug="chat-small", name="Chat",
                                           task="chat")
     catalog_services.version_create(actor=msp_admin, model=model, version="2.0")

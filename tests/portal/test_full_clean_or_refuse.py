@@ -19,3 +19,21 @@ def test_field_errors_are_kept():
 
 def test_a_valid_instance_passes():
     full_clean_or_refuse(Model(slug="fine", name="Fine", task="chat"))
+
+
+def test_refusal_keeps_field_errors_and_reads_like_a_validation_error():
+    import pickle
+
+    from django.core.exceptions import ValidationError
+
+    from portal.api import refusal
+
+    refused = refusal({"name": "Taken.", "amount": ["Too big.", "Not a number."]})
+    assert isinstance(refused, ApplicationError) and isinstance(refused, ValidationError)
+    assert refused.field_errors == {"name": ["Taken."], "amount": ["Too big.", "Not a number."]}
+    assert refused.message_dict == refused.field_errors
+    assert refused.message == "Taken. Too big. Not a number." == str(refused)
+    plain = refusal("There is no canary to promote.")
+    assert plain.field_errors == {} and plain.messages == ["There is no canary to promote."]
+    again = pickle.loads(pickle.dumps(plain))
+    assert type(again) is ApplicationError and again.message == plain.message

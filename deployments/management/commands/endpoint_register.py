@@ -1,4 +1,3 @@
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from deployments import services
@@ -45,9 +44,7 @@ class Command(BaseCommand):
                 actor=actor, model_slug=options["model"], task=options["task"],
                 base_url=options["base_url"], upstream_model=options["upstream_model"],
                 upstream_api_key=key, tenant=tenant, name=options["name"])
-        except ValidationError as exc:
-            raise CommandError(_by_field(exc.message_dict)) from exc
-        except ApplicationError as exc:  # the catalog's refusal of a new model
+        except ApplicationError as exc:
             raise CommandError(_by_field(exc.field_errors) or exc.message) from exc
         if deployment.status_reason:
             self.stderr.write(f"Registered, but the endpoint is not healthy: "

@@ -1,7 +1,6 @@
 import re
 from datetime import UTC, datetime, timedelta
 
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from gateway import services
@@ -51,8 +50,6 @@ class Command(BaseCommand):
                 actor="system:apikey_create", tenant=tenant, name=options["name"], owner=owner,
                 expires_at=_expiry(options["expires"]) if options["expires"] else None,
                 allowed_models=models, rpm_limit=options["rpm"], tpm_limit=options["tpm"])
-        except ValidationError as exc:
-            raise CommandError("; ".join(" ".join(m) for m in exc.message_dict.values())) from exc
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         self.stdout.write(token)

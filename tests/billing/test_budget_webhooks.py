@@ -10,6 +10,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from billing.budgets import services as budgets
@@ -17,7 +18,6 @@ from billing.models import WebhookDelivery
 from billing.notifications import webhooks
 from billing.notifications.services import deliveries_create, webhook_endpoint_create
 from portal import crypto
-from portal.api import ApplicationError
 from tests.billing.budget_helpers import event, ingest, make_model
 
 
@@ -131,9 +131,9 @@ def test_a_receiver_that_keeps_failing_is_given_up(tenant, tenant_admin, setting
 def test_webhook_urls_that_are_not_public_http_are_refused(tenant, tenant_admin, settings,
                                                            url, message):
     settings.BUDGET_WEBHOOK_ALLOWED_NETWORKS = []
-    with pytest.raises(ApplicationError) as caught:
+    with pytest.raises(ValidationError) as caught:
         webhook_endpoint_create(actor=tenant_admin, tenant=tenant, name="x", url=url)
-    assert message in " ".join(caught.value.field_errors["url"])
+    assert message in " ".join(caught.value.message_dict["url"])
 
 
 def test_test_event_is_signed_and_logged(client, tenant, tenant_admin, receiver,

@@ -6,13 +6,13 @@ import pytest
 import redis
 from django.conf import settings
 from django.core import mail
+from django.core.exceptions import ValidationError
 from django.db import connection
 
 from billing.budgets import services as budgets
 from billing.budgets.alerts import alert_email_send
 from billing.budgets.counters import budget_consumption, budget_reconcile, counter_key
 from billing.models import Budget, BudgetAlert, Notification
-from portal.api import ApplicationError
 from tests.billing.budget_helpers import event, ingest, make_model
 
 
@@ -121,9 +121,9 @@ def test_concurrent_ingest_alerts_each_threshold_exactly_once(tenant, tenant_adm
 ])
 def test_bad_budgets_are_refused_with_field_errors(tenant, tenant_admin, values, field):
     arguments = {"name": "Bad", "amount": Decimal("10"), "currency": "EUR", **values}
-    with pytest.raises(ApplicationError) as caught:
+    with pytest.raises(ValidationError) as caught:
         budgets.budget_create(actor=tenant_admin, tenant=tenant, **arguments)
-    assert field in caught.value.field_errors
+    assert field in caught.value.message_dict
     assert not Budget.objects.exists()
 
 

@@ -1,10 +1,16 @@
 """Every write of the deployments app (clusters, namespaces, deployments), one import away.
 
-`clusters` holds clusters, the residency policy and tenant namespaces; `lifecycle` the
-deployment state machine; `external` registered OpenAI-compatible endpoints; `llm`
-LLMInferenceService presets and the deployments built on them.
+`clusters` holds clusters, the residency policy and tenant namespaces; `admission` every check
+before anything is applied; `lifecycle` the deployment state machine; `external` registered
+OpenAI-compatible endpoints; `llm` LLMInferenceService presets and the deployments built on
+them.
 """
 
+from deployments.services.admission import (
+    jurisdiction_allowed_for_tenant,
+    kserve_deployment_build,
+    kserve_deployment_validate,
+)
 from deployments.services.clusters import (
     EU_MEMBERS,
     cluster_check,
@@ -37,10 +43,7 @@ from deployments.services.lifecycle import (
     deployment_update_version,
     deployments_fail_stale,
     deployments_reconcile_all,
-    jurisdiction_allowed_for_tenant,
-    kserve_deployment_build,
     kserve_deployment_create,
-    kserve_deployment_validate,
 )
 from deployments.services.llm import (
     llm_deployment_build,

@@ -27,7 +27,7 @@ from deployments.models import (
     LLMServicePreset,
     SchedulerMode,
 )
-from deployments.services import lifecycle
+from deployments.services import admission, lifecycle
 from models_catalog.models import ModelVersion
 from portal.api import refusal
 from tenants.models import Tenant
@@ -160,7 +160,7 @@ def llm_preset_update(*, actor, preset: LLMServicePreset, **fields) -> LLMServic
         for field, value in shape.items():
             setattr(proposed, field, value)
         try:
-            lifecycle.kserve_deployment_validate(actor=actor, deployment=proposed)
+            admission.kserve_deployment_validate(actor=actor, deployment=proposed)
         except ValidationError as exc:
             raise refusal(f"{deployment.name} on {deployment.cluster.name} uses this "
                           f"preset and would be refused: {' '.join(exc.messages)}"
@@ -218,7 +218,7 @@ def llm_deployment_build(
 ) -> Deployment:
     """An unsaved LLMInferenceService deployment of a published ModelCar, with the preset's
     GPU shape: what the wizard previews as YAML."""
-    resource_name = lifecycle.resource_name_for(version, name)
+    resource_name = admission.resource_name_for(version, name)
     if autoscaler not in Autoscaler.values or min_replicas == max_replicas:
         autoscaler = ""
     shape = ({"gpu_product": preset.gpu_product, "gpu_count": preset.gpu_count,
@@ -226,7 +226,7 @@ def llm_deployment_build(
               "pods_per_replica": preset.pods_per_replica} if preset else {})
     return Deployment(
         model=version.model, tenant=tenant, name=resource_name, backend=Backend.LLMISVC,
-        cluster=cluster, version=version, namespace=lifecycle.namespace_for(tenant),
+        cluster=cluster, version=version, namespace=admission.namespace_for(tenant),
         resource_name=resource_name, upstream_model=resource_name, llm_preset=preset,
         min_replicas=min_replicas, max_replicas=max_replicas, autoscaler=autoscaler,
         prefill_replicas=prefill_replicas, **shape)

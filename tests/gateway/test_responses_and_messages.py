@@ -17,6 +17,7 @@ from billing.models import UsageRecord
 from deployments import services as deployment_services
 from gateway import services as gateway_services
 from models_catalog import services as catalog_services
+from tests.factories import TenantFactory
 from tests.support.gateway_fixtures import drained
 from tests.support.processes import start_upstream, stop
 
@@ -187,6 +188,29 @@ def test_messages_errors_have_anthropics_shape(served):
     openai_shape = requests.post(served.base + "/chat/completions", timeout=10, json={},
                                  headers={"x-api-key": "smp_nope_nope"})
     assert openai_shape.status_code == 401 and "code" in openai_shape.json()["error"]
+
+
+def test_another_tenants_model_is_no_model_on_responses_and_messages(served):
+    other = TenantFactory(slug="globex")
+    private = catalog_services.model_create(actor=served.actor, slug="globex-private",
+                                            name="Private", task="chat")
+    deployment_services.external_endpoint_register(
+        actor=served.actor, model=private, base_url=served.upstream, tenant=other,
+        upstream_model="chat-small")
+    _key, other_token = gateway_services.apikey_create(actor=served.actor, tenant=other,
+                                                       name="globex")
+    time.sleep(0.6)
+    with pytest.raises(anthropic.NotFoundError) as hidden:
+        anthropic_client(served).messages.create(
+            model="globex-private", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+    assert hidden.value.body["error"]["type"] == "not_found_error"
+    with pytest.raises(openai.NotFoundError):
+        openai_client(served).responses.create(model="globex-private", input="x")
+    # Its own tenant's key reaches it, and the usage is that tenant's.
+    answer = anthropic_client(served, token=other_token).messages.create(
+        model="globex-private", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+    assert answer.model == "globex-private"
+    assert one_record().tenant_id == other.pk
 
 
 def test_rate_limits_apply_to_responses_and_messages(served):

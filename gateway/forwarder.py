@@ -206,7 +206,7 @@ class Forwarder:
     async def _relay_stream(self, response: aiohttp.ClientResponse) -> None:
         """Pass the stream through event by event. The response starts with the first event,
         so an upstream that fails before it gets a plain error response; after it, a failure
-        ends the stream with an error event in OpenAI's shape."""
+        ends the stream with an error event in the API's own shape."""
         self.status = 200
         disconnected = asyncio.Event()
         watcher = asyncio.create_task(watch_disconnect(self.receive, disconnected))

@@ -106,6 +106,8 @@ class Messages(Api):
 def _error_type(exc: GatewayError) -> str:
     if exc.code == "insufficient_quota":
         return "billing_error"
+    if exc.status in _ERROR_TYPES:
+        return _ERROR_TYPES[exc.status]
     if exc.status >= 500:
         return "overloaded_error" if exc.status == 503 else "api_error"
-    return _ERROR_TYPES.get(exc.status, "invalid_request_error")
+    return "invalid_request_error"

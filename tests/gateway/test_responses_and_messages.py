@@ -317,3 +317,29 @@ def test_abandoned_responses_stream_is_estimated(served, slow_model):
     record = UsageRecord.objects.get(model_slug="chatty")
     assert (record.status_code, record.endpoint, record.estimated) == (499, "responses", True)
     assert record.input_tokens >= 1 and 2 <= record.output_tokens < 8
+
+
+def test_a_stalled_messages_stream_ends_with_anthropics_error_event(served):
+    process, base = start_upstream("--models", "stalling", "--stream-fault", "stall",
+                                   "--fault-after", "2")
+    try:
+        model = catalog_services.model_create(actor=served.actor, slug="stalling",
+                                              name="Stalling", task="chat")
+        deployment_services.external_endpoint_register(actor=served.actor, model=model,
+                                                       base_url=base)
+        time.sleep(0.6)
+        received = []
+        with pytest.raises(anthropic.APIStatusError) as cut_off:
+            with anthropic_client(served).messages.stream(
+                    model="stalling", max_tokens=64,
+                    messages=[{"role": "user", "content": "go on"}]) as stream:
+                received.extend(stream.text_stream)
+        assert received == ["Sovereign", " models"]
+        assert cut_off.value.body["error"]["type"] == "timeout_error"
+        assert drained(1, timeout=10) == 1
+    finally:
+        stop(process)
+    record = UsageRecord.objects.get(model_slug="stalling")
+    # Charged for its exact input and the two chunks that reached the client.
+    assert (record.status_code, record.input_tokens, record.output_tokens) == (504, 2, 2)
+    assert record.estimated

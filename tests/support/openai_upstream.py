@@ -185,7 +185,15 @@ def build_app(models: list[str], with_usage: bool, api_key: str, chunk_delay: fl
     async def sse(request, events) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
+        deltas = 0
         for name, data in events:
+            if name.endswith("delta"):
+                if stream_fault and deltas == fault_after:
+                    try:
+                        await misbehave(response)
+                    except ConnectionResetError:  # the gateway hung up, as it should
+                        return response
+                deltas += 1
             await response.write(f"event: {name}\ndata: ".encode() + orjson.dumps(data)
                                  + b"\n\n")
             if chunk_delay and name.endswith("delta"):

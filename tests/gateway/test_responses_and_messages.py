@@ -156,12 +156,16 @@ def test_messages_stream_is_metered_across_message_start_and_message_delta(serve
     assert (record.input_tokens, record.output_tokens) == (9 + 3, 8 + REASONING)
 
 
-def test_messages_accepts_a_bearer_key_too(served):
+def test_either_key_header_works_on_every_endpoint(served):
     answer = requests.post(served.base + "/messages", timeout=10, json={
         "model": "chat-small", "max_tokens": 16,
         "messages": [{"role": "user", "content": "hi"}]},
         headers={"Authorization": f"Bearer {served.token}"})
     assert answer.status_code == 200 and answer.json()["type"] == "message"
+    chat = requests.post(served.base + "/chat/completions", timeout=10, json={
+        "model": "chat-small", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"x-api-key": served.token})
+    assert chat.status_code == 200 and chat.json()["object"] == "chat.completion"
 
 
 def test_messages_errors_have_anthropics_shape(served):

@@ -1,4 +1,5 @@
-"""OpenAI's error shape for everything under /v1/: {"error": {message, type, param, code}}."""
+"""OpenAI's error shape for everything under /v1/: {"error": {message, type, param, code}}
+(`/v1/messages` answers in Anthropic's shape: `gateway.apis.messages`)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,10 @@ class GatewayError(Exception):
                                        "param": self.param, "code": self.code}})
 
 
-def missing_key() -> GatewayError:
-    return GatewayError(401, "You didn't provide an API key. Send it in the Authorization "
-                             "header as 'Bearer YOUR_KEY'; create keys in the portal under "
-                             "API keys.")
+def missing_key(hint: str = "Send it in the Authorization header as 'Bearer YOUR_KEY'"
+                ) -> GatewayError:
+    return GatewayError(401, f"You didn't provide an API key. {hint}; create keys in the "
+                             "portal under API keys.")
 
 
 def invalid_key(reason: str = "Incorrect API key provided.") -> GatewayError:

@@ -34,7 +34,7 @@ _TOKENS_PER_MESSAGE = 3
 def request_text(request: dict) -> tuple[str, int]:
     """The prompt's text and how many chat messages it has."""
     messages = request.get("messages")
-    parts = [_text(request.get("prompt")), _text(request.get("input")), _text(messages)]
+    parts = [text_of(request.get("prompt")), text_of(request.get("input")), text_of(messages)]
     return "\n".join(p for p in parts if p), len(messages) if isinstance(messages, list) else 0
 
 
@@ -46,8 +46,8 @@ def response_text(body: Any) -> str:
     for choice in body["choices"]:
         if isinstance(choice, dict):
             message = choice.get("message")
-            parts.append(_text(message.get("content")) if isinstance(message, dict)
-                         else _text(choice.get("text")))
+            parts.append(text_of(message.get("content")) if isinstance(message, dict)
+                         else text_of(choice.get("text")))
     return "".join(parts)
 
 
@@ -66,18 +66,20 @@ def stream_text(events: list[bytes]) -> str:
             if not isinstance(choice, dict):
                 continue
             delta = choice.get("delta")
-            parts.append(_text(delta.get("content")) if isinstance(delta, dict)
-                         else _text(choice.get("text")))
+            parts.append(text_of(delta.get("content")) if isinstance(delta, dict)
+                         else text_of(choice.get("text")))
     return "".join(parts)
 
 
-def _text(value: Any) -> str:
+def text_of(value: Any) -> str:
+    """The text in a message's content: a string, or text parts (`text`, `content`) nested
+    in lists and objects, as chat, Responses and Messages requests and answers hold it."""
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        return "\n".join(t for t in (_text(item) for item in value) if t)
+        return "\n".join(t for t in (text_of(item) for item in value) if t)
     if isinstance(value, dict):
-        return "\n".join(t for t in (_text(value.get("content")), _text(value.get("text")))
+        return "\n".join(t for t in (text_of(value.get("content")), text_of(value.get("text")))
                          if t)
     return ""
 

@@ -217,6 +217,9 @@ class PriceForm(forms.Form):
                                            decimal_places=6, label="Input, per million tokens")
     output_per_million = forms.DecimalField(min_value=Decimal("0"), max_digits=12,
                                             decimal_places=6, label="Output, per million tokens")
+    cached_input_per_million = forms.DecimalField(
+        min_value=Decimal("0"), max_digits=12, decimal_places=6, required=False,
+        label="Cached input, per million tokens (empty: the input price)")
     currency = forms.RegexField(regex=r"^[A-Z]{3}$", initial="EUR", max_length=3,
                                 error_messages={"invalid": "A three-letter code, e.g. EUR."})
     effective_from = forms.DateTimeField(required=False, label="From (UTC, empty: now)",

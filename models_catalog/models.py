@@ -53,14 +53,20 @@ currency_validator = RegexValidator(r"^[A-Z]{3}$", "Use a three-letter ISO 4217 
 
 
 class ModelPrice(models.Model):
-    """Price per million tokens from `effective_from` on. Rows are never edited: a new price is
-    a new row, so usage is always charged at the price in force when it was served."""
+    """Price per million tokens (input, cached input, output) from `effective_from` on. Rows
+    are never edited: a new price is a new row, so usage is always charged at the price in
+    force when it was served."""
 
     model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="prices")
     input_per_million = models.DecimalField(max_digits=12, decimal_places=6,
                                             validators=[MinValueValidator(Decimal("0"))])
     output_per_million = models.DecimalField(max_digits=12, decimal_places=6,
                                              validators=[MinValueValidator(Decimal("0"))])
+    cached_input_per_million = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Price of input tokens the model server read from its prefix cache; empty: "
+                  "the input price.")
     currency = models.CharField(max_length=3, default="EUR", validators=[currency_validator])
     effective_from = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)

@@ -213,7 +213,8 @@ class EntitlementsSerializer(serializers.Serializer):
 class PriceSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelPrice
-        fields = ["input_per_million", "output_per_million", "currency", "effective_from"]
+        fields = ["input_per_million", "output_per_million", "cached_input_per_million",
+                  "currency", "effective_from"]
 
 
 class PriceCreateSerializer(serializers.Serializer):
@@ -221,6 +222,11 @@ class PriceCreateSerializer(serializers.Serializer):
                                                  min_value=Decimal("0"))
     output_per_million = serializers.DecimalField(max_digits=12, decimal_places=6,
                                                   min_value=Decimal("0"))
+    cached_input_per_million = serializers.DecimalField(
+        max_digits=12, decimal_places=6, min_value=Decimal("0"), required=False,
+        allow_null=True, default=None,
+        help_text="Price of input tokens read from the model server's prefix cache; null: "
+                  "the input price.")
     currency = serializers.RegexField(r"^[A-Z]{3}$", default="EUR")
     effective_from = serializers.DateTimeField(required=False, allow_null=True, default=None,
                                                validators=[validate_supported_date])

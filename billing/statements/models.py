@@ -36,9 +36,13 @@ class StatementLine(models.Model):
     currency = models.CharField(max_length=3, blank=True)
     input_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True)
     output_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True)
+    cached_input_price_per_million = models.DecimalField(max_digits=12, decimal_places=6,
+                                                         null=True)
     requests = models.IntegerField()
     input_tokens = models.BigIntegerField()
     output_tokens = models.BigIntegerField()
+    cached_input_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
     amount = models.DecimalField(max_digits=20, decimal_places=8)
 
     class Meta:

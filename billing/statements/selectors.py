@@ -22,7 +22,8 @@ from billing.usage.models import UsageRecord
 from portal.dates import month_start, next_month, parse_month
 from tenants.models import Tenant
 
-GroupKey = tuple[str, str, Decimal | None, Decimal | None]  # model, currency, in, out price
+# model, currency, input, output and cached-input price
+GroupKey = tuple[str, str, Decimal | None, Decimal | None, Decimal | None]
 CENT = Decimal("0.01")
 
 
@@ -38,11 +39,14 @@ class Line:
     input_tokens: int
     output_tokens: int
     amount: Decimal
+    cached_input_price_per_million: Decimal | None = None
+    cached_input_tokens: int = 0  # of the input tokens
+    reasoning_tokens: int = 0  # of the output tokens
 
     @property
     def key(self) -> GroupKey:
         return (self.model_slug, self.currency, self.input_price_per_million,
-                self.output_price_per_million)
+                self.output_price_per_million, self.cached_input_price_per_million)
 
 
 @dataclass
@@ -65,9 +69,12 @@ class StatementData:
         for line in self.lines:
             total = sums.setdefault(line.currency, {"currency": line.currency, "amount": Decimal(0),
                                                     "input_tokens": 0, "output_tokens": 0,
-                                                    "requests": 0})
+                                                    "cached_input_tokens": 0,
+                                                    "reasoning_tokens": 0, "requests": 0})
             total["amount"] += line.amount
             total["input_tokens"] += line.input_tokens
+            total["cached_input_tokens"] += line.cached_input_tokens
+            total["reasoning_tokens"] += line.reasoning_tokens
             total["output_tokens"] += line.output_tokens
             total["requests"] += line.requests
         return [sums[c] for c in sorted(sums, key=lambda c: (c == "", c))]
@@ -89,15 +96,18 @@ def _usage_groups(tenant: Tenant, period_start: date) -> dict[GroupKey, Line]:
     rows = (UsageRecord.objects.filter(tenant=tenant, created_at__gte=_start(period_start),
                                        created_at__lt=_start(next_month(period_start)))
             .values("model_slug", "currency", "input_price_per_million",
-                    "output_price_per_million")
+                    "output_price_per_million", "cached_input_price_per_million")
             .annotate(requests=Count("id"), input_tokens=Sum("input_tokens"),
-                      output_tokens=Sum("output_tokens"), amount=Sum("cost")))
+                      output_tokens=Sum("output_tokens"),
+                      cached_input_tokens=Sum("cached_input_tokens"),
+                      reasoning_tokens=Sum("reasoning_tokens"), amount=Sum("cost")))
     lines = {}
     for row in rows:
         line = Line(LineKind.USAGE, period_start, row["model_slug"], row["currency"],
                     row["input_price_per_million"], row["output_price_per_million"],
                     row["requests"], row["input_tokens"] or 0, row["output_tokens"] or 0,
-                    row["amount"] or Decimal(0))
+                    row["amount"] or Decimal(0), row["cached_input_price_per_million"],
+                    row["cached_input_tokens"] or 0, row["reasoning_tokens"] or 0)
         lines[line.key] = line
     return lines
 
@@ -105,7 +115,9 @@ def _usage_groups(tenant: Tenant, period_start: date) -> dict[GroupKey, Line]:
 def _stored(line: StatementLine) -> Line:
     return Line(line.kind, line.source_period, line.model_slug, line.currency,
                 line.input_price_per_million, line.output_price_per_million, line.requests,
-                line.input_tokens, line.output_tokens, line.amount)
+                line.input_tokens, line.output_tokens, line.amount,
+                line.cached_input_price_per_million, line.cached_input_tokens,
+                line.reasoning_tokens)
 
 
 def _corrections(tenant: Tenant, period_start: date, closed: set[date]) -> list[Line]:
@@ -117,7 +129,7 @@ def _corrections(tenant: Tenant, period_start: date, closed: set[date]) -> list[
             month = next_month(month)
         if month != period_start:
             continue
-        accounted: dict[GroupKey, list[int | Decimal]] = defaultdict(lambda: [0, 0, 0, 0])
+        accounted: dict[GroupKey, list[int | Decimal]] = defaultdict(lambda: [0] * 6)
         for stored in StatementLine.objects.filter(statement__tenant=tenant,
                                                    source_period=source):
             line = _stored(stored)
@@ -126,13 +138,20 @@ def _corrections(tenant: Tenant, period_start: date, closed: set[date]) -> list[
             totals[1] += line.input_tokens
             totals[2] += line.output_tokens
             totals[3] += line.amount
+            totals[4] += line.cached_input_tokens
+            totals[5] += line.reasoning_tokens
         for key, actual in _usage_groups(tenant, source).items():
-            requests, input_tokens, output_tokens, amount = accounted.get(key, [0, 0, 0, 0])
+            requests, input_tokens, output_tokens, amount, cached, reasoning = accounted.get(
+                key, [0] * 6)
             if actual.requests == requests and actual.amount == amount:
                 continue
-            lines.append(Line(LineKind.CORRECTION, source, *key, actual.requests - requests,
+            model_slug, currency, input_price, output_price, cached_price = key
+            lines.append(Line(LineKind.CORRECTION, source, model_slug, currency, input_price,
+                              output_price, actual.requests - requests,
                               actual.input_tokens - input_tokens,
-                              actual.output_tokens - output_tokens, actual.amount - amount))
+                              actual.output_tokens - output_tokens, actual.amount - amount,
+                              cached_price, actual.cached_input_tokens - cached,
+                              actual.reasoning_tokens - reasoning))
     return lines
 
 

@@ -12,9 +12,16 @@ class StatementLineSerializer(serializers.Serializer):
                                                        allow_null=True)
     output_price_per_million = serializers.DecimalField(max_digits=12, decimal_places=6,
                                                         allow_null=True)
+    cached_input_price_per_million = serializers.DecimalField(
+        max_digits=12, decimal_places=6, allow_null=True,
+        help_text="Price of a million cached input tokens when the usage was served.")
     requests = serializers.IntegerField()
     input_tokens = serializers.IntegerField()
+    cached_input_tokens = serializers.IntegerField(
+        help_text="Of the input tokens, those the model server read from its cache.")
     output_tokens = serializers.IntegerField()
+    reasoning_tokens = serializers.IntegerField(
+        help_text="Of the output tokens, those the model spent reasoning.")
     amount = serializers.DecimalField(max_digits=20, decimal_places=8)
 
 
@@ -22,7 +29,9 @@ class StatementTotalSerializer(serializers.Serializer):
     currency = serializers.CharField()
     requests = serializers.IntegerField()
     input_tokens = serializers.IntegerField()
+    cached_input_tokens = serializers.IntegerField()
     output_tokens = serializers.IntegerField()
+    reasoning_tokens = serializers.IntegerField()
     amount = serializers.DecimalField(max_digits=20, decimal_places=8)
 
 

@@ -34,7 +34,9 @@ def statement_close(*, actor, tenant: Tenant, period_start: date) -> Statement:
         model_slug=line.model_slug, currency=line.currency,
         input_price_per_million=line.input_price_per_million,
         output_price_per_million=line.output_price_per_million, requests=line.requests,
-        input_tokens=line.input_tokens, output_tokens=line.output_tokens, amount=line.amount)
+        input_tokens=line.input_tokens, output_tokens=line.output_tokens, amount=line.amount,
+        cached_input_price_per_million=line.cached_input_price_per_million,
+        cached_input_tokens=line.cached_input_tokens, reasoning_tokens=line.reasoning_tokens)
         for line in data.lines])
     audit.record(action="billing.statement_close", actor=actor, tenant=tenant, target=statement,
                  details={"period": f"{period_start:%Y-%m}", "lines": len(data.lines),

@@ -58,7 +58,12 @@ class UsageRowSerializer(serializers.Serializer):
     requests = serializers.IntegerField()
     errors = serializers.IntegerField()
     input_tokens = serializers.IntegerField()
+    cached_input_tokens = serializers.IntegerField(
+        help_text="Of the input tokens, those the model server read from its cache (charged "
+                  "at the model's cached-input price).")
     output_tokens = serializers.IntegerField()
+    reasoning_tokens = serializers.IntegerField(
+        help_text="Of the output tokens, those the model spent reasoning.")
     cost = serializers.DecimalField(max_digits=20, decimal_places=8)
     latency_avg_ms = serializers.IntegerField(allow_null=True)
     latency_p50_ms = serializers.IntegerField(allow_null=True)

@@ -33,12 +33,18 @@ class UsageRecord(TenantOwned):
     streamed = models.BooleanField(default=False)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
+    cached_input_tokens = models.PositiveIntegerField(
+        default=0, help_text="Of the input tokens, those the model server read from its cache.")
+    reasoning_tokens = models.PositiveIntegerField(
+        default=0, help_text="Of the output tokens, those the model spent reasoning.")
     estimated = models.BooleanField(default=False,
                                     help_text="Token counts estimated: the upstream gave none.")
     latency_ms = models.PositiveIntegerField(default=0)
     ttft_ms = models.PositiveIntegerField(null=True)
     input_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True)
     output_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True)
+    cached_input_price_per_million = models.DecimalField(max_digits=12, decimal_places=6,
+                                                         null=True)
     currency = models.CharField(max_length=3, blank=True)
     cost = models.DecimalField(max_digits=16, decimal_places=8, default=0)
     sealed_by = models.BigIntegerField(
@@ -75,6 +81,8 @@ class UsageRollup(models.Model):
     errors = models.BigIntegerField(default=0)
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
+    cached_input_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
     cost = models.DecimalField(max_digits=20, decimal_places=8, default=0)
     latency_ms_sum = models.BigIntegerField(default=0)
     lat_0 = models.BigIntegerField(default=0)

@@ -27,7 +27,7 @@ from portal import locks
 _KEY_COLUMNS = ("granularity", "bucket", "tenant_id", "api_key_id", "model_id",
                 "deployment_id", "currency")
 _SUM_COLUMNS = ("requests", "errors", "input_tokens", "output_tokens", "cost",
-                "latency_ms_sum", *LATENCY_COLUMNS)
+                "latency_ms_sum", *LATENCY_COLUMNS, "cached_input_tokens", "reasoning_tokens")
 
 
 def bucket_start(when: datetime, granularity: str) -> datetime:
@@ -53,6 +53,8 @@ def _aggregate(records) -> dict[tuple, dict]:
             row["errors"] += 1 if record.status_code >= 400 else 0
             row["input_tokens"] += record.input_tokens
             row["output_tokens"] += record.output_tokens
+            row["cached_input_tokens"] += record.cached_input_tokens
+            row["reasoning_tokens"] += record.reasoning_tokens
             row["cost"] += Decimal(record.cost)
             row["latency_ms_sum"] += record.latency_ms
             row[LATENCY_COLUMNS[latency_bucket(record.latency_ms)]] += 1
@@ -111,7 +113,8 @@ def rollups_rebuild(*, since: datetime, until: datetime) -> int:
     records = (UsageRecord.objects.filter(created_at__gte=since, created_at__lt=until)
                .only("created_at", "tenant_id", "api_key_id", "model_id", "model_slug",
                      "deployment_id", "currency", "status_code", "input_tokens",
-                     "output_tokens", "cost", "latency_ms").order_by().iterator(10_000))
+                     "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost",
+                     "latency_ms").order_by().iterator(10_000))
     count, batch = 0, []
     rows: dict[tuple, dict] = {}
     for record in records:
@@ -148,7 +151,8 @@ def _aggregate_in_postgresql(cursor, where: str, params: list, *, upsert: bool) 
                    tenant_id, COALESCE(api_key_id, 0), COALESCE(model_id, 0),
                    COALESCE(deployment_id, 0), currency, MAX(model_slug), COUNT(*),
                    COUNT(*) FILTER (WHERE status_code >= 400), SUM(input_tokens),
-                   SUM(output_tokens), SUM(cost), SUM(latency_ms), {histogram}
+                   SUM(output_tokens), SUM(cost), SUM(latency_ms), {histogram},
+                   SUM(cached_input_tokens), SUM(reasoning_tokens)
             FROM {source} WHERE {where}
             GROUP BY 2, 3, 4, 5, 6, 7 ORDER BY 2, 3, 4, 5, 6, 7 {conflict}""",
                        [granularity, granularity, *params])

@@ -22,7 +22,7 @@ def _decimal(value: Decimal | None, step: Decimal) -> str | None:
 
 
 def canonical_line(record) -> bytes:
-    return json.dumps({
+    line = {
         "request_id": record.request_id, "tenant_id": record.tenant_id,
         "created_at": record.created_at.astimezone(UTC).isoformat(),
         "api_key_id": record.api_key_id, "model_id": record.model_id,
@@ -34,7 +34,16 @@ def canonical_line(record) -> bytes:
         "input_price_per_million": _decimal(record.input_price_per_million, _PRICE),
         "output_price_per_million": _decimal(record.output_price_per_million, _PRICE),
         "currency": record.currency, "cost": _decimal(record.cost, _COST),
-    }, sort_keys=True, separators=(",", ":")).encode()
+    }
+    # Fields added later appear only where they say something, so the lines (and digests) of
+    # records sealed before them stay as they were.
+    for name in ("cached_input_tokens", "reasoning_tokens"):
+        if getattr(record, name, 0):
+            line[name] = getattr(record, name)
+    if getattr(record, "cached_input_price_per_million", None) is not None:
+        line["cached_input_price_per_million"] = _decimal(
+            record.cached_input_price_per_million, _PRICE)
+    return json.dumps(line, sort_keys=True, separators=(",", ":")).encode()
 
 
 def batch_digest(records: Iterable) -> str:

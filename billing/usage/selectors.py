@@ -20,8 +20,8 @@ from tenants.models import Tenant
 
 GROUPS = {"tenant": "tenant_id", "key": "api_key_id", "model": "model_id",
           "deployment": "deployment_id"}
-_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cost", "latency_ms_sum",
-         *LATENCY_COLUMNS)
+_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_input_tokens",
+         "reasoning_tokens", "cost", "latency_ms_sum", *LATENCY_COLUMNS)
 
 
 def percentile_ms(histogram: list[int], fraction: float) -> int | None:
@@ -64,6 +64,8 @@ def _summed(row: dict[str, Any]) -> dict[str, Any]:
     row.update({
         "requests": requests, "errors": row["errors"] or 0,
         "input_tokens": row["input_tokens"] or 0, "output_tokens": row["output_tokens"] or 0,
+        "cached_input_tokens": row["cached_input_tokens"] or 0,
+        "reasoning_tokens": row["reasoning_tokens"] or 0,
         "cost": row["cost"] or Decimal(0),
         "latency_avg_ms": round((row.pop("latency_ms_sum") or 0) / requests) if requests else None,
         "latency_p50_ms": percentile_ms(histogram, 0.50),

@@ -1,6 +1,6 @@
 """Storing usage: gateway usage events become usage records, charged at the price in force
-when each request was served, sealed in the audit chain, and added to the rollups and the
-budget counters in the same transaction."""
+when each request was served (cached input tokens at the cached-input price), sealed in the
+audit chain, and added to the rollups and the budget counters in the same transaction."""
 
 from __future__ import annotations
 
@@ -39,9 +39,13 @@ def usage_records_ingest(*, events: list[dict]) -> int:
     for event in events:
         created = datetime.fromtimestamp(event["ts"], tz=UTC)
         price = price_at(event["model_id"], created) if event.get("model_id") else None
+        # Events of gateway workers older than cached/reasoning metering lack these counts.
+        cached = min(event.get("cached_input_tokens") or 0, event["input_tokens"])
+        reasoning = min(event.get("reasoning_tokens") or 0, event["output_tokens"])
         cost = Decimal(0)
         if price is not None:
-            cost = (event["input_tokens"] * price.input_per_million
+            cost = ((event["input_tokens"] - cached) * price.input_per_million
+                    + cached * cached_input_price(price)
                     + event["output_tokens"] * price.output_per_million) / _MILLION
         records.append(UsageRecord(
             tenant_id=event["tenant_id"], request_id=event["request_id"], created_at=created,
@@ -49,10 +53,12 @@ def usage_records_ingest(*, events: list[dict]) -> int:
             model_slug=event["model"], deployment_id=event.get("deployment_id"),
             endpoint=event["endpoint"], status_code=event["status"], streamed=event["streamed"],
             input_tokens=event["input_tokens"], output_tokens=event["output_tokens"],
+            cached_input_tokens=cached, reasoning_tokens=reasoning,
             estimated=event["estimated"], latency_ms=event["latency_ms"],
             ttft_ms=event.get("ttft_ms"),
             input_price_per_million=price.input_per_million if price else None,
             output_price_per_million=price.output_per_million if price else None,
+            cached_input_price_per_million=cached_input_price(price) if price else None,
             currency=price.currency if price else "", cost=cost))
     existing = set(UsageRecord.objects.filter(
         request_id__in=[r.request_id for r in records]).values_list("request_id", flat=True))
@@ -71,6 +77,14 @@ def usage_records_ingest(*, events: list[dict]) -> int:
     budgets_record_usage(records=records)
 
     return len(records)
+
+
+def cached_input_price(price) -> Decimal:
+    """The price of a million cached input tokens: the model's cached-input price, or its
+    input price when it has none."""
+    if price.cached_input_per_million is None:
+        return price.input_per_million
+    return price.cached_input_per_million
 
 
 def _storable(events: list[dict]) -> list[dict]:

@@ -32,6 +32,7 @@ def _chart_data(dashboard: Dashboard, granularity: str) -> dict[str, Any]:
         "buckets": [row["bucket"].strftime(fmt) for row in series],
         "input_tokens": [row["input_tokens"] for row in series],
         "output_tokens": [row["output_tokens"] for row in series],
+        "cached_input_tokens": [row["cached_input_tokens"] for row in series],
         "requests": [row["requests"] for row in series],
         "p50": [row["latency_p50_ms"] for row in series],
         "p95": [row["latency_p95_ms"] for row in series],
@@ -53,7 +54,7 @@ def _csv(dashboard: Dashboard, table: str, filename: str) -> HttpResponse:
     response["Content-Disposition"] = f'attachment; filename="{filename}-{table}.csv"'
     writer = csv_writer(response)
     figures = ["requests", "errors", "input_tokens", "output_tokens", "latency_p50_ms",
-               "latency_p95_ms"]
+               "latency_p95_ms", "cached_input_tokens", "reasoning_tokens"]
     if table == "series":
         writer.writerow(["bucket", *figures])
         for row in dashboard.series:

@@ -16,8 +16,11 @@ from portal.api import ApplicationError, full_clean_or_refuse
 
 @transaction.atomic
 def price_set(*, actor, model: Model, input_per_million: Decimal, output_per_million: Decimal,
-              currency: str = "EUR", effective_from=None) -> ModelPrice:
-    """A new price from `effective_from` (default now). Past prices are never changed."""
+              currency: str = "EUR", effective_from=None,
+              cached_input_per_million: Decimal | None = None) -> ModelPrice:
+    """A new price from `effective_from` (default now). Past prices are never changed.
+    Cached input tokens (read from the model server's prefix cache) cost
+    `cached_input_per_million`; without one, the input price."""
     effective_from = effective_from or timezone.now()
     if effective_from < timezone.now() - timedelta(minutes=1):
         raise ApplicationError("A price can't start in the past: usage already served keeps the "
@@ -25,11 +28,14 @@ def price_set(*, actor, model: Model, input_per_million: Decimal, output_per_mil
                                field_errors={"effective_from": ["Choose now or a later time."]})
     price = ModelPrice(model=model, input_per_million=input_per_million,
                        output_per_million=output_per_million, currency=currency,
+                       cached_input_per_million=cached_input_per_million,
                        effective_from=effective_from)
     full_clean_or_refuse(price)
     price.save()
     audit.record(action="model.price_set", actor=actor, target=model,
                  details={"input_per_million": input_per_million,
-                          "output_per_million": output_per_million, "currency": currency,
+                          "output_per_million": output_per_million,
+                          "cached_input_per_million": cached_input_per_million,
+                          "currency": currency,
                           "effective_from": effective_from})
     return price

@@ -19,7 +19,9 @@
   var builders = {
     tokens: function (d) {
       return [{ type: "bar", name: "Input", x: d.buckets, y: d.input_tokens },
-              { type: "bar", name: "Output", x: d.buckets, y: d.output_tokens }];
+              { type: "bar", name: "Output", x: d.buckets, y: d.output_tokens },
+              { type: "scatter", mode: "lines+markers", name: "Input read from cache",
+                x: d.buckets, y: d.cached_input_tokens || [] }];
     },
     requests: function (d) {
       return [{ type: "bar", name: "Requests", x: d.buckets, y: d.requests },

@@ -85,7 +85,8 @@ def test_statement_csv_neutralises_text_and_keeps_negative_amounts_numeric(tenan
 
     correction = rows[1]
     assert correction[3] == "'-2+3"
-    assert correction[7:] == ["-1", "-1000", "-500", "-3.20"]
+    assert correction[7:11] == ["-1", "-1000", "-500", "-3.20"]
+    assert correction[11:] == ["", "0", "0"]  # cached-input price, cached and reasoning tokens
 
 
 def test_statement_downloads_go_through_the_same_writer(client, tenant, tenant_admin):

@@ -144,7 +144,8 @@ def test_tenant_dashboard_numbers_and_csv(client, tenant, model, keys, tenant_ad
     rows = list(csv.DictReader(io.StringIO(download.content.decode())))
     assert rows == [{"model": "chat-small", "currency": "EUR", "cost": "0.00160000",
                      "requests": "4", "errors": "0", "input_tokens": "400",
-                     "output_tokens": "80", "latency_p50_ms": "200", "latency_p95_ms": "200"}]
+                     "output_tokens": "80", "latency_p50_ms": "200", "latency_p95_ms": "200",
+                     "cached_input_tokens": "0", "reasoning_tokens": "0"}]
 
 
 def test_a_developer_sees_only_their_own_keys(client, tenant, model, keys, developer, viewer):

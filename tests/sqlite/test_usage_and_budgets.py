@@ -145,3 +145,18 @@ def test_without_redis_budgets_are_counted_from_the_records(tenant, tenant_admin
     assert counters.budget_consumption(money)["percent"] == 37.5
     assert counters.budget_consumption(tokens)["consumed"] == 3000  # two of the key's requests
     assert counters.budget_reconcile(budget=money) is None  # nothing to reconcile
+
+
+def test_cached_and_reasoning_tokens_add_up_on_sqlite(tenant, chat, keys):
+    mine, _theirs = keys
+    cached = {"cached_input_tokens": 600, "reasoning_tokens": 50}
+    ingest(*[event(tenant, chat, key_id=mine.pk, when=HOUR) | cached for _ in range(2)])
+    row = UsageRollup.objects.get(granularity=Granularity.HOUR, api_key_id=mine.pk)
+    assert (row.cached_input_tokens, row.reasoning_tokens) == (1200, 100)
+    dashboard = usage_dashboard(UsageScope(since=HOUR - timedelta(days=1),
+                                           until=HOUR + timedelta(days=1), granularity="hour",
+                                           tenant_id=tenant.pk))
+    assert dashboard.totals["cached_input_tokens"] == 1200
+    UsageRollup.objects.all().delete()
+    rollups_rebuild(since=HOUR, until=HOUR)
+    assert UsageRollup.objects.get(granularity=Granularity.HOUR).cached_input_tokens == 1200

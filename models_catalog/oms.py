@@ -31,6 +31,8 @@ from pathlib import Path, PurePosixPath
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from portal.signing import create_missing_debug_key
+
 # How the signature is attached to the image (the media type of a Sigstore bundle, as cosign
 # and the Sigstore model-validation tooling attach them).
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -70,11 +72,7 @@ def _key_path() -> Path:
     from django.conf import settings
 
     path = Path(settings.PLATFORM_MODEL_SIGNING_KEY_FILE)
-    if settings.DEBUG and not path.exists():
-        try:
-            write_new_key(path)
-        except FileExistsError:
-            pass  # another quickstart process created it a moment ago
+    create_missing_debug_key(path, write_new_key)
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except OSError as exc:

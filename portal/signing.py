@@ -85,12 +85,20 @@ def platform_key() -> Ed25519PrivateKey:
     from django.conf import settings
 
     path = Path(settings.PLATFORM_SIGNING_KEY_FILE)
+    create_missing_debug_key(path, write_new_key)
+    return load_private_key(path)
+
+
+def create_missing_debug_key(path: Path, write_new_key) -> None:
+    """With DEBUG (the quickstart) a key file that is missing is created on first use; in
+    production settings refuse to start without it."""
+    from django.conf import settings
+
     if settings.DEBUG and not path.exists():
         try:
             write_new_key(path)
         except FileExistsError:
             pass  # another process of the quickstart created it a moment ago
-    return load_private_key(path)
 
 
 def platform_public_key() -> Ed25519PublicKey:

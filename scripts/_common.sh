@@ -57,3 +57,16 @@ ensure_venv() {
 }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# The test suite's own platform key (Ed25519) and model-signing key (EC P-256), created once
+# under var/ and exported as the settings name them (unless the caller set them already).
+use_test_signing_keys() {
+  export PLATFORM_SIGNING_KEY_FILE="${PLATFORM_SIGNING_KEY_FILE:-$ROOT/var/test-platform-signing-key.pem}"
+  export PLATFORM_MODEL_SIGNING_KEY_FILE="${PLATFORM_MODEL_SIGNING_KEY_FILE:-$ROOT/var/test-platform-model-signing-key.pem}"
+  [ -f "$PLATFORM_SIGNING_KEY_FILE" ] || "$VENV/bin/python" -c \
+    'import sys; from portal.signing import write_new_key; write_new_key(sys.argv[1])' \
+    "$PLATFORM_SIGNING_KEY_FILE"
+  [ -f "$PLATFORM_MODEL_SIGNING_KEY_FILE" ] || "$VENV/bin/python" -c \
+    'import sys; from models_catalog.oms import write_new_key; write_new_key(sys.argv[1])' \
+    "$PLATFORM_MODEL_SIGNING_KEY_FILE"
+}

@@ -5,14 +5,7 @@ source "$(dirname "$0")/_common.sh"
 
 for tool in podman runc; do command -v "$tool" >/dev/null || apt_install "$tool"; done
 ensure_venv dev
-export PLATFORM_SIGNING_KEY_FILE="${PLATFORM_SIGNING_KEY_FILE:-$ROOT/var/test-platform-signing-key.pem}"
-[ -f "$PLATFORM_SIGNING_KEY_FILE" ] || "$VENV/bin/python" -c \
-  'import sys; from portal.signing import write_new_key; write_new_key(sys.argv[1])' \
-  "$PLATFORM_SIGNING_KEY_FILE"
-export PLATFORM_MODEL_SIGNING_KEY_FILE="${PLATFORM_MODEL_SIGNING_KEY_FILE:-$ROOT/var/test-platform-model-signing-key.pem}"
-[ -f "$PLATFORM_MODEL_SIGNING_KEY_FILE" ] || "$VENV/bin/python" -c \
-  'import sys; from models_catalog.oms import write_new_key; write_new_key(sys.argv[1])' \
-  "$PLATFORM_MODEL_SIGNING_KEY_FILE"
+use_test_signing_keys
 started=$SECONDS
 "$ROOT/scripts/image.sh"
 built=$SECONDS

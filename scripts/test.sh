@@ -22,15 +22,8 @@ export SECURE_COOKIES=false
 # loopback (and only loopback) for the portal's calls to endpoints and clusters. Tests of the
 # outbound policy itself set the allow-list they need.
 export OUTBOUND_ALLOWED_NETWORKS="127.0.0.0/8,::1/128"
-# The suite signs checkpoints and bundles with a key of its own, created once.
-export PLATFORM_SIGNING_KEY_FILE="${PLATFORM_SIGNING_KEY_FILE:-$ROOT/var/test-platform-signing-key.pem}"
-[ -f "$PLATFORM_SIGNING_KEY_FILE" ] || "$VENV/bin/python" -c \
-  'import sys; from portal.signing import write_new_key; write_new_key(sys.argv[1])' \
-  "$PLATFORM_SIGNING_KEY_FILE"
-export PLATFORM_MODEL_SIGNING_KEY_FILE="${PLATFORM_MODEL_SIGNING_KEY_FILE:-$ROOT/var/test-platform-model-signing-key.pem}"
-[ -f "$PLATFORM_MODEL_SIGNING_KEY_FILE" ] || "$VENV/bin/python" -c \
-  'import sys; from models_catalog.oms import write_new_key; write_new_key(sys.argv[1])' \
-  "$PLATFORM_MODEL_SIGNING_KEY_FILE"
+# The suite signs checkpoints, bundles and model files with keys of its own, created once.
+use_test_signing_keys
 export COMPLIANCE_REPORTS_DIR="$ROOT/var/test-reports"
 # Manifests are checked against KServe's own API types, from its SDK wheel (only the wheel:
 # its runtime dependencies are not needed to read the types).

@@ -21,7 +21,7 @@ import aiohttp
 import orjson
 from django.conf import settings
 
-from gateway import errors, ratelimit
+from gateway import errors, quota, ratelimit
 from gateway.directory import Directory, KeyInfo, Route, TenantInfo, Upstream
 from gateway.errors import GatewayError
 from gateway.keys import hash_token, prefix_of
@@ -58,8 +58,8 @@ _STATUS, _REQUEST_ID = "portal.status", "portal.request_id"
 class PreRequestCheck(Protocol):
     """What `GatewayApp.checks` holds: a check that may refuse a request (by raising
     GatewayError) after authentication and before forwarding, and otherwise returns headers
-    for the response. The rate limiter is one; the billing issue's budget check plugs in the
-    same way. Checks read only cached or Redis state: never the database."""
+    for the response. The rate limiter is one, the budget check (`gateway.quota`) another; a
+    request's checks run together. Checks read only cached or Redis state: never the database."""
 
     async def __call__(self, app: GatewayApp, key: KeyInfo, tenant: TenantInfo,
                        route: Route) -> list[tuple[bytes, bytes]]: ...
@@ -98,35 +98,6 @@ class RateLimitCheck:
         return decision.headers
 
 
-class BudgetCheck:
-    """Refuse requests under a blocking budget whose counter reached its limit: nothing when
-    no blocking budget applies, else one MGET of the applicable counters (pipelined with the
-    loop turn's other commands). Counters trail the traffic by the usage drain; see README
-    "Budgets and statements" for the resulting overshoot bound."""
-
-    async def __call__(self, app: GatewayApp, key: KeyInfo, tenant: TenantInfo,
-                       route: Route) -> list[tuple[bytes, bytes]]:
-        rules = app.directory.budgets.get(tenant.id)
-        if not rules:
-            return []
-        now = time.time()
-        applicable = [(rule, counter) for rule in rules if rule.applies(key.id, route.model_id)
-                      and (counter := rule.counter_key(now))]
-        if not applicable:
-            return []
-        try:
-            values = await app.redis.execute("MGET", *[counter for _, counter in applicable])
-        except (RedisReplyError, ConnectionError, OSError) as exc:
-            logger.warning("Budget counters unavailable: %s", exc)
-            raise GatewayError(503, "The gateway can't check budgets right now; retry "
-                                    "shortly.", type="server_error",
-                               code="budget_check_unavailable") from None
-        for (rule, _counter), value in zip(applicable, values, strict=True):
-            if value is not None and int(value) >= rule.limit:
-                raise errors.insufficient_quota(rule.name)
-        return []
-
-
 class GatewayApp:
     def __init__(self) -> None:
         self.directory = Directory(ttl=settings.GATEWAY_CACHE_TTL,
@@ -143,7 +114,7 @@ class GatewayApp:
         self.stream_timeout = aiohttp.ClientTimeout(
             total=settings.GATEWAY_UPSTREAM_TIMEOUT, sock_connect=settings.GATEWAY_CONNECT_TIMEOUT,
             sock_read=self.stream_idle_timeout)
-        self.checks: list[PreRequestCheck] = [RateLimitCheck(), BudgetCheck()]
+        self.checks: list[PreRequestCheck] = [RateLimitCheck(), quota.BudgetCheck()]
         self.redis: PipelinedRedis | None = None
         self.session: aiohttp.ClientSession | None = None
         self.usage: UsageRecorder | None = None
@@ -294,6 +265,12 @@ class GatewayApp:
         key, tenant = await self._authenticate(scope)
         scope[_TENANT] = tenant.slug
         scope[_ACTOR] = f"api_key:{key.id}"
+        if path in ("/v1/quota", "/v1/quota/"):
+            if method != "GET":
+                raise GatewayError(405, "Use GET for /v1/quota.")
+            body, headers = await quota.quota_body(self, key, tenant)
+            await _respond(send, 200, body, _JSON + headers, request_id)
+            return
         if path in ("/v1/models", "/v1/models/"):
             if method != "GET":
                 raise GatewayError(405, "Use GET for /v1/models.")
@@ -319,8 +296,13 @@ class GatewayApp:
             raise errors.bad_request(
                 f"`{route.slug}` is a {route.task} model; it can't serve {path}.", param="model")
         headers = [(b"x-request-id", request_id.encode())]
-        for check in self.checks:
-            headers += await check(self, key, tenant, route)
+        # Together, so their Redis commands share one pipelined write and one round trip.
+        for outcome in await asyncio.gather(*[check(self, key, tenant, route)
+                                              for check in self.checks],
+                                            return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            headers += outcome
         if route.lifecycle == "deprecated":
             headers.append((b"warning", f'299 - "Model {route.slug} is deprecated and will be '
                                         'retired; move to its successor."'.encode()))

@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import time
+
+import redis
+from django.conf import settings
 from django.db.models import QuerySet
 from django.http import Http404
 
+from billing.budgets.gateway import gateway_budget_rules
+from gateway import quota, ratelimit
 from gateway.models import ApiKey
+from models_catalog.models import Model
 from tenants.models import Tenant
 
 
@@ -24,3 +31,28 @@ def apikey_get_by_prefix(prefix: str) -> ApiKey | None:
     gateway's key cache; None when no key has it."""
     return (ApiKey.objects.filter(prefix=prefix).select_related("tenant")
             .prefetch_related("allowed_models").first())
+
+
+def apikey_quota(*, key: ApiKey) -> dict | None:
+    """What the key has left, as `GET /v1/quota` answers it (`gateway.quota`): the same
+    counters, rules and document, read here with redis-py. None without Redis (no gateway)."""
+    if not settings.REDIS_URL:
+        return None
+    now = time.time()
+    tenant = key.tenant
+    rules = gateway_budget_rules(tenant_id=tenant.pk).get(tenant.pk, [])
+    pairs = quota.applicable(rules, key.pk, quota.ANY_MODEL, now)
+    windows = ratelimit.window_keys(key.pk, tenant.pk, now)
+    try:
+        values = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5).mget(
+            [*windows, *[counter for _, counter in pairs]])
+    except redis.RedisError:
+        return None
+    model_ids = {rule.model_id for rule, _ in pairs if rule.model_id}
+    slugs = dict(Model.objects.filter(pk__in=model_ids).values_list("pk", "slug"))
+    return quota.quota_document(
+        key_id=key.pk, key_limits=(key.rpm_limit or 0, key.tpm_limit or 0),
+        tenant_slug=tenant.slug,
+        tenant_limits=(tenant.rate_limit_rpm or 0, tenant.rate_limit_tpm or 0),
+        window_values=values[:4], found=quota.figures(pairs, values[4:]), model_slugs=slugs,
+        now=now)

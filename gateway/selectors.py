@@ -6,10 +6,11 @@ import redis
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import Http404
+from django.utils import timezone
 
 from billing.budgets.gateway import gateway_budget_rules
 from gateway import quota, ratelimit
-from gateway.models import ApiKey
+from gateway.models import PLAYGROUND_KEY_NAME, ApiKey
 from models_catalog.models import Model
 from tenants.models import Tenant
 
@@ -56,3 +57,11 @@ def apikey_quota(*, key: ApiKey) -> dict | None:
         tenant_limits=(tenant.rate_limit_rpm or 0, tenant.rate_limit_tpm or 0),
         window_values=values[:4], found=quota.figures(pairs, values[4:]), model_slugs=slugs,
         now=now)
+
+
+def playground_key(*, user, tenant: Tenant) -> ApiKey | None:
+    """The person's current playground key (`services.playground_token` makes it), if any."""
+    return (ApiKey.objects.for_tenant(tenant).select_related("tenant")
+            .filter(owner=user, name=PLAYGROUND_KEY_NAME, revoked_at__isnull=True,
+                    expires_at__gt=timezone.now())
+            .order_by("-created_at").first())

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 import audit
 from gateway.keys import hash_token, new_token, token_for
-from gateway.models import ApiKey
+from gateway.models import PLAYGROUND_KEY_NAME, ApiKey
 from models_catalog.models import Model
 from models_catalog.selectors import model_list_for_tenant
 from portal.api import ApplicationError
@@ -158,7 +158,6 @@ def apikeys_mark_used(events: list[dict]) -> None:
             last_used_at=when)
 
 
-PLAYGROUND_KEY_NAME = "Playground"
 PLAYGROUND_KEY_LIFETIME = timedelta(hours=24)
 
 

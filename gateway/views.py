@@ -89,6 +89,27 @@ def key_rotate(request: HttpRequest, pk: int) -> HttpResponse:
     return _page(request, new_token=token, new_key=key, rotated=True)
 
 
+@tenant_view(TenantPerm.KEYS_VIEW)
+def key_quota(request: HttpRequest, pk: int) -> HttpResponse:
+    """What the key has left: the figures `GET /v1/quota` answers for it."""
+    key = selectors.apikey_get(tenant=request.tenant, pk=pk)
+    context = {"tenant": request.tenant, "key": key,
+               "quota": selectors.apikey_quota(key=key)}
+    return render_page_or_partial(request, "gateway/key_quota.html",
+                                  "gateway/partials/_quota.html", context)
+
+
+@tenant_view(TenantPerm.PLAYGROUND_USE)
+def playground_quota(request: HttpRequest) -> HttpResponse:
+    """The playground's figures (a partial the page loads, and reloads after each message):
+    those of the person's current playground key. Reading them creates no key."""
+    key = selectors.playground_key(user=request.user, tenant=request.tenant)
+    return render(request, "gateway/partials/_quota.html", {
+        "tenant": request.tenant, "key": key,
+        "quota": selectors.apikey_quota(key=key) if key else None,
+        "refresh_url": request.path})
+
+
 @tenant_view(TenantPerm.PLAYGROUND_USE)
 def playground(request: HttpRequest) -> HttpResponse:
     """The chat page. It holds no secret and changes nothing: the page's script asks for its

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
@@ -11,14 +12,19 @@ from rest_framework.views import APIView
 
 from gateway import selectors, services
 from gateway.serializers import (
+    ApiKeyBulkResultSerializer,
+    ApiKeyBulkRevokeSerializer,
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
     ApiKeyOutputSerializer,
     ApiKeyRotateSerializer,
+    ModelKeysBulkRevokeSerializer,
 )
+from models_catalog.models import Model
+from models_catalog.selectors import model_get_for_tenant
 from tenants import permissions
-from tenants.api import tenant_for_api
-from tenants.permissions import TenantPerm
+from tenants.api import require_platform_perm, tenant_for_api
+from tenants.permissions import PlatformPerm, TenantPerm
 
 
 def _created(key, token: str) -> dict:
@@ -77,3 +83,44 @@ class ApiKeyRotateApi(_KeyActionApi):
             actor=request.user, key=key,
             grace=timedelta(seconds=data.validated_data["grace_seconds"]))
         return Response(_created(key, token))
+
+
+def _bulk_result(keys, event, dry_run: bool) -> dict:
+    return ApiKeyBulkResultSerializer({
+        "dry_run": dry_run, "count": len(keys), "keys": keys,
+        "audit_event": event.seq if event else None}).data
+
+
+class ApiKeyBulkRevokeApi(APIView):
+    @extend_schema(request=ApiKeyBulkRevokeSerializer, responses=ApiKeyBulkResultSerializer)
+    def post(self, request: Request, slug: str) -> Response:
+        """Revoke every key of the tenant, of one person, or allowed to one model (tenant
+        admins). Lists them only, unless `dry_run` is false."""
+        tenant = tenant_for_api(request, slug, TenantPerm.KEYS_MANAGE_ALL)
+        data = ApiKeyBulkRevokeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        owner = (selectors.key_owner_get(tenant=tenant, pk=values["owner"])
+                 if values["owner"] is not None else None)
+        model = (model_get_for_tenant(tenant=tenant, slug=values["model"])
+                 if values["model"] else None)
+        keys, event = services.apikeys_bulk_revoke(
+            actor=request.user, tenant=tenant, owner=owner, model=model,
+            key_ids=values["key_ids"], dry_run=values["dry_run"])
+        return Response(_bulk_result(keys, event, values["dry_run"]))
+
+
+class ModelKeysBulkRevokeApi(APIView):
+    @extend_schema(request=ModelKeysBulkRevokeSerializer, responses=ApiKeyBulkResultSerializer)
+    def post(self, request: Request, slug: str) -> Response:
+        """Revoke every key, in every tenant, that lists this model among its allowed models
+        (MSP admins). Lists them only, unless `dry_run` is false."""
+        require_platform_perm(request, PlatformPerm.MODELS_MANAGE)
+        model = get_object_or_404(Model, slug=slug)
+        data = ModelKeysBulkRevokeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        keys, event = services.apikeys_bulk_revoke(
+            actor=request.user, tenant=None, model=model, key_ids=values["key_ids"],
+            dry_run=values["dry_run"])
+        return Response(_bulk_result(keys, event, values["dry_run"]))

@@ -4,7 +4,7 @@ import time
 
 import redis
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
@@ -12,7 +12,7 @@ from billing.budgets.gateway import gateway_budget_rules
 from gateway import quota, ratelimit
 from gateway.models import PLAYGROUND_KEY_NAME, ApiKey
 from models_catalog.models import Model
-from tenants.models import Tenant
+from tenants.models import Tenant, User
 
 
 def apikey_list(*, tenant: Tenant) -> QuerySet[ApiKey]:
@@ -65,3 +65,34 @@ def playground_key(*, user, tenant: Tenant) -> ApiKey | None:
             .filter(owner=user, name=PLAYGROUND_KEY_NAME, revoked_at__isnull=True,
                     expires_at__gt=timezone.now())
             .order_by("-created_at").first())
+
+
+def apikey_bulk_selection(*, tenant: Tenant | None, owner=None, model: Model | None = None
+                          ) -> QuerySet[ApiKey]:
+    """The keys a bulk revoke acts on: not yet revoked, of `tenant` (None: every tenant — the
+    MSP's scope, with `model`), owned by `owner` and/or allowed to `model` (keys that list it
+    among their allowed models; keys allowed every model are not "allowed to a model")."""
+    keys = ApiKey.objects.filter(revoked_at__isnull=True)
+    if tenant is not None:
+        keys = keys.for_tenant(tenant)
+    if owner is not None:
+        keys = keys.filter(owner=owner)
+    if model is not None:
+        keys = keys.filter(allowed_models=model)
+    return (keys.select_related("owner", "tenant").prefetch_related("allowed_models")
+            .order_by("tenant__slug", "pk"))
+
+
+def key_owner_get(*, tenant: Tenant, pk: int):
+    """A person whose keys a tenant admin may act on: a member of the tenant or the owner of
+    one of its keys; anyone else is a 404, exactly like nobody."""
+    owner = (User.objects.filter(pk=pk).filter(
+        Q(memberships__tenant=tenant) | Q(api_keys__tenant=tenant)).distinct().first())
+    if owner is None:
+        raise Http404("No such person in this tenant.")
+    return owner
+
+
+def key_owner_choices(*, tenant: Tenant) -> QuerySet[User]:
+    return (User.objects.filter(Q(memberships__tenant=tenant) | Q(api_keys__tenant=tenant))
+            .distinct().order_by("email"))

@@ -169,3 +169,11 @@ def llm_preset_deployments(preset: LLMServicePreset) -> QuerySet[Deployment]:
 def llm_clusters() -> QuerySet[Cluster]:
     """Clusters whose last check found LLMInferenceService served."""
     return cluster_list().filter(llm_inference_service=True)
+
+
+def deployment_ids_serving_version(*, version_id: int) -> list[int]:
+    """Deployments that serve or served (as its canary, or before an update) a model version:
+    what usage records name, for telling a deprecated version's users."""
+    return list(Deployment.objects.filter(
+        Q(version_id=version_id) | Q(canary_version_id=version_id)
+        | Q(previous_version_id=version_id)).values_list("pk", flat=True))

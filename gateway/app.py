@@ -22,6 +22,7 @@ import orjson
 from django.conf import settings
 
 from gateway import errors, quota, ratelimit
+from gateway.deprecation import deprecation_headers
 from gateway.directory import Directory, KeyInfo, Route, TenantInfo, Upstream
 from gateway.errors import GatewayError
 from gateway.keys import hash_token, prefix_of
@@ -295,7 +296,8 @@ class GatewayApp:
         if route.task not in tasks:
             raise errors.bad_request(
                 f"`{route.slug}` is a {route.task} model; it can't serve {path}.", param="model")
-        headers = [(b"x-request-id", request_id.encode())]
+        headers = [(b"x-request-id", request_id.encode()),
+                   *deprecation_headers(route, time.time())]
         # Together, so their Redis commands share one pipelined write and one round trip.
         for outcome in await asyncio.gather(*[check(self, key, tenant, route)
                                               for check in self.checks],
@@ -303,9 +305,6 @@ class GatewayApp:
             if isinstance(outcome, BaseException):
                 raise outcome
             headers += outcome
-        if route.lifecycle == "deprecated":
-            headers.append((b"warning", f'299 - "Model {route.slug} is deprecated and will be '
-                                        'retired; move to its successor."'.encode()))
         await Forwarder(self, scope, receive, send, request_id, started, key, tenant, route,
                         path, upstream_path, request, headers).run()
 

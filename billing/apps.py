@@ -7,13 +7,8 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         from billing import report_sections  # noqa: F401  (registers its compliance report section)
+        from billing.notifications.deprecations import deprecation_announced
         from models_catalog.services.lifecycle import on_deprecation
 
         # The catalog announces a deprecation after commit; billing knows who used the model.
-        on_deprecation(_enqueue_deprecation_notices)
-
-
-def _enqueue_deprecation_notices(*, model_id: int, version_id: int | None) -> None:
-    from billing.notifications.tasks import deprecation_notify
-
-    deprecation_notify.delay(model_id, version_id)
+        on_deprecation(deprecation_announced)

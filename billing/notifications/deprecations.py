@@ -98,6 +98,13 @@ def notice_payload(notice: DeprecationNotice) -> dict:
             "created_at": notice.created_at.isoformat()}
 
 
+def deprecation_announced(*, model_id: int, version_id: int | None) -> None:
+    """The catalog's `on_deprecation` listener (after commit): queue the task that tells."""
+    from billing.notifications.tasks import deprecation_notify
+
+    deprecation_notify.delay(model_id, version_id)
+
+
 def deprecation_notices_send(*, model_id: int, version_id: int | None = None,
                              now: datetime | None = None) -> int:
     """Tell every tenant that used the deprecated model (or version) in the last 90 days and

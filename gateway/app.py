@@ -59,8 +59,9 @@ _STATUS, _REQUEST_ID = "portal.status", "portal.request_id"
 class PreRequestCheck(Protocol):
     """What `GatewayApp.checks` holds: a check that may refuse a request (by raising
     GatewayError) after authentication and before forwarding, and otherwise returns headers
-    for the response. The rate limiter is one, the budget check (`gateway.quota`) another; a
-    request's checks run together. Checks read only cached or Redis state: never the database."""
+    for the response. The rate limiter is one; the budget check (`gateway.quota.BudgetCheck`)
+    runs beside them, its Redis read queued before theirs. Checks read only cached or Redis
+    state: never the database."""
 
     async def __call__(self, app: GatewayApp, key: KeyInfo, tenant: TenantInfo,
                        route: Route) -> list[tuple[bytes, bytes]]: ...
@@ -115,7 +116,8 @@ class GatewayApp:
         self.stream_timeout = aiohttp.ClientTimeout(
             total=settings.GATEWAY_UPSTREAM_TIMEOUT, sock_connect=settings.GATEWAY_CONNECT_TIMEOUT,
             sock_read=self.stream_idle_timeout)
-        self.checks: list[PreRequestCheck] = [RateLimitCheck(), quota.BudgetCheck()]
+        self.checks: list[PreRequestCheck] = [RateLimitCheck()]
+        self.budget_check = quota.BudgetCheck()
         self.redis: PipelinedRedis | None = None
         self.session: aiohttp.ClientSession | None = None
         self.usage: UsageRecorder | None = None
@@ -298,13 +300,12 @@ class GatewayApp:
                 f"`{route.slug}` is a {route.task} model; it can't serve {path}.", param="model")
         headers = [(b"x-request-id", request_id.encode()),
                    *deprecation_headers(route, time.time())]
-        # Together, so their Redis commands share one pipelined write and one round trip.
-        for outcome in await asyncio.gather(*[check(self, key, tenant, route)
-                                              for check in self.checks],
-                                            return_exceptions=True):
-            if isinstance(outcome, BaseException):
-                raise outcome
-            headers += outcome
+        # The budget counters' MGET is queued first: it goes out in the same pipelined write
+        # as the rate limiter's script, and its reply comes back in the same round trip.
+        budgets = self.budget_check.begin(self, key, tenant, route)
+        for check in self.checks:
+            headers += await check(self, key, tenant, route)
+        headers += await self.budget_check.finish(self, budgets)
         await Forwarder(self, scope, receive, send, request_id, started, key, tenant, route,
                         path, upstream_path, request, headers).run()
 

@@ -4,14 +4,16 @@ count its usage.
 Nothing here counts anything: the figures are read from the counters the rate limiter
 (`gateway.ratelimit`, one per key/tenant and minute) and billing's usage drain
 (`billing.budgets.counters`, one per budget and period) already keep. The gateway reads them
-with one MGET on its pipelined connection — for `GET /v1/quota`, and beside the budget check of
-every request (`BudgetCheck`, which also refuses requests under a blocking budget that is
-spent); the portal's pages read the same keys with redis-py (`apikey_quota`) and build the same
-document with the same functions, so a key's page, the playground and `/v1/quota` agree.
+with one MGET on its pipelined connection — for `GET /v1/quota`, and for every request in the
+same write as the rate limiter's script (`BudgetCheck`, which also refuses requests under a
+blocking budget that is spent); the portal's pages read the same keys with redis-py
+(`apikey_quota`) and build the same document with the same functions, so a key's page, the
+playground and `/v1/quota` agree.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -163,37 +165,70 @@ def quota_document(*, key_id: int, key_limits: tuple[int, int], tenant_slug: str
     }
 
 
+@dataclass
+class PendingBudgets:
+    """A request's budget counters, asked for (`BudgetCheck.begin`) but not yet read."""
+
+    pairs: list[tuple[BudgetRule, str]]
+    now: float
+    reply: asyncio.Future | None  # None: Redis was not connected; read in `finish`
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    # A request refused before `finish` (a rate limit) never reads its reply: mark a failed
+    # one as seen, so asyncio does not log it as lost.
+    if not future.cancelled():
+        future.exception()
+
+
 class BudgetCheck:
     """The gateway's check of every request's budgets: no work when the tenant has none; else
-    one MGET of the applicable counters (pipelined with the loop turn's other commands, such
-    as the rate limiter's script). Refuses a request under a blocking budget whose counter
-    reached its limit; otherwise answers the `x-budget-*` headers. Counters trail the traffic
-    by the usage drain; see README "Budgets and statements" for the resulting overshoot bound."""
+    one MGET of the applicable counters, queued (`begin`) before the rate limiter's script so
+    both go out in one pipelined write and come back in one round trip. `finish` refuses a
+    request under a blocking budget whose counter reached its limit, and otherwise answers the
+    `x-budget-*` headers. Counters trail the traffic by the usage drain; see README "Budgets
+    and statements" for the resulting overshoot bound."""
 
-    async def __call__(self, app, key, tenant, route) -> list[tuple[bytes, bytes]]:
+    def begin(self, app, key, tenant, route) -> PendingBudgets | None:
         rules = app.directory.budgets.get(tenant.id)
         if not rules:
-            return []
+            return None
         now = time.time()
         pairs = applicable(rules, key.id, route.model_id, now)
         if not pairs:
+            return None
+        reply = None
+        if app.redis.connected:
+            reply = app.redis.command("MGET", *[counter for _, counter in pairs])
+            reply.add_done_callback(_retrieve)
+        return PendingBudgets(pairs, now, reply)
+
+    async def finish(self, app, pending: PendingBudgets | None) -> list[tuple[bytes, bytes]]:
+        if pending is None:
             return []
         try:
-            values = await app.redis.execute("MGET", *[counter for _, counter in pairs])
+            if pending.reply is None:
+                values = await app.redis.execute("MGET", *[c for _, c in pending.pairs])
+            else:
+                values = await pending.reply
         except (RedisReplyError, ConnectionError, OSError) as exc:
-            if not any(rule.blocks for rule, _ in pairs):
+            if not any(rule.blocks for rule, _ in pending.pairs):
                 return []  # nothing to enforce: the figures are only information
             logger.warning("Budget counters unavailable: %s", exc)
             raise GatewayError(503, "The gateway can't check budgets right now; retry "
                                     "shortly.", type="server_error",
                                code="budget_check_unavailable") from None
-        found = figures(pairs, values)
+        found = figures(pending.pairs, values)
         for figure in found:
             if figure.rule.blocks and figure.used >= figure.rule.limit:
                 refusal = errors.insufficient_quota(figure.rule.name)
-                refusal.headers = budget_headers(found, now)
+                refusal.headers = budget_headers(found, pending.now)
                 raise refusal
-        return budget_headers(found, now)
+        return budget_headers(found, pending.now)
+
+    async def __call__(self, app, key, tenant, route) -> list[tuple[bytes, bytes]]:
+        """As a PreRequestCheck on its own (its read then waits for a round trip)."""
+        return await self.finish(app, self.begin(app, key, tenant, route))
 
 
 async def quota_body(app, key, tenant) -> tuple[bytes, list[tuple[bytes, bytes]]]:

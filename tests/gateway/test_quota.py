@@ -181,3 +181,42 @@ def test_quota_needs_a_key_and_a_get(served):
                             headers={"Authorization": f"Bearer {served.token}"})
     assert refused.status_code == 405
     assert refused.json()["error"]["message"] == "Use GET for /v1/quota."
+
+
+def test_the_budget_read_shares_the_rate_limiters_write(settings):
+    """BudgetCheck.begin queues its MGET before the rate limiter's EVALSHA: one write to Redis
+    (the pipelined connection flushes once per loop turn), one round trip."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from billing.budgets.gateway import BudgetRule
+    from gateway import ratelimit
+    from gateway.quota import BudgetCheck
+    from gateway.redis_pipe import PipelinedRedis
+
+    async def scenario():
+        redis = PipelinedRedis(settings.REDIS_URL)
+        await redis.ensure()
+        writes = []
+        write = redis._writer.write
+        redis._writer.write = lambda data: (writes.append(data), write(data))[1]
+        sha = await redis.execute("SCRIPT", "LOAD", ratelimit.LUA)
+        writes.clear()
+        rule = BudgetRule(id=999_001, name="t", tenant_id=7, api_key_id=None, model_id=None,
+                          monthly=True, start=0, end=0, limit=100, blocks=False)
+        await redis.execute("SET", rule.counter_key(time.time()), 40)
+        writes.clear()
+        app = SimpleNamespace(redis=redis, directory=SimpleNamespace(budgets={7: [rule]}))
+        key, tenant = SimpleNamespace(id=5), SimpleNamespace(id=7)
+        route = SimpleNamespace(model_id=3)
+        check = BudgetCheck()
+        pending = check.begin(app, key, tenant, route)
+        windows = ratelimit.window_keys(5, 7, time.time())
+        await redis.execute("EVALSHA", sha, 4, *windows, 10, 0, 0, 0, 120)
+        headers = dict(await check.finish(app, pending))
+        await redis.close()
+        return writes, headers
+
+    writes, headers = asyncio.run(scenario())
+    assert len(writes) == 1 and b"MGET" in writes[0] and b"EVALSHA" in writes[0]
+    assert headers[b"x-budget-remaining-tokens"] == b"60"

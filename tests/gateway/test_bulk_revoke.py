@@ -3,6 +3,7 @@ or across tenants for the MSP) — listed first, revoked as one audit event, on 
 through the API."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -161,3 +162,28 @@ def test_the_msp_page_across_tenants(client, msp_admin, tenant_admin, keys):
     assert revoked(keys) == {"theirs_chat"}
     client.force_login(tenant_admin)
     assert client.get("/msp/keys/bulk-revoke/").status_code == 403
+
+
+def test_compliance_reports_count_bulk_revoked_keys(tenant, other_tenant, msp_admin, keys):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from audit.reports.sections import ReportScope
+    from gateway.report_sections import api_keys
+
+    services.apikeys_bulk_revoke(actor=msp_admin, tenant=None, model=keys["dev_chat"]
+                                 .allowed_models.get())
+    services.apikeys_bulk_revoke(actor=msp_admin, tenant=tenant)
+    now = timezone.now()
+    period = SimpleNamespace(start=now - timedelta(hours=1), end=now + timedelta(hours=1))
+    def scope(tenant=None):
+        return ReportScope(period=period, tenant_id=tenant.pk if tenant else None,
+                           tenant_slug=tenant.slug if tenant else "", generated_at=now)
+
+    platform = api_keys(scope())
+    assert platform.figures["Revoked"] == 4 and platform.figures["Bulk revokes"] == 2
+    acme = api_keys(scope(tenant))
+    assert acme.figures["Revoked"] == 3 and acme.figures["Bulk revokes"] == 2
+    globex = api_keys(scope(other_tenant))
+    assert globex.figures["Revoked"] == 1 and globex.figures["Bulk revokes"] == 1

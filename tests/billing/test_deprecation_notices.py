@@ -193,6 +193,7 @@ def test_the_pages_and_the_api_set_the_sunset_and_successor(client, msp_admin, u
     assert (chat.sunset_at, chat.successor) == (SUNSET, successor)
     detail = client.get(f"/catalog/{chat.slug}/").content.decode()
     assert "Sunset: 1 Mar 2027" in detail
+    assert "until its sunset on 1 Mar 2027, 12:00" in detail and "<code>chat-large</code>" in detail
     api = client.post(f"/api/models/{chat.slug}/lifecycle/", json.dumps({
         "lifecycle": "deprecated", "sunset_at": "2027-04-01T00:00:00Z",
         "successor": "chat-large"}), content_type="application/json")

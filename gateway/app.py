@@ -279,11 +279,14 @@ class GatewayApp:
                 raise GatewayError(405, "Use GET for /v1/models.")
             body = orjson.dumps({"object": "list", "data": [
                 _model_entry(route) for route in self._visible_routes(key, tenant)]})
-            await _respond(send, 200, body, _JSON, request_id)
+            await _respond(send, 200, body, _JSON + await quota.key_budget_headers(
+                self, key, tenant), request_id)
             return
         if path.startswith("/v1/models/"):
             route = self._route_for(path[len("/v1/models/"):], key, tenant)
-            await _respond(send, 200, orjson.dumps(_model_entry(route)), _JSON, request_id)
+            await _respond(send, 200, orjson.dumps(_model_entry(route)),
+                           _JSON + await quota.key_budget_headers(self, key, tenant),
+                           request_id)
             return
         endpoint = ENDPOINTS.get(path.rstrip("/"))
         if endpoint is None:
@@ -303,8 +306,13 @@ class GatewayApp:
         # The budget counters' MGET is queued first: it goes out in the same pipelined write
         # as the rate limiter's script, and its reply comes back in the same round trip.
         budgets = self.budget_check.begin(self, key, tenant, route)
-        for check in self.checks:
-            headers += await check(self, key, tenant, route)
+        try:
+            for check in self.checks:
+                headers += await check(self, key, tenant, route)
+        except GatewayError as refusal:  # a 429 shows the budgets' figures too
+            refusal.headers = [*refusal.headers, *await self.budget_check.finish(
+                self, budgets, enforce=False)]
+            raise
         headers += await self.budget_check.finish(self, budgets)
         await Forwarder(self, scope, receive, send, request_id, started, key, tenant, route,
                         path, upstream_path, request, headers).run()

@@ -203,7 +203,10 @@ class BudgetCheck:
             reply.add_done_callback(_retrieve)
         return PendingBudgets(pairs, now, reply)
 
-    async def finish(self, app, pending: PendingBudgets | None) -> list[tuple[bytes, bytes]]:
+    async def finish(self, app, pending: PendingBudgets | None, *, enforce: bool = True
+                     ) -> list[tuple[bytes, bytes]]:
+        """The `x-budget-*` headers; refuses a spent blocking budget unless `enforce` is off
+        (the request is refused already, e.g. by a rate limit, and only gets the figures)."""
         if pending is None:
             return []
         try:
@@ -212,7 +215,7 @@ class BudgetCheck:
             else:
                 values = await pending.reply
         except (RedisReplyError, ConnectionError, OSError) as exc:
-            if not any(rule.blocks for rule, _ in pending.pairs):
+            if not enforce or not any(rule.blocks for rule, _ in pending.pairs):
                 return []  # nothing to enforce: the figures are only information
             logger.warning("Budget counters unavailable: %s", exc)
             raise GatewayError(503, "The gateway can't check budgets right now; retry "
@@ -220,7 +223,7 @@ class BudgetCheck:
                                code="budget_check_unavailable") from None
         found = figures(pending.pairs, values)
         for figure in found:
-            if figure.rule.blocks and figure.used >= figure.rule.limit:
+            if enforce and figure.rule.blocks and figure.used >= figure.rule.limit:
                 refusal = errors.insufficient_quota(figure.rule.name)
                 refusal.headers = budget_headers(found, pending.now)
                 raise refusal
@@ -229,6 +232,22 @@ class BudgetCheck:
     async def __call__(self, app, key, tenant, route) -> list[tuple[bytes, bytes]]:
         """As a PreRequestCheck on its own (its read then waits for a round trip)."""
         return await self.finish(app, self.begin(app, key, tenant, route))
+
+
+async def key_budget_headers(app, key, tenant) -> list[tuple[bytes, bytes]]:
+    """The `x-budget-*` headers of an answer that names no model (`/v1/models`): the budgets
+    of every model that count this key. One MGET when the tenant has budgets; none without."""
+    now = time.time()
+    pairs = [(rule, counter) for rule, counter in applicable(
+        app.directory.budgets.get(tenant.id, ()), key.id, ANY_MODEL, now)
+        if rule.model_id is None]
+    if not pairs:
+        return []
+    try:
+        values = await app.redis.execute("MGET", *[counter for _, counter in pairs])
+    except (RedisReplyError, ConnectionError, OSError):
+        return []
+    return budget_headers(figures(pairs, values), now)
 
 
 async def quota_body(app, key, tenant) -> tuple[bytes, list[tuple[bytes, bytes]]]:

@@ -175,6 +175,23 @@ def test_another_tenants_key_never_sees_these_figures(served, limited):
     assert not [h for h in response.headers if h.lower().startswith("x-budget")]
 
 
+def test_rate_limit_refusals_and_model_lists_carry_the_budget_headers(served, limited):
+    within_one_minute_window()
+    _key, token = services.apikey_create(actor=served.actor, tenant=served.tenant,
+                                         name="one a minute", rpm_limit=1)
+    time.sleep(RELOAD)
+    assert call(served, token).status_code == 200
+    refused = call(served, token)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert refused.headers["x-budget-limit-tokens"] == "2000"
+    models = requests.get(served.base + "/models", timeout=10,
+                          headers={"Authorization": f"Bearer {token}"})
+    assert models.status_code == 200 and models.headers["x-budget-limit-tokens"] == "2000"
+    # The key's money budget is another key's: not this one's.
+    assert "x-budget-remaining-amount" not in models.headers
+
+
 def test_quota_needs_a_key_and_a_get(served):
     assert quota(served, "smp_nope_nope").status_code == 401
     refused = requests.post(served.base + "/quota", timeout=10,

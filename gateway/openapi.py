@@ -13,7 +13,9 @@ _WINDOW = {
     "properties": {
         "limit": {"type": "integer", "nullable": True,
                   "description": "Per minute; null when no limit is set."},
-        "used": {"type": "integer", "description": "Counted so far in this minute."},
+        "used": {"type": "integer", "nullable": True,
+                 "description": "Counted so far in this minute; null without a limit (the "
+                                "gateway then counts nothing)."},
         "remaining": {"type": "integer", "nullable": True,
                       "description": "limit − used, at least 0; null without a limit."},
         "reset_seconds": {"type": "integer",

@@ -120,8 +120,11 @@ def budget_headers(found: list[BudgetFigure], now: float) -> list[tuple[bytes, b
 
 
 def _window(limit: int, used: int, reset: int) -> dict:
-    return {"limit": limit or None, "used": used,
-            "remaining": max(0, limit - used) if limit else None, "reset_seconds": reset}
+    # Without a limit the gateway counts nothing (no script, no token counter): no figures.
+    if not limit:
+        return {"limit": None, "used": None, "remaining": None, "reset_seconds": reset}
+    return {"limit": limit, "used": used, "remaining": max(0, limit - used),
+            "reset_seconds": reset}
 
 
 def quota_document(*, key_id: int, key_limits: tuple[int, int], tenant_slug: str,

@@ -19,10 +19,11 @@ from tests.factories import published_version
 pytestmark = pytest.mark.django_db
 
 
-def spend(key, *, requests: int, budget=None, units: int = 0):
+def spend(key, *, requests: int, tenant_requests: int = 0, budget=None, units: int = 0):
     client = redis.Redis.from_url(settings.REDIS_URL)
     windows = ratelimit.window_keys(key.pk, key.tenant_id, time.time())
     client.set(windows[0], requests, ex=120)
+    client.set(windows[2], tenant_requests, ex=120)
     if budget is not None:
         client.set(counter_key(budget.pk, period_of(budget, datetime.now(UTC))[0]), units)
 
@@ -67,9 +68,12 @@ def test_the_playground_shows_its_keys_figures_and_creates_nothing(client, tenan
     assert "No playground key yet" in before and 'hx-trigger="quota-refresh from:body"' in before
     assert not services.ApiKey.objects.exists()
     services.playground_token(user=developer, tenant=tenant)
+    tenant.rate_limit_rpm = 50
+    tenant.save(update_fields=["rate_limit_rpm"])
     key = selectors.playground_key(user=developer, tenant=tenant)
-    spend(key, requests=3)
+    spend(key, requests=3, tenant_requests=7)
     after = client.get(url, HTTP_HX_REQUEST="true").content.decode()
-    assert "no limit</span> (3 used)" in after
+    assert "This key (Playground)" in after and '<span class="muted">no limit</span>' in after
+    assert "43 of 50" in after
     page = client.get(f"/t/{tenant.slug}/playground/").content.decode()
     assert f'hx-get="{url}"' in page

@@ -22,13 +22,12 @@ from dataclasses import dataclass
 import orjson
 
 from billing.budgets.gateway import BudgetRule
+from billing.budgets.periods import MONEY_SCALE  # counters hold money in 1e-8 units
 from gateway import errors, ratelimit
 from gateway.errors import GatewayError
 from gateway.redis_pipe import RedisReplyError
 
 logger = logging.getLogger(__name__)
-
-MONEY_SCALE = 10**8  # billing's counters hold money in 1e-8 units
 
 
 @dataclass(frozen=True)

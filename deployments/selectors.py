@@ -211,3 +211,11 @@ def provenance_downstream(versions: list[ModelVersion]):
         answer.tenants += [{"slug": t.slug, "name": t.name, "status": t.status, "via": [why]}
                            for t in served]
     return answer
+
+
+def deployment_ids_serving_version(*, version_id: int) -> list[int]:
+    """Deployments that serve or served (as its canary, or before an update) a model version:
+    what usage records name, for telling a deprecated version's users."""
+    return list(Deployment.objects.filter(
+        Q(version_id=version_id) | Q(canary_version_id=version_id)
+        | Q(previous_version_id=version_id)).values_list("pk", flat=True))

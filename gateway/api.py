@@ -10,14 +10,18 @@ from rest_framework.response import Response
 
 from gateway import selectors, services
 from gateway.serializers import (
+    ApiKeyBulkResultSerializer,
+    ApiKeyBulkRevokeSerializer,
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
     ApiKeyOutputSerializer,
     ApiKeyRotateSerializer,
+    ModelKeysBulkRevokeSerializer,
 )
+from models_catalog.selectors import model_get_for_tenant, model_get_for_user
 from tenants import permissions
-from tenants.api_access import TenantApi
-from tenants.permissions import TenantPerm
+from tenants.api_access import PortalApi, TenantApi
+from tenants.permissions import PlatformPerm, TenantPerm
 
 
 def _created(key, token: str) -> dict:
@@ -87,3 +91,47 @@ class ApiKeyRotateApi(_KeyActionApi):
             actor=request.user, key=key,
             grace=timedelta(seconds=data.validated_data["grace_seconds"]))
         return Response(_created(key, token))
+
+
+def _bulk_result(keys, event, dry_run: bool) -> dict:
+    return ApiKeyBulkResultSerializer({
+        "dry_run": dry_run, "count": len(keys), "keys": keys,
+        "audit_event": event.seq if event else None}).data
+
+
+class ApiKeyBulkRevokeApi(TenantApi):
+    tenant_perms = {"POST": TenantPerm.KEYS_MANAGE_ALL}
+
+    @extend_schema(request=ApiKeyBulkRevokeSerializer, responses=ApiKeyBulkResultSerializer)
+    def post(self, request: Request, slug: str) -> Response:
+        """Revoke every key of the tenant, of one person, or allowed to one model (tenant
+        admins). Lists them only, unless `dry_run` is false."""
+        tenant = self.tenant
+        data = ApiKeyBulkRevokeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        owner = (selectors.key_owner_get(tenant=tenant, pk=values["owner"])
+                 if values["owner"] is not None else None)
+        model = (model_get_for_tenant(tenant=tenant, slug=values["model"])
+                 if values["model"] else None)
+        keys, event = services.apikeys_bulk_revoke(
+            actor=request.user, tenant=tenant, owner=owner, model=model,
+            key_ids=values["key_ids"], dry_run=values["dry_run"])
+        return Response(_bulk_result(keys, event, values["dry_run"]))
+
+
+class ModelKeysBulkRevokeApi(PortalApi):
+    platform_perms = {"POST": PlatformPerm.MODELS_MANAGE}
+
+    @extend_schema(request=ModelKeysBulkRevokeSerializer, responses=ApiKeyBulkResultSerializer)
+    def post(self, request: Request, slug: str) -> Response:
+        """Revoke every key, in every tenant, that lists this model among its allowed models
+        (MSP admins). Lists them only, unless `dry_run` is false."""
+        model = model_get_for_user(user=request.user, tenant=None, slug=slug)
+        data = ModelKeysBulkRevokeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        keys, event = services.apikeys_bulk_revoke(
+            actor=request.user, tenant=None, model=model, key_ids=values["key_ids"],
+            dry_run=values["dry_run"])
+        return Response(_bulk_result(keys, event, values["dry_run"]))

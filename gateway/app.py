@@ -22,12 +22,13 @@ import aiohttp
 import orjson
 from django.conf import settings
 
-from gateway import errors, ratelimit
+from gateway import errors, quota, ratelimit
 from gateway.apis import Api
 from gateway.apis.chat import ChatCompletions, Completions, Embeddings
 from gateway.apis.messages import Messages
 from gateway.apis.responses import Responses
-from gateway.checks import BudgetCheck, PreRequestCheck, RateLimitCheck
+from gateway.checks import PreRequestCheck, RateLimitCheck
+from gateway.deprecation import deprecation_headers
 from gateway.directory import Directory, KeyInfo, Route, TenantInfo
 from gateway.errors import GatewayError
 from gateway.forwarder import FORWARDED, JSON, Forwarder, Receive, Scope, Send, respond
@@ -73,7 +74,8 @@ class GatewayApp:
         self.stream_timeout = aiohttp.ClientTimeout(
             total=settings.GATEWAY_UPSTREAM_TIMEOUT, sock_connect=settings.GATEWAY_CONNECT_TIMEOUT,
             sock_read=self.stream_idle_timeout)
-        self.checks: list[PreRequestCheck] = [RateLimitCheck(), BudgetCheck()]
+        self.checks: list[PreRequestCheck] = [RateLimitCheck()]
+        self.budget_check = quota.BudgetCheck()
         self.redis: PipelinedRedis | None = None
         self.session: aiohttp.ClientSession | None = None
         self.usage: UsageRecorder | None = None
@@ -226,16 +228,24 @@ class GatewayApp:
         key, tenant = await self._authenticate(scope, api)
         scope[_TENANT] = tenant.slug
         scope[_ACTOR] = f"api_key:{key.id}"
+        if path in ("/v1/quota", "/v1/quota/"):
+            if method != "GET":
+                raise GatewayError(405, "Use GET for /v1/quota.")
+            body, headers = await quota.quota_body(self, key, tenant)
+            await respond(send, 200, body, JSON + headers, request_id)
+            return
         if path in ("/v1/models", "/v1/models/"):
             if method != "GET":
                 raise GatewayError(405, "Use GET for /v1/models.")
             body = orjson.dumps({"object": "list", "data": [
                 _model_entry(route) for route in self._visible_routes(key, tenant)]})
-            await respond(send, 200, body, JSON, request_id)
+            await respond(send, 200, body, JSON + await quota.key_budget_headers(
+                self, key, tenant), request_id)
             return
         if path.startswith("/v1/models/"):
             route = self._route_for(path[len("/v1/models/"):], key, tenant)
-            await respond(send, 200, orjson.dumps(_model_entry(route)), JSON, request_id)
+            await respond(send, 200, orjson.dumps(_model_entry(route)),
+                          JSON + await quota.key_budget_headers(self, key, tenant), request_id)
             return
         if path.rstrip("/") not in ENDPOINTS:
             raise GatewayError(404, f"Unknown request URL: {method} {path}.",
@@ -248,12 +258,19 @@ class GatewayApp:
         if route.task not in api.tasks:
             raise errors.bad_request(
                 f"`{route.slug}` is a {route.task} model; it can't serve {path}.", param="model")
-        headers = [(b"x-request-id", request_id.encode())]
-        for check in self.checks:
-            headers += await check(self, key, tenant, route)
-        if route.lifecycle == "deprecated":
-            headers.append((b"warning", f'299 - "Model {route.slug} is deprecated and will be '
-                                        'retired; move to its successor."'.encode()))
+        headers = [(b"x-request-id", request_id.encode()),
+                   *deprecation_headers(route, time.time())]
+        # The budget counters' MGET is queued first: it goes out in the same pipelined write
+        # as the rate limiter's script, and its reply comes back in the same round trip.
+        budgets = self.budget_check.begin(self, key, tenant, route)
+        try:
+            for check in self.checks:
+                headers += await check(self, key, tenant, route)
+        except GatewayError as refusal:  # a 429 shows the budgets' figures too
+            refusal.headers = [*refusal.headers, *await self.budget_check.finish(
+                self, budgets, enforce=False)]
+            raise
+        headers += await self.budget_check.finish(self, budgets)
         await Forwarder(self, scope, receive, send, request_id, started, key, tenant, route,
                         api, request, headers).run()
 

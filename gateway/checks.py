@@ -1,5 +1,6 @@
 """Checks that may refuse a request after authentication and before forwarding: the rate
-limiter and the budget check. They read only cached or Redis state, never the database."""
+limiter here, the budget check in `gateway.quota`. They read only cached or Redis state,
+never the database."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Protocol
 
-from gateway import errors, ratelimit
+from gateway import ratelimit
 from gateway.directory import KeyInfo, Route, TenantInfo
 from gateway.errors import GatewayError
 from gateway.redis_pipe import RedisReplyError
@@ -22,8 +23,9 @@ logger = logging.getLogger("gateway.app")
 class PreRequestCheck(Protocol):
     """What `GatewayApp.checks` holds: a check that may refuse a request (by raising
     GatewayError) after authentication and before forwarding, and otherwise returns headers
-    for the response. The rate limiter is one; the billing issue's budget check plugs in the
-    same way. Checks read only cached or Redis state: never the database."""
+    for the response. The rate limiter is one; the budget check (`gateway.quota.BudgetCheck`)
+    runs beside them, its Redis read queued before theirs. Checks read only cached or Redis
+    state: never the database."""
 
     async def __call__(self, app: GatewayApp, key: KeyInfo, tenant: TenantInfo,
                        route: Route) -> list[tuple[bytes, bytes]]: ...
@@ -60,33 +62,3 @@ class RateLimitCheck:
                      f"{decision.retry_after} s, or ask your admin for a higher limit.",
                 type="requests", code="rate_limit_exceeded", headers=decision.headers)
         return decision.headers
-
-
-class BudgetCheck:
-    """Refuse requests under a blocking budget whose counter reached its limit: nothing when
-    no blocking budget applies, else one MGET of the applicable counters (pipelined with the
-    loop turn's other commands). Counters trail the traffic by the usage drain; see README
-    "Budgets and statements" for the resulting overshoot bound."""
-
-    async def __call__(self, app: GatewayApp, key: KeyInfo, tenant: TenantInfo,
-                       route: Route) -> list[tuple[bytes, bytes]]:
-        rules = app.directory.budgets.get(tenant.id)
-        if not rules:
-            return []
-        now = time.time()
-        applicable = [(rule, counter) for rule in rules if rule.applies(key.id, route.model_id)
-                      and (counter := rule.counter_key(now))]
-        if not applicable:
-            return []
-        try:
-            values = await app.redis.execute("MGET", *[counter for _, counter in applicable])
-        except (RedisReplyError, ConnectionError, OSError) as exc:
-            logger.warning("Budget counters unavailable: %s", exc)
-            raise GatewayError(503, "The gateway can't check budgets right now; retry "
-                                    "shortly.", type="server_error",
-                               code="budget_check_unavailable") from None
-        for (rule, _counter), value in zip(applicable, values, strict=True):
-            if value is not None and int(value) >= rule.limit:
-                raise errors.insufficient_quota(rule.name)
-        return []
-

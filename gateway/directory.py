@@ -77,6 +77,10 @@ class Route:
     created: int
     owned_by: str
     upstreams: list[Upstream] = field(default_factory=list)
+    # A deprecation's dates (epoch seconds) and successor's slug: gateway.deprecation.
+    deprecated_at: float | None = None
+    sunset_at: float | None = None
+    successor: str = ""
     _turn: itertools.count = field(default_factory=itertools.count)
 
     def upstreams_for(self, tenant_id: int) -> list[Upstream]:
@@ -132,7 +136,9 @@ def _load_routes_and_tenants() -> tuple[dict[str, Route], dict[int, TenantInfo]]
             model_id=model.pk, slug=model.slug, task=model.task, lifecycle=model.lifecycle,
             all_tenants=model.available_to_all_tenants,
             entitled=frozenset(t.pk for t in model.entitled_tenants.all()),
-            created=int(model.created_at.timestamp()), owned_by=model.provider or "platform")
+            created=int(model.created_at.timestamp()), owned_by=model.provider or "platform",
+            deprecated_at=_epoch(model.deprecated_at), sunset_at=_epoch(model.sunset_at),
+            successor=model.successor.slug if model.successor_id else "")
     by_id = {route.model_id: route for route in routes.values()}
     for deployment in deployment_list_for_gateway():
         try:

@@ -4,6 +4,8 @@ from datetime import UTC, datetime, time, timedelta
 
 from django import forms
 
+from gateway.selectors import key_owner_choices
+from models_catalog.models import Model
 from models_catalog.selectors import model_list_for_tenant
 from portal.dates import validate_supported_date
 from portal.text import validate_display_name
@@ -51,3 +53,36 @@ GRACE_CHOICES = [(0, "Immediately"), (1, "1 hour"), (24, "24 hours"), (168, "7 d
 class RotateForm(forms.Form):
     grace_hours = forms.TypedChoiceField(choices=GRACE_CHOICES, coerce=int, initial=24,
                                          label="Old secret keeps working for")
+
+
+class BulkRevokeForm(forms.Form):
+    """Which keys to revoke at once: a tenant's (optionally one person's and/or those allowed
+    to one model), or with `across_tenants` every tenant's keys allowed to one model."""
+
+    owner = forms.ModelChoiceField(queryset=None, required=False, empty_label="Everyone",
+                                   label="Person", help_text="Only this person's keys.")
+    model = forms.ModelChoiceField(
+        queryset=None, required=False, empty_label="Any model", to_field_name="slug",
+        help_text="Only the keys that list this model among their allowed models.")
+    key_ids = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, tenant=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if tenant is None:
+            del self.fields["owner"]
+            self.fields["model"].queryset = Model.objects.order_by("slug")
+            self.fields["model"].required = True
+            self.fields["model"].empty_label = None
+        else:
+            self.fields["owner"].queryset = key_owner_choices(tenant=tenant)
+            self.fields["owner"].label_from_instance = lambda user: user.email
+            self.fields["model"].queryset = model_list_for_tenant(tenant=tenant)
+
+    def clean_key_ids(self) -> list[int] | None:
+        raw = self.cleaned_data["key_ids"].strip()
+        if not raw:
+            return None
+        try:
+            return [int(part) for part in raw.split(",")]
+        except ValueError:
+            raise forms.ValidationError("Preview the keys again.") from None

@@ -7,6 +7,9 @@ from models_catalog.models import Model
 from portal.text import validate_display_name
 from tenants.models import TenantOwned, User
 
+# The name of each person's playground key (`services.playground_token`).
+PLAYGROUND_KEY_NAME = "Playground"
+
 
 class ApiKey(TenantOwned):
     """A tenant's credential for /v1/*. Only SHA-256 hashes of the secret are stored.

@@ -67,7 +67,7 @@ class PipelinedRedis:
             await reply
 
     async def ensure(self) -> None:
-        if self._writer is not None and not self._writer.is_closing():
+        if self.connected:
             return
         if self._connecting is None:
             self._connecting = asyncio.ensure_future(self._connect())
@@ -75,6 +75,12 @@ class PipelinedRedis:
             await asyncio.shield(self._connecting)
         finally:
             self._connecting = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether `command` may be used now: a command queued while (re)connecting would be
+        flushed ahead of the connection's AUTH/SELECT and get their replies."""
+        return self._writer is not None and not self._writer.is_closing()
 
     def command(self, *args) -> asyncio.Future:
         """Queue a command on the live connection; the reply arrives on the future."""

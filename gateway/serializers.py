@@ -50,3 +50,41 @@ class ApiKeyCreateSerializer(serializers.Serializer):
 
 class ApiKeyRotateSerializer(serializers.Serializer):
     grace_seconds = serializers.IntegerField(min_value=0, max_value=30 * 86400, default=86400)
+
+
+class ApiKeyBulkKeySerializer(ApiKeyOutputSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta(ApiKeyOutputSerializer.Meta):
+        fields = ["tenant", *ApiKeyOutputSerializer.Meta.fields]
+
+
+class ApiKeyBulkRevokeSerializer(serializers.Serializer):
+    """A tenant admin's bulk revoke: every key of the tenant, or only a person's, or only
+    those allowed to a model (both: keys matching both)."""
+
+    owner = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                     help_text="Only this person's keys (a user id).")
+    model = serializers.SlugField(required=False, allow_null=True, default=None,
+                                  help_text="Only the keys that list this model among their "
+                                            "allowed models.")
+    dry_run = serializers.BooleanField(
+        default=True, help_text="True (the default): list the keys, revoke nothing. Send "
+                                "false to revoke them.")
+    key_ids = serializers.ListField(
+        child=serializers.IntegerField(), required=False, allow_null=True, default=None,
+        help_text="Revoke only these of the matching keys: the ids a dry run listed.")
+
+
+class ModelKeysBulkRevokeSerializer(serializers.Serializer):
+    dry_run = serializers.BooleanField(default=True)
+    key_ids = serializers.ListField(child=serializers.IntegerField(), required=False,
+                                    allow_null=True, default=None)
+
+
+class ApiKeyBulkResultSerializer(serializers.Serializer):
+    dry_run = serializers.BooleanField()
+    count = serializers.IntegerField()
+    keys = ApiKeyBulkKeySerializer(many=True)
+    audit_event = serializers.IntegerField(
+        allow_null=True, help_text="Sequence number of the one audit event of the revoke.")

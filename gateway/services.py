@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -11,8 +12,10 @@ from django.db import transaction
 from django.utils import timezone
 
 import audit
+from audit.models import AuditEvent
 from gateway.keys import hash_token, new_token, token_for
-from gateway.models import ApiKey
+from gateway.models import PLAYGROUND_KEY_NAME, ApiKey
+from gateway.selectors import apikey_bulk_selection
 from models_catalog.models import Model
 from models_catalog.selectors import model_list_for_tenant
 from portal.api import ApplicationError, full_clean_or_refuse, refusal
@@ -157,7 +160,6 @@ def apikeys_mark_used(events: list[dict]) -> None:
             last_used_at=when)
 
 
-PLAYGROUND_KEY_NAME = "Playground"
 PLAYGROUND_KEY_LIFETIME = timedelta(hours=24)
 
 
@@ -177,3 +179,47 @@ def playground_token(*, user: User, tenant: Tenant) -> str:
         return token
     _key, token = apikey_rotate(actor=user, key=key, grace=timedelta(hours=1))
     return token
+
+
+def apikeys_bulk_revoke(*, actor, tenant: Tenant | None, owner: User | None = None,
+                        model: Model | None = None, key_ids: Iterable[int] | None = None,
+                        dry_run: bool = False) -> tuple[list[ApiKey], AuditEvent | None]:
+    """Revoke every key of a tenant, of a person in it, or allowed to a model (in one tenant,
+    or with `tenant=None` in every tenant: the MSP's scope). `dry_run` only lists them.
+    `key_ids` (the keys a dry run listed) limits the revoke to those, so a key created
+    between the dry run and the confirmation is not revoked unseen.
+
+    One audit event names every key revoked (and the SHA-256 of their sorted ids, which stays
+    whole however long the list); returns the keys and that event."""
+    if tenant is None and model is None:
+        raise ApplicationError("Choose the tenant, the person or the model whose keys to "
+                               "revoke.")
+    selection = apikey_bulk_selection(tenant=tenant, owner=owner, model=model)
+    if key_ids is not None:
+        selection = selection.filter(pk__in=list(key_ids))
+    if dry_run:
+        return list(selection), None
+    with transaction.atomic():
+        ids = list(selection.values_list("pk", flat=True))
+        # Lock the rows (plain, no outer joins), then revoke what is still unrevoked.
+        locked = list(ApiKey.objects.select_for_update().filter(pk__in=ids,
+                                                                revoked_at__isnull=True)
+                      .order_by("pk").values_list("pk", flat=True))
+        if not locked:
+            return [], None
+        ApiKey.objects.filter(pk__in=locked).update(revoked_at=timezone.now())
+        keys = list(ApiKey.objects.filter(pk__in=locked).select_related("owner", "tenant")
+                    .order_by("tenant__slug", "pk"))
+        scope = {"tenant": tenant.slug if tenant else None,
+                 "owner": owner.email if owner else None,
+                 "model": model.slug if model else None}
+        event = audit.record(
+            action="apikey.bulk_revoked", actor=actor, tenant=tenant,
+            target=owner or model or tenant,
+            details={"scope": scope, "count": len(locked),
+                     "key_ids_sha256": hashlib.sha256(
+                         ",".join(map(str, locked)).encode()).hexdigest(),
+                     "tenants": sorted({key.tenant.slug for key in keys}),
+                     "key_ids": locked})
+        bump_gateway_config()
+    return keys, event

@@ -5,16 +5,17 @@ from datetime import timedelta
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from gateway import selectors, services
-from gateway.forms import ApiKeyForm, RotateForm
+from gateway.forms import ApiKeyForm, BulkRevokeForm, RotateForm
 from portal.api import ApplicationError
 from portal.forms import add_service_errors
 from portal.htmx import render_page_or_partial
 from tenants import permissions
-from tenants.access import tenant_view
-from tenants.permissions import TenantPerm
+from tenants.access import platform_view, tenant_view
+from tenants.permissions import PlatformPerm, TenantPerm
 
 
 def _page(request: HttpRequest, *, form: ApiKeyForm | None = None, status: int = 200,
@@ -29,6 +30,8 @@ def _page(request: HttpRequest, *, form: ApiKeyForm | None = None, status: int =
         "form": form or ApiKeyForm(tenant=tenant),
         "rotate_form": RotateForm(),
         "can_create": permissions.has_tenant_perm(request.user, tenant, TenantPerm.KEYS_CREATE),
+        "can_manage_all": permissions.has_tenant_perm(request.user, tenant,
+                                                      TenantPerm.KEYS_MANAGE_ALL),
         "active_count": sum(1 for k in keys if k.status == "active"),
         **extra,
     }
@@ -89,6 +92,27 @@ def key_rotate(request: HttpRequest, pk: int) -> HttpResponse:
     return _page(request, new_token=token, new_key=key, rotated=True)
 
 
+@tenant_view(TenantPerm.KEYS_VIEW)
+def key_quota(request: HttpRequest, pk: int) -> HttpResponse:
+    """What the key has left: the figures `GET /v1/quota` answers for it."""
+    key = selectors.apikey_get(tenant=request.tenant, pk=pk)
+    context = {"tenant": request.tenant, "key": key,
+               "quota": selectors.apikey_quota(key=key)}
+    return render_page_or_partial(request, "gateway/key_quota.html",
+                                  "gateway/partials/_quota.html", context)
+
+
+@tenant_view(TenantPerm.PLAYGROUND_USE)
+def playground_quota(request: HttpRequest) -> HttpResponse:
+    """The playground's figures (a partial the page loads, and reloads after each message):
+    those of the person's current playground key. Reading them creates no key."""
+    key = selectors.playground_key(user=request.user, tenant=request.tenant)
+    return render(request, "gateway/partials/_quota.html", {
+        "tenant": request.tenant, "key": key,
+        "quota": selectors.apikey_quota(key=key) if key else None,
+        "refresh_url": request.path})
+
+
 @tenant_view(TenantPerm.PLAYGROUND_USE)
 def playground(request: HttpRequest) -> HttpResponse:
     """The chat page. It holds no secret and changes nothing: the page's script asks for its
@@ -108,3 +132,40 @@ def playground_token(request: HttpRequest) -> JsonResponse:
     except ApplicationError as exc:
         return JsonResponse({"detail": exc.message}, status=409)
     return JsonResponse({"token": token})
+
+
+def _bulk_revoke(request: HttpRequest, *, tenant, back_url: str) -> HttpResponse:
+    """Choose the keys, see them (a dry run), then revoke exactly those."""
+    form = BulkRevokeForm(request.POST or None, tenant=tenant,
+                          initial={"model": request.GET.get("model")})
+    context = {"tenant": tenant, "form": form, "back_url": back_url}
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            data = form.cleaned_data
+            confirm = request.POST.get("action") == "revoke"
+            try:
+                keys, event = services.apikeys_bulk_revoke(
+                    actor=request.user, tenant=tenant, owner=data.get("owner"),
+                    model=data["model"], key_ids=data["key_ids"] if confirm else None,
+                    dry_run=not confirm)
+            except ApplicationError as exc:
+                context["error"], status = exc.message, 422
+            else:
+                context.update(keys=keys, revoked=confirm, event=event,
+                               key_ids=",".join(str(key.pk) for key in keys))
+        else:
+            status = 422
+    return render_page_or_partial(request, "gateway/bulk_revoke.html",
+                                  "gateway/partials/_bulk_revoke.html", context, status=status)
+
+
+@tenant_view(TenantPerm.KEYS_MANAGE_ALL)
+def key_bulk_revoke(request: HttpRequest) -> HttpResponse:
+    return _bulk_revoke(request, tenant=request.tenant,
+                        back_url=reverse("gateway:keys", args=[request.tenant.slug]))
+
+
+@platform_view(PlatformPerm.MODELS_MANAGE)
+def model_keys_bulk_revoke(request: HttpRequest) -> HttpResponse:
+    return _bulk_revoke(request, tenant=None, back_url=reverse("models_catalog:catalog"))

@@ -157,7 +157,7 @@ class ModelLifecycleApi(PortalApi):
         data = ModelLifecycleSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         model = services.model_set_lifecycle(actor=request.user, model=model,
-                                             lifecycle=data.validated_data["lifecycle"])
+                                             **data.validated_data)
         return Response(ModelOutputSerializer(model).data)
 
 
@@ -305,7 +305,7 @@ class VersionLifecycleApi(_VersionActionApi):
     def post(self, request: Request, slug: str, version: str) -> Response:
         return _act(request, slug, version, VersionLifecycleSerializer,
                     lambda mv, data: services.version_set_lifecycle(
-                        actor=request.user, version=mv, status=data["status"]))
+                        actor=request.user, version=mv, **data))
 
 
 class VersionVerifyApi(_VersionActionApi):

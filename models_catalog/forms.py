@@ -185,14 +185,34 @@ class RejectForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
 
 
-class VersionLifecycleForm(forms.Form):
+class _SunsetFields(forms.Form):
+    """A deprecation's sunset (UTC) and successor; both optional."""
+
+    sunset_at = forms.DateTimeField(
+        required=False, label="Sunset (UTC)", validators=[validate_supported_date],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Deprecated only: when it stops serving. Tenants that used it in the last "
+                  "90 days are told.")
+    successor = forms.ModelChoiceField(
+        queryset=Model.objects.exclude(lifecycle=ModelLifecycle.RETIRED).order_by("slug"),
+        required=False, to_field_name="slug", empty_label="None",
+        help_text="The model to move to; the gateway names it after the sunset.")
+
+    def service_values(self) -> dict:
+        return {"sunset_at": self.cleaned_data["sunset_at"],
+                "successor": self.cleaned_data["successor"]}
+
+
+class VersionLifecycleForm(_SunsetFields):
     status = forms.ChoiceField(choices=[(VersionStatus.PUBLISHED, "Published"),
                                         (VersionStatus.DEPRECATED, "Deprecated"),
                                         (VersionStatus.RETIRED, "Retired")])
+    field_order = ["status", "sunset_at", "successor"]
 
 
-class ModelLifecycleForm(forms.Form):
+class ModelLifecycleForm(_SunsetFields):
     lifecycle = forms.ChoiceField(choices=ModelLifecycle.choices)
+    field_order = ["lifecycle", "sunset_at", "successor"]
 
 
 class EntitlementsForm(forms.Form):

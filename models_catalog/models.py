@@ -36,6 +36,14 @@ class Model(models.Model):
     context_length = models.PositiveIntegerField(null=True, blank=True)
     lifecycle = models.CharField(max_length=16, choices=ModelLifecycle.choices,
                                  default=ModelLifecycle.ACTIVE)
+    # A deprecation's dates (RFC 9745 `Deprecation`, RFC 8594 `Sunset` at the gateway) and the
+    # model to move to: after the sunset the gateway refuses requests for this model, naming it.
+    deprecated_at = models.DateTimeField(null=True, blank=True)
+    sunset_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When a deprecated model stops serving; the gateway then names its successor.")
+    successor = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+", help_text="The model to move to.")
     available_to_all_tenants = models.BooleanField(
         default=True, help_text="Otherwise only the tenants listed as entitled may use it.")
     entitled_tenants = models.ManyToManyField(Tenant, blank=True, related_name="entitled_models")
@@ -156,6 +164,11 @@ class ModelVersion(models.Model):
     status = models.CharField(max_length=20, choices=VersionStatus.choices,
                               default=VersionStatus.UPLOADING)
     status_reason = models.TextField(blank=True)
+    # A deprecated version's sunset date and the model to move to (its tenants are told).
+    deprecated_at = models.DateTimeField(null=True, blank=True)
+    sunset_at = models.DateTimeField(null=True, blank=True)
+    successor = models.ForeignKey(Model, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+")
 
     landing_repository = models.CharField(max_length=255, blank=True)
     trusted_repository = models.CharField(max_length=255, blank=True)

@@ -198,10 +198,11 @@ def price_list(*, model: Model) -> QuerySet[ModelPrice]:
 
 
 def model_list_for_gateway() -> QuerySet[Model]:
-    """Every model with what the gateway routes by (slug, task, lifecycle, who may use it):
-    two queries, the entitled tenants' ids prefetched."""
-    return (Model.objects.only("pk", "slug", "task", "lifecycle", "available_to_all_tenants",
-                               "created_at", "provider")
+    """Every model with what the gateway routes by (slug, task, lifecycle and its dates and
+    successor, who may use it): two queries, the entitled tenants' ids prefetched."""
+    return (Model.objects.select_related("successor")
+            .only("pk", "slug", "task", "lifecycle", "available_to_all_tenants", "created_at",
+                  "provider", "deprecated_at", "sunset_at", "successor__slug")
             .prefetch_related(Prefetch("entitled_tenants", queryset=Tenant.objects.only("pk"))))
 
 

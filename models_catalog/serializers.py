@@ -24,12 +24,13 @@ from portal.text import validate_display_name
 
 class ModelOutputSerializer(serializers.ModelSerializer):
     entitled_tenants = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+    successor = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
     class Meta:
         model = Model
         fields = ["slug", "name", "task", "description", "model_card", "provider", "license",
-                  "context_length", "lifecycle", "available_to_all_tenants", "entitled_tenants",
-                  "created_at", "updated_at"]
+                  "context_length", "lifecycle", "deprecated_at", "sunset_at", "successor",
+                  "available_to_all_tenants", "entitled_tenants", "created_at", "updated_at"]
 
 
 class TenantModelOutputSerializer(serializers.ModelSerializer):
@@ -196,12 +197,23 @@ class RejectSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=2000)
 
 
-class VersionLifecycleSerializer(serializers.Serializer):
+class _SunsetSerializer(serializers.Serializer):
+    sunset_at = serializers.DateTimeField(
+        required=False, allow_null=True, default=None, validators=[validate_supported_date],
+        help_text="Deprecated only: when it stops serving (the gateway then refuses its "
+                  "requests, naming the successor). Tenants whose keys used it in the last 90 "
+                  "days are told.")
+    successor = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Model.objects.all(), required=False, allow_null=True,
+        default=None, help_text="The model to move to.")
+
+
+class VersionLifecycleSerializer(_SunsetSerializer):
     status = serializers.ChoiceField(choices=[VersionStatus.PUBLISHED, VersionStatus.DEPRECATED,
                                               VersionStatus.RETIRED])
 
 
-class ModelLifecycleSerializer(serializers.Serializer):
+class ModelLifecycleSerializer(_SunsetSerializer):
     lifecycle = serializers.ChoiceField(choices=ModelLifecycle.choices)
 
 

@@ -123,7 +123,9 @@ def _model_page(request: HttpRequest, model, *, status: int = 200, **forms) -> H
             "tenants": [t.slug for t in entitled]}),
         "price_form": forms.get("price_form") or PriceForm(initial={
             "currency": prices[0].currency if prices else "EUR"}),
-        "lifecycle_form": ModelLifecycleForm(initial={"lifecycle": model.lifecycle}),
+        "lifecycle_form": ModelLifecycleForm(initial={
+            "lifecycle": model.lifecycle, "sunset_at": model.sunset_at,
+            "successor": model.successor.slug if model.successor_id else None}),
         "card_form": forms.get("card_form") or ModelCardForm(instance=model),
         "annex": selectors.annex_xii_get(model=model),
         "annex_form": forms.get("annex_form") or AnnexXIIForm(
@@ -203,11 +205,18 @@ def model_lifecycle(request: HttpRequest, model_slug: str) -> HttpResponse:
     model = _managed_model(request, model_slug)
     form = ModelLifecycleForm(request.POST)
     if form.is_valid():
-        services.model_set_lifecycle(actor=request.user, model=model,
-                                     lifecycle=form.cleaned_data["lifecycle"])
-        messages.success(request, f"{model.name} is now {model.get_lifecycle_display().lower()}.")
+        try:
+            services.model_set_lifecycle(actor=request.user, model=model,
+                                         lifecycle=form.cleaned_data["lifecycle"],
+                                         **form.service_values())
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request,
+                             f"{model.name} is now {model.get_lifecycle_display().lower()}.")
     else:
-        messages.error(request, "Choose active, deprecated or retired.")
+        messages.error(request, "Choose active, deprecated or retired, and a valid sunset "
+                                "date and successor.")
     return redirect("models_catalog:model", model.slug)
 
 
@@ -288,7 +297,9 @@ def _version_context(request: HttpRequest, version: ModelVersion, **extra) -> di
             "repository": version.landing_repository, "reference": version.version}),
         "submit_form": extra.pop("submit_form", None) or SubmitForm(),
         "reject_form": extra.pop("reject_form", None) or RejectForm(),
-        "lifecycle_form": VersionLifecycleForm(initial={"status": version.status}),
+        "lifecycle_form": VersionLifecycleForm(initial={
+            "status": version.status, "sunset_at": version.sunset_at,
+            "successor": version.successor.slug if version.successor_id else None}),
         "lineage_form": extra.pop("lineage_form", None) or LineageForm.for_version(version),
         "datasets": list(version.datasets.all()),
         "derived_versions": list(selectors.versions_derived_from(version=version)),
@@ -422,11 +433,13 @@ def version_lifecycle(request: HttpRequest, model_slug: str, version: str) -> Ht
     mv = _version(request, model_slug, version)
     form = VersionLifecycleForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose published, deprecated or retired.")
+        messages.error(request, "Choose published, deprecated or retired, and a valid sunset "
+                                "date and successor.")
         return redirect("models_catalog:version", mv.model.slug, mv.version)
     return _version_action(
         request, mv, lambda: services.version_set_lifecycle(
-            actor=request.user, version=mv, status=form.cleaned_data["status"]),
+            actor=request.user, version=mv, status=form.cleaned_data["status"],
+            **form.service_values()),
         "Lifecycle changed.")
 
 

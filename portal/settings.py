@@ -422,6 +422,9 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Bodies are documented as JSON; the form encodings stay accepted, undocumented.
     "PARSER_WHITELIST": ["portal.parsers.JSONParser"],
+    # /v1 is the gateway's ASGI app, not DRF: its documented paths are added by a hook.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "gateway.openapi.add_gateway_paths"],
     "ENUM_NAME_OVERRIDES": {
         "DeploymentStatusEnum": "deployments.models.DeploymentStatus",
         "DeploymentModeEnum": "deployments.models.DeploymentMode",

@@ -77,3 +77,32 @@ class WebhookDelivery(TenantOwned):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
+
+
+class DeprecationNotice(TenantOwned):
+    """That a tenant was told of a deprecation with a sunset date (in the portal, by e-mail,
+    through its webhooks). One per tenant, deprecated model or version and sunset date: the
+    task that tells them can run again without telling anyone twice; a new sunset date is a
+    new notice."""
+
+    model = models.ForeignKey("models_catalog.Model", on_delete=models.CASCADE,
+                              related_name="+")
+    version = models.ForeignKey("models_catalog.ModelVersion", null=True, blank=True,
+                                on_delete=models.CASCADE, related_name="+")
+    sunset_at = models.DateTimeField()
+    successor_slug = models.CharField(max_length=100, blank=True)
+    api_key_ids = models.JSONField(default=list,
+                                   help_text="The tenant's keys that used it in the lookback.")
+    email_sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "model", "sunset_at"],
+                                    condition=models.Q(version__isnull=True),
+                                    name="one_model_deprecation_notice"),
+            models.UniqueConstraint(fields=["tenant", "version", "sunset_at"],
+                                    condition=models.Q(version__isnull=False),
+                                    name="one_version_deprecation_notice"),
+        ]

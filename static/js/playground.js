@@ -117,6 +117,8 @@
       status.textContent = "";
     } finally {
       submit.disabled = false;
+      // The figures under the chat (an htmx partial) follow what the message used.
+      if (window.htmx) window.htmx.trigger(document.body, "quota-refresh");
     }
   }
 

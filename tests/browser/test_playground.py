@@ -34,6 +34,8 @@ def test_developer_chats_with_a_model_through_the_gateway(browser, gateway_serve
         answer = page.locator(".turn-assistant .turn-text")
         expect(answer).to_have_text("Sovereign models answer from inside the boundary .")
         expect(page.locator("#pg-status")).to_contain_text("4 prompt + 8 completion tokens")
+        # What the playground key has left follows the message (an htmx partial).
+        expect(page.locator("#quota")).to_contain_text("This key (Playground)")
         assert requests_seen.foreign == []
     finally:
         page.context.close()

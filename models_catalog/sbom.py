@@ -23,6 +23,7 @@ by bom-ref, and the base model — a catalog version or an external model — is
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from cyclonedx.model import HashAlgorithm, HashType, Property
@@ -180,7 +181,7 @@ def _formats(value: str, default: str) -> list[dict[str, str]]:
 
 
 def _model_card(model: Any, version: Any, annex: Any = None, *,
-                dataset_refs: list[str] = ()) -> dict[str, Any]:
+                dataset_refs: Sequence[str] = ()) -> dict[str, Any]:
     task = str(_attr(model, "task")) or "unknown"
     parameters: dict[str, Any] = {"task": task}
     approach = str(_attr(annex, "training_approach"))

@@ -17,6 +17,9 @@ Needs only Python, `cryptography`, `rfc3161-client` and this repository's `audit
     manifest.sig         Ed25519 signature of manifest.json (base64), the detached signature
     manifest.tsr         RFC 3161 timestamp of manifest.json from the TSA (when timestamps
                          are on), the answer as `openssl ts -reply` writes it
+    evidence/…           what the report's sections attach: SBOMs, scan reports, Annex XII
+                         information, and the models' OpenSSF Model Signing (OMS) signatures
+                         under evidence/model-signatures/ with the key they verify with
 
 and the archive comment carries a second signature over every other byte of the zip, so that
 no byte of the bundle can change unnoticed (not even one a zip reader would ignore).
@@ -24,7 +27,9 @@ no byte of the bundle can change unnoticed (not even one a zip reader would igno
 Timestamps are checked against the TSA certificates the auditor passes (--tsa-ca); without
 them, against the bundle's own tsa-ca.pem, which only the platform's signature vouches for —
 the output says which. `--export-timestamps DIR` writes each timestamp beside the exact
-bytes it covers, for `openssl ts -verify`.
+bytes it covers, for `openssl ts -verify`. OMS signatures are checked cryptographically (see
+`audit.model_signatures`) with the key the auditor passes (--model-signing-key) or, without
+it, the bundle's own copy, which is said in the same way.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from audit import model_signatures
 from audit.integrity import SignedCheckpoint, verify_chain
 from audit.timestamps import (
     TimestampError,
@@ -121,8 +127,10 @@ def _member_lines(archive: zipfile.ZipFile, name: str) -> Iterator[dict[str, Any
 
 
 def verify_bundle(path: str | Path, public_key: Ed25519PublicKey, *,
-                  tsa_trust: TsaTrust | None = None) -> BundleCheck:
-    """Check everything; `tsa_trust`: the TSA certificates the auditor trusts (None: the
+                  tsa_trust: TsaTrust | None = None,
+                  model_signing_key: bytes | None = None) -> BundleCheck:
+    """Check everything; `tsa_trust`: the TSA certificates the auditor trusts, and
+    `model_signing_key`: the PEM public key the OMS signatures must verify with (None: the
     bundle's own, which is said in `notes`)."""
     check = BundleCheck()
     try:
@@ -135,7 +143,7 @@ def verify_bundle(path: str | Path, public_key: Ed25519PublicKey, *,
         return check
     try:
         with zipfile.ZipFile(path) as archive:
-            _verify_members(archive, public_key, check, tsa_trust)
+            _verify_members(archive, public_key, check, tsa_trust, model_signing_key)
     except (zipfile.BadZipFile, zlib.error, KeyError, ValueError, TypeError, EOFError, OSError,
             NotImplementedError, RuntimeError, struct.error) as exc:
         # Whatever a damaged archive makes the zip reader raise, it is a failed verification.
@@ -144,7 +152,8 @@ def verify_bundle(path: str | Path, public_key: Ed25519PublicKey, *,
 
 
 def _verify_members(archive: zipfile.ZipFile, public_key: Ed25519PublicKey,
-                    check: BundleCheck, tsa_trust: TsaTrust | None = None) -> None:
+                    check: BundleCheck, tsa_trust: TsaTrust | None = None,
+                    model_signing_key: bytes | None = None) -> None:
     manifest_bytes = archive.read(MANIFEST)
     if not verify(public_key, manifest_bytes, archive.read(MANIFEST_SIG).decode("ascii")):
         check.problems.append("manifest.sig does not verify manifest.json with this key")
@@ -168,6 +177,7 @@ def _verify_members(archive: zipfile.ZipFile, public_key: Ed25519PublicKey,
         if digest.hexdigest() != entry["sha256"] or size != entry["size"]:
             check.problems.append(f"{name} does not match its SHA-256 in the manifest")
     check.facts.append(f"{len(listed)} files match the signed manifest")
+    _verify_model_signatures(archive, present & set(listed), check, model_signing_key)
 
     checkpoints = [SignedCheckpoint(**cp) for cp in json.loads(archive.read(CHECKPOINTS))]
     result = verify_chain(_member_lines(archive, EVENTS), checkpoints, public_key, extract=True)
@@ -188,6 +198,48 @@ def _verify_members(archive: zipfile.ZipFile, public_key: Ed25519PublicKey,
                               f"holds {result.count}")
     _verify_timestamps(archive, manifest, manifest_bytes, checkpoints, check, tsa_trust,
                        carried=TSA_CA in listed and TSA_CA in present)
+
+
+def _verify_model_signatures(archive: zipfile.ZipFile, names: set[str], check: BundleCheck,
+                             given_key: bytes | None) -> None:
+    """Each OMS signature under evidence/model-signatures/, with the auditor's model-signing
+    key or the bundle's copy."""
+    signatures = sorted(name for name in names if name.startswith(model_signatures.DIRECTORY)
+                        and name.endswith(model_signatures.SIGNATURE_SUFFIX))
+    if not signatures:
+        return
+    carried = model_signatures.KEY_FILE in names
+    if given_key is None and not carried:
+        check.problems.append(f"the bundle carries OMS model signatures but not "
+                              f"{model_signatures.KEY_FILE}: pass the model-signing key with "
+                              "--model-signing-key")
+        return
+    source = "--model-signing-key" if given_key is not None else model_signatures.KEY_FILE
+    try:
+        key = model_signatures.load_key(given_key if given_key is not None
+                                        else archive.read(model_signatures.KEY_FILE))
+    except model_signatures.ModelSignatureError as exc:
+        check.problems.append(f"{source}: {exc}")
+        return
+    verified = 0
+    for name in signatures:
+        try:
+            model_signatures.verify(archive.read(name), key)
+        except model_signatures.ModelSignatureError as exc:
+            check.problems.append(f"{name}: the OMS model signature does not verify: {exc}")
+        else:
+            verified += 1
+    key_id = model_signatures.key_id(key)
+    if verified:
+        check.facts.append(f"{verified} of {len(signatures)} OMS model signatures verified "
+                           f"with the model-signing key {key_id[:16]}… (signature and signed "
+                           "file list; the files themselves: model_signing verify)")
+    if given_key is None:
+        check.notes.append(
+            f"OMS model signatures were checked with the bundle's {model_signatures.KEY_FILE} "
+            f"(key {key_id}). Only the platform's signature vouches for it: compare it with "
+            "the portal's /catalog/model-signing-key.pem, or pass your own copy with "
+            "--model-signing-key.")
 
 
 def _verify_timestamps(archive: zipfile.ZipFile, manifest: dict[str, Any], manifest_bytes: bytes,
@@ -296,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
                                          "trust (PEM; default: those carried in the bundle)")
     parser.add_argument("--export-timestamps", metavar="DIR",
                         help="also write each timestamp and the bytes it covers to DIR")
+    parser.add_argument("--model-signing-key", help="the platform's model-signing public key "
+                                                    "(PEM) the OMS signatures must verify with "
+                                                    "(default: the one carried in the bundle)")
     args = parser.parse_args(argv)
     try:
         public_key = load_public_key(Path(args.public_key).read_bytes())
@@ -307,7 +362,14 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, TimestampError) as exc:
         print(f"Cannot use the TSA certificates: {exc}", file=sys.stderr)
         return 2
-    check = verify_bundle(args.bundle, public_key, tsa_trust=tsa_trust)
+    try:
+        model_signing_key = (Path(args.model_signing_key).read_bytes()
+                             if args.model_signing_key else None)
+    except OSError as exc:
+        print(f"Cannot read the model-signing key: {exc}", file=sys.stderr)
+        return 2
+    check = verify_bundle(args.bundle, public_key, tsa_trust=tsa_trust,
+                          model_signing_key=model_signing_key)
     for fact in check.facts:
         print(f"ok: {fact}")
     for note in check.notes:

@@ -202,7 +202,8 @@ class TargetStep(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["version"].queryset = selectors.deployable_versions()
         self.fields["version"].label_from_instance = (
-            lambda v: f"{v.model.name} ({v.model.slug}) · {v.version}")
+            lambda v: f"{v.model.name} ({v.model.slug}) · {v.version}"
+                      + (" · ModelPack" if v.is_modelpack else ""))
 
 
 SERVING_BACKENDS = [(Backend.KSERVE, "InferenceService (vLLM or Hugging Face runtime)"),
@@ -221,10 +222,11 @@ class ClusterStep(forms.Form):
                              required=False, label="Deployment mode",
                              help_text="InferenceService only.")
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, version: ModelVersion | None = None, **kwargs):
         from deployments.services import jurisdiction_allowed
 
         super().__init__(*args, **kwargs)
+        self.version = version  # chosen on the first step: a ModelPack needs oci+native://
         allowed = [c.pk for c in selectors.cluster_list()
                    if jurisdiction_allowed(c.jurisdiction)]
         self.fields["cluster"].queryset = Cluster.objects.filter(pk__in=allowed)
@@ -235,8 +237,13 @@ class ClusterStep(forms.Form):
         return self.cleaned_data["backend"] or Backend.KSERVE
 
     def clean(self):
+        from deployments.services import packaging_problem
+
         data = super().clean()
         cluster = data.get("cluster")
+        problem = packaging_problem(self.version, cluster) if self.version and cluster else None
+        if problem:
+            self.add_error("cluster", problem)
         if data.get("backend") == Backend.LLMISVC and cluster \
                 and cluster.llm_inference_service is not True:
             self.add_error("backend", f"{cluster.name} did not serve LLMInferenceService at its "

@@ -39,6 +39,16 @@ def cluster_get(pk: int) -> Cluster:
     return get_object_or_404(cluster_list(), pk=pk)
 
 
+def cluster_modelpack_problem(cluster: Cluster) -> str | None:
+    """Why `cluster` can't mount CNCF ModelPack artifacts (KServe's `oci+native://`, an image
+    volume), from its last check; None when it can."""
+    if cluster.native_oci_models is True:
+        return None
+    if cluster.native_oci_models is False:
+        return cluster.native_oci_detail or "the check found no support."
+    return "the cluster has not been checked for it yet."
+
+
 def deployment_list_for_gateway() -> QuerySet[Deployment]:
     """The deployments that serve requests (ready), with what the gateway sends them: base URL,
     served model name, the upstream key (encrypted) and the owning tenant, if dedicated. One

@@ -150,6 +150,9 @@ def _bound_steps(data, count: int) -> list:
     forms: list = []
     for index, step in enumerate(WIZARD_STEPS[:count]):
         kwargs = {}
+        if index == 1:
+            kwargs["version"] = forms[0].cleaned_data.get("version") if forms[0].is_valid() \
+                else None
         if index == 2:
             kwargs["cluster"] = forms[1].cleaned_data.get("cluster") if forms[1].is_valid() \
                 else None
@@ -211,7 +214,8 @@ def deployment_wizard(request: HttpRequest) -> HttpResponse:
             add_service_errors(current, exc)
     backend = _chosen_backend(done)
     if current is None and target < REVIEW:
-        kwargs = {"cluster": done[1].cleaned_data["cluster"]} if target == 2 else {}
+        kwargs = ({"cluster": done[1].cleaned_data["cluster"]} if target == 2
+                  else {"version": _chosen_version(done)} if target == 1 else {})
         initial = {k: v for k, v in data.items()} if data else {}
         step = RESOURCE_STEPS[backend] if target == 2 else WIZARD_STEPS[target]
         current = step(initial=initial, **kwargs)
@@ -219,10 +223,15 @@ def deployment_wizard(request: HttpRequest) -> HttpResponse:
     carry = [(k, v) for k, v in (data.items() if data else []) if k in WIZARD_FIELDS
              and k not in own]
     titles = [s.title for s in WIZARD_STEPS[:2]] + [RESOURCE_STEPS[backend].title]
+    version = _chosen_version(done)
+    modelpack = version if version is not None and version.is_modelpack else None
+    clusters = _cluster_choices(version) if target == 1 else []
     context = {
         "step": target, "steps": titles + ["Review manifest"], "backend": backend,
         "form": current, "carry": carry, "manifest": manifest,
-        "clusters": _cluster_choices() if target == 1 else [],
+        "clusters": clusters, "modelpack": modelpack,
+        "modelpack_nowhere": modelpack is not None and bool(clusters)
+        and not any(row["selectable"] for row in clusters),
         "no_versions": target == 0 and not current.fields["version"].queryset.exists(),
         "registry_problem": "" if registry_configured() else NOT_CONFIGURED,
     }
@@ -230,12 +239,24 @@ def deployment_wizard(request: HttpRequest) -> HttpResponse:
                                   "deployments/partials/_wizard.html", context)
 
 
-def _cluster_choices():
+def _chosen_version(forms):
+    """The version chosen on the first step, once it is valid."""
+    return forms[0].cleaned_data["version"] if forms and forms[0].is_valid() else None
+
+
+def _cluster_choices(version=None):
+    """The cluster step's rows: a cluster is selectable inside the residency policy and, for a
+    ModelPack artifact, only where its check found native OCI model support — the reason is
+    shown beside any other."""
     rows = []
     for cluster in selectors.cluster_list():
         free = selectors.cluster_free_gpus(cluster)
+        allowed = services.jurisdiction_allowed(cluster.jurisdiction)
+        modelpack_problem = (selectors.cluster_modelpack_problem(cluster)
+                             if version is not None and version.is_modelpack else None)
         rows.append({"cluster": cluster, "llm": cluster.llm_inference_service is True,
-                     "allowed": services.jurisdiction_allowed(cluster.jurisdiction),
+                     "allowed": allowed, "modelpack_problem": modelpack_problem,
+                     "selectable": allowed and modelpack_problem is None,
                      "gpus": [(p, free[p], cluster.gpu_capacity[p])
                               for p in cluster.gpu_products]})
     return rows

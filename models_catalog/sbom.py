@@ -10,13 +10,20 @@ information: every section of the 1.6 `modelCard` the platform has facts for —
 `modelParameters` (approach, task, architecture family and architecture, datasets, input and
 output formats), `considerations` (users, use cases, technical limitations, environmental
 considerations with the training energy) and `properties` for what 1.6 has no field for
-(acceptable use, parameter count, context window, licence, lineage). `quantitativeAnalysis`
-is left out: the platform measures no model quality, and a card states no invented metric.
+(acceptable use, parameter count, context window, licence, source commit, hyperparameters).
+`quantitativeAnalysis` is left out: the platform measures no model quality, and a card states
+no invented metric.
+
+The lineage is CycloneDX data, not properties: each dataset reference is a `data` component
+(identifier, digest as a CycloneDX hash) that `modelCard.modelParameters.datasets` refers to
+by bom-ref, and the base model — a catalog version or an external model — is the model's
+`pedigree.ancestors` entry, with its digest.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from cyclonedx.model import HashAlgorithm, HashType, Property
@@ -88,17 +95,78 @@ def build_sbom(*, model: Any, image_reference: str, manifest_digest: str,
     ])
     bom.register_dependency(image, [model_component])
     document = json.loads(JsonV1Dot6(bom).output_as_string())
+    datasets = _dataset_components(version)
     for component in document.get("components", []):
         if component.get("bom-ref") == "model":
-            component["modelCard"] = _model_card(model, version, annex_xii)
+            component["modelCard"] = _model_card(model, version, annex_xii,
+                                                 dataset_refs=[d["bom-ref"] for d in datasets])
             license_name = str(_attr(model, "license"))
             if license_name:
                 component["licenses"] = [{"license": {"name": license_name}}]
+            ancestor = _base_model_component(version)
+            if ancestor is not None:
+                component["pedigree"] = {"ancestors": [ancestor]}
+    document.setdefault("components", []).extend(datasets)
     text = json.dumps(document, indent=2, sort_keys=True)
     error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
     if error is not None:
         raise SbomError(f"The SBOM does not validate against CycloneDX 1.6: {error}")
     return text
+
+
+# CycloneDX's hash algorithms by the names lineage digests use (`algorithm:value`, lower case,
+# without separators), and the hex length each has.
+HASH_ALGORITHMS = {"md5": ("MD5", 32), "sha1": ("SHA-1", 40), "sha256": ("SHA-256", 64),
+                   "sha384": ("SHA-384", 96), "sha512": ("SHA-512", 128),
+                   "sha3256": ("SHA3-256", 64), "sha3384": ("SHA3-384", 96),
+                   "sha3512": ("SHA3-512", 128), "blake2b256": ("BLAKE2b-256", 64),
+                   "blake2b384": ("BLAKE2b-384", 96), "blake2b512": ("BLAKE2b-512", 128),
+                   "blake3": ("BLAKE3", 64)}
+HEX_DIGITS = frozenset("0123456789abcdef")
+LINEAGE_PREFIX = f"{PROPERTY_PREFIX}:lineage"
+
+
+def _digest_fields(digest: str) -> dict[str, Any]:
+    """A lineage digest as CycloneDX `hashes` when it is one of CycloneDX's algorithms in hex;
+    anything else (`git:<commit>`, base64 values) as a property that keeps it verbatim."""
+    if not digest:
+        return {}
+    algorithm, _, value = digest.partition(":")
+    known = HASH_ALGORITHMS.get("".join(c for c in algorithm.lower() if c.isalnum()))
+    value = value.lower()
+    if known and len(value) == known[1] and set(value) <= HEX_DIGITS:
+        return {"hashes": [{"alg": known[0], "content": value}]}
+    return {"properties": [{"name": f"{LINEAGE_PREFIX}:digest", "value": digest}]}
+
+
+def _dataset_components(version: Any) -> list[dict[str, Any]]:
+    """One `data` component per dataset reference of the version (identifier and digest)."""
+    references = _attr(version, "datasets", ()) or ()
+    if hasattr(references, "all"):  # a related manager
+        references = references.all()
+    unique = sorted({(str(r.identifier), str(r.digest or "")) for r in references})
+    return [{"type": "data", "bom-ref": f"dataset:{index}", "name": identifier,
+             "data": [{"type": "dataset", "name": identifier}], **_digest_fields(digest)}
+            for index, (identifier, digest) in enumerate(unique, start=1)]
+
+
+def _base_model_component(version: Any) -> dict[str, Any] | None:
+    """The base model as a pedigree ancestor: a catalog version by model slug, version label
+    and image digest, or an external model by identifier and digest."""
+    base = _attr(version, "base_version", None)
+    if base is not None:
+        slug, label = str(_attr(base.model, "slug")), str(_attr(base, "version"))
+        digest = _digest_fields(str(_attr(base, "manifest_digest")))
+        digest["properties"] = [*digest.get("properties", []), {
+            "name": f"{LINEAGE_PREFIX}:base_version", "value": f"{slug}:{label}"}]
+        return {"type": "machine-learning-model", "bom-ref": "base-model", "name": slug,
+                "version": label, "description": f"Catalog version {slug}:{label}", **digest}
+    name = str(_attr(version, "base_model"))
+    if not name:
+        return None
+    return {"type": "machine-learning-model", "bom-ref": "base-model", "name": name,
+            "description": "External base model",
+            **_digest_fields(str(_attr(version, "base_model_digest")))}
 
 
 # What a task's model reads and writes when the Annex XII information names no modality.
@@ -112,7 +180,8 @@ def _formats(value: str, default: str) -> list[dict[str, str]]:
     return [{"format": name} for name in names or [default]]
 
 
-def _model_card(model: Any, version: Any, annex: Any = None) -> dict[str, Any]:
+def _model_card(model: Any, version: Any, annex: Any = None, *,
+                dataset_refs: Sequence[str] = ()) -> dict[str, Any]:
     task = str(_attr(model, "task")) or "unknown"
     parameters: dict[str, Any] = {"task": task}
     approach = str(_attr(annex, "training_approach"))
@@ -126,24 +195,26 @@ def _model_card(model: Any, version: Any, annex: Any = None) -> dict[str, Any]:
         parameters["modelArchitecture"] = architecture
     training_data = str(_attr(version, "training_data"))
     data_summary = str(_attr(annex, "training_data_summary"))
+    datasets: list[dict[str, Any]] = [{"ref": ref} for ref in dataset_refs]
     if training_data or data_summary:
         dataset: dict[str, Any] = {"type": "dataset",
                                    "name": training_data or "Training data"}
         if data_summary:
             dataset["description"] = data_summary
-        parameters["datasets"] = [dataset]
+        datasets.append(dataset)
+    if datasets:
+        parameters["datasets"] = datasets
     input_format, output_format = TASK_FORMATS.get(task, ("text", "text"))
     parameters["inputs"] = _formats(str(_attr(annex, "input_modalities")), input_format)
     parameters["outputs"] = _formats(str(_attr(annex, "output_modalities")), output_format)
 
     properties = []
-    for field in ("base_model", "source_commit"):
-        value = str(_attr(version, field))
-        if value:
-            properties.append({"name": f"{PROPERTY_PREFIX}:lineage:{field}", "value": value})
+    source_commit = str(_attr(version, "source_commit"))
+    if source_commit:
+        properties.append({"name": f"{LINEAGE_PREFIX}:source_commit", "value": source_commit})
     hyperparameters = _attr(version, "hyperparameters", {}) or {}
     if hyperparameters:
-        properties.append({"name": f"{PROPERTY_PREFIX}:lineage:hyperparameters",
+        properties.append({"name": f"{LINEAGE_PREFIX}:hyperparameters",
                            "value": json.dumps(hyperparameters, sort_keys=True)})
     context_length = _attr(model, "context_length", None)
     if context_length:

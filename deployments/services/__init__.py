@@ -10,6 +10,7 @@ from deployments.services.admission import (
     jurisdiction_allowed_for_tenant,
     kserve_deployment_build,
     kserve_deployment_validate,
+    packaging_problem,
 )
 from deployments.services.clusters import (
     EU_MEMBERS,
@@ -64,5 +65,6 @@ __all__ = [
     "external_endpoint_register", "external_endpoint_update", "external_endpoints_check_all",
     "jurisdiction_allowed", "jurisdiction_allowed_for_tenant", "kserve_deployment_build",
     "kserve_deployment_create", "kserve_deployment_validate", "llm_deployment_build",
-    "llm_preset_create", "llm_preset_delete", "llm_preset_update", "tenant_namespace_ensure",
+    "llm_preset_create", "llm_preset_delete", "llm_preset_update", "packaging_problem",
+    "tenant_namespace_ensure",
 ]

@@ -58,14 +58,12 @@ def _check_version(version: ModelVersion) -> str | None:
     return None
 
 
-def _packaging_problem(version: ModelVersion, cluster: Cluster) -> str | None:
+def packaging_problem(version: ModelVersion, cluster: Cluster) -> str | None:
     """A ModelPack artifact is mounted by KServe as an image volume (`oci+native://`): only
     on a cluster whose last check found that possible."""
-    if not version.is_modelpack or cluster.native_oci_models is True:
+    why = selectors.cluster_modelpack_problem(cluster) if version.is_modelpack else None
+    if why is None:
         return None
-    why = (cluster.native_oci_detail or "the check found no support."
-           if cluster.native_oci_models is False
-           else "the cluster has not been checked for it yet.")
     return (f"{version} is a CNCF ModelPack artifact, which KServe mounts as an image volume "
             f"(oci+native://), and {cluster.name} can't do that: {why} Fix that and press "
             "Check connectivity on the cluster, choose a cluster that can, or deploy a "
@@ -170,7 +168,7 @@ def kserve_deployment_validate(*, actor, deployment: Deployment) -> None:
         raise refusal({"name": f"{deployment.namespace}/{deployment.resource_name} "
                                "already exists on this cluster; choose another name."})
     for version in filter(None, [deployment.version, deployment.canary_version]):
-        problem = _check_version(version) or _packaging_problem(version, deployment.cluster)
+        problem = _check_version(version) or packaging_problem(version, deployment.cluster)
         if problem:
             _refuse(actor=actor, tenant=deployment.tenant, field="version", reason=problem,
                     details=details)

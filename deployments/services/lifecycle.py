@@ -33,8 +33,8 @@ from deployments.models import (
 from deployments.services.admission import (
     _book_gpus,
     _check_version,
-    _packaging_problem,
     kserve_deployment_validate,
+    packaging_problem,
 )
 from deployments.services.clusters import (
     SYSTEM,
@@ -149,7 +149,7 @@ def deployment_drive(deployment_id: int) -> str:
     if not claimed:
         return deployment.status
     for version in filter(None, [deployment.version, deployment.canary_version]):
-        problem = _check_version(version) or _packaging_problem(version, deployment.cluster)
+        problem = _check_version(version) or packaging_problem(version, deployment.cluster)
         if problem:
             _fail(deployment, from_statuses=from_statuses, reason=problem)
             return S.FAILED

@@ -17,6 +17,7 @@ from django.db import transaction
 
 import audit
 from models_catalog.models import DatasetReference, ModelVersion
+from portal import locks
 from portal.api import ApplicationError, full_clean_or_refuse
 
 MAX_DATASETS = 200
@@ -120,8 +121,14 @@ def version_set_lineage(*, actor, version: ModelVersion, base_version: ModelVers
                         base_model: str = "", base_model_digest: str = "",
                         datasets: Iterable[tuple[str, str]] = ()) -> ModelVersion:
     """Correct a version's lineage (any status: lineage describes where the weights came
-    from, not what was signed). Audited with the lineage before and after."""
+    from, not what was signed). Audited with the lineage before and after.
+
+    Corrections are serialized by the LINEAGE lock (taken before the row lock and the audit
+    chain's): the cycle check walks the base versions as stored, and two corrections at once
+    (X from Y, Y from X) would each find no cycle in what the other had not committed yet.
+    Creating a version needs no lock: nothing derives from a row that doesn't exist yet."""
     with transaction.atomic():
+        locks.hold(locks.LINEAGE)
         version = ModelVersion.objects.select_for_update(of=("self",)).select_related("model").get(
             pk=version.pk)
         before = lineage_of(version)

@@ -3,6 +3,8 @@ ImageVolume) on clusters whose check found it — Kubernetes 1.33 or later and K
 `enableOciModelSupport` — and are refused with the reason everywhere else; ModelCar images
 deploy as before."""
 
+import re
+
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -111,3 +113,56 @@ def test_a_modelpack_deploys_with_oci_native_where_the_cluster_has_it(
     assert services.deployment_drive(modelcar.pk) == S.PROGRESSING
     car = kube.isvc(modelcar.namespace, modelcar.resource_name)["spec"]["predictor"]["model"]
     assert car["storageUri"].startswith("oci://registry.example.test/")
+
+
+def test_the_wizard_offers_a_modelpack_only_where_the_cluster_can_mount_it(
+        client, msp_admin, cluster, kube, modelpack, version):
+    """The cluster step says why a cluster can't run a ModelPack artifact, beside it, and
+    offers no choice there; the refusal at validation is never the first word."""
+    from tests.deployments.conftest import GPU
+    from tests.deployments.test_pages_and_api import post_step, wizard_data
+
+    client.force_login(msp_admin)
+    first = client.get("/msp/deployments/new/").content.decode()
+    assert f"· {modelpack.version} · ModelPack" in first
+
+    target = {"version": modelpack.pk, "tenant": ""}
+    page = post_step(client, 0, target).content.decode()
+    assert 'data-testid="modelpack-note"' in page and "oci+native://" in page
+    assert f'id="cluster-{cluster.pk}"' not in page
+    assert f'data-testid="modelpack-problem-{cluster.pk}">the cluster has not been checked ' \
+           "for it yet." in page
+    assert 'data-testid="modelpack-nowhere"' in page  # no cluster at all can run it
+
+    services.cluster_check(actor=msp_admin, cluster=cluster)  # Kubernetes 1.31: no ImageVolume
+    kube.git_version = "v1.34.1"
+    kube.kserve_config({"enableOciModelSupport": True})
+    native = services.cluster_create(
+        actor=msp_admin, name="fra-oci-2", api_url=kube.url, jurisdiction="DE",
+        credentials=kube.token, gpu_capacity={GPU: 8}, default_mode="Standard")
+    assert services.cluster_check(actor=msp_admin, cluster=native).native_oci_models is True
+
+    page = post_step(client, 0, target).content.decode()
+    assert f'id="cluster-{native.pk}"' in page and f'id="cluster-{cluster.pk}"' not in page
+    problem = re.search(rf'data-testid="modelpack-problem-{cluster.pk}">([^<]*)<', page)
+    assert "1.33 or later" in problem.group(1)
+    assert f'data-testid="modelpack-problem-{native.pk}"' not in page
+    assert 'data-testid="modelpack-nowhere"' not in page
+
+    # A cluster posted anyway gets the reason on the cluster step, not later.
+    forged = post_step(client, 1, {**target, "cluster": cluster.pk, "mode": ""})
+    body = forged.content.decode()
+    assert "CNCF ModelPack artifact" in body and "1.33 or later" in body
+    assert 'aria-current="step"><span class="step-number">2</span> Cluster' in body
+
+    chosen = post_step(client, 1, {**target, "cluster": native.pk, "mode": ""})
+    assert 'aria-current="step"><span class="step-number">3</span> Runtime and resources' in \
+        chosen.content.decode()
+    review = post_step(client, 2, wizard_data(modelpack, native)).content.decode()
+    assert "Apply to the cluster" in review
+    assert f"oci+native://registry.example.test/{modelpack.trusted_repository}@" in review
+
+    # A ModelCar image is offered on every cluster inside the policy, as before.
+    page = post_step(client, 0, {"version": version.pk, "tenant": ""}).content.decode()
+    assert f'id="cluster-{cluster.pk}"' in page and f'id="cluster-{native.pk}"' in page
+    assert "modelpack-note" not in page and "modelpack-problem" not in page

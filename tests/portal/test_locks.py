@@ -12,11 +12,12 @@ ROOT = Path(__file__).resolve().parents[2]
 APPS = ("audit", "billing", "deployments", "gateway", "models_catalog", "portal", "tenants")
 
 
-def test_the_order_is_audit_then_rollups_then_budgets():
-    assert [lock.name for lock in locks.ORDER] == ["audit", "rollups", "budgets"]
-    assert len({lock.key for lock in locks.ORDER}) == 3
+def test_the_order_is_lineage_audit_rollups_budgets():
+    assert [lock.name for lock in locks.ORDER] == ["lineage", "audit", "rollups", "budgets"]
+    assert len({lock.key for lock in locks.ORDER}) == 4
     documented = locks.__doc__
-    assert documented.index("AUDIT") < documented.index("ROLLUPS") < documented.index("BUDGETS")
+    assert documented.index("LINEAGE") < documented.index("AUDIT") < \
+        documented.index("ROLLUPS") < documented.index("BUDGETS")
 
 
 def test_no_other_module_takes_an_advisory_lock_itself():

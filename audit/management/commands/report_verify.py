@@ -11,7 +11,8 @@ from portal import signing
 class Command(BaseCommand):
     help = ("Verify an evidence bundle: the archive and manifest signatures, every file's "
             "SHA-256, the audit extract's chain against the signed checkpoints, and the RFC "
-            "3161 timestamps of the manifest and checkpoints. Exits non-zero on any mismatch. "
+            "3161 timestamps of the manifest and checkpoints, and the OMS model signatures. "
+            "Exits non-zero on any mismatch. "
             "Offline without Django: python -m audit.bundle_verify.")
 
     def add_arguments(self, parser):
@@ -21,11 +22,15 @@ class Command(BaseCommand):
         parser.add_argument("--tsa-ca", default="",
                             help="the time-stamping authority's certificate(s) to trust (PEM); "
                                  "default: TSA_CA_FILE, else those carried in the bundle")
+        parser.add_argument("--model-signing-key", default="",
+                            help="the model-signing public key (PEM) the OMS model signatures "
+                                 "must verify with; default: the one carried in the bundle")
         parser.add_argument("--export-timestamps", default="", metavar="DIR",
                             help="also write each timestamp and the bytes it covers to DIR, "
                                  "for openssl ts -verify")
 
-    def handle(self, *args, bundle, public_key, tsa_ca, export_timestamps, **options):
+    def handle(self, *args, bundle, public_key, tsa_ca, export_timestamps, model_signing_key,
+               **options):
         if not Path(bundle).is_file():
             raise CommandError(f"{bundle}: no such file.")
         try:
@@ -38,7 +43,11 @@ class Command(BaseCommand):
             tsa_trust = load_tsa_trust(tsa_ca) if tsa_ca else None
         except (OSError, TimestampError) as exc:
             raise CommandError(f"Cannot use the TSA certificates: {exc}") from None
-        check = verify_bundle(bundle, key, tsa_trust=tsa_trust)
+        try:
+            model_key = Path(model_signing_key).read_bytes() if model_signing_key else None
+        except OSError as exc:
+            raise CommandError(f"Cannot read the model-signing key: {exc}") from None
+        check = verify_bundle(bundle, key, tsa_trust=tsa_trust, model_signing_key=model_key)
         for fact in check.facts:
             self.stdout.write(f"ok: {fact}")
         for note in check.notes:

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 
 import orjson
 
-from billing.budgets.gateway import BudgetRule
-from billing.budgets.periods import MONEY_SCALE  # counters hold money in 1e-8 units
+from billing.budgets.gateway import (
+    MONEY_SCALE,  # counters hold money in 1e-8 units
+    BudgetRule,
+)
 from gateway import errors, ratelimit
 from gateway.errors import GatewayError
 from gateway.redis_pipe import RedisReplyError

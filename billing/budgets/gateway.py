@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from billing.budgets.models import Budget, BudgetAction, BudgetPeriod, BudgetUnit
-from billing.budgets.periods import limit_units, midnight
+from billing.budgets.periods import MONEY_SCALE, limit_units, midnight
+
+__all__ = ["MONEY_SCALE", "BudgetRule", "gateway_budget_rules"]
 
 
 @dataclass(frozen=True)

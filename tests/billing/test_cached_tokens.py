@@ -89,7 +89,7 @@ def test_dashboards_and_usage_api_show_cached_tokens(client, tenant, model, tena
     rollups_rebuild(since=now - timedelta(days=1), until=now)
     again = client.get(f"/api/tenants/{tenant.slug}/usage/", {
         "since": (now - timedelta(days=1)).isoformat(),
-        "until": (now + timedelta(days=1)).isoformat()}).json()
+        "until": (now + timedelta(days=1)).isoformat()}).json()["results"]
     assert again == rows
 
 

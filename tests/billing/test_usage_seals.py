@@ -132,3 +132,26 @@ def test_a_batch_with_strings_json_escapes_is_checked_too(tenant, model):
     UsageRecord.objects.filter(request_id="réq\t0").update(input_tokens=1)
     with pytest.raises(CommandError, match="was altered"):
         call_command("usage_verify")
+
+
+def test_inference_volume_shows_cached_and_reasoning_tokens(tenant, other_tenant, model):
+    usage_records_ingest(events=[
+        _event(tenant, model, 0, input_tokens=100, cached_input_tokens=40, output_tokens=30,
+               reasoning_tokens=12),
+        _event(tenant, model, 1, input_tokens=50, cached_input_tokens=10),
+        _event(other_tenant, model, 2, input_tokens=20, output_tokens=9, reasoning_tokens=9)])
+    now = datetime.now(UTC)
+    period = Period("custom", "test", now - timedelta(days=1), now + timedelta(days=1))
+    volume = {s.key: s for s in build_sections(ReportScope(period, None, "", now))}[
+        "inference_volume"]
+    assert (volume.figures["Input tokens"], volume.figures["Cached input tokens"]) == (170, 50)
+    assert (volume.figures["Output tokens"], volume.figures["Reasoning tokens"]) == (44, 21)
+    [table] = volume.tables
+    cached, reasoning = table.columns.index("of them cached"), table.columns.index(
+        "of them reasoning")
+    assert {(row[0], row[cached], row[reasoning]) for row in table.rows} == {
+        (tenant.slug, 50, 12), (other_tenant.slug, 0, 9)}
+    scoped = {s.key: s for s in build_sections(ReportScope(period, other_tenant.pk,
+                                                           other_tenant.slug, now))}
+    assert scoped["inference_volume"].figures["Cached input tokens"] == 0
+    assert scoped["inference_volume"].figures["Reasoning tokens"] == 9

@@ -222,6 +222,9 @@ def phase_load(events: int, usage_records: int) -> dict:
         cursor.executemany(
             "INSERT INTO audit_auditcheckpoint (last_seq, head_hash, created_at, key_id, "
             "signature) VALUES (%s, %s, %s, %s, %s)", checkpoints)
+    # Only now are the usage records committed (their COPY's connection closed above):
+    # analysed earlier, PostgreSQL would plan the report for an empty table.
+    with connection.cursor() as cursor:
         cursor.execute("ANALYZE audit_auditevent")
         cursor.execute("ANALYZE billing_usagerecord")
     elapsed = time.perf_counter() - started

@@ -155,3 +155,13 @@ def test_inference_volume_shows_cached_and_reasoning_tokens(tenant, other_tenant
                                                            other_tenant.slug, now))}
     assert scoped["inference_volume"].figures["Cached input tokens"] == 0
     assert scoped["inference_volume"].figures["Reasoning tokens"] == 9
+
+
+def test_a_record_added_to_a_sealed_batch_breaks_its_seal(tenant, model):
+    usage_records_ingest(events=[_event(tenant, model, n) for n in range(2)])
+    seal = AuditEvent.objects.get(action=SEAL_ACTION)
+    UsageRecord.objects.create(tenant=tenant, request_id="req_forged", created_at=timezone.now(),
+                               model_slug=model.slug, endpoint="chat/completions",
+                               status_code=200, sealed_by=seal.seq)
+    with pytest.raises(CommandError, match="held 2 records; 3 remain"):
+        call_command("usage_verify")

@@ -49,19 +49,22 @@ TENANTS = 50
 BATCH = 2_000  # usage records per drained (and sealed) batch
 USAGE_COLUMNS = ("tenant_id", "request_id", "created_at", "api_key_id", "model_id", "model_slug",
                  "deployment_id", "endpoint", "status_code", "streamed", "input_tokens",
-                 "output_tokens", "estimated", "latency_ms", "ttft_ms",
-                 "input_price_per_million", "output_price_per_million", "currency", "cost",
-                 "sealed_by")
+                 "output_tokens", "cached_input_tokens", "reasoning_tokens", "estimated",
+                 "latency_ms", "ttft_ms", "input_price_per_million", "output_price_per_million",
+                 "cached_input_price_per_million", "currency", "cost", "sealed_by")
 
 
 def _environment() -> dict[str, str]:
     VAR.mkdir(parents=True, exist_ok=True)
     key = VAR / "platform-signing-key.pem"
+    model_key = VAR / "platform-model-signing-key.pem"
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "CELERY_BROKER_URL"}}
     env.update({
         "PORTAL_IGNORE_DOTENV": "1", "DEBUG": "false", "SECRET_KEY": "bench-" + "x" * 40,
         "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB),
-        "PLATFORM_SIGNING_KEY_FILE": str(key), "COMPLIANCE_REPORTS_DIR": str(VAR / "reports"),
+        "PLATFORM_SIGNING_KEY_FILE": str(key),
+        "PLATFORM_MODEL_SIGNING_KEY_FILE": str(model_key),
+        "COMPLIANCE_REPORTS_DIR": str(VAR / "reports"),
         "PORTAL_VAR_DIR": str(VAR), "DJANGO_SETTINGS_MODULE": "portal.settings",
         "LOG_LEVEL": "WARNING",
         "FIELD_ENCRYPTION_KEYS": "YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleSE=",
@@ -71,6 +74,11 @@ def _environment() -> dict[str, str]:
         from portal.signing import write_new_key
 
         write_new_key(key)
+    if not model_key.exists():
+        sys.path.insert(0, str(ROOT))
+        from models_catalog.oms import write_new_key as write_new_model_key
+
+        write_new_model_key(model_key)
     return env
 
 
@@ -103,7 +111,11 @@ def _usage_batch(rng, first: int, count: int, since: datetime, until: datetime,
         tenant = tenant_ids[n % len(tenant_ids)]
         model = n % 7
         price_in, price_out = Decimal("0.5") + model % 5, Decimal("1.5") + model
+        price_cached = price_in / 10
         tokens_in, tokens_out = rng.randint(20, 4000), rng.randint(1, 800)
+        # A third of the requests reuse a cached prompt prefix; two models reason.
+        cached = tokens_in // 2 if n % 3 == 0 else 0
+        reasoning = tokens_out // 3 if model in (5, 6) else 0
         latency = rng.randint(40, 4000)
         records.append(SimpleNamespace(
             tenant_id=tenant, request_id=f"req-{n:010d}",
@@ -111,10 +123,12 @@ def _usage_batch(rng, first: int, count: int, since: datetime, until: datetime,
             model_id=model + 1, model_slug=f"model-{model}", deployment_id=model + 1,
             endpoint="chat/completions", status_code=200 if n % 97 else 502,
             streamed=bool(n % 2), input_tokens=tokens_in, output_tokens=tokens_out,
+            cached_input_tokens=cached, reasoning_tokens=reasoning,
             estimated=False, latency_ms=latency, ttft_ms=latency // 3,
             input_price_per_million=price_in, output_price_per_million=price_out,
-            currency="EUR",
-            cost=((tokens_in * price_in + tokens_out * price_out) / 1_000_000).quantize(COST)))
+            cached_input_price_per_million=price_cached, currency="EUR",
+            cost=(((tokens_in - cached) * price_in + cached * price_cached
+                   + tokens_out * price_out) / 1_000_000).quantize(COST)))
     return records
 
 
@@ -208,6 +222,9 @@ def phase_load(events: int, usage_records: int) -> dict:
         cursor.executemany(
             "INSERT INTO audit_auditcheckpoint (last_seq, head_hash, created_at, key_id, "
             "signature) VALUES (%s, %s, %s, %s, %s)", checkpoints)
+    # Only now are the usage records committed (their COPY's connection closed above):
+    # analysed earlier, PostgreSQL would plan the report for an empty table.
+    with connection.cursor() as cursor:
         cursor.execute("ANALYZE audit_auditevent")
         cursor.execute("ANALYZE billing_usagerecord")
     elapsed = time.perf_counter() - started

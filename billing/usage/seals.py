@@ -53,10 +53,76 @@ def batch_digest(records: Iterable) -> str:
     return digest.hexdigest()
 
 
+# The canonical line written by PostgreSQL, so that a month of batches is checked without
+# loading millions of rows into Python: (field, how it is written, when it is left out), in
+# the line's sorted key order. It must give canonical_line's bytes exactly; strings that JSON
+# would escape beyond a quote or a backslash (control characters, non-ASCII) make the row not
+# `plain`, and such a batch is checked in Python instead.
+_LINE_FIELDS = (
+    ("api_key_id", "int", None), ("cached_input_price_per_million", "decimal", "null"),
+    ("cached_input_tokens", "int", "zero"), ("cost", "decimal", None),
+    ("created_at", "time", None), ("currency", "text", None), ("deployment_id", "int", None),
+    ("endpoint", "text", None), ("estimated", "bool", None),
+    ("input_price_per_million", "decimal", None), ("input_tokens", "int", None),
+    ("latency_ms", "int", None), ("model_id", "int", None), ("model_slug", "text", None),
+    ("output_price_per_million", "decimal", None), ("output_tokens", "int", None),
+    ("reasoning_tokens", "int", "zero"), ("request_id", "text", None),
+    ("status_code", "int", None), ("streamed", "bool", None), ("tenant_id", "int", None),
+    ("ttft_ms", "int", None),
+)
+_TEXT_FIELDS = [name for name, kind, _ in _LINE_FIELDS if kind == "text"]
+
+
+def _value_sql(name: str, kind: str) -> str:
+    if kind == "int":
+        return f"COALESCE({name}::text, 'null')"
+    if kind == "bool":
+        return f"CASE WHEN {name} THEN 'true' ELSE 'false' END"
+    if kind == "text":
+        return f"""'"' || replace(replace({name}, '\\', '\\\\'), '"', '\\"') || '"'"""
+    if kind == "decimal":  # numeric(p, s) prints with exactly its scale, as _decimal does
+        return f"""COALESCE('"' || {name}::text || '"', 'null')"""
+    # isoformat() in UTC: microseconds only when there are some
+    return (f"""'"' || to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS') || """
+            f"CASE WHEN date_trunc('second', {name}) = {name} THEN '' "
+            f"""ELSE to_char({name} AT TIME ZONE 'UTC', '.US') END || '+00:00"'""")
+
+
+def line_sql() -> tuple[str, str]:
+    """SQL expressions for a usage record row's canonical line and for whether it is plain
+    (its strings need no JSON escaping beyond quote and backslash)."""
+    parts = []
+    for position, (name, kind, omitted_when) in enumerate(_LINE_FIELDS):
+        key = f"""'{"," if position else "{"}"{name}":'"""
+        if omitted_when == "zero":
+            parts.append(f"CASE WHEN {name} <> 0 THEN {key} || {_value_sql(name, kind)} "
+                         "ELSE '' END")
+        elif omitted_when == "null":
+            parts.append(f"CASE WHEN {name} IS NOT NULL THEN {key} || "
+                         f"{_value_sql(name, kind)} ELSE '' END")
+        else:
+            parts.append(f"{key} || {_value_sql(name, kind)}")
+    strings = " || ".join(_TEXT_FIELDS)
+    plain = f"(octet_length({strings}) = char_length({strings}) AND ({strings}) !~ '[[:cntrl:]]')"
+    return " || ".join([*parts, "'}'"]), plain
+
+
 @dataclass(frozen=True)
 class SealProblem:
     seq: int
     message: str
+
+
+def seal_problem(*, seq: int, details: dict, records: int, digest: str | None
+                 ) -> SealProblem | None:
+    """What is wrong with the batch a seal covers, given its remaining records' count and
+    digest (None: nothing to say)."""
+    if records != details.get("records"):
+        return SealProblem(seq, f"batch sealed by #{seq} held {details.get('records')} "
+                                f"records; {records} remain")
+    if digest != details.get("sha256"):
+        return SealProblem(seq, f"a record sealed by #{seq} was altered")
+    return None
 
 
 def verify_seals(*, seals, records_for) -> tuple[int, list[SealProblem]]:
@@ -65,10 +131,8 @@ def verify_seals(*, seals, records_for) -> tuple[int, list[SealProblem]]:
     for seal in seals:
         checked += 1
         records = list(records_for(seal.seq))
-        if len(records) != seal.details.get("records"):
-            problems.append(SealProblem(seal.seq, f"batch sealed by #{seal.seq} held "
-                                                  f"{seal.details.get('records')} records; "
-                                                  f"{len(records)} remain"))
-        elif batch_digest(records) != seal.details.get("sha256"):
-            problems.append(SealProblem(seal.seq, f"a record sealed by #{seal.seq} was altered"))
+        problem = seal_problem(seq=seal.seq, details=seal.details, records=len(records),
+                               digest=batch_digest(records))
+        if problem:
+            problems.append(problem)
     return checked, problems

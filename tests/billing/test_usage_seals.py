@@ -92,3 +92,76 @@ def test_report_sections_hold_inference_volume_and_keys(tenant, other_tenant, mo
                                                            other_tenant.slug, now))}
     assert scoped["inference_volume"].figures["Requests"] == 1
     assert scoped["api_keys"].figures["Created"] == 0
+
+
+def test_postgresql_writes_each_record_line_as_the_seal_did(tenant, model):
+    """The seal check builds the canonical lines in SQL: byte for byte canonical_line's."""
+    from django.db import connection
+
+    from billing.usage.seals import canonical_line, line_sql
+
+    whole_second = datetime(2026, 10, 1, 12, 0, 0, tzinfo=UTC)
+    records = UsageRecord.objects.bulk_create([
+        UsageRecord(tenant=tenant, request_id="plain", created_at=whole_second,
+                    model_slug="m", endpoint="chat/completions", status_code=200),
+        UsageRecord(tenant=tenant, request_id='quote"and\\backslash', api_key_id=7,
+                    created_at=whole_second + timedelta(microseconds=1200), model_id=3,
+                    model_slug="m/x y", deployment_id=9, endpoint="embeddings",
+                    status_code=502, streamed=True, estimated=True, input_tokens=2**31 - 1,
+                    output_tokens=1, cached_input_tokens=5, reasoning_tokens=1, latency_ms=0,
+                    ttft_ms=0, input_price_per_million=Decimal("0"),
+                    output_price_per_million=Decimal("123456.000001"),
+                    cached_input_price_per_million=Decimal("0.05"), currency="EUR",
+                    cost=Decimal("12345678.00000001")),
+        UsageRecord(tenant=tenant, request_id="zero-cached-price", created_at=whole_second,
+                    model_slug="m", endpoint="responses", status_code=200,
+                    cached_input_price_per_million=Decimal("0"), cost=Decimal("0")),
+    ])
+    line, plain = line_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT request_id, {line}, {plain} FROM billing_usagerecord")
+        found = {request_id: (text, is_plain) for request_id, text, is_plain in cursor}
+    for record in UsageRecord.objects.filter(pk__in=[r.pk for r in records]):
+        assert found[record.request_id] == (canonical_line(record).decode(), True)
+
+
+def test_a_batch_with_strings_json_escapes_is_checked_too(tenant, model):
+    usage_records_ingest(events=[_event(tenant, model, 0, request_id="réq\t0"),
+                                 _event(tenant, model, 1)])
+    call_command("usage_verify", stdout=StringIO())
+    UsageRecord.objects.filter(request_id="réq\t0").update(input_tokens=1)
+    with pytest.raises(CommandError, match="was altered"):
+        call_command("usage_verify")
+
+
+def test_inference_volume_shows_cached_and_reasoning_tokens(tenant, other_tenant, model):
+    usage_records_ingest(events=[
+        _event(tenant, model, 0, input_tokens=100, cached_input_tokens=40, output_tokens=30,
+               reasoning_tokens=12),
+        _event(tenant, model, 1, input_tokens=50, cached_input_tokens=10),
+        _event(other_tenant, model, 2, input_tokens=20, output_tokens=9, reasoning_tokens=9)])
+    now = datetime.now(UTC)
+    period = Period("custom", "test", now - timedelta(days=1), now + timedelta(days=1))
+    volume = {s.key: s for s in build_sections(ReportScope(period, None, "", now))}[
+        "inference_volume"]
+    assert (volume.figures["Input tokens"], volume.figures["Cached input tokens"]) == (170, 50)
+    assert (volume.figures["Output tokens"], volume.figures["Reasoning tokens"]) == (44, 21)
+    [table] = volume.tables
+    cached, reasoning = table.columns.index("of them cached"), table.columns.index(
+        "of them reasoning")
+    assert {(row[0], row[cached], row[reasoning]) for row in table.rows} == {
+        (tenant.slug, 50, 12), (other_tenant.slug, 0, 9)}
+    scoped = {s.key: s for s in build_sections(ReportScope(period, other_tenant.pk,
+                                                           other_tenant.slug, now))}
+    assert scoped["inference_volume"].figures["Cached input tokens"] == 0
+    assert scoped["inference_volume"].figures["Reasoning tokens"] == 9
+
+
+def test_a_record_added_to_a_sealed_batch_breaks_its_seal(tenant, model):
+    usage_records_ingest(events=[_event(tenant, model, n) for n in range(2)])
+    seal = AuditEvent.objects.get(action=SEAL_ACTION)
+    UsageRecord.objects.create(tenant=tenant, request_id="req_forged", created_at=timezone.now(),
+                               model_slug=model.slug, endpoint="chat/completions",
+                               status_code=200, sealed_by=seal.seq)
+    with pytest.raises(CommandError, match="held 2 records; 3 remain"):
+        call_command("usage_verify")

@@ -3,7 +3,8 @@ them (tests/support/crds: pruning, defaults, structural validation, CEL rules)."
 
 import pytest
 
-from tests.deployments.test_kserve_lifecycle import _manifests, deploy
+from tests.deployments.test_kserve_lifecycle import deploy
+from tests.deployments.test_kserve_schemas_and_faults import _manifests
 from tests.support import crd_schema
 
 

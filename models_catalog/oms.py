@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from portal.signing import create_missing_debug_key
+from portal.signing import create_missing_debug_key, write_private_key
 
 # How the signature is attached to the image (the media type of a Sigstore bundle, as cosign
 # and the Sigstore model-validation tooling attach them).
@@ -49,15 +49,7 @@ class ModelSigningKeyError(Exception):
 
 def write_new_key(path: str | os.PathLike) -> Path:
     """Create a new EC P-256 private key file readable by its owner only (never overwrites)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-    return path
+    return write_private_key(path, ec.generate_private_key(ec.SECP256R1()))
 
 
 def _check_key(key, where: str) -> None:

@@ -25,11 +25,16 @@ class SigningKeyError(Exception):
 
 def write_new_key(path: str | os.PathLike) -> Path:
     """Create a new private key file readable by its owner only (refuses to overwrite)."""
+    return write_private_key(path, Ed25519PrivateKey.generate())
+
+
+def write_private_key(path: str | os.PathLike, key) -> Path:
+    """Write `key` as unencrypted PKCS#8 PEM to a new file readable by its owner only
+    (refuses to overwrite an existing file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pem = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)

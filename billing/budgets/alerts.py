@@ -7,13 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 
 import audit
 from billing.budgets.models import Budget, BudgetAction, BudgetAlert, BudgetUnit
 from billing.budgets.periods import limit_units, units_to_amount
 from billing.notifications import services as notifications
+from billing.notifications.mail import send_claimed_mail
 from portal import request_context
 from tenants.models import Membership, TenantRole
 
@@ -112,7 +112,6 @@ def _announce(alert: BudgetAlert) -> None:
 
 def alert_email_send(*, alert_id: int) -> bool:
     """Send the alert's e-mail once (claimed by a compare-and-set)."""
-    from django.core.mail import send_mail
     from django.utils import timezone
 
     claimed = BudgetAlert.objects.filter(pk=alert_id, email_sent_at__isnull=True).update(
@@ -122,11 +121,8 @@ def alert_email_send(*, alert_id: int) -> bool:
     alert = BudgetAlert.objects.select_related("budget", "tenant").get(pk=alert_id)
     recipients = [u.email for u in _tenant_admins(alert.tenant_id)]
     title, body = alert_text(alert)
-    link = f"{settings.PORTAL_BASE_URL}/t/{alert.tenant.slug}/budgets/"
-    try:
-        send_mail(f"[{settings.SITE_NAME}] {title}", f"{body}\n\nBudgets: {link}\n",
-                  settings.DEFAULT_FROM_EMAIL, recipients)
-    except Exception:
-        BudgetAlert.objects.filter(pk=alert_id).update(email_sent_at=None)
-        raise
+    send_claimed_mail(
+        title=title, body=body, link_label="Budgets", path=f"/t/{alert.tenant.slug}/budgets/",
+        recipients=recipients,
+        release=lambda: BudgetAlert.objects.filter(pk=alert_id).update(email_sent_at=None))
     return True

@@ -15,13 +15,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 import audit
 from billing.budgets.selectors import api_key_model
 from billing.notifications import services as notifications
+from billing.notifications.mail import send_claimed_mail
 from billing.notifications.models import DeprecationNotice
 from billing.usage.models import UsageRecord
 from deployments.selectors import deployment_ids_serving_version
@@ -152,7 +152,6 @@ def _announce(notice: DeprecationNotice) -> None:
 
 def deprecation_email_send(*, notice_id: int) -> bool:
     """Send the notice's e-mail once (claimed by a compare-and-set)."""
-    from django.core.mail import send_mail
 
     claimed = DeprecationNotice.objects.filter(pk=notice_id, email_sent_at__isnull=True).update(
         email_sent_at=timezone.now())
@@ -164,11 +163,9 @@ def deprecation_email_send(*, notice_id: int) -> bool:
     if not recipients:
         return False
     title, body = notice_text(notice)
-    link = f"{settings.PORTAL_BASE_URL}/t/{notice.tenant.slug}/notifications/"
-    try:
-        send_mail(f"[{settings.SITE_NAME}] {title}", f"{body}\n\nNotifications: {link}\n",
-                  settings.DEFAULT_FROM_EMAIL, recipients)
-    except Exception:
-        DeprecationNotice.objects.filter(pk=notice_id).update(email_sent_at=None)
-        raise
+    send_claimed_mail(
+        title=title, body=body, link_label="Notifications",
+        path=f"/t/{notice.tenant.slug}/notifications/", recipients=recipients,
+        release=lambda: DeprecationNotice.objects.filter(pk=notice_id).update(
+            email_sent_at=None))
     return True

@@ -28,7 +28,7 @@ from gateway.apis.chat import ChatCompletions, Completions, Embeddings
 from gateway.apis.messages import Messages
 from gateway.apis.responses import Responses
 from gateway.checks import PreRequestCheck, RateLimitCheck
-from gateway.deprecation import deprecation_headers
+from gateway.deprecation import deprecation_headers, past_sunset
 from gateway.directory import Directory, KeyInfo, Route, TenantInfo
 from gateway.errors import GatewayError
 from gateway.forwarder import FORWARDED, JSON, Forwarder, Receive, Scope, Send, respond
@@ -363,9 +363,12 @@ class GatewayApp:
                                headers=[(b"connection", b"close")]) from None
 
     def _visible_routes(self, key: KeyInfo, tenant: TenantInfo) -> list[Route]:
+        """What GET /v1/models lists: models past their sunset answer 410 and are left out."""
+        now = time.time()
         return [route for route in self.directory.routes.values()
                 if route.visible_to(tenant.id)
-                and (not key.model_ids or route.model_id in key.model_ids)]
+                and (not key.model_ids or route.model_id in key.model_ids)
+                and not past_sunset(route, now)]
 
     def _route_for(self, model: str, key: KeyInfo, tenant: TenantInfo) -> Route:
         route = self.directory.routes.get(model)

@@ -30,12 +30,18 @@ def _headers(route: Route) -> list[tuple[bytes, bytes]]:
     return headers
 
 
+def past_sunset(route: Route, now: float) -> bool:
+    """A deprecated model whose sunset has come: refused, and no longer listed."""
+    return (route.lifecycle == "deprecated" and route.sunset_at is not None
+            and now >= route.sunset_at)
+
+
 def deprecation_headers(route: Route, now: float) -> list[tuple[bytes, bytes]]:
     """The headers of a request for `route`; raises the sunset error once it is past."""
     if route.lifecycle != "deprecated":
         return []
     headers = _headers(route)
-    if route.sunset_at is not None and now >= route.sunset_at:
+    if past_sunset(route, now):
         instead = (f"use `{route.successor}` instead" if route.successor
                    else "choose another model from GET /v1/models")
         raise GatewayError(

@@ -55,6 +55,23 @@ def test_deprecation_and_sunset_headers_then_the_successor_named(served):
         client.chat.completions.create(**CHAT)
 
 
+def test_a_model_past_its_sunset_is_no_longer_listed(served):
+    def listed():
+        return {m.id for m in openai.OpenAI(base_url=served.base, api_key=served.token,
+                                            max_retries=0).models.list()}
+
+    assert "chat-small" in listed()
+    catalog_services.model_set_lifecycle(
+        actor=served.actor, model=served.chat, lifecycle="deprecated",
+        sunset_at=datetime.now(UTC) + timedelta(days=1))
+    time.sleep(0.6)
+    assert wait_for(lambda: "chat-small" in listed())  # deprecated, still listed until then
+    catalog_services.model_set_lifecycle(
+        actor=served.actor, model=served.chat, lifecycle="deprecated",
+        sunset_at=datetime.now(UTC) - timedelta(minutes=1))
+    assert wait_for(lambda: "chat-small" not in listed())
+
+
 def test_an_active_model_carries_no_deprecation_headers(served):
     response = call(served)
     assert response.status_code == 200

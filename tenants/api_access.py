@@ -125,6 +125,13 @@ class PortalApi(APIView):
                                           "surrogate: no query parameter accepts it."]
                                    for name in unstorable})
 
+    def validated(self, serializer_class, **serializer_kwargs) -> dict:
+        """The request body checked by `serializer_class` (400 with its errors when it does not
+        pass): its `validated_data`."""
+        serializer = serializer_class(data=self.request.data, **serializer_kwargs)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
     def paginate(self, items, serializer_class, **serializer_kwargs) -> Response:
         """One page of `items` (a queryset or a list), serialized, in the list envelope."""
         paginator = self.pagination_class()

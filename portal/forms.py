@@ -26,3 +26,15 @@ def submit(form: forms.Form, call: Callable[[], T]) -> T | None:
     except ApplicationError as exc:
         add_service_errors(form, exc)
         return None
+
+
+def submit_edit(form: forms.ModelForm, call: Callable[[], T]) -> T | None:
+    """`submit` for a ModelForm that edits a stored object. `is_valid()` already copied the
+    posted values onto `form.instance`: it is reloaded before `call()`, so the service sees
+    the stored state and records what really changed."""
+
+    def reload_then_call() -> T:
+        form.instance.refresh_from_db()
+        return call()
+
+    return submit(form, reload_then_call)

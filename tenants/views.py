@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 import audit
 from portal.api import ApplicationError
-from portal.forms import add_service_errors, submit
+from portal.forms import add_service_errors, submit, submit_edit
 from portal.htmx import page_after_service, render_page_or_partial, wants_partial
 from tenants import identity, permissions, selectors, services
 from tenants.access import current_tenant, platform_view, tenant_view
@@ -80,22 +80,19 @@ def tenant_detail(request: HttpRequest, tenant_slug: str) -> HttpResponse:
     })
 
 
+def _changed_values(form: TenantForm) -> dict:
+    """The fields the form changed, but the slug, which never changes."""
+    return {name: form.cleaned_data[name] for name in form.changed_data if name != "slug"}
+
+
 @platform_view(PlatformPerm.TENANTS_MANAGE)
 def tenant_edit(request: HttpRequest, tenant_slug: str) -> HttpResponse:
     tenant = selectors.tenant_get(user=request.user, slug=tenant_slug)
     form = TenantForm(request.POST or None, instance=tenant)
-    if request.method == "POST" and form.is_valid():
-        values = {name: form.cleaned_data[name] for name in form.changed_data if name != "slug"}
-        # ModelForm.is_valid() already copied the values onto the instance; reload it so the
-        # service sees the stored state and records what really changed.
-        tenant.refresh_from_db()
-        try:
-            services.tenant_update(actor=request.user, tenant=tenant, **values)
-        except ApplicationError as exc:
-            add_service_errors(form, exc)
-        else:
-            messages.success(request, f"Saved changes to {tenant.name}.")
-            return redirect("tenants:detail", tenant_slug=tenant.slug)
+    if request.method == "POST" and submit_edit(form, lambda: services.tenant_update(
+            actor=request.user, tenant=tenant, **_changed_values(form))) is not None:
+        messages.success(request, f"Saved changes to {tenant.name}.")
+        return redirect("tenants:detail", tenant_slug=tenant.slug)
     return render(request, "tenants/tenant_form.html", {"form": form, "tenant": tenant})
 
 

@@ -36,6 +36,9 @@ Lists answer one page at a time: `self.paginate(items, SerializerClass)` with
 `results`). Declare the GET's response as `Serializer(many=True)` in `extend_schema` and the
 schema documents the parameters and the envelope by itself.
 
+A request body is read with `self.validated(SerializerClass)`: its `validated_data`, or a 400
+with the serializer's errors.
+
 A query parameter holding text PostgreSQL can't store (NUL, a lone surrogate) is a 400 on
 every `PortalApi`, as it is in a body (`portal/parsers.py`).
 """

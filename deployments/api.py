@@ -65,9 +65,8 @@ class ClusterListApi(_ManageApi):
 
     @extend_schema(request=ClusterCreateSerializer, responses={201: ClusterOutputSerializer})
     def post(self, request: Request) -> Response:
-        data = ClusterCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        cluster = services.cluster_create(actor=request.user, **data.validated_data)
+        cluster = services.cluster_create(actor=request.user,
+                                          **self.validated(ClusterCreateSerializer))
         return Response(ClusterOutputSerializer(cluster).data, status=status.HTTP_201_CREATED)
 
 
@@ -251,13 +250,11 @@ class DeploymentUpdateApi(_ManageApi):
     @extend_schema(request=UpdateVersionSerializer, responses={202: DeploymentOutputSerializer})
     def post(self, request: Request, pk: int) -> Response:
         deployment = selectors.deployment_get(pk)
-        data = UpdateVersionSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        version = _named_in_body(ModelVersion.objects.all(), "version",
-                                 pk=data.validated_data["version"])
+        data = self.validated(UpdateVersionSerializer)
+        version = _named_in_body(ModelVersion.objects.all(), "version", pk=data["version"])
         deployment = services.deployment_update_version(
             actor=request.user, deployment=deployment, version=version,
-            canary_traffic_percent=data.validated_data["canary_traffic_percent"])
+            canary_traffic_percent=data["canary_traffic_percent"])
         return Response(DeploymentOutputSerializer(deployment).data,
                         status=status.HTTP_202_ACCEPTED)
 
@@ -265,11 +262,9 @@ class DeploymentUpdateApi(_ManageApi):
 class DeploymentScaleApi(_ManageApi):
     @extend_schema(request=ScaleSerializer, responses={202: DeploymentOutputSerializer})
     def post(self, request: Request, pk: int) -> Response:
-        deployment = selectors.deployment_get(pk)
-        data = ScaleSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        deployment = services.deployment_scale(actor=request.user, deployment=deployment,
-                                               **data.validated_data)
+        deployment = services.deployment_scale(actor=request.user,
+                                               deployment=selectors.deployment_get(pk),
+                                               **self.validated(ScaleSerializer))
         return Response(DeploymentOutputSerializer(deployment).data,
                         status=status.HTTP_202_ACCEPTED)
 

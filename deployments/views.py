@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -25,7 +27,7 @@ from deployments.forms import (
 from deployments.models import CLUSTER_BACKENDS, Backend, Deployment, DeploymentStatus
 from models_catalog.selectors import NOT_CONFIGURED, RegistryNotConfigured, registry_configured
 from portal.api import ApplicationError
-from portal.forms import add_service_errors
+from portal.forms import add_service_errors, submit_edit
 from portal.htmx import render_page_or_partial, wants_partial
 from tenants.access import platform_view, tenant_view
 from tenants.permissions import PlatformPerm, TenantPerm
@@ -58,22 +60,20 @@ def cluster_create(request: HttpRequest) -> HttpResponse:
     return render(request, "deployments/cluster_form.html", {"form": form})
 
 
+def _cluster_changes(form: ClusterForm) -> dict:
+    """The form's fields for `cluster_update`, but the name, which never changes."""
+    return {key: value for key, value in form.service_fields().items() if key != "name"}
+
+
 @platform_view(MANAGE)
 def cluster_edit(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = selectors.cluster_get(pk)
     form = ClusterForm(request.POST or None, instance=cluster)
-    if request.method == "POST" and form.is_valid():
-        cluster.refresh_from_db()
-        fields = form.service_fields()
-        fields.pop("name")
-        try:
-            services.cluster_update(actor=request.user, cluster=cluster,
-                                    credentials=form.cleaned_data["credentials"], **fields)
-        except ApplicationError as exc:
-            add_service_errors(form, exc)
-        else:
-            messages.success(request, f"Saved changes to {cluster.name}.")
-            return redirect("deployments:cluster", pk=cluster.pk)
+    if request.method == "POST" and submit_edit(form, lambda: services.cluster_update(
+            actor=request.user, cluster=cluster, credentials=form.cleaned_data["credentials"],
+            **_cluster_changes(form))) is not None:
+        messages.success(request, f"Saved changes to {cluster.name}.")
+        return redirect("deployments:cluster", pk=cluster.pk)
     return render(request, "deployments/cluster_form.html", {"form": form, "cluster": cluster})
 
 
@@ -100,19 +100,30 @@ def cluster_check(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("deployments:cluster", pk=pk)
 
 
+def _delete_confirmed(request: HttpRequest, delete: Callable[[], object], *, refused: str,
+                      notice: str, done: str) -> HttpResponse:
+    """The POST of a delete page: `delete()`, then `notice` and on to `done`; when the service
+    refuses, its message and back to `refused` (both URLs)."""
+    try:
+        delete()
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect(refused)
+    messages.success(request, notice)
+    return redirect(done)
+
+
 @platform_view(MANAGE)
 def cluster_delete(request: HttpRequest, pk: int) -> HttpResponse:
     """GET: what deleting means, or why it is refused now; POST: delete."""
     cluster = selectors.cluster_get(pk)
     if request.method == "POST":
-        try:
-            services.cluster_delete(actor=request.user, cluster=cluster)
-        except ApplicationError as exc:
-            messages.error(request, exc.message)
-            return redirect("deployments:cluster", pk=pk)
-        messages.success(request, f"Cluster {cluster.name} deleted. Its deleted deployments "
-                                  "keep their history.")
-        return redirect("deployments:clusters")
+        return _delete_confirmed(
+            request, lambda: services.cluster_delete(actor=request.user, cluster=cluster),
+            refused=reverse("deployments:cluster", kwargs={"pk": pk}),
+            notice=f"Cluster {cluster.name} deleted. Its deleted deployments keep their "
+                   "history.",
+            done=reverse("deployments:clusters"))
     return render(request, "deployments/cluster_delete.html", {
         "cluster": cluster,
         "blocking": selectors.cluster_deployment_list(cluster=cluster),
@@ -522,13 +533,10 @@ def llm_preset_delete(request: HttpRequest, pk: int) -> HttpResponse:
     """GET: what deleting means, or why it is refused now; POST: delete."""
     preset = selectors.llm_preset_get(pk)
     if request.method == "POST":
-        try:
-            services.llm_preset_delete(actor=request.user, preset=preset)
-        except ApplicationError as exc:
-            messages.error(request, exc.message)
-            return redirect("deployments:llm_preset", pk=pk)
-        messages.success(request, f"Preset {preset.name} deleted.")
-        return redirect("deployments:llm_presets")
+        return _delete_confirmed(
+            request, lambda: services.llm_preset_delete(actor=request.user, preset=preset),
+            refused=reverse("deployments:llm_preset", kwargs={"pk": pk}),
+            notice=f"Preset {preset.name} deleted.", done=reverse("deployments:llm_presets"))
     return render(request, "deployments/llm_preset_delete.html", {
         "preset": preset, "blocking": selectors.llm_preset_deployments(preset)})
 

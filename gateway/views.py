@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -11,8 +12,8 @@ from django.views.decorators.http import require_POST
 from gateway import selectors, services
 from gateway.forms import ApiKeyForm, BulkRevokeForm, RotateForm
 from portal.api import ApplicationError
-from portal.forms import add_service_errors
-from portal.htmx import render_page_or_partial
+from portal.forms import submit
+from portal.htmx import page_after_service, render_page_or_partial
 from tenants import permissions
 from tenants.access import platform_view, tenant_view
 from tenants.permissions import PlatformPerm, TenantPerm
@@ -48,15 +49,12 @@ def key_list(request: HttpRequest) -> HttpResponse:
 @tenant_view(TenantPerm.KEYS_CREATE)
 def key_create(request: HttpRequest) -> HttpResponse:
     form = ApiKeyForm(request.POST, tenant=request.tenant)
-    if form.is_valid():
-        try:
-            key, token = services.apikey_create(actor=request.user, tenant=request.tenant,
-                                                owner=request.user, **form.service_values())
-        except ApplicationError as exc:
-            add_service_errors(form, exc)
-        else:
-            return _page(request, new_token=token, new_key=key)
-    return _page(request, form=form, status=422)
+    created = submit(form, lambda: services.apikey_create(
+        actor=request.user, tenant=request.tenant, owner=request.user, **form.service_values()))
+    if created is None:
+        return _page(request, form=form, status=422)
+    key, token = created
+    return _page(request, new_token=token, new_key=key)
 
 
 def _managed_key(request: HttpRequest, pk: int):
@@ -70,11 +68,9 @@ def _managed_key(request: HttpRequest, pk: int):
 @tenant_view(TenantPerm.KEYS_CREATE)
 def key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     key = _managed_key(request, pk)
-    try:
-        services.apikey_revoke(actor=request.user, key=key)
-    except ApplicationError as exc:
-        return _page(request, error=exc.message, status=422)
-    return _page(request, notice=f"Key “{key.name}” revoked. Requests with it now fail.")
+    return page_after_service(
+        partial(_page, request), lambda: services.apikey_revoke(actor=request.user, key=key),
+        f"Key “{key.name}” revoked. Requests with it now fail.")
 
 
 @require_POST

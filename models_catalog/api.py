@@ -72,9 +72,7 @@ class ModelListApi(PortalApi):
 
     @extend_schema(request=ModelCreateSerializer, responses={201: ModelOutputSerializer})
     def post(self, request: Request) -> Response:
-        data = ModelCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        model = services.model_create(actor=request.user, **data.validated_data)
+        model = services.model_create(actor=request.user, **self.validated(ModelCreateSerializer))
         return Response(ModelOutputSerializer(model).data, status=status.HTTP_201_CREATED)
 
 

@@ -1,6 +1,11 @@
+from collections.abc import Callable
+from typing import TypeVar
+
 from django import forms
 
 from portal.api import ApplicationError
+
+T = TypeVar("T")
 
 
 def add_service_errors(form: forms.Form, exc: ApplicationError) -> None:
@@ -9,3 +14,27 @@ def add_service_errors(form: forms.Form, exc: ApplicationError) -> None:
         form.add_error(field if field in form.fields else None, messages)
     if not exc.field_errors:
         form.add_error(None, exc.message)
+
+
+def submit(form: forms.Form, call: Callable[[], T]) -> T | None:
+    """What the service `call()` returns, run once `form` is valid; None when the form is
+    invalid or the service refuses (its refusal is then on the form, `add_service_errors`)."""
+    if not form.is_valid():
+        return None
+    try:
+        return call()
+    except ApplicationError as exc:
+        add_service_errors(form, exc)
+        return None
+
+
+def submit_edit(form: forms.ModelForm, call: Callable[[], T]) -> T | None:
+    """`submit` for a ModelForm that edits a stored object. `is_valid()` already copied the
+    posted values onto `form.instance`: it is reloaded before `call()`, so the service sees
+    the stored state and records what really changed."""
+
+    def reload_then_call() -> T:
+        form.instance.refresh_from_db()
+        return call()
+
+    return submit(form, reload_then_call)

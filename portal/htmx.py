@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+
+from portal.api import ApplicationError
 
 
 def wants_partial(request: HttpRequest) -> bool:
@@ -19,3 +23,14 @@ def render_page_or_partial(request: HttpRequest, page_template: str, partial_tem
     source."""
     template = partial_template if wants_partial(request) else page_template
     return render(request, template, context, status=status)
+
+
+def page_after_service(page: Callable[..., HttpResponse], call: Callable[[], object],
+                       notice: str) -> HttpResponse:
+    """Runs the service `call()`: then `page(notice=notice)`, or when it refuses,
+    `page(error=<its message>, status=422)`."""
+    try:
+        call()
+    except ApplicationError as exc:
+        return page(error=exc.message, status=422)
+    return page(notice=notice)

@@ -36,9 +36,8 @@ class TenantListApi(PortalApi):
 
     @extend_schema(request=TenantCreateSerializer, responses={201: TenantOutputSerializer})
     def post(self, request: Request) -> Response:
-        data = TenantCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        tenant = services.tenant_create(actor=request.user, **data.validated_data)
+        tenant = services.tenant_create(actor=request.user,
+                                        **self.validated(TenantCreateSerializer))
         return Response(TenantOutputSerializer(tenant).data, status=status.HTTP_201_CREATED)
 
 

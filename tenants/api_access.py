@@ -36,6 +36,9 @@ Lists answer one page at a time: `self.paginate(items, SerializerClass)` with
 `results`). Declare the GET's response as `Serializer(many=True)` in `extend_schema` and the
 schema documents the parameters and the envelope by itself.
 
+A request body is read with `self.validated(SerializerClass)`: its `validated_data`, or a 400
+with the serializer's errors.
+
 A query parameter holding text PostgreSQL can't store (NUL, a lone surrogate) is a 400 on
 every `PortalApi`, as it is in a body (`portal/parsers.py`).
 """
@@ -124,6 +127,13 @@ class PortalApi(APIView):
             raise ValidationError({name: ["Remove the NUL character (\\u0000) or unpaired "
                                           "surrogate: no query parameter accepts it."]
                                    for name in unstorable})
+
+    def validated(self, serializer_class, **serializer_kwargs) -> dict:
+        """The request body checked by `serializer_class` (400 with its errors when it does not
+        pass): its `validated_data`."""
+        serializer = serializer_class(data=self.request.data, **serializer_kwargs)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
 
     def paginate(self, items, serializer_class, **serializer_kwargs) -> Response:
         """One page of `items` (a queryset or a list), serialized, in the list envelope."""

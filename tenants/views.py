@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from functools import partial
+
 import requests
 from allauth.account.adapter import get_adapter as get_account_adapter
 from allauth.socialaccount.providers.openid_connect import views as oidc_views
@@ -12,8 +14,8 @@ from django.views.decorators.http import require_POST
 
 import audit
 from portal.api import ApplicationError
-from portal.forms import add_service_errors
-from portal.htmx import render_page_or_partial, wants_partial
+from portal.forms import add_service_errors, submit, submit_edit
+from portal.htmx import page_after_service, render_page_or_partial, wants_partial
 from tenants import identity, permissions, selectors, services
 from tenants.access import current_tenant, platform_view, tenant_view
 from tenants.adapters import INVITATION_SESSION_KEY
@@ -78,22 +80,19 @@ def tenant_detail(request: HttpRequest, tenant_slug: str) -> HttpResponse:
     })
 
 
+def _changed_values(form: TenantForm) -> dict:
+    """The fields the form changed, but the slug, which never changes."""
+    return {name: form.cleaned_data[name] for name in form.changed_data if name != "slug"}
+
+
 @platform_view(PlatformPerm.TENANTS_MANAGE)
 def tenant_edit(request: HttpRequest, tenant_slug: str) -> HttpResponse:
     tenant = selectors.tenant_get(user=request.user, slug=tenant_slug)
     form = TenantForm(request.POST or None, instance=tenant)
-    if request.method == "POST" and form.is_valid():
-        values = {name: form.cleaned_data[name] for name in form.changed_data if name != "slug"}
-        # ModelForm.is_valid() already copied the values onto the instance; reload it so the
-        # service sees the stored state and records what really changed.
-        tenant.refresh_from_db()
-        try:
-            services.tenant_update(actor=request.user, tenant=tenant, **values)
-        except ApplicationError as exc:
-            add_service_errors(form, exc)
-        else:
-            messages.success(request, f"Saved changes to {tenant.name}.")
-            return redirect("tenants:detail", tenant_slug=tenant.slug)
+    if request.method == "POST" and submit_edit(form, lambda: services.tenant_update(
+            actor=request.user, tenant=tenant, **_changed_values(form))) is not None:
+        messages.success(request, f"Saved changes to {tenant.name}.")
+        return redirect("tenants:detail", tenant_slug=tenant.slug)
     return render(request, "tenants/tenant_form.html", {"form": form, "tenant": tenant})
 
 
@@ -183,16 +182,12 @@ def member_list(request: HttpRequest) -> HttpResponse:
 @tenant_view(TenantPerm.MEMBERS_MANAGE)
 def member_invite(request: HttpRequest) -> HttpResponse:
     form = InviteForm(request.POST)
-    if form.is_valid():
-        try:
-            invitation, _token = services.invitation_create(
-                actor=request.user, tenant=request.tenant, **form.cleaned_data)
-        except ApplicationError as exc:
-            add_service_errors(form, exc)
-        else:
-            return _members_response(
-                request, notice=f"Invitation sent to {invitation.email}.")
-    return _members_response(request, invite_form=form, status=422)
+    created = submit(form, lambda: services.invitation_create(
+        actor=request.user, tenant=request.tenant, **form.cleaned_data))
+    if created is None:
+        return _members_response(request, invite_form=form, status=422)
+    invitation, _token = created
+    return _members_response(request, notice=f"Invitation sent to {invitation.email}.")
 
 
 @require_POST
@@ -202,35 +197,32 @@ def member_change_role(request: HttpRequest, pk: int) -> HttpResponse:
     form = RoleForm(request.POST)
     if not form.is_valid():
         return _members_response(request, error="Choose a valid role.", status=422)
-    try:
-        services.membership_change_role(actor=request.user, membership=membership,
-                                        role=form.cleaned_data["role"])
-    except ApplicationError as exc:
-        return _members_response(request, error=exc.message, status=422)
-    role_label = TenantRole(form.cleaned_data["role"]).label
-    return _members_response(request, notice=f"{membership.user.email} is now {role_label}.")
+    role = form.cleaned_data["role"]
+    return page_after_service(
+        partial(_members_response, request),
+        lambda: services.membership_change_role(actor=request.user, membership=membership,
+                                                role=role),
+        f"{membership.user.email} is now {TenantRole(role).label}.")
 
 
 @require_POST
 @tenant_view(TenantPerm.MEMBERS_MANAGE)
 def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
     membership = selectors.membership_get(tenant=request.tenant, pk=pk)
-    try:
-        services.membership_remove(actor=request.user, membership=membership)
-    except ApplicationError as exc:
-        return _members_response(request, error=exc.message, status=422)
-    return _members_response(request, notice=f"Removed {membership.user.email}.")
+    return page_after_service(
+        partial(_members_response, request),
+        lambda: services.membership_remove(actor=request.user, membership=membership),
+        f"Removed {membership.user.email}.")
 
 
 @require_POST
 @tenant_view(TenantPerm.MEMBERS_MANAGE)
 def invitation_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     invitation = selectors.invitation_get(tenant=request.tenant, pk=pk)
-    try:
-        services.invitation_revoke(actor=request.user, invitation=invitation)
-    except ApplicationError as exc:
-        return _members_response(request, error=exc.message, status=422)
-    return _members_response(request, notice=f"Invitation for {invitation.email} revoked.")
+    return page_after_service(
+        partial(_members_response, request),
+        lambda: services.invitation_revoke(actor=request.user, invitation=invitation),
+        f"Invitation for {invitation.email} revoked.")
 
 
 # --- Invitations -----------------------------------------------------------------------

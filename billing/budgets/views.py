@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 from billing.budgets import selectors, services
 from billing.budgets.forms import BudgetForm
 from portal.api import ApplicationError
-from portal.forms import add_service_errors
+from portal.forms import add_service_errors, submit
 from portal.htmx import render_page_or_partial
 from tenants import permissions
 from tenants.access import tenant_view
@@ -40,16 +40,12 @@ def budget_list(request: HttpRequest) -> HttpResponse:
 @tenant_view(TenantPerm.BUDGETS_MANAGE)
 def budget_create(request: HttpRequest) -> HttpResponse:
     form = BudgetForm(request.POST, tenant=request.tenant)
-    if form.is_valid():
-        try:
-            budget = services.budget_create(actor=request.user, tenant=request.tenant,
-                                           **form.service_values())
-        except ApplicationError as exc:
-            add_service_errors(form, exc)
-        else:
-            messages.success(request, f"Budget “{budget.name}” created.")
-            return redirect("billing:budgets", request.tenant.slug)
-    return _budget_page(request, form=form, status=422)
+    budget = submit(form, lambda: services.budget_create(
+        actor=request.user, tenant=request.tenant, **form.service_values()))
+    if budget is None:
+        return _budget_page(request, form=form, status=422)
+    messages.success(request, f"Budget “{budget.name}” created.")
+    return redirect("billing:budgets", request.tenant.slug)
 
 
 @tenant_view(TenantPerm.BUDGETS_MANAGE)

@@ -10,8 +10,7 @@ from django.views.decorators.http import require_POST
 from billing.budgets import selectors as budget_selectors
 from billing.notifications import selectors, services
 from billing.notifications.forms import WebhookForm
-from portal.api import ApplicationError
-from portal.forms import add_service_errors
+from portal.forms import submit
 from tenants import permissions
 from tenants.access import tenant_view
 from tenants.permissions import TenantPerm
@@ -56,15 +55,12 @@ def webhook_list(request: HttpRequest) -> HttpResponse:
 @tenant_view(TenantPerm.BUDGETS_MANAGE)
 def webhook_create(request: HttpRequest) -> HttpResponse:
     form = WebhookForm(request.POST)
-    if form.is_valid():
-        try:
-            endpoint, secret = services.webhook_endpoint_create(
-                actor=request.user, tenant=request.tenant, **form.cleaned_data)
-        except ApplicationError as exc:
-            add_service_errors(form, exc)
-        else:
-            return _webhook_page(request, new_endpoint=endpoint, new_secret=secret)
-    return _webhook_page(request, form=form, status=422)
+    created = submit(form, lambda: services.webhook_endpoint_create(
+        actor=request.user, tenant=request.tenant, **form.cleaned_data))
+    if created is None:
+        return _webhook_page(request, form=form, status=422)
+    endpoint, secret = created
+    return _webhook_page(request, new_endpoint=endpoint, new_secret=secret)
 
 
 @require_POST

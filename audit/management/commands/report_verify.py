@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from audit.bundle_verify import export_lines, load_tsa_trust, verify_bundle
 from audit.timestamps import TimestampError
 from portal import signing
+from portal.management.public_key import add_public_key_argument, public_key_option
 
 
 class Command(BaseCommand):
@@ -17,8 +18,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("bundle")
-        parser.add_argument("--public-key", default="",
-                            help="the platform's public key (PEM); default: this portal's key")
+        add_public_key_argument(parser)
         parser.add_argument("--tsa-ca", default="",
                             help="the time-stamping authority's certificate(s) to trust (PEM); "
                                  "default: TSA_CA_FILE, else those carried in the bundle")
@@ -33,11 +33,7 @@ class Command(BaseCommand):
                **options):
         if not Path(bundle).is_file():
             raise CommandError(f"{bundle}: no such file.")
-        try:
-            key = (signing.load_public_key(Path(public_key).read_bytes()) if public_key
-                   else signing.platform_public_key())
-        except (OSError, signing.SigningKeyError) as exc:
-            raise CommandError(f"Cannot use the public key: {exc}") from None
+        key = public_key_option(public_key)
         tsa_ca = tsa_ca or settings.TSA_CA_FILE
         try:
             tsa_trust = load_tsa_trust(tsa_ca) if tsa_ca else None

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from models_catalog.provenance_verify import verify_envelope
 from portal import signing
+from portal.management.public_key import add_public_key_argument, public_key_option
 
 
 class Command(BaseCommand):
@@ -13,19 +14,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("answer")
-        parser.add_argument("--public-key", default="",
-                            help="the platform's public key (PEM); default: this portal's key")
+        add_public_key_argument(parser)
 
     def handle(self, *args, answer, public_key, **options):
         try:
             data = Path(answer).read_bytes()
         except OSError as exc:
             raise CommandError(f"{answer}: {exc.strerror}.") from None
-        try:
-            key = (signing.load_public_key(Path(public_key).read_bytes()) if public_key
-                   else signing.platform_public_key())
-        except (OSError, signing.SigningKeyError) as exc:
-            raise CommandError(f"Cannot use the public key: {exc}") from None
+        key = public_key_option(public_key)
         check = verify_envelope(data, key)
         if not check.ok:
             raise CommandError("Provenance answer NOT verified:\n  "

@@ -209,9 +209,12 @@ def _model_card(model: Any, version: Any, annex: Any = None, *,
     parameters["outputs"] = _formats(str(_attr(annex, "output_modalities")), output_format)
 
     properties = []
-    source_commit = str(_attr(version, "source_commit"))
-    if source_commit:
-        properties.append({"name": f"{LINEAGE_PREFIX}:source_commit", "value": source_commit})
+    # The base model's name also stays a property, as SBOMs carried it before the pedigree did,
+    # so readers of those keep finding it.
+    for field in ("base_model", "source_commit"):
+        value = str(_attr(version, field))
+        if value:
+            properties.append({"name": f"{LINEAGE_PREFIX}:{field}", "value": value})
     hyperparameters = _attr(version, "hyperparameters", {}) or {}
     if hyperparameters:
         properties.append({"name": f"{LINEAGE_PREFIX}:hyperparameters",

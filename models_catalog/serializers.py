@@ -24,7 +24,7 @@ from portal.text import validate_display_name
 
 class ModelOutputSerializer(serializers.ModelSerializer):
     entitled_tenants = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
-    successor = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    successor = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
 
     class Meta:
         model = Model

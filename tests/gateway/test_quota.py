@@ -204,6 +204,7 @@ def test_the_budget_read_shares_the_rate_limiters_write(settings):
     """BudgetCheck.begin queues its MGET before the rate limiter's EVALSHA: one write to Redis
     (the pipelined connection flushes once per loop turn), one round trip."""
     import asyncio
+    import concurrent.futures
     from types import SimpleNamespace
 
     from billing.budgets.gateway import BudgetRule
@@ -234,6 +235,9 @@ def test_the_budget_read_shares_the_rate_limiters_write(settings):
         await redis.close()
         return writes, headers
 
-    writes, headers = asyncio.run(scenario())
+    # In a thread of its own: an earlier test (Playwright's sync API) may leave an event loop
+    # running in this one, where asyncio.run refuses to start.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        writes, headers = pool.submit(asyncio.run, scenario()).result()
     assert len(writes) == 1 and b"MGET" in writes[0] and b"EVALSHA" in writes[0]
     assert headers[b"x-budget-remaining-tokens"] == b"60"

@@ -46,7 +46,7 @@ def test_sbom_is_valid_cyclonedx_with_model_card_and_hashes(tmp_path):
     assert card["modelParameters"]["datasets"][0]["name"] == "s3://data/snap-2026-10"
     lineage = {p["name"]: p["value"] for p in card["properties"]}
     assert lineage["sovereign-portal:lineage:source_commit"] == "abc123"
-    assert "sovereign-portal:lineage:base_model" not in lineage  # the pedigree names it
+    assert lineage["sovereign-portal:lineage:base_model"] == "llama-3-8b"
     assert model_component["pedigree"]["ancestors"] == [{
         "type": "machine-learning-model", "bom-ref": "base-model", "name": "llama-3-8b",
         "description": "External base model"}]

@@ -97,7 +97,9 @@ def test_every_operation_documents_its_errors(tmp_path):
     call_command("spectacular", "--file", str(target))
     schema = yaml.safe_load(target.read_text())
     error = {"$ref": "#/components/schemas/ApiError"}
-    for path, operations in schema["paths"].items():
+    rest_api = {path: ops for path, ops in schema["paths"].items()
+                if not path.startswith("/v1/")}  # the gateway answers in OpenAI's shape
+    for path, operations in rest_api.items():
         for method, operation in operations.items():
             expected = {"400", "401", "403"} | ({"404"} if "{" in path else set())
             responses = operation["responses"]

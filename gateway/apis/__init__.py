@@ -10,6 +10,7 @@ for all of them: authenticate, route, rate-limit, check budgets, forward, meter.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,17 +88,18 @@ def check_body(raw: bytes, field_types: dict, int_ranges: dict) -> dict:
     return request
 
 
-class Api:
-    """One API's behaviour on the gateway's request path. The defaults are OpenAI's."""
+class Api(ABC):
+    """One API's behaviour on the gateway's request path. The defaults are OpenAI's; each API
+    says how it parses requests and reads usage and text (the abstract methods)."""
 
     name = ""  # the usage record's `endpoint`
     tasks: tuple[str, ...] = ("chat",)  # catalog tasks of the models that serve it
     upstream_path = ""  # after the upstream's base URL (which ends in /v1)
     missing_key_hint = "Send it in the Authorization header as 'Bearer YOUR_KEY'"
 
+    @abstractmethod
     def parse(self, raw: bytes) -> dict:
         """The request, checked; GatewayError (400) when it is malformed."""
-        raise NotImplementedError
 
     def upstream_body(self, request: dict, model_name: str, stream: bool) -> dict:
         """What goes to the model server: the request under the upstream's model name (and,
@@ -114,29 +116,31 @@ class Api:
         """The event that ends a stream the gateway cut off."""
         return b"data: " + exc.body() + b"\n\n"
 
+    @abstractmethod
     def usage(self, answer: dict) -> Usage | None:
         """The usage of a whole (non-streamed) answer; None when it reports none."""
-        raise NotImplementedError
 
+    @abstractmethod
     def stream_usage(self, chunk: dict, known: Usage | None) -> Usage | None:
         """The usage known after a streamed event whose JSON is `chunk` (events that mention
         `usage` only)."""
-        raise NotImplementedError
 
     def hides(self, chunk: dict, client_wants_usage: bool) -> bool:
         """Whether the gateway drops this event (one it asked for and the client did not)."""
         return False
 
+    @abstractmethod
     def is_content(self, event: bytes) -> bool:
         """Whether a streamed event carries generated content (counted when no usage comes)."""
-        raise NotImplementedError
 
     def prompt(self, request: dict) -> dict:
         """The request as the token counter reads it (`messages`, `prompt` or `input`)."""
         return request
 
+    @abstractmethod
     def answer_text(self, answer: Any) -> str:
-        raise NotImplementedError
+        """The generated text of a whole answer (counted when no usage comes)."""
 
+    @abstractmethod
     def stream_text(self, events: list[bytes]) -> str:
-        raise NotImplementedError
+        """The generated text of the streamed events that reached the client."""

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
@@ -92,12 +93,40 @@ def exception_handler(exc, context):
 
 
 class PortalPagination(LimitOffsetPagination):
-    """Every list of the API: `?limit=&offset=`, answered as
-    `{"count", "next", "previous", "results"}`. `limit` defaults to 50 and is capped at 500
-    (a bigger one is read as 500); a limit or offset that is not a number is ignored."""
+    """Every list of the API: `?limit=&offset=`. The body stays the list itself (a JSON array,
+    as it was before lists paginated, so clients that read the array keep working); where the
+    page sits is in the headers, as GitHub's and GitLab's APIs do it:
+
+    - `X-Total-Count`: how many items the whole list holds;
+    - `Link`: RFC 8288 links to the `next`, `prev`, `first` and `last` pages (those that
+      exist). Follow `rel="next"` until it is absent.
+
+    `limit` defaults to 50 and is capped at 500 (a bigger one is read as 500); a limit or
+    offset that is not a number is ignored."""
 
     default_limit = 50
     max_limit = 500
+
+    def get_paginated_response(self, data) -> Response:
+        links = [(url, rel) for url, rel in (
+            (self.get_next_link(), "next"), (self.get_previous_link(), "prev"),
+            (self._page_link(0), "first"), (self._page_link(self._last_offset()), "last"),
+        ) if url]
+        headers = {"X-Total-Count": str(self.count)}
+        if links:
+            headers["Link"] = ", ".join(f'<{url}>; rel="{rel}"' for url, rel in links)
+        return Response(data, headers=headers)
+
+    def _last_offset(self) -> int:
+        return max(0, (self.count - 1) // self.limit * self.limit) if self.count else 0
+
+    def _page_link(self, offset: int) -> str:
+        url = self.request.build_absolute_uri()
+        url = replace_query_param(url, self.limit_query_param, self.limit)
+        return replace_query_param(url, self.offset_query_param, offset)
+
+    def get_paginated_response_schema(self, schema: dict) -> dict:
+        return schema  # the array itself; the headers are documented by PortalAutoSchema
 
     def get_schema_operation_parameters(self, view):
         limit, offset = super().get_schema_operation_parameters(view)
@@ -107,3 +136,13 @@ class PortalPagination(LimitOffsetPagination):
         offset["description"] = "How many results to skip (0 for the first page)."
         offset["schema"] = {**offset["schema"], "minimum": 0}
         return [limit, offset]
+
+
+PAGE_HEADERS = {
+    "X-Total-Count": {"description": "How many items the whole list holds.",
+                      "schema": {"type": "integer", "minimum": 0}},
+    "Link": {"description": 'RFC 8288 links to the other pages: `<url>; rel="next"`, '
+                            '`rel="prev"`, `rel="first"`, `rel="last"` (those that exist). '
+                            'Follow `rel="next"` until it is absent.',
+             "schema": {"type": "string"}},
+}

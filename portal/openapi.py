@@ -5,13 +5,17 @@ Every operation can answer 400 (invalid input or a business rule said no, from
 operation on one object also 404 (missing, or another tenant's). All four have the same body:
 `{"detail": …}`, and for invalid fields `"errors": {field: [messages]}`. Operations that answer
 something more (409 for an upload chunk at the wrong offset) say so with `extend_schema`.
+
+A paginated list documents its page headers (`X-Total-Count`, `Link`) on its 2xx answer.
 """
 
 from __future__ import annotations
 
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import inline_serializer
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
+
+from portal.api import PAGE_HEADERS, PortalPagination
 
 ApiErrorSerializer = inline_serializer(
     name="ApiError",
@@ -32,6 +36,16 @@ _ERRORS = {
 
 
 class PortalAutoSchema(AutoSchema):
+    def _get_response_for_code(self, serializer, status_code, media_types=None,
+                               direction="response"):
+        response = super()._get_response_for_code(serializer, status_code, media_types,
+                                                   direction)
+        body = serializer.response if isinstance(serializer, OpenApiResponse) else serializer
+        paginated = isinstance(self._get_paginator(), PortalPagination)
+        if paginated and str(status_code).startswith("2") and self._is_list_view(body):
+            response["headers"] = {**PAGE_HEADERS, **response.get("headers", {})}
+        return response
+
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         for code, description in _ERRORS.items():

@@ -32,9 +32,10 @@ still a 404 first), go in `object_tenant_perms[method]` and are checked when the
 `has_object_permission` (see `gateway.api.CanManageKey`).
 
 Lists answer one page at a time: `self.paginate(items, SerializerClass)` with
-`portal.api.PortalPagination` (`?limit=&offset=`, envelope `count`/`next`/`previous`/
-`results`). Declare the GET's response as `Serializer(many=True)` in `extend_schema` and the
-schema documents the parameters and the envelope by itself.
+`portal.api.PortalPagination` (`?limit=&offset=`; the body is the page's array, the
+`X-Total-Count` and `Link` headers say where it sits). Declare the GET's response as
+`Serializer(many=True)` in `extend_schema` and the schema documents the parameters and the
+headers by itself.
 
 A request body is read with `self.validated(SerializerClass)`: its `validated_data`, or a 400
 with the serializer's errors.
@@ -136,7 +137,7 @@ class PortalApi(APIView):
         return serializer.validated_data
 
     def paginate(self, items, serializer_class, **serializer_kwargs) -> Response:
-        """One page of `items` (a queryset or a list), serialized, in the list envelope."""
+        """One page of `items` (a queryset or a list), serialized, with the page headers."""
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(items, self.request, view=self)
         return paginator.get_paginated_response(

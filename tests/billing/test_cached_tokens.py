@@ -79,7 +79,7 @@ def test_dashboards_and_usage_api_show_cached_tokens(client, tenant, model, tena
     now = datetime.now(UTC)
     rows = client.get(f"/api/tenants/{tenant.slug}/usage/", {
         "since": (now - timedelta(days=1)).isoformat(),
-        "until": (now + timedelta(days=1)).isoformat()}).json()["results"]
+        "until": (now + timedelta(days=1)).isoformat()}).json()
     assert [(r["input_tokens"], r["cached_input_tokens"], r["reasoning_tokens"])
             for r in rows] == [(150, 70, 7)]
     download = client.get(f"/t/{tenant.slug}/usage/", {"range": "7", "csv": "series"})
@@ -89,7 +89,7 @@ def test_dashboards_and_usage_api_show_cached_tokens(client, tenant, model, tena
     rollups_rebuild(since=now - timedelta(days=1), until=now)
     again = client.get(f"/api/tenants/{tenant.slug}/usage/", {
         "since": (now - timedelta(days=1)).isoformat(),
-        "until": (now + timedelta(days=1)).isoformat()}).json()["results"]
+        "until": (now + timedelta(days=1)).isoformat()}).json()
     assert again == rows
 
 

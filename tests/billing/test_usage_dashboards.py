@@ -158,7 +158,7 @@ def test_a_developer_sees_only_their_own_keys(client, tenant, model, keys, devel
     assert 'data-figure="requests">1<' in html and "admin-key" not in html
     api = client.get(f"/api/tenants/{tenant.slug}/usage/", {
         "since": (NOW - timedelta(days=1)).isoformat(),
-        "until": (NOW + timedelta(days=1)).isoformat(), "group_by": "key"}).json()["results"]
+        "until": (NOW + timedelta(days=1)).isoformat(), "group_by": "key"}).json()
     assert [(r["api_key_id"], r["requests"]) for r in api] == [(mine.pk, 1)]
     client.force_login(viewer)  # read-only oversight of the whole tenant
     assert 'data-figure="requests">3<' in client.get(f"/t/{tenant.slug}/usage/").content.decode()
@@ -206,7 +206,7 @@ def test_msp_overview_ranks_tenants(client, tenant, other_tenant, model, msp_adm
     assert html.index("Globex Health") < html.index("Acme Research")  # by cost
     api = client.get("/api/usage/", {"since": (NOW - timedelta(days=1)).isoformat(),
                                      "until": (NOW + timedelta(days=1)).isoformat(),
-                                     "group_by": "tenant,model"}).json()["results"]
+                                     "group_by": "tenant,model"}).json()
     assert {(r["tenant_id"], r["requests"]) for r in api} == {(tenant.pk, 3), (other_tenant.pk, 5)}
 
 

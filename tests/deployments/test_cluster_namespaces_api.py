@@ -19,10 +19,10 @@ def test_the_api_lists_a_clusters_namespaces(client, msp_admin, cluster, gpu_ten
     client.force_login(msp_admin)
     rows = client.get(f"/api/clusters/{cluster.pk}/namespaces/")
     assert rows.status_code == 200
-    [row] = rows.json()["results"]
+    [row] = rows.json()
     assert row["tenant"] == "acme" and row["namespace"] == "tenant-acme"
     assert row["ok"] is True and row["synced_at"] and "created" in row["message"]
-    assert client.get(f"/api/clusters/{other.pk}/namespaces/").json()["results"] == []
+    assert client.get(f"/api/clusters/{other.pk}/namespaces/").json() == []
 
 
 def test_the_api_queues_a_sync_of_every_active_tenant(client, msp_admin, cluster, tenant,

@@ -132,5 +132,5 @@ def test_the_api_creates_llm_deployments_and_presets(client, msp_admin, llm_clus
     bad = client.patch(f"/api/llm-presets/{made.json()['id']}/", {"gpu_count": 3},
                        content_type="application/json")
     assert bad.status_code == 400 and "give each pod 4 GPUs" in bad.content.decode()
-    listed = client.get("/api/llm-presets/").json()["results"]
+    listed = client.get("/api/llm-presets/").json()
     assert {p["name"]: p["in_use"] for p in listed} == {"a100-tp1": 1, "h100-tp4": 0}

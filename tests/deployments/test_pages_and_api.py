@@ -242,7 +242,7 @@ def test_api_deploys_with_dry_run_and_acts(client, msp_admin, cluster, version, 
     assert busy.status_code == 400 and "settles" in str(busy.json()["errors"])
     manifest = client.get(f"/api/deployments/{deployment_id}/manifest/").json()
     assert manifest["manifest"]["spec"]["canary"][0]["trafficPercent"] == 10
-    allocation = client.get("/api/deployments/gpu-allocation/").json()["results"]
+    allocation = client.get("/api/deployments/gpu-allocation/").json()
     assert allocation[0]["gpus"] == 2  # the peak plus the canary's one fixed pod
 
 

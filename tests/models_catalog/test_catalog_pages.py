@@ -32,8 +32,7 @@ def test_tenants_see_only_entitled_models(client, developer, outsider, catalog):
     assert "Shared chat" in page and "Globex embed" not in page
     assert client.get("/t/acme/models/globex-embed/").status_code == 404
     assert client.get("/api/tenants/acme/models/globex-embed/").status_code == 404
-    listed = client.get("/api/tenants/acme/models/").json()["results"]
-    assert [m["slug"] for m in listed] == ["shared-chat"]
+    assert [m["slug"] for m in client.get("/api/tenants/acme/models/").json()] == ["shared-chat"]
     client.force_login(outsider)
     assert client.get("/t/globex/models/globex-embed/").status_code == 200
 

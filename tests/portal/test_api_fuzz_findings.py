@@ -44,7 +44,7 @@ def test_people_fields_may_be_null_and_the_schema_says_so(client, tenant, tenant
                                                           msp_admin, tmp_path):
     gateway_services.apikey_create(actor="system:test", tenant=tenant, name="ci")
     client.force_login(tenant_admin)
-    keys = _json(client, "get", f"/api/tenants/{tenant.slug}/keys/").json()["results"]
+    keys = _json(client, "get", f"/api/tenants/{tenant.slug}/keys/").json()
     assert keys[0]["owner"] is None
     model = catalog_services.model_create(actor=msp_admin, slug="chat-small", name="Chat",
                                           task="chat")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
@@ -110,30 +111,46 @@ def _keys(tenant, n: int) -> None:
         gateway_services.apikey_create(actor="system:test", tenant=tenant, name=f"key {i}")
 
 
+def _links(response) -> dict[str, dict[str, list[str]]]:
+    """The RFC 8288 `Link` header as {rel: query of its URL}."""
+    links = {}
+    for part in response.headers.get("Link", "").split(", "):
+        if part:
+            url, rel = re.fullmatch(r'<([^>]+)>; rel="(\w+)"', part).groups()
+            links[rel] = parse_qs(urlsplit(url).query)
+    return links
+
+
 def test_lists_answer_one_page_with_links(client, tenant, tenant_admin):
     _keys(tenant, 5)
     client.force_login(tenant_admin)
-    first = client.get(f"/api/tenants/{tenant.slug}/keys/", {"limit": 2}).json()
-    assert first["count"] == 5 and len(first["results"]) == 2 and first["previous"] is None
-    assert parse_qs(urlsplit(first["next"]).query) == {"limit": ["2"], "offset": ["2"]}
-    second = client.get(first["next"]).json()
-    assert len(second["results"]) == 2 and second["previous"]
-    assert {k["id"] for k in first["results"]}.isdisjoint(k["id"] for k in second["results"])
-    last = client.get(f"/api/tenants/{tenant.slug}/keys/", {"limit": 2, "offset": 4}).json()
-    assert len(last["results"]) == 1 and last["next"] is None
+    url = f"/api/tenants/{tenant.slug}/keys/"
+    first = client.get(url, {"limit": 2})
+    assert len(first.json()) == 2 and first.headers["X-Total-Count"] == "5"
+    links = _links(first)
+    assert links["next"] == {"limit": ["2"], "offset": ["2"]} and "prev" not in links
+    assert links["first"] == {"limit": ["2"], "offset": ["0"]}
+    assert links["last"] == {"limit": ["2"], "offset": ["4"]}
+    next_url = re.search(r'<([^>]+)>; rel="next"', first.headers["Link"]).group(1)
+    second = client.get(next_url)
+    assert len(second.json()) == 2 and "prev" in _links(second)
+    assert {k["id"] for k in first.json()}.isdisjoint(k["id"] for k in second.json())
+    last = client.get(url, {"limit": 2, "offset": 4})
+    assert len(last.json()) == 1 and "next" not in _links(last)
     # No parameters: the first 50; nonsense is ignored rather than refused.
-    default = client.get(f"/api/tenants/{tenant.slug}/keys/", {"limit": "lots"}).json()
-    assert default["count"] == 5 and len(default["results"]) == 5 and default["next"] is None
+    default = client.get(url, {"limit": "lots"})
+    assert len(default.json()) == 5 and default.headers["X-Total-Count"] == "5"
+    assert "next" not in _links(default)
 
 
 def test_page_size_is_capped(client, msp_admin):
     Tenant.objects.bulk_create(Tenant(slug=f"bulk-{i}", name=f"Bulk {i}",
                                       contact_email="ops@bulk.test") for i in range(520))
     client.force_login(msp_admin)
-    page = client.get("/api/tenants/", {"limit": 100_000}).json()
-    assert page["count"] >= 520 and len(page["results"]) == 500
-    assert parse_qs(urlsplit(page["next"]).query)["limit"] == ["500"]
-    assert len(client.get("/api/tenants/").json()["results"]) == 50
+    page = client.get("/api/tenants/", {"limit": 100_000})
+    assert int(page.headers["X-Total-Count"]) >= 520 and len(page.json()) == 500
+    assert _links(page)["next"]["limit"] == ["500"]
+    assert len(client.get("/api/tenants/").json()) == 50
 
 
 def test_schema_documents_the_pagination(client, msp_admin):
@@ -142,12 +159,16 @@ def test_schema_documents_the_pagination(client, msp_admin):
     listing = schema["paths"]["/api/tenants/{slug}/keys/"]["get"]
     params = {p["name"]: p for p in listing["parameters"]}
     assert params["limit"]["schema"]["maximum"] == 500 and "offset" in params
-    ref = listing["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
-    envelope = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
-    assert {"count", "next", "previous", "results"} <= set(envelope["properties"])
+    ok = listing["responses"]["200"]
+    assert {"X-Total-Count", "Link"} <= set(ok["headers"])
+    body = ok["content"]["application/json"]["schema"]
+    if "$ref" in body:
+        body = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+    assert body["type"] == "array"
     # One object, or a write, is not paginated.
     detail = schema["paths"]["/api/tenants/{slug}/keys/{id}/"]["get"]
     assert "limit" not in {p["name"] for p in detail.get("parameters", [])}
+    assert "headers" not in detail["responses"]["200"]
     create = schema["paths"]["/api/tenants/{slug}/keys/"]["post"]
     assert "limit" not in {p["name"] for p in create.get("parameters", [])}
 

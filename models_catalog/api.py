@@ -248,73 +248,65 @@ class ProvenanceExportApi(PortalApi):
 
 
 class _VersionActionApi(PortalApi):
+    """One step of the version's life; the answer is the version as it now is. (A subclass
+    names its body's `serializer_class`, if it takes one, and runs the service in `act`.)"""
+
     platform_perms = {"POST": MANAGE}
+    serializer_class = None  # the request body's serializer (read by the schema too)
 
+    def act(self, version: ModelVersion, data: dict) -> None:
+        raise NotImplementedError
 
-def _act(request: Request, slug: str, version: str, serializer_class, action) -> Response:
-    """Validate the body (if the action takes one), run the service, return the version."""
-    mv = _version(request, slug, version)
-    data = {}
-    if serializer_class is not None:
-        serializer = serializer_class(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-    action(mv, data)
-    return Response(_version_out(mv))
+    @extend_schema(responses=VersionOutputSerializer)
+    def post(self, request: Request, slug: str, version: str) -> Response:
+        mv = _version(request, slug, version)
+        self.act(mv, self.validated(self.serializer_class) if self.serializer_class else {})
+        return Response(_version_out(mv))
 
 
 class VersionReferenceApi(_VersionActionApi):
     """Pin an image already pushed to the landing repository; the scan starts."""
 
-    @extend_schema(request=ReferenceSerializer, responses=VersionOutputSerializer)
-    def post(self, request: Request, slug: str, version: str) -> Response:
-        return _act(request, slug, version, ReferenceSerializer,
-                    lambda mv, data: services.version_register_reference(
-                        actor=request.user, version=mv, **data))
+    serializer_class = ReferenceSerializer
+
+    def act(self, version, data):
+        services.version_register_reference(actor=self.request.user, version=version, **data)
 
 
 class VersionSubmitApi(_VersionActionApi):
-    @extend_schema(request=SubmitSerializer, responses=VersionOutputSerializer)
-    def post(self, request: Request, slug: str, version: str) -> Response:
-        return _act(request, slug, version, SubmitSerializer,
-                    lambda mv, data: services.version_submit(actor=request.user, version=mv,
-                                                             note=data["note"]))
+    serializer_class = SubmitSerializer
+
+    def act(self, version, data):
+        services.version_submit(actor=self.request.user, version=version, note=data["note"])
 
 
 class VersionApproveApi(_VersionActionApi):
     """Four-eyes approval: sign, copy by digest to the trusted repository, publish."""
 
-    @extend_schema(request=None, responses=VersionOutputSerializer)
-    def post(self, request: Request, slug: str, version: str) -> Response:
-        return _act(request, slug, version, None,
-                    lambda mv, data: services.version_approve(actor=request.user, version=mv))
+    def act(self, version, data):
+        services.version_approve(actor=self.request.user, version=version)
 
 
 class VersionRejectApi(_VersionActionApi):
-    @extend_schema(request=RejectSerializer, responses=VersionOutputSerializer)
-    def post(self, request: Request, slug: str, version: str) -> Response:
-        return _act(request, slug, version, RejectSerializer,
-                    lambda mv, data: services.version_reject(actor=request.user, version=mv,
-                                                             reason=data["reason"]))
+    serializer_class = RejectSerializer
+
+    def act(self, version, data):
+        services.version_reject(actor=self.request.user, version=version, reason=data["reason"])
 
 
 class VersionLifecycleApi(_VersionActionApi):
-    @extend_schema(request=VersionLifecycleSerializer, responses=VersionOutputSerializer)
-    def post(self, request: Request, slug: str, version: str) -> Response:
-        return _act(request, slug, version, VersionLifecycleSerializer,
-                    lambda mv, data: services.version_set_lifecycle(
-                        actor=request.user, version=mv, **data))
+    serializer_class = VersionLifecycleSerializer
+
+    def act(self, version, data):
+        services.version_set_lifecycle(actor=self.request.user, version=version, **data)
 
 
 class VersionVerifyApi(_VersionActionApi):
     """Check the signature again — the statement, the database and the registry — and
     record the outcome (`signature_status`, `signature_checked_at`, `signature_detail`)."""
 
-    @extend_schema(request=None, responses=VersionOutputSerializer)
-    def post(self, request: Request, slug: str, version: str) -> Response:
-        return _act(request, slug, version, None,
-                    lambda mv, data: services.version_signature_verify(actor=request.user,
-                                                                       version=mv))
+    def act(self, version, data):
+        services.version_signature_verify(actor=self.request.user, version=version)
 
 
 class VersionSbomApi(PortalApi):

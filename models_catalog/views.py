@@ -3,6 +3,9 @@ upload wizard (metadata → image → scan → findings → approval) and model 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+
 from django.conf import settings
 from django.contrib import messages
 from django.db import transaction
@@ -339,14 +342,47 @@ def version_progress(request: HttpRequest, model_slug: str, version: str) -> Htt
     return response
 
 
-def _version_form(request: HttpRequest, mv: ModelVersion, form, *, key: str, action,
-                  success: str) -> HttpResponse:
-    """A form of the version page: done, back to the page; refused, the page again with the
-    refusal on the form's fields."""
-    if _run_form(request, form, action, success):
-        return redirect("models_catalog:version", mv.model.slug, mv.version)
-    return render(request, "models_catalog/version_detail.html",
-                  _version_context(request, mv, **{key: form}), status=422)
+def _version_step(step: Callable[[HttpRequest, ModelVersion], HttpResponse]):
+    """A form or button of the version page, for MSP admins who manage models: a POST that
+    runs `step(request, version)` on the URL's version."""
+
+    @require_POST
+    @platform_view(PlatformPerm.MODELS_MANAGE)
+    @wraps(step)
+    def view(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
+        return step(request, _version(request, model_slug, version))
+    return view
+
+
+def _back_to_version(mv: ModelVersion) -> HttpResponse:
+    return redirect("models_catalog:version", mv.model.slug, mv.version)
+
+
+def _version_form(form_class, service, *, key: str, success: str, for_version: bool = False):
+    """The view of a form of the version page whose fields are the service's arguments: done,
+    `success` and back to the page; invalid or refused, the page again (422) with the errors on
+    the form's fields (the form is `key` in the page's context)."""
+
+    def step(request: HttpRequest, mv: ModelVersion) -> HttpResponse:
+        form = form_class(request.POST, **({"version": mv} if for_version else {}))
+        if _run_form(request, form, lambda data: service(actor=request.user, version=mv,
+                                                         **data), success):
+            return _back_to_version(mv)
+        return render(request, "models_catalog/version_detail.html",
+                      _version_context(request, mv, **{key: form}), status=422)
+    step.__name__ = step.__qualname__ = service.__name__
+    return _version_step(step)
+
+
+def _version_button(service, success: str):
+    """The view of a button of the version page: the service, then `success` (or its refusal)
+    as a message, and back to the page."""
+
+    def step(request: HttpRequest, mv: ModelVersion) -> HttpResponse:
+        return _version_action(request, mv, lambda: service(actor=request.user, version=mv),
+                               success)
+    step.__name__ = step.__qualname__ = service.__name__
+    return _version_step(step)
 
 
 def _version_action(request: HttpRequest, mv: ModelVersion, action,
@@ -357,57 +393,24 @@ def _version_action(request: HttpRequest, mv: ModelVersion, action,
         messages.error(request, exc.message)
     else:
         messages.success(request, success)
-    return redirect("models_catalog:version", mv.model.slug, mv.version)
+    return _back_to_version(mv)
 
 
-@require_POST
-@platform_view(PlatformPerm.MODELS_MANAGE)
-def version_reference(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
-    mv = _version(request, model_slug, version)
-    return _version_form(
-        request, mv, ReferenceForm(request.POST), key="reference_form",
-        action=lambda data: services.version_register_reference(actor=request.user,
-                                                                version=mv, **data),
-        success="Image found and pinned by digest; the scan starts now.")
+version_reference = _version_form(
+    ReferenceForm, services.version_register_reference, key="reference_form",
+    success="Image found and pinned by digest; the scan starts now.")
+version_lineage = _version_form(LineageForm, services.version_set_lineage, key="lineage_form",
+                                success="Lineage saved.", for_version=True)
+version_submit = _version_form(SubmitForm, services.version_submit, key="submit_form",
+                               success="Submitted. Another MSP admin must now approve it.")
+version_approve = _version_button(
+    services.version_approve,
+    "Approved: signed, copied by digest to the trusted repository and published.")
+version_retry = _version_button(services.version_retry, "Retrying.")
 
 
-@require_POST
-@platform_view(PlatformPerm.MODELS_MANAGE)
-def version_lineage(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
-    mv = _version(request, model_slug, version)
-    return _version_form(
-        request, mv, LineageForm(request.POST, version=mv), key="lineage_form",
-        action=lambda data: services.version_set_lineage(
-            actor=request.user, version=mv, base_version=data["base_version"],
-            base_model=data["base_model"], base_model_digest=data["base_model_digest"],
-            datasets=data["datasets"]),
-        success="Lineage saved.")
-
-
-@require_POST
-@platform_view(PlatformPerm.MODELS_MANAGE)
-def version_submit(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
-    mv = _version(request, model_slug, version)
-    return _version_form(
-        request, mv, SubmitForm(request.POST), key="submit_form",
-        action=lambda data: services.version_submit(actor=request.user, version=mv,
-                                                    note=data["note"]),
-        success="Submitted. Another MSP admin must now approve it.")
-
-
-@require_POST
-@platform_view(PlatformPerm.MODELS_MANAGE)
-def version_approve(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
-    mv = _version(request, model_slug, version)
-    return _version_action(
-        request, mv, lambda: services.version_approve(actor=request.user, version=mv),
-        "Approved: signed, copied by digest to the trusted repository and published.")
-
-
-@require_POST
-@platform_view(PlatformPerm.MODELS_MANAGE)
-def version_reject(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
-    mv = _version(request, model_slug, version)
+@_version_step
+def version_reject(request: HttpRequest, mv: ModelVersion) -> HttpResponse:
     form = RejectForm(request.POST)
     if not form.is_valid():
         return render(request, "models_catalog/version_detail.html",
@@ -418,24 +421,13 @@ def version_reject(request: HttpRequest, model_slug: str, version: str) -> HttpR
         "Rejected. It can never be deployed.")
 
 
-@require_POST
-@platform_view(PlatformPerm.MODELS_MANAGE)
-def version_retry(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
-    mv = _version(request, model_slug, version)
-    return _version_action(request, mv, lambda: services.version_retry(actor=request.user,
-                                                                        version=mv),
-                           "Retrying.")
-
-
-@require_POST
-@platform_view(PlatformPerm.MODELS_MANAGE)
-def version_lifecycle(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
-    mv = _version(request, model_slug, version)
+@_version_step
+def version_lifecycle(request: HttpRequest, mv: ModelVersion) -> HttpResponse:
     form = VersionLifecycleForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose published, deprecated or retired, and a valid sunset "
                                 "date and successor.")
-        return redirect("models_catalog:version", mv.model.slug, mv.version)
+        return _back_to_version(mv)
     return _version_action(
         request, mv, lambda: services.version_set_lifecycle(
             actor=request.user, version=mv, status=form.cleaned_data["status"],
@@ -443,11 +435,9 @@ def version_lifecycle(request: HttpRequest, model_slug: str, version: str) -> Ht
         "Lifecycle changed.")
 
 
-@require_POST
-@platform_view(PlatformPerm.MODELS_MANAGE)
-def version_verify(request: HttpRequest, model_slug: str, version: str) -> HttpResponse:
+@_version_step
+def version_verify(request: HttpRequest, mv: ModelVersion) -> HttpResponse:
     """"Verify now": check the signature, the database and the registry again."""
-    mv = _version(request, model_slug, version)
     try:
         check = services.version_signature_verify(actor=request.user, version=mv)
     except ApplicationError as exc:
@@ -455,7 +445,7 @@ def version_verify(request: HttpRequest, model_slug: str, version: str) -> HttpR
     else:
         (messages.success if check.ok else messages.error)(
             request, f"{'Verified' if check.ok else 'Does not verify'}: {check.reason}.")
-    return redirect("models_catalog:version", mv.model.slug, mv.version)
+    return _back_to_version(mv)
 
 
 @platform_view(PlatformPerm.MODELS_VIEW)

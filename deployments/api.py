@@ -78,9 +78,8 @@ class ClusterDetailApi(_ManageApi):
     @extend_schema(request=ClusterUpdateSerializer, responses=ClusterOutputSerializer)
     def patch(self, request: Request, pk: int) -> Response:
         cluster = selectors.cluster_get(pk)
-        data = ClusterUpdateSerializer(data=request.data, partial=True)
-        data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
+        data = self.validated(ClusterUpdateSerializer, partial=True)
+        fields = dict(data)
         cluster = services.cluster_update(actor=request.user, cluster=cluster,
                                           credentials=fields.pop("credentials", ""), **fields)
         return Response(ClusterOutputSerializer(cluster).data)
@@ -132,9 +131,8 @@ class DeploymentListApi(_ManageApi):
                    responses={201: DeploymentOutputSerializer, 200: ManifestSerializer,
                               404: ApiErrorSerializer})
     def post(self, request: Request) -> Response:
-        data = DeploymentCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = dict(data.validated_data)
+        data = self.validated(DeploymentCreateSerializer)
+        values = dict(data)
         dry_run = values.pop("dry_run")
         version = _named_in_body(ModelVersion.objects.all(), "version", pk=values.pop("version"))
         cluster = _named_in_body(selectors.cluster_list(), "cluster", pk=values.pop("cluster"))
@@ -172,9 +170,8 @@ class ExternalEndpointCreateApi(_ManageApi):
     def post(self, request: Request) -> Response:
         """Register a running OpenAI-compatible server and health-check it; a failed check
         still registers it, with `status` failed and the reason in `status_reason`."""
-        data = ExternalEndpointCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = dict(data.validated_data)
+        data = self.validated(ExternalEndpointCreateSerializer)
+        values = dict(data)
         slug = values.pop("tenant")
         tenant = tenant_by_slug(slug) if slug else None
         if slug and tenant is None:
@@ -192,11 +189,10 @@ class ExternalEndpointUpdateApi(_ManageApi):
         """Change an external endpoint's URL, upstream name, display name or key; the
         endpoint is checked again at once."""
         deployment = selectors.external_endpoint_get(pk)
-        data = ExternalEndpointUpdateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(ExternalEndpointUpdateSerializer)
         deployment = services.external_endpoint_update(actor=request.user,
                                                        deployment=deployment,
-                                                       **data.validated_data)
+                                                       **data)
         return Response(DeploymentOutputSerializer(deployment).data)
 
 
@@ -284,9 +280,8 @@ class LLMPresetListApi(_ManageApi):
                    operation_id="llm_presets_create")
     def post(self, request: Request) -> Response:
         """Curate an LLMInferenceServiceConfig preset; deployments that use it apply it."""
-        data = LLMPresetSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        preset = services.llm_preset_create(actor=request.user, **data.validated_data)
+        data = self.validated(LLMPresetSerializer)
+        preset = services.llm_preset_create(actor=request.user, **data)
         return Response(LLMPresetSerializer(selectors.llm_preset_get(preset.pk)).data,
                         status=status.HTTP_201_CREATED)
 

@@ -38,10 +38,9 @@ class ApiKeyListApi(TenantApi):
 
     @extend_schema(request=ApiKeyCreateSerializer, responses={201: ApiKeyCreatedSerializer})
     def post(self, request: Request, slug: str) -> Response:
-        data = ApiKeyCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(ApiKeyCreateSerializer)
         key, token = services.apikey_create(actor=request.user, tenant=self.tenant,
-                                            owner=request.user, **data.validated_data)
+                                            owner=request.user, **data)
         return Response(_created(key, token), status=status.HTTP_201_CREATED)
 
 
@@ -85,11 +84,10 @@ class ApiKeyRotateApi(_KeyActionApi):
     @extend_schema(request=ApiKeyRotateSerializer, responses=ApiKeyCreatedSerializer)
     def post(self, request: Request, slug: str, pk: int) -> Response:
         key = self.managed_key(request, pk)
-        data = ApiKeyRotateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(ApiKeyRotateSerializer)
         key, token = services.apikey_rotate(
             actor=request.user, key=key,
-            grace=timedelta(seconds=data.validated_data["grace_seconds"]))
+            grace=timedelta(seconds=data["grace_seconds"]))
         return Response(_created(key, token))
 
 
@@ -107,9 +105,8 @@ class ApiKeyBulkRevokeApi(TenantApi):
         """Revoke every key of the tenant, of one person, or allowed to one model (tenant
         admins). Lists them only, unless `dry_run` is false."""
         tenant = self.tenant
-        data = ApiKeyBulkRevokeSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = data.validated_data
+        data = self.validated(ApiKeyBulkRevokeSerializer)
+        values = data
         owner = (selectors.key_owner_get(tenant=tenant, pk=values["owner"])
                  if values["owner"] is not None else None)
         model = (model_get_for_tenant(tenant=tenant, slug=values["model"])
@@ -128,9 +125,8 @@ class ModelKeysBulkRevokeApi(PortalApi):
         """Revoke every key, in every tenant, that lists this model among its allowed models
         (MSP admins). Lists them only, unless `dry_run` is false."""
         model = model_get_for_user(user=request.user, tenant=None, slug=slug)
-        data = ModelKeysBulkRevokeSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = data.validated_data
+        data = self.validated(ModelKeysBulkRevokeSerializer)
+        values = data
         keys, event = services.apikeys_bulk_revoke(
             actor=request.user, tenant=None, model=model, key_ids=values["key_ids"],
             dry_run=values["dry_run"])

@@ -90,15 +90,14 @@ class ModelEntitlementsApi(PortalApi):
     @extend_schema(request=EntitlementsSerializer, responses=ModelOutputSerializer)
     def put(self, request: Request, slug: str) -> Response:
         model = _model(request, slug)
-        data = EntitlementsSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        wanted = data.validated_data["tenants"]
+        data = self.validated(EntitlementsSerializer)
+        wanted = data["tenants"]
         tenants = selectors.tenants_with_slugs(slugs=wanted)
         unknown = sorted(set(wanted) - {t.slug for t in tenants})
         if unknown:
             raise ApplicationError("Unknown tenants.", field_errors={"tenants": unknown})
         model = services.model_set_entitlements(
-            actor=request.user, model=model, all_tenants=data.validated_data["all_tenants"],
+            actor=request.user, model=model, all_tenants=data["all_tenants"],
             tenants=tenants)
         return Response(ModelOutputSerializer(model).data)
 
@@ -115,9 +114,8 @@ class ModelAnnexXIIApi(PortalApi):
 
     def _write(self, request: Request, slug: str, *, partial: bool) -> Response:
         model = _model(request, slug)
-        data = AnnexXIISerializer(data=request.data, partial=partial)
-        data.is_valid(raise_exception=True)
-        services.model_update_annex_xii(actor=request.user, model=model, **data.validated_data)
+        data = self.validated(AnnexXIISerializer, partial=partial)
+        services.model_update_annex_xii(actor=request.user, model=model, **data)
         model.refresh_from_db()
         return Response(selectors.annex_xii_document(model))
 
@@ -140,9 +138,8 @@ class ModelPriceApi(PortalApi):
     @extend_schema(request=PriceCreateSerializer, responses={201: PriceSerializer})
     def post(self, request: Request, slug: str) -> Response:
         model = _model(request, slug)
-        data = PriceCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        price = services.price_set(actor=request.user, model=model, **data.validated_data)
+        data = self.validated(PriceCreateSerializer)
+        price = services.price_set(actor=request.user, model=model, **data)
         return Response(PriceSerializer(price).data, status=status.HTTP_201_CREATED)
 
 
@@ -152,10 +149,9 @@ class ModelLifecycleApi(PortalApi):
     @extend_schema(request=ModelLifecycleSerializer, responses=ModelOutputSerializer)
     def post(self, request: Request, slug: str) -> Response:
         model = _model(request, slug)
-        data = ModelLifecycleSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(ModelLifecycleSerializer)
         model = services.model_set_lifecycle(actor=request.user, model=model,
-                                             **data.validated_data)
+                                             **data)
         return Response(ModelOutputSerializer(model).data)
 
 
@@ -171,8 +167,7 @@ class VersionListApi(PortalApi):
     @extend_schema(request=VersionCreateSerializer, responses={201: VersionOutputSerializer})
     def post(self, request: Request, slug: str) -> Response:
         model = _model(request, slug)
-        data = VersionCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(VersionCreateSerializer)
         version = services.version_create(actor=request.user, model=model,
                                           **data.version_values())
         return Response(VersionOutputSerializer(version).data, status=status.HTTP_201_CREATED)
@@ -199,8 +194,7 @@ class VersionLineageApi(PortalApi):
     @extend_schema(request=LineageSerializer, responses=LineageSerializer)
     def put(self, request: Request, slug: str, version: str) -> Response:
         mv = _version(request, slug, version)
-        data = LineageSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(LineageSerializer)
         mv = services.version_set_lineage(actor=request.user, version=mv,
                                           **data.lineage_values())
         return Response(_lineage_out(mv))
@@ -342,11 +336,10 @@ class UploadCreateApi(PortalApi):
                    responses={201: UploadOutputSerializer, 200: UploadOutputSerializer})
     def post(self, request: Request, slug: str, version: str) -> Response:
         mv = _version(request, slug, version)
-        data = UploadCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(UploadCreateSerializer)
         interrupted = getattr(mv, "upload", None)
         session = services.upload_session_create(actor=request.user, version=mv,
-                                                 **data.validated_data)
+                                                 **data)
         resumed = interrupted is not None and interrupted.pk == session.pk
         return Response(UploadOutputSerializer(session).data,
                         status=status.HTTP_200_OK if resumed else status.HTTP_201_CREATED)

@@ -95,6 +95,8 @@ def check_repository(name: str) -> str:
 
 @dataclass(frozen=True)
 class Descriptor:
+    """An OCI descriptor: what a manifest or index says about one blob or manifest."""
+
     media_type: str
     digest: str
     size: int

@@ -67,6 +67,8 @@ def canonical(document: dict) -> bytes:
 
 @dataclass(frozen=True)
 class Package:
+    """One package of the image's root filesystem, as the SBOM lists it."""
+
     name: str
     version: str
     purl: PackageURL

@@ -57,6 +57,10 @@ ensure_venv() {
 }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+# wait_port HOST PORT TRIES PAUSE: until something listens there (or the tries run out).
+wait_port() { for _ in $(seq 1 "$3"); do port_open "$1" "$2" && return 0; sleep "$4"; done; return 1; }
+# A loopback TCP port nothing listens on now.
+free_port() { "$(find_python)" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # The test suite's own platform key (Ed25519) and model-signing key (EC P-256), created once
 # under var/ and exported as the settings name them (unless the caller set them already).

@@ -17,7 +17,7 @@ start_postgres() {
   say "Starting PostgreSQL $version"
   as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null ||
     as_root pg_ctlcluster "$version" main start
-  for _ in $(seq 1 30); do port_open "$PG_HOST" "$PG_PORT" && break; sleep 1; done
+  wait_port "$PG_HOST" "$PG_PORT" 30 1 || true
   # A fresh Debian cluster wants a password over TCP: give the postgres role the one the
   # test settings use (a no-op where trust authentication is configured).
   as_root su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
@@ -29,7 +29,7 @@ start_redis() {
   as_root mkdir -p /var/lib/redis /var/log/redis
   as_root redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" \
     --appendonly no --dir /var/lib/redis --logfile /var/log/redis/portal-tests.log
-  for _ in $(seq 1 20); do port_open 127.0.0.1 "$REDIS_PORT" && break; sleep 0.5; done
+  wait_port 127.0.0.1 "$REDIS_PORT" 20 0.5 || true
 }
 
 port_open "$PG_HOST" "$PG_PORT" || start_postgres

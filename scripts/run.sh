@@ -26,12 +26,12 @@ trap stop INT TERM EXIT
 # Redis for this session when the machine has redis-server; otherwise run without the gateway.
 if [ -z "${REDIS_URL:-}" ] && ! grep -qs '^REDIS_URL=.' .env; then
   if command -v redis-server >/dev/null; then
-    REDIS_PORT="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    REDIS_PORT="$(free_port)"
     redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
       --dir "$ROOT/var" --logfile "$ROOT/var/redis.log" &
     pids+=($!)
     export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
-    for _ in $(seq 1 20); do port_open 127.0.0.1 "$REDIS_PORT" && break; sleep 0.2; done
+    wait_port 127.0.0.1 "$REDIS_PORT" 20 0.2 || true
     BROKER_NOTE="private Redis on 127.0.0.1:$REDIS_PORT (this session only)"
   else
     BROKER_NOTE="embedded (filesystem, var/broker) — the /v1 gateway needs Redis: install redis-server or set REDIS_URL"
@@ -45,7 +45,7 @@ fi
 # without either, the catalog works but the upload wizard explains that none is configured.
 if [ -z "${REGISTRY_URL:-}" ] && ! grep -qs '^REGISTRY_URL=.' .env; then
   if command -v docker-registry >/dev/null; then
-    REGISTRY_PORT="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    REGISTRY_PORT="$(free_port)"
     mkdir -p var/registry/storage
     cat > var/registry/config.yml <<YAML
 version: 0.1
@@ -62,7 +62,7 @@ YAML
     docker-registry serve var/registry/config.yml > var/registry.log 2>&1 &
     pids+=($!)
     export REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT"
-    for _ in $(seq 1 20); do port_open 127.0.0.1 "$REGISTRY_PORT" && break; sleep 0.2; done
+    wait_port 127.0.0.1 "$REGISTRY_PORT" 20 0.2 || true
     REGISTRY_NOTE="private registry at $REGISTRY_URL (storage in var/registry)"
   else
     REGISTRY_NOTE="none — model uploads need one: apt-get install docker-registry, or set REGISTRY_URL"

@@ -51,10 +51,9 @@ class TenantDetailApi(TenantApi):
 
     @extend_schema(request=TenantUpdateSerializer, responses=TenantOutputSerializer)
     def patch(self, request: Request, slug: str) -> Response:
-        data = TenantUpdateSerializer(data=request.data, partial=True)
-        data.is_valid(raise_exception=True)
+        data = self.validated(TenantUpdateSerializer, partial=True)
         tenant = services.tenant_update(actor=request.user, tenant=self.tenant,
-                                        **data.validated_data)
+                                        **data)
         return Response(TenantOutputSerializer(tenant).data)
 
 
@@ -65,10 +64,9 @@ class TenantStatusApi(TenantApi):
 
     @extend_schema(request=StatusChangeSerializer, responses=TenantOutputSerializer)
     def post(self, request: Request, slug: str) -> Response:
-        data = StatusChangeSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(StatusChangeSerializer)
         tenant = services.tenant_set_status(actor=request.user, tenant=self.tenant,
-                                            status=self.target_status, **data.validated_data)
+                                            status=self.target_status, **data)
         return Response(TenantOutputSerializer(tenant).data)
 
 
@@ -95,10 +93,9 @@ class MemberDetailApi(TenantApi):
     @extend_schema(request=MembershipRoleSerializer, responses=MembershipOutputSerializer)
     def patch(self, request: Request, slug: str, pk: int) -> Response:
         membership = selectors.membership_get(tenant=self.tenant, pk=pk)
-        data = MembershipRoleSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(MembershipRoleSerializer)
         membership = services.membership_change_role(actor=request.user, membership=membership,
-                                                     role=data.validated_data["role"])
+                                                     role=data["role"])
         return Response(MembershipOutputSerializer(membership).data)
 
     @extend_schema(responses={204: None})
@@ -118,10 +115,9 @@ class InvitationListApi(TenantApi):
 
     @extend_schema(request=InvitationCreateSerializer, responses={201: InvitationOutputSerializer})
     def post(self, request: Request, slug: str) -> Response:
-        data = InvitationCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(InvitationCreateSerializer)
         invitation, _token = services.invitation_create(actor=request.user, tenant=self.tenant,
-                                                        **data.validated_data)
+                                                        **data)
         return Response(InvitationOutputSerializer(invitation).data,
                         status=status.HTTP_201_CREATED)
 

@@ -46,10 +46,9 @@ class BudgetListApi(TenantApi):
 
     @extend_schema(request=BudgetInputSerializer, responses={201: BudgetOutputSerializer})
     def post(self, request: Request, slug: str) -> Response:
-        data = BudgetInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(BudgetInputSerializer)
         budget = services.budget_create(actor=request.user, tenant=self.tenant,
-                                       **_values(self.tenant, data.validated_data))
+                                       **_values(self.tenant, data))
         return Response(BudgetOutputSerializer(_row(budget)).data,
                         status=status.HTTP_201_CREATED)
 
@@ -74,9 +73,8 @@ class BudgetDetailApi(TenantApi):
     def patch(self, request: Request, slug: str, pk: int) -> Response:
         tenant = self.tenant
         budget = self.budget(request, pk)
-        data = BudgetInputSerializer(data=request.data, partial=True)
-        data.is_valid(raise_exception=True)
-        values = dict(data.validated_data)
+        data = self.validated(BudgetInputSerializer, partial=True)
+        values = dict(data)
         if "model" in values:
             values = {**values, **{"model": _values(tenant, {"model": values["model"]})["model"]}}
         if "currency" in values:

@@ -3,18 +3,10 @@ from __future__ import annotations
 from rest_framework import serializers
 
 
-class StatementLineSerializer(serializers.Serializer):
-    kind = serializers.CharField()
-    usage_month = serializers.DateField(source="source_period")
-    model = serializers.CharField(source="model_slug")
+class StatementTotalSerializer(serializers.Serializer):
+    """What a statement adds up to in one currency."""
+
     currency = serializers.CharField()
-    input_price_per_million = serializers.DecimalField(max_digits=12, decimal_places=6,
-                                                       allow_null=True)
-    output_price_per_million = serializers.DecimalField(max_digits=12, decimal_places=6,
-                                                        allow_null=True)
-    cached_input_price_per_million = serializers.DecimalField(
-        max_digits=12, decimal_places=6, allow_null=True,
-        help_text="Price of a million cached input tokens when the usage was served.")
     requests = serializers.IntegerField()
     input_tokens = serializers.IntegerField()
     cached_input_tokens = serializers.IntegerField(
@@ -25,14 +17,20 @@ class StatementLineSerializer(serializers.Serializer):
     amount = serializers.DecimalField(max_digits=20, decimal_places=8)
 
 
-class StatementTotalSerializer(serializers.Serializer):
-    currency = serializers.CharField()
-    requests = serializers.IntegerField()
-    input_tokens = serializers.IntegerField()
-    cached_input_tokens = serializers.IntegerField()
-    output_tokens = serializers.IntegerField()
-    reasoning_tokens = serializers.IntegerField()
-    amount = serializers.DecimalField(max_digits=20, decimal_places=8)
+class StatementLineSerializer(StatementTotalSerializer):
+    """One line of a statement: a model's usage in a month, at the prices then in force (the
+    counts and amount as in the totals)."""
+
+    kind = serializers.CharField()
+    usage_month = serializers.DateField(source="source_period")
+    model = serializers.CharField(source="model_slug")
+    input_price_per_million = serializers.DecimalField(max_digits=12, decimal_places=6,
+                                                       allow_null=True)
+    output_price_per_million = serializers.DecimalField(max_digits=12, decimal_places=6,
+                                                        allow_null=True)
+    cached_input_price_per_million = serializers.DecimalField(
+        max_digits=12, decimal_places=6, allow_null=True,
+        help_text="Price of a million cached input tokens when the usage was served.")
 
 
 class StatementSerializer(serializers.Serializer):

@@ -45,6 +45,19 @@ def detail(usage: dict, details: str, name: str) -> int:
     return count(inner.get(name)) if isinstance(inner, dict) else 0
 
 
+def openai_style_usage(usage: Any, *, inputs: str, outputs: str) -> Usage | None:
+    """OpenAI's usage object, whose APIs name the counts differently: `inputs`/`outputs` are
+    the keys of the input and output counts (`prompt_tokens`/`completion_tokens` in Chat
+    Completions, `input_tokens`/`output_tokens` in Responses); the cached and reasoning
+    counts sit in `<inputs>_details.cached_tokens` and `<outputs>_details.reasoning_tokens`.
+    None when the input count is missing."""
+    if not isinstance(usage, dict) or not isinstance(usage.get(inputs), int):
+        return None
+    return Usage(input_tokens=count(usage[inputs]), output_tokens=count(usage.get(outputs)),
+                 cached_input_tokens=detail(usage, f"{inputs}_details", "cached_tokens"),
+                 reasoning_tokens=detail(usage, f"{outputs}_details", "reasoning_tokens"))
+
+
 def data_of(event: bytes) -> Any:
     """The JSON of a server-sent event's `data:` line (None when it has none or isn't JSON)."""
     for line in event.split(b"\n"):

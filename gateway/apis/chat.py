@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway import errors
-from gateway.apis import Api, Usage, check_body, count, detail
+from gateway.apis import Api, Usage, check_body, openai_style_usage
 from gateway.tokens import response_text, stream_text
 
 _FIELD_TYPES = {"messages": list, "stream": bool, "max_tokens": int, "n": int,
@@ -18,13 +18,7 @@ _INT_RANGES = {"max_tokens": (1, 2**31 - 1), "n": (1, 128)}
 
 
 def openai_usage(usage: Any) -> Usage | None:
-    if not isinstance(usage, dict) or not isinstance(usage.get("prompt_tokens"), int):
-        return None
-    return Usage(input_tokens=count(usage["prompt_tokens"]),
-                 output_tokens=count(usage.get("completion_tokens")),
-                 cached_input_tokens=detail(usage, "prompt_tokens_details", "cached_tokens"),
-                 reasoning_tokens=detail(usage, "completion_tokens_details",
-                                         "reasoning_tokens"))
+    return openai_style_usage(usage, inputs="prompt_tokens", outputs="completion_tokens")
 
 
 class OpenAIApi(Api):

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from gateway import errors
-from gateway.apis import Api, Usage, check_body, count, data_of, detail
+from gateway.apis import Api, Usage, check_body, data_of, openai_style_usage
 from gateway.errors import GatewayError
 from gateway.tokens import text_of
 
@@ -21,12 +21,7 @@ _FINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 
 
 def responses_usage(usage: Any) -> Usage | None:
-    if not isinstance(usage, dict) or not isinstance(usage.get("input_tokens"), int):
-        return None
-    return Usage(input_tokens=count(usage["input_tokens"]),
-                 output_tokens=count(usage.get("output_tokens")),
-                 cached_input_tokens=detail(usage, "input_tokens_details", "cached_tokens"),
-                 reasoning_tokens=detail(usage, "output_tokens_details", "reasoning_tokens"))
+    return openai_style_usage(usage, inputs="input_tokens", outputs="output_tokens")
 
 
 class Responses(Api):

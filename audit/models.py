@@ -117,6 +117,9 @@ class CheckpointTimestamp(models.Model):
 
 
 class ReportStatus(models.TextChoices):
+    """Where a report's generation stands: the task claims a pending one (running) and ends
+    it ready or failed; beat fails one whose worker died; a retry makes a failed one pending."""
+
     PENDING = "pending", "Pending"
     RUNNING = "running", "Running"
     FAILED = "failed", "Failed"
@@ -124,6 +127,9 @@ class ReportStatus(models.TextChoices):
 
 
 class ReportOrigin(models.TextChoices):
+    """Who asked for a report: beat's schedule (one per period and scope, by constraint),
+    or a person, command or script on demand."""
+
     SCHEDULED = "scheduled", "Scheduled"
     ON_DEMAND = "on_demand", "On demand"
 

@@ -22,24 +22,50 @@ isvc_name_validator = RegexValidator(
     "letter (KServe adds -predictor to it).")
 
 
-
 def _one_in_service_per_name(what: str, message: str) -> models.UniqueConstraint:
     """Names are unique among rows in service; an archived row keeps its name for history."""
     return models.UniqueConstraint(fields=["name"], condition=models.Q(archived_at__isnull=True),
                                    name=f"one_{what}_in_service_per_name",
                                    violation_error_message=message)
 
+
+class InServiceQuerySet(models.QuerySet):
+    def in_service(self) -> InServiceQuerySet:
+        return self.filter(archived_at__isnull=True)
+
+
+class ArchivedNotDeleted(models.Model):
+    """Base of the named rows (clusters, presets) that are archived instead of deleted, so
+    the deployments that used them keep their history. Each has `name` and `archived_at`,
+    and its Meta adds `_one_in_service_per_name`: only rows in service hold on to a name."""
+
+    objects = InServiceQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class DeploymentMode(models.TextChoices):
+    """KServe's deployment mode: a cluster's default, which a deployment may override. It
+    decides how a canary runs and which metrics the autoscaler may scale on."""
+
     STANDARD = "Standard", "Standard (Kubernetes Deployment)"
     KNATIVE = "Knative", "Knative (serverless)"
 
 
 class CredentialKind(models.TextChoices):
+    """What a cluster's stored credentials are: a service-account token, used with the
+    cluster's CA bundle, or a kubeconfig (inline credentials only) that may bring its own CA."""
+
     TOKEN = "token", "Service-account token"
     KUBECONFIG = "kubeconfig", "Kubeconfig"
 
 
-class Cluster(models.Model):
+class Cluster(ArchivedNotDeleted):
     """A Kubernetes cluster with KServe that the MSP deploys models to.
 
     GPU capacity is configured, not discovered: the portal's service account should not need
@@ -89,12 +115,8 @@ class Cluster(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    class Meta:
-        ordering = ["name"]
+    class Meta(ArchivedNotDeleted.Meta):
         constraints = [_one_in_service_per_name("cluster", "A cluster with this name exists.")]
-
-    def __str__(self) -> str:
-        return self.name
 
     @property
     def gpu_products(self) -> list[str]:
@@ -113,6 +135,10 @@ CLUSTER_BACKENDS = (Backend.KSERVE, Backend.LLMISVC)
 
 
 class DeploymentStatus(models.TextChoices):
+    """Where a deployment stands, as `deployments.services` sets it: pending, applying and
+    progressing until it serves (ready) or failed; stopping and deleting on request, until
+    stopped or deleted."""
+
     PENDING = "pending", "Pending"
     APPLYING = "applying", "Applying"
     PROGRESSING = "progressing", "Progressing"
@@ -142,6 +168,9 @@ RUNTIME_MODEL_FORMAT = {Runtime.VLLM: "vLLM", Runtime.HUGGINGFACE: "huggingface"
 
 
 class ScaleMetric(models.TextChoices):
+    """What KServe's autoscaler scales a predictor on: Knative on concurrency or requests
+    per second, Standard mode (an HPA) on CPU or memory utilisation."""
+
     CONCURRENCY = "concurrency", "Concurrency"
     RPS = "rps", "Requests per second"
     CPU = "cpu", "CPU utilisation (%)"
@@ -157,12 +186,18 @@ class Autoscaler(models.TextChoices):
 
 
 class SchedulerMode(models.TextChoices):
+    """Whether a preset's LLMInferenceServices route through llm-d's inference scheduler
+    (`spec.router.scheduler`), and with which EndpointPickerConfig."""
+
     NONE = "none", "None (route straight to the model servers)"
     DEFAULT = "default", "llm-d scheduler, KServe's defaults"
     CUSTOM = "custom", "llm-d scheduler, my EndpointPickerConfig"
 
 
 class KVEvictionPolicy(models.TextChoices):
+    """The `evictionPolicy` of a preset's KV-cache offload to CPU RAM (`kvCacheOffloading`);
+    used only when the offload is on."""
+
     LRU = "lru", "LRU"
     ARC = "arc", "ARC"
 
@@ -176,7 +211,7 @@ preset_name_validator = RegexValidator(
     r"^(?!kserve-)", "Names starting with kserve- are KServe's own well-known configurations.")
 
 
-class LLMServicePreset(models.Model):
+class LLMServicePreset(ArchivedNotDeleted):
     """An `LLMInferenceServiceConfig` the MSP curates: the runtime, its GPUs, parallelism,
     scheduler and KV-cache offload. LLMInferenceService deployments reference it through
     `spec.baseRefs`; the portal applies it, under `name`, to the namespace of every deployment
@@ -229,12 +264,8 @@ class LLMServicePreset(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    class Meta:
-        ordering = ["name"]
+    class Meta(ArchivedNotDeleted.Meta):
         constraints = [_one_in_service_per_name("llm_preset", "A preset with this name exists.")]
-
-    def __str__(self) -> str:
-        return self.name
 
     @property
     def pods_per_replica(self) -> int:

@@ -32,7 +32,7 @@ def served_models_for_tenant(*, tenant: Tenant, task: str | None = None) -> Quer
 
 def cluster_list() -> QuerySet[Cluster]:
     """Clusters in service: a deleted (archived) cluster is gone from every list and choice."""
-    return Cluster.objects.filter(archived_at__isnull=True)
+    return Cluster.objects.in_service()
 
 
 def cluster_get(pk: int) -> Cluster:
@@ -164,7 +164,7 @@ def llm_preset_list() -> QuerySet[LLMServicePreset]:
     """Presets in service, with how many deployments that still exist use each."""
     from django.db.models import Count
 
-    return LLMServicePreset.objects.filter(archived_at__isnull=True).annotate(
+    return LLMServicePreset.objects.in_service().annotate(
         in_use=Count("deployments", filter=~Q(deployments__status=DeploymentStatus.DELETED)))
 
 

@@ -11,6 +11,9 @@ from tenants.models import Tenant, slug_validator
 
 
 class ModelTask(models.TextChoices):
+    """What a model does, so which gateway APIs serve it: chat models the chat, messages,
+    responses and completions APIs; completion models completions; embedding models embeddings."""
+
     CHAT = "chat", "Chat"
     COMPLETION = "completion", "Completion"
     EMBEDDINGS = "embeddings", "Embeddings"
@@ -91,7 +94,8 @@ class ModelPrice(models.Model):
 
 
 class VersionStatus(models.TextChoices):
-    """The supply-chain gate a version passes through; changed only by services, each audited."""
+    """The supply-chain gate a version passes through; changed only by services, each audited,
+    along `VERSION_TRANSITIONS`. Only published versions can be deployed."""
 
     UPLOADING = "uploading", "Uploading"
     QUARANTINED = "quarantined", "Quarantined"
@@ -122,6 +126,9 @@ DEPLOYABLE_STATUSES = frozenset({VersionStatus.PUBLISHED})
 
 
 class ScanVerdict(models.TextChoices):
+    """The scan's verdict on a version's image: malicious rejects it, suspicious needs
+    a note saying why it is acceptable before the version can be submitted for approval."""
+
     CLEAN = "clean", "Clean"
     SUSPICIOUS = "suspicious", "Suspicious"
     MALICIOUS = "malicious", "Malicious"
@@ -313,7 +320,8 @@ class ModelFile(models.Model):
 
 
 class TrainingApproach(models.TextChoices):
-    """CycloneDX 1.6 `modelCard.modelParameters.approach.type`."""
+    """CycloneDX 1.6 `modelCard.modelParameters.approach.type`, spelled as the schema spells
+    it: Annex XII information gives it, and each new SBOM's model card carries it."""
 
     SUPERVISED = "supervised", "Supervised"
     UNSUPERVISED = "unsupervised", "Unsupervised"
@@ -367,6 +375,9 @@ class AnnexXIIInformation(models.Model):
 
 
 class UploadStatus(models.TextChoices):
+    """Where a browser upload stands: receiving chunks, received whole, then pushed to
+    the landing repository, or failed when the archive was refused there."""
+
     RECEIVING = "receiving", "Receiving"
     RECEIVED = "received", "Received"
     PUSHED = "pushed", "Pushed to landing"

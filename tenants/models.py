@@ -59,6 +59,9 @@ class User(AbstractUser):
 
 
 class PlatformRole(models.TextChoices):
+    """The operator's staff roles (see `tenants.permissions`): MSP admins run the platform;
+    compliance officers see the audit trail, the catalog and compliance reports."""
+
     MSP_ADMIN = "msp_admin", "MSP admin"
     COMPLIANCE_OFFICER = "compliance_officer", "Compliance officer"
 

@@ -16,16 +16,25 @@ currency_validator = RegexValidator(r"^[A-Z]{3}$",
 
 
 class BudgetPeriod(models.TextChoices):
+    """The span a budget's consumption is counted over: each calendar month (UTC), or
+    the days from `period_start` to `period_end` inclusive."""
+
     MONTHLY = "monthly", "Every calendar month"
     CUSTOM = "custom", "A custom period"
 
 
 class BudgetUnit(models.TextChoices):
+    """What a budget counts: the cost of usage in the budget's currency, or input and
+    output tokens whatever they cost."""
+
     CURRENCY = "currency", "Amount of money"
     TOKENS = "tokens", "Tokens"
 
 
 class BudgetAction(models.TextChoices):
+    """What happens when consumption reaches 100 %: alerts only, or the gateway also
+    refuses the requests the budget covers for as long as it stays used up."""
+
     NOTIFY = "notify", "Notify only"
     BLOCK = "block", "Block requests"
 

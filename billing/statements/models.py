@@ -24,6 +24,9 @@ class Statement(TenantOwned):
 
 
 class LineKind(models.TextChoices):
+    """A statement line's origin: usage served in the statement's month, or a correction
+    to an earlier closed month, for its usage recorded after that month was closed."""
+
     USAGE = "usage", "Usage"
     CORRECTION = "correction", "Correction"
 

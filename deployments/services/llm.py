@@ -102,7 +102,7 @@ def _check_preset(preset: LLMServicePreset) -> None:
 
 
 def _name_taken(name: str, exclude: LLMServicePreset | None = None) -> bool:
-    taken = LLMServicePreset.objects.filter(name=name, archived_at__isnull=True)
+    taken = LLMServicePreset.objects.in_service().filter(name=name)
     if exclude is not None:
         taken = taken.exclude(pk=exclude.pk)
     return taken.exists()

@@ -4,6 +4,9 @@ from django.db import models
 
 
 class DemoPhase(models.TextChoices):
+    """The demo model's preparation step, set by `manage.py demo_model` as it goes; failed
+    and stopped end it, and the pages show `DEMO_STEPS` in order."""
+
     WAITING = "waiting", "Waiting to start"
     ENGINE = "engine", "Building the inference engine"
     MODEL = "model", "Unpacking the model"

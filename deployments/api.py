@@ -71,6 +71,9 @@ class ClusterListApi(_ManageApi):
 
 
 class ClusterDetailApi(_ManageApi):
+    """A cluster: read it, change its fields (empty credentials keep the stored ones), or
+    retire it once nothing is deployed on it."""
+
     @extend_schema(responses=ClusterOutputSerializer)
     def get(self, request: Request, pk: int) -> Response:
         return Response(ClusterOutputSerializer(selectors.cluster_get(pk)).data)
@@ -207,6 +210,9 @@ class ExternalEndpointCheckApi(_ManageApi):
 
 
 class DeploymentDetailApi(_ManageApi):
+    """A deployment with its events. DELETE asks the worker to remove what it applied to the
+    cluster (an external endpoint is unregistered at once); the row stays, with its history."""
+
     @extend_schema(responses=DeploymentDetailSerializer)
     def get(self, request: Request, pk: int) -> Response:
         return Response(DeploymentDetailSerializer(selectors.deployment_get(pk)).data)

@@ -100,6 +100,13 @@ class ClusterForm(forms.ModelForm):
 
 # --- External endpoints -------------------------------------------------------------------
 
+def _upstream_key_field(label: str, help_text: str) -> forms.CharField:
+    """The upstream server's API key: write-only (never rendered back), a valid header."""
+    return forms.CharField(
+        required=False, label=label, help_text=help_text, validators=[validate_header_token],
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}))
+
+
 class ExternalEndpointForm(forms.Form):
     model = forms.ModelChoiceField(
         queryset=Model.objects.none(), required=False, label="Catalog model",
@@ -118,10 +125,8 @@ class ExternalEndpointForm(forms.Form):
     upstream_model = forms.CharField(
         max_length=200, required=False, label="Upstream model name",
         help_text="The name the server serves the model under; empty: the catalog slug.")
-    upstream_api_key = forms.CharField(
-        required=False, label="Upstream API key", validators=[validate_header_token],
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="If the server wants one. Stored encrypted and never shown again.")
+    upstream_api_key = _upstream_key_field(
+        "Upstream API key", "If the server wants one. Stored encrypted and never shown again.")
     tenant = forms.ModelChoiceField(
         queryset=Tenant.objects.filter(status=TenantStatus.ACTIVE), required=False,
         empty_label="Shared — serves every entitled tenant", label="Audience")
@@ -153,13 +158,10 @@ class ExternalEndpointForm(forms.Form):
 class ExternalEndpointEditForm(forms.Form):
     base_url = ExternalEndpointForm.base_fields["base_url"]
     upstream_model = ExternalEndpointForm.base_fields["upstream_model"]
-    name = forms.CharField(max_length=100, required=False, label="Display name",
-                           validators=[validate_display_name],
-                           help_text="Empty: the server's host and port.")
-    upstream_api_key = forms.CharField(
-        required=False, label="New upstream API key", validators=[validate_header_token],
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Empty keeps the stored key. Stored encrypted and never shown again.")
+    name = ExternalEndpointForm.base_fields["name"]
+    upstream_api_key = _upstream_key_field(
+        "New upstream API key",
+        "Empty keeps the stored key. Stored encrypted and never shown again.")
     remove_upstream_api_key = forms.BooleanField(
         required=False, label="Remove the stored upstream API key")
 
@@ -252,19 +254,38 @@ class ClusterStep(forms.Form):
         return data
 
 
-class ResourcesStep(forms.Form):
+def _replica_range(*, lowest: int) -> tuple[forms.IntegerField, forms.IntegerField]:
+    """A serving step's `min_replicas` and `max_replicas` (up to 64); `lowest` 0 lets the
+    service scale to zero."""
+    return (forms.IntegerField(min_value=lowest, max_value=64, initial=1),
+            forms.IntegerField(min_value=1, max_value=64, initial=1))
+
+
+class _ServingStep(forms.Form):
+    """What the two serving steps share: the service's name, first (its help, `name_help`,
+    says what the name becomes), and the cluster's free GPUs per product (`self.free`) for
+    the choices' labels."""
+
+    name_help = ""
+    name = forms.CharField(max_length=63, required=False, validators=[dns_label_validator])
+
+    def __init__(self, *args, cluster: Cluster | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["name"].help_text = self.name_help
+        self.free = selectors.cluster_free_gpus(cluster) if cluster else {}
+
+
+class ResourcesStep(_ServingStep):
     title = "Runtime and resources"
-    name = forms.CharField(max_length=63, required=False, validators=[dns_label_validator],
-                           help_text="The InferenceService name and the model name the "
-                                     "runtime serves; defaults to the model's slug.")
+    name_help = ("The InferenceService name and the model name the runtime serves; defaults to "
+                 "the model's slug.")
     runtime = forms.ChoiceField(choices=Runtime.choices, initial=Runtime.VLLM)
     gpu_product = forms.ChoiceField(choices=[], required=False, label="GPU product")
     gpu_count = forms.IntegerField(min_value=0, max_value=16, initial=1,
                                    label="GPUs per replica")
     cpu = forms.CharField(max_length=16, initial="8", label="CPU per replica")
     memory = forms.CharField(max_length=16, initial="64Gi", label="Memory per replica")
-    min_replicas = forms.IntegerField(min_value=0, max_value=64, initial=1)
-    max_replicas = forms.IntegerField(min_value=1, max_value=64, initial=1)
+    min_replicas, max_replicas = _replica_range(lowest=0)
     scale_metric = forms.ChoiceField(choices=[("", "Runtime default")] + ScaleMetric.choices,
                                      required=False,
                                      help_text="Standard mode: cpu or memory. Knative: "
@@ -278,11 +299,10 @@ class ResourcesStep(forms.Form):
                   "--enable-prefix-caching.")
 
     def __init__(self, *args, cluster: Cluster | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, cluster=cluster, **kwargs)
         products = cluster.gpu_products if cluster else []
-        free = selectors.cluster_free_gpus(cluster) if cluster else {}
         self.fields["gpu_product"].choices = [("", "No GPU")] + [
-            (p, f"{p} ({free[p]} of {cluster.gpu_capacity[p]} free)") for p in products]
+            (p, f"{p} ({self.free[p]} of {cluster.gpu_capacity[p]} free)") for p in products]
         if products:
             self.fields["gpu_product"].initial = products[0]
 
@@ -308,16 +328,14 @@ class ResourcesStep(forms.Form):
         return data
 
 
-class LLMResourcesStep(forms.Form):
+class LLMResourcesStep(_ServingStep):
     title = "Preset and replicas"
-    name = forms.CharField(max_length=63, required=False, validators=[dns_label_validator],
-                           help_text="The LLMInferenceService name, its routing group and the "
-                                     "model name vLLM serves; defaults to the model's slug.")
+    name_help = ("The LLMInferenceService name, its routing group and the model name vLLM "
+                 "serves; defaults to the model's slug.")
     preset = forms.ModelChoiceField(queryset=LLMServicePreset.objects.none(), empty_label=None,
                                     help_text="Runtime, GPUs, parallelism, scheduler and "
                                               "KV-cache offload (LLM presets).")
-    min_replicas = forms.IntegerField(min_value=1, max_value=64, initial=1)
-    max_replicas = forms.IntegerField(min_value=1, max_value=64, initial=1)
+    min_replicas, max_replicas = _replica_range(lowest=1)
     autoscaler = forms.ChoiceField(choices=[("", "None (fixed replicas)")] + Autoscaler.choices,
                                    required=False,
                                    help_text="Scales between min and max on the Workload "
@@ -327,10 +345,10 @@ class LLMResourcesStep(forms.Form):
         help_text="Pods of a separate prefill pool (prefill/decode disaggregation); 0: none.")
 
     def __init__(self, *args, cluster: Cluster | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, cluster=cluster, **kwargs)
         presets = selectors.llm_preset_list()
         self.fields["preset"].queryset = presets
-        free = selectors.cluster_free_gpus(cluster) if cluster else {}
+        free = self.free
 
         def label(preset):
             if not preset.gpu_count:

@@ -86,11 +86,20 @@ class KubeObject:
         return f"{self.collection}/{self.name}"
 
 
+def _in_namespace(ns: str, labels: dict, api_version: str, kind: str, plural: str, name: str,
+                  compare: tuple[str, ...], **fields) -> KubeObject:
+    """An object of `kind` named `name` in namespace `ns`, labelled `labels`; `fields` are its
+    top-level fields besides apiVersion, kind and metadata."""
+    group = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    return KubeObject(kind, f"{group}/namespaces/{ns}/{plural}", name, {
+        "apiVersion": api_version, "kind": kind,
+        "metadata": {"name": name, "namespace": ns, "labels": labels}, **fields}, compare)
+
+
 def _objects(cluster: Cluster, ns: str, labels: dict, gpus: int,
              tenant_slug: str) -> list[KubeObject]:
-    meta = {"namespace": ns, "labels": labels}
     quota = _quota(gpus)
-    in_ns = f"/api/v1/namespaces/{ns}"
+    rbac = "rbac.authorization.k8s.io"
     return [
         KubeObject("Namespace", "/api/v1/namespaces", ns, {
             "apiVersion": "v1", "kind": "Namespace",
@@ -105,46 +114,30 @@ def _objects(cluster: Cluster, ns: str, labels: dict, gpus: int,
                 "pod-security.kubernetes.io/warn": "restricted",
                 "pod-security.kubernetes.io/audit": "restricted"}},
         }, ("labels",)),
-        KubeObject("ResourceQuota", f"{in_ns}/resourcequotas", "portal-quota", {
-            "apiVersion": "v1", "kind": "ResourceQuota",
-            "metadata": {"name": "portal-quota", **meta},
-            "spec": {"hard": {
-                "requests.nvidia.com/gpu": str(quota["gpus"]),
-                "requests.cpu": str(quota["cpu"]),
-                "requests.memory": f"{quota['memory_gi']}Gi",
-                "pods": str(quota["pods"]),
-            }},
-        }, ("spec",)),
-        KubeObject("LimitRange", f"{in_ns}/limitranges", "portal-defaults", {
-            "apiVersion": "v1", "kind": "LimitRange",
-            "metadata": {"name": "portal-defaults", **meta},
-            "spec": {"limits": [{
-                "type": "Container",
-                "default": {"cpu": "1", "memory": "2Gi"},
-                "defaultRequest": dict(DEFAULT_REQUESTS),
-            }]},
-        }, ("spec",)),
-        KubeObject("NetworkPolicy",
-                   f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
-                   "default-deny-ingress", {
-                       "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                       "metadata": {"name": "default-deny-ingress", **meta},
-                       "spec": {
-                           "podSelector": {},
-                           "policyTypes": ["Ingress"],
-                           "ingress": [{"from": _admitted_peers(cluster)}],
-                       },
-                   }, ("spec",)),
-        KubeObject("RoleBinding",
-                   f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
-                   "tenant-viewers", {
-                       "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                       "metadata": {"name": "tenant-viewers", **meta},
-                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
-                                   "kind": "ClusterRole", "name": "view"},
-                       "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
-                                     "name": f"portal:tenant:{tenant_slug}"}],
-                   }, ("roleRef", "subjects")),
+        _in_namespace(ns, labels, "v1", "ResourceQuota", "resourcequotas", "portal-quota",
+                      ("spec",), spec={"hard": {
+                          "requests.nvidia.com/gpu": str(quota["gpus"]),
+                          "requests.cpu": str(quota["cpu"]),
+                          "requests.memory": f"{quota['memory_gi']}Gi",
+                          "pods": str(quota["pods"]),
+                      }}),
+        _in_namespace(ns, labels, "v1", "LimitRange", "limitranges", "portal-defaults",
+                      ("spec",), spec={"limits": [{
+                          "type": "Container",
+                          "default": {"cpu": "1", "memory": "2Gi"},
+                          "defaultRequest": dict(DEFAULT_REQUESTS),
+                      }]}),
+        _in_namespace(ns, labels, "networking.k8s.io/v1", "NetworkPolicy", "networkpolicies",
+                      "default-deny-ingress", ("spec",), spec={
+                          "podSelector": {},
+                          "policyTypes": ["Ingress"],
+                          "ingress": [{"from": _admitted_peers(cluster)}],
+                      }),
+        _in_namespace(ns, labels, f"{rbac}/v1", "RoleBinding", "rolebindings", "tenant-viewers",
+                      ("roleRef", "subjects"),
+                      roleRef={"apiGroup": rbac, "kind": "ClusterRole", "name": "view"},
+                      subjects=[{"apiGroup": rbac, "kind": "Group",
+                                 "name": f"portal:tenant:{tenant_slug}"}]),
     ]
 
 

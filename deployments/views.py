@@ -24,10 +24,10 @@ from deployments.forms import (
     ScaleForm,
     UpdateVersionForm,
 )
-from deployments.models import CLUSTER_BACKENDS, Backend, Deployment, DeploymentStatus
+from deployments.models import CLUSTER_BACKENDS, Backend, Cluster, Deployment, DeploymentStatus
 from models_catalog.selectors import NOT_CONFIGURED, RegistryNotConfigured, registry_configured
 from portal.api import ApplicationError
-from portal.forms import add_service_errors, submit_edit
+from portal.forms import add_service_errors, form_page, submit_edit
 from portal.htmx import render_page_or_partial, wants_partial
 from tenants.access import platform_view, tenant_view
 from tenants.permissions import PlatformPerm, TenantPerm
@@ -45,19 +45,17 @@ def cluster_list(request: HttpRequest) -> HttpResponse:
 
 @platform_view(MANAGE)
 def cluster_create(request: HttpRequest) -> HttpResponse:
+    """Add a cluster, check it at once (the outcome shows on its page), and go to its
+    page."""
     form = ClusterForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            cluster = services.cluster_create(actor=request.user,
-                                              credentials=form.cleaned_data["credentials"],
-                                              **form.service_fields())
-        except ApplicationError as exc:
-            add_service_errors(form, exc)
-        else:
-            services.cluster_check(actor=request.user, cluster=cluster)
-            messages.success(request, f"Cluster {cluster.name} added.")
-            return redirect("deployments:cluster", pk=cluster.pk)
-    return render(request, "deployments/cluster_form.html", {"form": form})
+
+    def added(cluster: Cluster) -> HttpResponse:
+        services.cluster_check(actor=request.user, cluster=cluster)
+        messages.success(request, f"Cluster {cluster.name} added.")
+        return redirect("deployments:cluster", pk=cluster.pk)
+    return form_page(request, form, lambda: services.cluster_create(
+        actor=request.user, credentials=form.cleaned_data["credentials"],
+        **form.service_fields()), template="deployments/cluster_form.html", done=added)
 
 
 def _cluster_changes(form: ClusterForm) -> dict:
@@ -100,10 +98,14 @@ def cluster_check(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("deployments:cluster", pk=pk)
 
 
-def _delete_confirmed(request: HttpRequest, delete: Callable[[], object], *, refused: str,
-                      notice: str, done: str) -> HttpResponse:
-    """The POST of a delete page: `delete()`, then `notice` and on to `done`; when the service
-    refuses, its message and back to `refused` (both URLs)."""
+def _delete_page(request: HttpRequest, delete: Callable[[], object], *, template: str,
+                 context: Callable[[], dict], refused: str, notice: str,
+                 done: str) -> HttpResponse:
+    """A delete page. GET: `template` with `context()` (what deleting means, or what blocks
+    it now). POST: `delete()`, then `notice` and on to `done`; when the service refuses, its
+    message and back to `refused` (both URLs)."""
+    if request.method != "POST":
+        return render(request, template, context())
     try:
         delete()
     except ApplicationError as exc:
@@ -115,20 +117,16 @@ def _delete_confirmed(request: HttpRequest, delete: Callable[[], object], *, ref
 
 @platform_view(MANAGE)
 def cluster_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    """GET: what deleting means, or why it is refused now; POST: delete."""
     cluster = selectors.cluster_get(pk)
-    if request.method == "POST":
-        return _delete_confirmed(
-            request, lambda: services.cluster_delete(actor=request.user, cluster=cluster),
-            refused=reverse("deployments:cluster", kwargs={"pk": pk}),
-            notice=f"Cluster {cluster.name} deleted. Its deleted deployments keep their "
-                   "history.",
-            done=reverse("deployments:clusters"))
-    return render(request, "deployments/cluster_delete.html", {
-        "cluster": cluster,
-        "blocking": selectors.cluster_deployment_list(cluster=cluster),
-        "kept": selectors.cluster_deleted_deployment_count(cluster=cluster),
-    })
+    return _delete_page(
+        request, lambda: services.cluster_delete(actor=request.user, cluster=cluster),
+        template="deployments/cluster_delete.html", context=lambda: {
+            "cluster": cluster,
+            "blocking": selectors.cluster_deployment_list(cluster=cluster),
+            "kept": selectors.cluster_deleted_deployment_count(cluster=cluster)},
+        refused=reverse("deployments:cluster", kwargs={"pk": pk}),
+        notice=f"Cluster {cluster.name} deleted. Its deleted deployments keep their history.",
+        done=reverse("deployments:clusters"))
 
 
 @require_POST
@@ -288,17 +286,16 @@ def _check_message(request: HttpRequest, deployment: Deployment, *, registered: 
 
 @platform_view(MANAGE)
 def external_endpoint_register(request: HttpRequest) -> HttpResponse:
+    """Register a model server running outside the clusters; its health is checked at once
+    and the deployment page says how it went."""
     form = ExternalEndpointForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            deployment = services.external_endpoint_register(actor=request.user,
-                                                             **form.service_fields())
-        except ApplicationError as exc:
-            add_service_errors(form, exc)
-        else:
-            _check_message(request, deployment, registered=True)
-            return redirect("deployments:detail", pk=deployment.pk)
-    return render(request, "deployments/external_form.html", {"form": form})
+
+    def registered(deployment: Deployment) -> HttpResponse:
+        _check_message(request, deployment, registered=True)
+        return redirect("deployments:detail", pk=deployment.pk)
+    return form_page(request, form, lambda: services.external_endpoint_register(
+        actor=request.user, **form.service_fields()),
+        template="deployments/external_form.html", done=registered)
 
 
 @platform_view(MANAGE)
@@ -530,15 +527,14 @@ def llm_preset_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @platform_view(MANAGE)
 def llm_preset_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    """GET: what deleting means, or why it is refused now; POST: delete."""
     preset = selectors.llm_preset_get(pk)
-    if request.method == "POST":
-        return _delete_confirmed(
-            request, lambda: services.llm_preset_delete(actor=request.user, preset=preset),
-            refused=reverse("deployments:llm_preset", kwargs={"pk": pk}),
-            notice=f"Preset {preset.name} deleted.", done=reverse("deployments:llm_presets"))
-    return render(request, "deployments/llm_preset_delete.html", {
-        "preset": preset, "blocking": selectors.llm_preset_deployments(preset)})
+    return _delete_page(
+        request, lambda: services.llm_preset_delete(actor=request.user, preset=preset),
+        template="deployments/llm_preset_delete.html",
+        context=lambda: {"preset": preset,
+                         "blocking": selectors.llm_preset_deployments(preset)},
+        refused=reverse("deployments:llm_preset", kwargs={"pk": pk}),
+        notice=f"Preset {preset.name} deleted.", done=reverse("deployments:llm_presets"))
 
 
 # --- A tenant's view ----------------------------------------------------------------------

@@ -58,6 +58,8 @@ class ApiKey(TenantOwned):
 
     @property
     def display_prefix(self) -> str:
+        """How pages, CSVs and the audit show the key: its public prefix, never a character of
+        the secret that follows it."""
         return f"smp_{self.prefix}_…"
 
     @property

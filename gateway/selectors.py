@@ -21,10 +21,7 @@ def apikey_list(*, tenant: Tenant) -> QuerySet[ApiKey]:
 
 
 def apikey_get(*, tenant: Tenant, pk: int) -> ApiKey:
-    key = apikey_list(tenant=tenant).filter(pk=pk).first()
-    if key is None:
-        raise Http404("No such API key.")
-    return key
+    return apikey_list(tenant=tenant).get_or_404(pk, missing="No such API key.")
 
 
 def apikey_get_by_prefix(prefix: str) -> ApiKey | None:

@@ -40,14 +40,15 @@ def _page(request: HttpRequest, *, form: ApiKeyForm | None = None, status: int =
                                   context, status=status)
 
 
-@tenant_view(TenantPerm.KEYS_VIEW)
-def key_list(request: HttpRequest) -> HttpResponse:
-    return _page(request)
+# The page; its forms post to the views below, which show it again with their outcome.
+key_list = tenant_view(TenantPerm.KEYS_VIEW)(_page)
 
 
 @require_POST
 @tenant_view(TenantPerm.KEYS_CREATE)
 def key_create(request: HttpRequest) -> HttpResponse:
+    """Create a key owned by the caller: the page again, showing the token this once (or the
+    form's errors, 422)."""
     form = ApiKeyForm(request.POST, tenant=request.tenant)
     created = submit(form, lambda: services.apikey_create(
         actor=request.user, tenant=request.tenant, owner=request.user, **form.service_values()))

@@ -85,6 +85,9 @@ class ModelDetailApi(PortalApi):
 
 
 class ModelEntitlementsApi(PortalApi):
+    """Which tenants may use the model: every tenant, or the ones named (by slug). The
+    gateway applies the change at once."""
+
     platform_perms = {"PUT": MANAGE}
 
     @extend_schema(request=EntitlementsSerializer, responses=ModelOutputSerializer)
@@ -144,6 +147,9 @@ class ModelPriceApi(PortalApi):
 
 
 class ModelLifecycleApi(PortalApi):
+    """Make the model active, deprecated (optionally with a sunset date and a successor; the
+    tenants that used it are told) or retired."""
+
     platform_perms = {"POST": MANAGE}
 
     @extend_schema(request=ModelLifecycleSerializer, responses=ModelOutputSerializer)
@@ -242,8 +248,10 @@ class ProvenanceExportApi(PortalApi):
 
 
 class _VersionActionApi(PortalApi):
-    """One step of the version's life; the answer is the version as it now is. (A subclass
-    names its body's `serializer_class`, if it takes one, and runs the service in `act`.)"""
+    """One step of the version's life; the answer is the version as it now is."""
+
+    # A subclass names its body's `serializer_class` (if it takes one) and runs the service
+    # in `act`.
 
     platform_perms = {"POST": MANAGE}
     serializer_class = None  # the request body's serializer (read by the schema too)

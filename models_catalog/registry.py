@@ -95,7 +95,8 @@ def check_repository(name: str) -> str:
 
 @dataclass(frozen=True)
 class Descriptor:
-    """An OCI descriptor: what a manifest or index says about one blob or manifest."""
+    """An OCI descriptor: what a manifest or an index says about one blob or manifest (its
+    media type, digest and size; an artifact type and annotations where it has them)."""
 
     media_type: str
     digest: str

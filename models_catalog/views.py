@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.db import transaction
@@ -30,7 +31,7 @@ from models_catalog.forms import (
     UploadMetadataForm,
     VersionLifecycleForm,
 )
-from models_catalog.models import ModelVersion, VersionStatus
+from models_catalog.models import Model, ModelVersion, VersionStatus
 from models_catalog.provenance import provenance_query
 from models_catalog.registry import referrers_tag, registry_configured
 from portal.api import ApplicationError
@@ -169,43 +170,54 @@ SECTION_FORMS = {"entitlements": "entitlements_form", "prices": "price_form",
                  "card": "card_form", "annex_xii": "annex_form"}
 
 
-def _model_form(request: HttpRequest, model, form, *, section: str, action,
-                success: str) -> HttpResponse:
-    """A settings form of the model page: done, back to the page; refused, the page again
-    with the form's section open and the refusal on its fields."""
-    if _run_form(request, form, action, success):
-        return redirect("models_catalog:model", model.slug)
-    return _model_page(request, model, status=422, open_section=section,
-                       **{SECTION_FORMS[section]: form})
+def _model_step(step: Callable[[HttpRequest, Model], HttpResponse]):
+    """A form of the model page, for MSP admins who manage models: a POST that runs
+    `step(request, model)` on the URL's model."""
+
+    @require_POST
+    @platform_view(PlatformPerm.MODELS_MANAGE)
+    @wraps(step)
+    def view(request: HttpRequest, model_slug: str) -> HttpResponse:
+        return step(request, _managed_model(request, model_slug))
+    return view
 
 
+def _model_form(form_for: Callable[[HttpRequest, Model], forms.Form], service, *, section: str,
+                success: str):
+    """The view of a settings form of the model page whose fields are the service's arguments
+    (`form_for(request, model)` binds it): done, `success` and back to the page; invalid or
+    refused, the page again (422) with the form's section open and the errors on its fields."""
 
-@require_POST
-@platform_view(PlatformPerm.MODELS_MANAGE)
-def model_entitlements(request: HttpRequest, model_slug: str) -> HttpResponse:
-    model = _managed_model(request, model_slug)
-    return _model_form(
-        request, model, EntitlementsForm(request.POST), section="entitlements",
-        action=lambda data: services.model_set_entitlements(
-            actor=request.user, model=model, all_tenants=data["all_tenants"],
-            tenants=list(data["tenants"])),
-        success="Entitlements saved; the gateway applies them at once.")
-
-
-@require_POST
-@platform_view(PlatformPerm.MODELS_MANAGE)
-def model_price(request: HttpRequest, model_slug: str) -> HttpResponse:
-    model = _managed_model(request, model_slug)
-    return _model_form(
-        request, model, PriceForm(request.POST), section="prices",
-        action=lambda data: services.price_set(actor=request.user, model=model, **data),
-        success="Price saved.")
+    def step(request: HttpRequest, model: Model) -> HttpResponse:
+        form = form_for(request, model)
+        if _run_form(request, form, lambda data: service(actor=request.user, model=model,
+                                                         **data), success):
+            return redirect("models_catalog:model", model.slug)
+        return _model_page(request, model, status=422, open_section=section,
+                           **{SECTION_FORMS[section]: form})
+    step.__name__ = step.__qualname__ = service.__name__
+    return _model_step(step)
 
 
-@require_POST
-@platform_view(PlatformPerm.MODELS_MANAGE)
-def model_lifecycle(request: HttpRequest, model_slug: str) -> HttpResponse:
-    model = _managed_model(request, model_slug)
+model_entitlements = _model_form(
+    lambda request, model: EntitlementsForm(request.POST), services.model_set_entitlements,
+    section="entitlements", success="Entitlements saved; the gateway applies them at once.")
+model_price = _model_form(lambda request, model: PriceForm(request.POST), services.price_set,
+                          section="prices", success="Price saved.")
+# The card's form gets a copy of the model: a refused edit must not show on the page's header.
+model_card = _model_form(
+    lambda request, model: ModelCardForm(request.POST,
+                                         instance=_managed_model(request, model.slug)),
+    services.model_update_card, section="card", success="Model card saved.")
+model_annex_xii = _model_form(
+    lambda request, model: AnnexXIIForm(
+        request.POST, instance=selectors.annex_xii_get(model=model), model=model),
+    services.model_update_annex_xii, section="annex_xii",
+    success="Annex XII information saved; the next SBOM of each version carries it.")
+
+
+@_model_step
+def model_lifecycle(request: HttpRequest, model: Model) -> HttpResponse:
     form = ModelLifecycleForm(request.POST)
     if form.is_valid():
         try:
@@ -221,29 +233,6 @@ def model_lifecycle(request: HttpRequest, model_slug: str) -> HttpResponse:
         messages.error(request, "Choose active, deprecated or retired, and a valid sunset "
                                 "date and successor.")
     return redirect("models_catalog:model", model.slug)
-
-
-@require_POST
-@platform_view(PlatformPerm.MODELS_MANAGE)
-def model_card(request: HttpRequest, model_slug: str) -> HttpResponse:
-    model = _managed_model(request, model_slug)
-    return _model_form(
-        request, model, ModelCardForm(request.POST, instance=_managed_model(request, model_slug)),
-        section="card",
-        action=lambda data: services.model_update_card(actor=request.user, model=model, **data),
-        success="Model card saved.")
-
-
-@require_POST
-@platform_view(PlatformPerm.MODELS_MANAGE)
-def model_annex_xii(request: HttpRequest, model_slug: str) -> HttpResponse:
-    model = _managed_model(request, model_slug)
-    form = AnnexXIIForm(request.POST, instance=selectors.annex_xii_get(model=model), model=model)
-    return _model_form(
-        request, model, form, section="annex_xii",
-        action=lambda data: services.model_update_annex_xii(actor=request.user, model=model,
-                                                            **data),
-        success="Annex XII information saved; the next SBOM of each version carries it.")
 
 
 # --- Upload wizard -------------------------------------------------------------------------

@@ -2,6 +2,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from django import forms
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 
 from portal.api import ApplicationError
 
@@ -26,6 +28,18 @@ def submit(form: forms.Form, call: Callable[[], T]) -> T | None:
     except ApplicationError as exc:
         add_service_errors(form, exc)
         return None
+
+
+def form_page(request: HttpRequest, form: forms.Form, call: Callable[[], T], *, template: str,
+              done: Callable[[T], HttpResponse], context: dict | None = None) -> HttpResponse:
+    """A page with one form: a POST runs the service `call()` (see `submit`) and answers
+    `done(<what it returned>)`; a GET, an invalid form or a refusal shows `template` with the
+    form (and its errors) and `context`."""
+    if request.method == "POST":
+        result = submit(form, call)
+        if result is not None:
+            return done(result)
+    return render(request, template, {"form": form, **(context or {})})
 
 
 def submit_edit(form: forms.ModelForm, call: Callable[[], T]) -> T | None:

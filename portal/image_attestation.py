@@ -67,7 +67,8 @@ def canonical(document: dict) -> bytes:
 
 @dataclass(frozen=True)
 class Package:
-    """One package of the image's root filesystem, as the SBOM lists it."""
+    """One package of the image's root filesystem, as the SBOM lists it: a Debian package
+    or a Python wheel, with its package URL and (where known) its licence."""
 
     name: str
     version: str

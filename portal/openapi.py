@@ -11,6 +11,8 @@ A paginated list documents its page headers (`X-Total-Count`, `Link`) on its 2xx
 
 from __future__ import annotations
 
+import inspect
+
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
@@ -36,6 +38,20 @@ _ERRORS = {
 
 
 class PortalAutoSchema(AutoSchema):
+    def get_description(self) -> str:
+        """The handler's docstring, else the view's own or an app base's (`_ManageApi`) —
+        never the text of the framework's base views, which speaks to developers."""
+        handler = getattr(self.view, self.method.lower(), None)
+        if handler is not None and handler.__doc__:
+            return inspect.cleandoc(handler.__doc__)
+        from tenants.api_access import PortalApi, TenantApi  # portal sits below tenants
+        for cls in type(self.view).__mro__:
+            if cls in (PortalApi, TenantApi):
+                break
+            if cls.__dict__.get("__doc__"):
+                return inspect.cleandoc(cls.__doc__)
+        return ""
+
     def _get_response_for_code(self, serializer, status_code, media_types=None,
                                direction="response"):
         response = super()._get_response_for_code(serializer, status_code, media_types,

@@ -22,16 +22,20 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+# Neither the environment nor .env sets $1.
+unset_here() { [ -z "${!1:-}" ] && ! grep -qs "^$1=." .env; }
+# The service just started in the background listens on loopback port $1: stop it on exit.
+started_on() { pids+=($!); wait_port 127.0.0.1 "$1" 20 0.2 || true; }
+
 # The /v1 gateway needs Redis (rate limits, usage stream). Without REDIS_URL, start a private
 # Redis for this session when the machine has redis-server; otherwise run without the gateway.
-if [ -z "${REDIS_URL:-}" ] && ! grep -qs '^REDIS_URL=.' .env; then
+if unset_here REDIS_URL; then
   if command -v redis-server >/dev/null; then
     REDIS_PORT="$(free_port)"
     redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
       --dir "$ROOT/var" --logfile "$ROOT/var/redis.log" &
-    pids+=($!)
+    started_on "$REDIS_PORT"
     export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
-    wait_port 127.0.0.1 "$REDIS_PORT" 20 0.2 || true
     BROKER_NOTE="private Redis on 127.0.0.1:$REDIS_PORT (this session only)"
   else
     BROKER_NOTE="embedded (filesystem, var/broker) — the /v1 gateway needs Redis: install redis-server or set REDIS_URL"
@@ -43,7 +47,7 @@ fi
 # The model catalog's supply-chain gate needs an OCI registry. Without REGISTRY_URL, start a
 # private one (Debian's docker-registry) on loopback with its storage under var/registry;
 # without either, the catalog works but the upload wizard explains that none is configured.
-if [ -z "${REGISTRY_URL:-}" ] && ! grep -qs '^REGISTRY_URL=.' .env; then
+if unset_here REGISTRY_URL; then
   if command -v docker-registry >/dev/null; then
     REGISTRY_PORT="$(free_port)"
     mkdir -p var/registry/storage
@@ -60,9 +64,8 @@ http:
   addr: 127.0.0.1:$REGISTRY_PORT
 YAML
     docker-registry serve var/registry/config.yml > var/registry.log 2>&1 &
-    pids+=($!)
+    started_on "$REGISTRY_PORT"
     export REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT"
-    wait_port 127.0.0.1 "$REGISTRY_PORT" 20 0.2 || true
     REGISTRY_NOTE="private registry at $REGISTRY_URL (storage in var/registry)"
   else
     REGISTRY_NOTE="none — model uploads need one: apt-get install docker-registry, or set REGISTRY_URL"

@@ -6,6 +6,7 @@ from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
+from django.http import Http404
 
 from portal.text import validate_display_name
 
@@ -145,6 +146,14 @@ class Tenant(models.Model):
 class TenantQuerySet(models.QuerySet):
     def for_tenant(self, tenant: Tenant) -> TenantQuerySet:
         return self.filter(tenant=tenant)
+
+    def get_or_404(self, pk: int, *, missing: str):
+        """The row `pk` of this (tenant-filtered) queryset, or a 404 saying `missing`: another
+        tenant's row is missing exactly like one that does not exist."""
+        row = self.filter(pk=pk).first()
+        if row is None:
+            raise Http404(missing)
+        return row
 
 
 class TenantOwned(models.Model):

@@ -54,10 +54,7 @@ def membership_list(*, tenant: Tenant) -> QuerySet[Membership]:
 
 
 def membership_get(*, tenant: Tenant, pk: int) -> Membership:
-    membership = membership_list(tenant=tenant).filter(pk=pk).first()
-    if membership is None:
-        raise Http404("No such member.")
-    return membership
+    return membership_list(tenant=tenant).get_or_404(pk, missing="No such member.")
 
 
 def invitation_list_open(*, tenant: Tenant) -> QuerySet[Invitation]:
@@ -74,10 +71,7 @@ def tenant_overview_counts(*, tenant: Tenant) -> dict[str, int]:
 
 
 def invitation_get(*, tenant: Tenant, pk: int) -> Invitation:
-    invitation = Invitation.objects.for_tenant(tenant).filter(pk=pk).first()
-    if invitation is None:
-        raise Http404("No such invitation.")
-    return invitation
+    return Invitation.objects.for_tenant(tenant).get_or_404(pk, missing="No such invitation.")
 
 
 def tenants_for_switcher(*, user: User) -> list[Tenant]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Callable
+from functools import partial, wraps
 
 import requests
 from allauth.account.adapter import get_adapter as get_account_adapter
@@ -181,6 +182,8 @@ def member_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 @tenant_view(TenantPerm.MEMBERS_MANAGE)
 def member_invite(request: HttpRequest) -> HttpResponse:
+    """Invite an address with a role: the invitation is e-mailed; the members section (or
+    page) shows it, or the form's errors (422)."""
     form = InviteForm(request.POST)
     created = submit(form, lambda: services.invitation_create(
         actor=request.user, tenant=request.tenant, **form.cleaned_data))
@@ -188,6 +191,20 @@ def member_invite(request: HttpRequest) -> HttpResponse:
         return _members_response(request, invite_form=form, status=422)
     invitation, _token = created
     return _members_response(request, notice=f"Invitation sent to {invitation.email}.")
+
+
+def _members_action(view: Callable[[HttpRequest, int], tuple[Callable[[], object], str]]):
+    """A button of the members page, for tenant admins: `view(request, pk)` names the service
+    call and what to say once it is done; the members section (or page) shows the outcome,
+    the service's refusal included."""
+
+    @require_POST
+    @tenant_view(TenantPerm.MEMBERS_MANAGE)
+    @wraps(view)
+    def wrapper(request: HttpRequest, pk: int) -> HttpResponse:
+        call, notice = view(request, pk)
+        return page_after_service(partial(_members_response, request), call, notice)
+    return wrapper
 
 
 @require_POST
@@ -205,24 +222,18 @@ def member_change_role(request: HttpRequest, pk: int) -> HttpResponse:
         f"{membership.user.email} is now {TenantRole(role).label}.")
 
 
-@require_POST
-@tenant_view(TenantPerm.MEMBERS_MANAGE)
-def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
+@_members_action
+def member_remove(request: HttpRequest, pk: int):
     membership = selectors.membership_get(tenant=request.tenant, pk=pk)
-    return page_after_service(
-        partial(_members_response, request),
-        lambda: services.membership_remove(actor=request.user, membership=membership),
-        f"Removed {membership.user.email}.")
+    notice = f"Removed {membership.user.email}."
+    return lambda: services.membership_remove(actor=request.user, membership=membership), notice
 
 
-@require_POST
-@tenant_view(TenantPerm.MEMBERS_MANAGE)
-def invitation_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+@_members_action
+def invitation_revoke(request: HttpRequest, pk: int):
     invitation = selectors.invitation_get(tenant=request.tenant, pk=pk)
-    return page_after_service(
-        partial(_members_response, request),
-        lambda: services.invitation_revoke(actor=request.user, invitation=invitation),
-        f"Invitation for {invitation.email} revoked.")
+    return (lambda: services.invitation_revoke(actor=request.user, invitation=invitation),
+            f"Invitation for {invitation.email} revoked.")
 
 
 # --- Invitations -----------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.apps import apps
 from django.db.models import QuerySet
-from django.http import Http404
 
 from billing.budgets.counters import budget_consumption
 from billing.budgets.models import Budget, BudgetAlert
@@ -26,10 +25,7 @@ def budget_list(*, tenant: Tenant) -> QuerySet[Budget]:
 
 
 def budget_get(*, tenant: Tenant, pk: int) -> Budget:
-    budget = budget_list(tenant=tenant).filter(pk=pk).first()
-    if budget is None:
-        raise Http404("No such budget.")
-    return budget
+    return budget_list(tenant=tenant).get_or_404(pk, missing="No such budget.")
 
 
 def budget_rows(*, tenant: Tenant) -> list[dict]:

@@ -31,14 +31,15 @@ def _budget_page(request: HttpRequest, *, form: BudgetForm | None = None,
                                   "billing/partials/_budgets.html", context, status=status)
 
 
-@tenant_view(TenantPerm.BUDGETS_VIEW)
-def budget_list(request: HttpRequest) -> HttpResponse:
-    return _budget_page(request)
+# The page; its forms post to the views below, which show it again with their outcome.
+budget_list = tenant_view(TenantPerm.BUDGETS_VIEW)(_budget_page)
 
 
 @require_POST
 @tenant_view(TenantPerm.BUDGETS_MANAGE)
 def budget_create(request: HttpRequest) -> HttpResponse:
+    """Add a budget and go back to the budgets page; invalid or refused, the page again with
+    the form's errors (422)."""
     form = BudgetForm(request.POST, tenant=request.tenant)
     budget = submit(form, lambda: services.budget_create(
         actor=request.user, tenant=request.tenant, **form.service_values()))
@@ -72,6 +73,8 @@ def budget_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @tenant_view(TenantPerm.BUDGETS_MANAGE)
 def budget_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """Delete a budget with its alerts (the audit trail keeps the deletion) and go back to
+    the budgets page; the gateway stops enforcing it at once."""
     budget = selectors.budget_get(tenant=request.tenant, pk=pk)
     services.budget_delete(actor=request.user, budget=budget)
     messages.success(request, f"Budget “{budget.name}” deleted.")

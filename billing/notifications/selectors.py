@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from django.http import Http404
 from django.utils import timezone
 
 from billing.notifications.models import (
@@ -29,10 +28,7 @@ def webhook_endpoint_list(*, tenant: Tenant) -> QuerySet[WebhookEndpoint]:
 
 
 def webhook_endpoint_get(*, tenant: Tenant, pk: int) -> WebhookEndpoint:
-    endpoint = webhook_endpoint_list(tenant=tenant).filter(pk=pk).first()
-    if endpoint is None:
-        raise Http404("No such webhook.")
-    return endpoint
+    return webhook_endpoint_list(tenant=tenant).get_or_404(pk, missing="No such webhook.")
 
 
 def webhook_delivery_list(*, tenant: Tenant) -> QuerySet[WebhookDelivery]:

@@ -106,14 +106,12 @@ def verify_chain(
     report = IntegrityReport(checkpoints_total=len(checkpoints))
     bad = check_signatures(checkpoints, public_key)
     if bad:
-        report.error = bad
-        return report
+        return _broken(report, bad, None)
     by_seq = {cp.last_seq: cp for cp in checkpoints}
 
-    prev = GENESIS_HASH
-    expected_seq = 1
-    purge_record_needed: int | None = None
-    purge_record_seen = False
+    prev, expected_seq = GENESIS_HASH, 1
+    # Events #1–#unrecorded_purge are gone; None again once an audit.purged event records it.
+    unrecorded_purge: int | None = None
     for row in rows:
         seq = row["seq"]
         if report.first_seq is None:
@@ -121,60 +119,80 @@ def verify_chain(
             if seq != 1:
                 anchor = by_seq.get(seq - 1)
                 if anchor is None:
-                    what = "the extract starts" if extract else "events before it are gone"
-                    report.error = (f"#{seq} is the first event, but {what} and no signed "
-                                    f"checkpoint at #{seq - 1} anchors it")
-                    report.broken_seq = seq
-                    return report
-                prev = anchor.head_hash
-                expected_seq = seq
+                    return _broken(report, _unanchored_start(seq, extract), seq)
+                prev, expected_seq = anchor.head_hash, seq
                 if not extract:
-                    purge_record_needed = seq - 1
-                    report.purged_through = seq - 1
-        if seq != expected_seq:
-            missing = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}–{seq - 1}"
-            report.error = f"event(s) {missing} missing before #{seq}"
-            report.broken_seq = expected_seq
-            return report
-        if row["prev_hash"] != prev:
-            report.error = f"#{seq} does not link to the event before it"
-            report.broken_seq = seq
-            return report
-        row_hash = row["hash"]
-        if not row.get("redacted") and not row_hash_matches(row):
-            report.error = f"#{seq} was altered: its contents no longer match its hash"
-            report.broken_seq = seq
-            return report
+                    unrecorded_purge = report.purged_through = seq - 1
         cp = by_seq.get(seq)
+        fault = _row_fault(row, expected_seq, prev, cp)
+        if fault is not None:
+            return _broken(report, *fault)
         if cp is not None:
-            if cp.head_hash != row_hash:
-                report.error = (f"#{seq} differs from the signed checkpoint of {cp.created_at}: "
-                                "history up to it was rewritten")
-                report.broken_seq = seq
-                return report
             report.checkpoints_matched += 1
-        if (purge_record_needed is not None and not row.get("redacted")
-                and row.get("action") == PURGE_ACTION
-                and (row.get("details") or {}).get("through_seq") == purge_record_needed):
-            purge_record_seen = True
-        prev = row_hash
+        if unrecorded_purge is not None and _records_purge(row, unrecorded_purge):
+            unrecorded_purge = None
+        prev = row["hash"]
         report.last_seq = seq
         report.count += 1
         expected_seq = seq + 1
 
     report.head_hash = prev
+    return _check_range(report, checkpoints, unrecorded_purge, extract=extract)
+
+
+def _broken(report: IntegrityReport, error: str, broken_seq: int | None) -> IntegrityReport:
+    """`report`, failed with `error` at `broken_seq`."""
+    report.error = error
+    report.broken_seq = broken_seq
+    return report
+
+
+def _unanchored_start(seq: int, extract: bool) -> str:
+    """Why a first event `seq` other than #1 is refused when no checkpoint at `seq - 1` exists."""
+    what = "the extract starts" if extract else "events before it are gone"
+    return (f"#{seq} is the first event, but {what} and no signed "
+            f"checkpoint at #{seq - 1} anchors it")
+
+
+def _row_fault(row: Mapping[str, Any], expected_seq: int, prev: str,
+               cp: SignedCheckpoint | None) -> tuple[str, int] | None:
+    """Why `row` breaks the chain, with the seq to blame; None when it follows `prev` at
+    `expected_seq`, its contents match its hash (unless redacted) and it matches `cp`, the
+    signed checkpoint at its seq, if any."""
+    seq = row["seq"]
+    if seq != expected_seq:
+        missing = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}–{seq - 1}"
+        return f"event(s) {missing} missing before #{seq}", expected_seq
+    if row["prev_hash"] != prev:
+        return f"#{seq} does not link to the event before it", seq
+    if not row.get("redacted") and not row_hash_matches(row):
+        return f"#{seq} was altered: its contents no longer match its hash", seq
+    if cp is not None and cp.head_hash != row["hash"]:
+        return (f"#{seq} differs from the signed checkpoint of {cp.created_at}: "
+                "history up to it was rewritten", seq)
+    return None
+
+
+def _records_purge(row: Mapping[str, Any], through_seq: int) -> bool:
+    """Whether `row` is the `audit.purged` event for the purge of events #1–#`through_seq`."""
+    return (not row.get("redacted") and row.get("action") == PURGE_ACTION
+            and (row.get("details") or {}).get("through_seq") == through_seq)
+
+
+def _check_range(report: IntegrityReport, checkpoints: list[SignedCheckpoint],
+                 unrecorded_purge: int | None, *, extract: bool) -> IntegrityReport:
+    """After the walk: count the checkpoints before the range, then fail on a purge of
+    events #1–#`unrecorded_purge` that no `audit.purged` event records or (whole chain
+    only) on signed checkpoints beyond the last event."""
     first = report.first_seq or 1
     report.checkpoints_before_range = sum(1 for cp in checkpoints if cp.last_seq < first)
-    if purge_record_needed is not None and not purge_record_seen:
-        report.error = (f"events #1–#{purge_record_needed} are gone but no audit.purged "
-                        "event records their purge")
-        report.broken_seq = first
-        return report
+    if unrecorded_purge is not None:
+        return _broken(report, f"events #1–#{unrecorded_purge} are gone but no audit.purged "
+                               "event records their purge", first)
     last = report.last_seq or 0
     beyond = [cp for cp in checkpoints if cp.last_seq > last]
     if beyond and not extract:
         cp = beyond[-1]
-        report.error = (f"events #{last + 1}–#{cp.last_seq} are missing: the signed checkpoint "
-                        f"of {cp.created_at} covers them")
-        report.broken_seq = last + 1
+        _broken(report, f"events #{last + 1}–#{cp.last_seq} are missing: the signed checkpoint "
+                        f"of {cp.created_at} covers them", last + 1)
     return report

@@ -180,8 +180,11 @@ def _formats(value: str, default: str) -> list[dict[str, str]]:
     return [{"format": name} for name in names or [default]]
 
 
-def _model_card(model: Any, version: Any, annex: Any = None, *,
-                dataset_refs: Sequence[str] = ()) -> dict[str, Any]:
+def _model_parameters(model: Any, version: Any, annex: Any,
+                      dataset_refs: Sequence[str]) -> dict[str, Any]:
+    """The card's `modelParameters`: task, training approach, architecture family and
+    architecture, datasets (the lineage's `data` components by bom-ref, then the training data
+    as described) and input and output formats (the Annex XII modalities, else the task's)."""
     task = str(_attr(model, "task")) or "unknown"
     parameters: dict[str, Any] = {"task": task}
     approach = str(_attr(annex, "training_approach"))
@@ -207,7 +210,12 @@ def _model_card(model: Any, version: Any, annex: Any = None, *,
     input_format, output_format = TASK_FORMATS.get(task, ("text", "text"))
     parameters["inputs"] = _formats(str(_attr(annex, "input_modalities")), input_format)
     parameters["outputs"] = _formats(str(_attr(annex, "output_modalities")), output_format)
+    return parameters
 
+
+def _card_properties(model: Any, version: Any, annex: Any) -> list[dict[str, str]]:
+    """The card's `properties`, for what CycloneDX 1.6 has no field for: lineage (base model,
+    source commit, hyperparameters), the context length and the Annex XII values."""
     properties = []
     # The base model's name also stays a property, as SBOMs carried it before the pedigree did,
     # so readers of those keep finding it.
@@ -232,7 +240,12 @@ def _model_card(model: Any, version: Any, annex: Any = None, *,
     }
     properties += [{"name": f"{ANNEX_PREFIX}:{name}", "value": value}
                    for name, value in annex_values.items() if value]
+    return properties
 
+
+def _considerations(model: Any, annex: Any) -> dict[str, Any]:
+    """The card's `considerations`: who may deploy the model, its use cases, its technical
+    limitations and the training energy; only the sections with facts."""
     considerations: dict[str, Any] = {}
     available_to_all = _attr(model, "available_to_all_tenants", None)
     if available_to_all is not None:
@@ -251,7 +264,16 @@ def _model_card(model: Any, version: Any, annex: Any = None, *,
         considerations["environmentalConsiderations"] = {"energyConsumptions": [{
             "activity": "training", "energyProviders": [],
             "activityEnergyCost": {"value": float(energy), "unit": "kWh"}}]}
+    return considerations
 
+
+def _model_card(model: Any, version: Any, annex: Any = None, *,
+                dataset_refs: Sequence[str] = ()) -> dict[str, Any]:
+    """The CycloneDX 1.6 `modelCard` of the model component; sections without facts are left
+    out."""
+    parameters = _model_parameters(model, version, annex, dataset_refs)
+    properties = _card_properties(model, version, annex)
+    considerations = _considerations(model, annex)
     card: dict[str, Any] = {"bom-ref": "model-card", "modelParameters": parameters}
     if considerations:
         card["considerations"] = considerations

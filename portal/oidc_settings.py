@@ -139,7 +139,8 @@ def _secret(raw: dict, variable: str, pid: str) -> str:
     return secret
 
 
-def _provider(raw: dict, variable: str, index: int) -> OidcProvider:
+def _provider_id(raw: dict, variable: str, index: int) -> str:
+    """The `id` of entry #`index + 1`, once the entry is an object of known keys only."""
     if not isinstance(raw, dict):
         _fail(variable, "", f"entry #{index + 1} must be an object.")
     pid = raw.get("id")
@@ -149,10 +150,11 @@ def _provider(raw: dict, variable: str, index: int) -> OidcProvider:
     unknown = set(raw) - _KNOWN_KEYS
     if unknown:
         _fail(variable, pid, f"unknown keys {', '.join(sorted(unknown))}.")
-    issuer = _text(raw, "issuer", variable, pid, required=True)
-    if not issuer.startswith(("https://", "http://")):
-        _fail(variable, pid, f"'issuer' {issuer!r} must be an http(s) URL.")
-    acr_levels = _strings(raw, "acr_levels", variable, pid, ())
+    return pid
+
+
+def _min_acr(raw: dict, variable: str, pid: str, acr_levels: tuple[str, ...]) -> dict[str, str]:
+    """`min_acr`: role → the lowest of the provider's `acr_levels` that role needs."""
     min_acr = raw.get("min_acr", {})
     if not isinstance(min_acr, dict):
         _fail(variable, pid, "'min_acr' must be an object of role → acr.")
@@ -161,6 +163,13 @@ def _provider(raw: dict, variable: str, index: int) -> OidcProvider:
             _fail(variable, pid, f"min_acr: unknown role {role!r}.")
         if acr not in acr_levels:
             _fail(variable, pid, f"min_acr[{role!r}] = {acr!r} is not one of 'acr_levels'.")
+    return dict(min_acr)
+
+
+def _sign_in_policy(raw: dict, variable: str, pid: str) -> dict:
+    """The `OidcProvider` fields on how a sign-in is let in: the tenant role granted by
+    default, what happens to an organization the portal does not know (and the jurisdiction
+    of a tenant created for it), and whether the portal's own MFA is needed on top."""
     default_role = _text(raw, "default_tenant_role", variable, pid, default="viewer")
     if default_role not in TENANT_ROLES:
         _fail(variable, pid, f"'default_tenant_role' must be one of {', '.join(TENANT_ROLES)}.")
@@ -173,6 +182,13 @@ def _provider(raw: dict, variable: str, index: int) -> OidcProvider:
     require_mfa = raw.get("require_local_mfa", False)
     if not isinstance(require_mfa, bool):
         _fail(variable, pid, "'require_local_mfa' must be true or false.")
+    return {"default_tenant_role": default_role, "unknown_organization": policy,
+            "new_tenant_jurisdiction": jurisdiction, "require_local_mfa": require_mfa}
+
+
+def _api_access(raw: dict, variable: str, pid: str) -> dict:
+    """The `OidcProvider` fields for machine clients of the API: `service_accounts` (client
+    id → the tenant and role its tokens act with) and the `api_audience` those tokens carry."""
     accounts = raw.get("service_accounts", {})
     if not isinstance(accounts, dict):
         _fail(variable, pid, "'service_accounts' must be an object of client id → account.")
@@ -186,6 +202,19 @@ def _provider(raw: dict, variable: str, index: int) -> OidcProvider:
     api_audience = _text(raw, "api_audience", variable, pid)
     if service_accounts and not api_audience:
         _fail(variable, pid, "'service_accounts' need 'api_audience' (the API's token audience).")
+    return {"service_accounts": service_accounts, "api_audience": api_audience}
+
+
+def _provider(raw: dict, variable: str, index: int) -> OidcProvider:
+    """Entry #`index + 1` of the list, checked key by key; the first mistake raises."""
+    pid = _provider_id(raw, variable, index)
+    issuer = _text(raw, "issuer", variable, pid, required=True)
+    if not issuer.startswith(("https://", "http://")):
+        _fail(variable, pid, f"'issuer' {issuer!r} must be an http(s) URL.")
+    acr_levels = _strings(raw, "acr_levels", variable, pid, ())
+    min_acr = _min_acr(raw, variable, pid, acr_levels)
+    sign_in_policy = _sign_in_policy(raw, variable, pid)
+    api_access = _api_access(raw, variable, pid)
     scopes = _strings(raw, "scopes", variable, pid, ("openid", "email", "profile"))
     if "openid" not in scopes:
         _fail(variable, pid, "'scopes' must include 'openid'.")
@@ -201,7 +230,7 @@ def _provider(raw: dict, variable: str, index: int) -> OidcProvider:
         scopes=scopes,
         acr_values=_text(raw, "acr_values", variable, pid),
         acr_levels=acr_levels,
-        min_acr=dict(min_acr),
+        min_acr=min_acr,
         organization_claim=_text(raw, "organization_claim", variable, pid,
                                  default="organization"),
         groups_claim=_text(raw, "groups_claim", variable, pid, default="groups"),
@@ -209,12 +238,8 @@ def _provider(raw: dict, variable: str, index: int) -> OidcProvider:
         role_claims=_strings(raw, "role_claims", variable, pid, ("realm_access.roles",)),
         platform_roles=_mapping(raw, "platform_roles", variable, pid, PLATFORM_ROLES),
         tenant_roles=_mapping(raw, "tenant_roles", variable, pid, TENANT_ROLES),
-        default_tenant_role=default_role,
-        unknown_organization=policy,
-        new_tenant_jurisdiction=jurisdiction,
-        require_local_mfa=require_mfa,
-        api_audience=api_audience,
-        service_accounts=service_accounts,
+        **sign_in_policy,
+        **api_access,
         token_auth_method=token_auth_method,
     )
 

@@ -124,12 +124,7 @@ def access_plan(provider: OidcProvider, claims: dict) -> AccessPlan:
     acr = str(claims.get("acr") or "")
     plan = AccessPlan(provider=provider, subject=str(claims.get("sub", "")), acr=acr,
                       amr=_strings(claims.get("amr")))
-    role_names: dict[str, str] = {}
-    for path in provider.role_claims:
-        for name in _strings(_claim_path(claims, path)):
-            role_names.setdefault(name, path)
-            role_names.setdefault(name.lstrip("/"), path)
-
+    role_names = _role_names(provider, claims)
     for name, path in role_names.items():
         if role := provider.platform_roles.get(name):
             plan.platform_roles.setdefault(role, Granted(role, f"{path}: {name}"))
@@ -147,23 +142,48 @@ def access_plan(provider: OidcProvider, claims: dict) -> AccessPlan:
 
     # A group path names tenant and role together, so it is more specific than the
     # organization claim and wins over it for the same tenant.
-    from_groups: dict[str, Granted] = {}
-    if provider.groups_claim and provider.group_prefix:
-        for group in _strings(claims.get(provider.groups_claim)):
-            if not group.startswith(provider.group_prefix):
-                continue
-            parts = group[len(provider.group_prefix):].strip("/").split("/")
-            if len(parts) != 2:
-                continue
-            slug, name = parts
-            role = provider.tenant_roles.get(name) or (name if name in TENANT_ROLE_RANK else "")
-            if not role:
-                continue
-            current = from_groups.get(slug)
-            if current is None or TENANT_ROLE_RANK[role] > TENANT_ROLE_RANK[current.role]:
-                from_groups[slug] = Granted(role, f"{provider.groups_claim}: {group}")
-    plan.tenants.update(from_groups)
+    plan.tenants.update(_group_grants(provider, claims))
+    _withhold_below_min_acr(plan)
+    return plan
 
+
+def _role_names(provider: OidcProvider, claims: dict) -> dict[str, str]:
+    """Each role name in the provider's `role_claims` (also without a leading slash) → the
+    claim path that first names it."""
+    role_names: dict[str, str] = {}
+    for path in provider.role_claims:
+        for name in _strings(_claim_path(claims, path)):
+            role_names.setdefault(name, path)
+            role_names.setdefault(name.lstrip("/"), path)
+    return role_names
+
+
+def _group_grants(provider: OidcProvider, claims: dict) -> dict[str, Granted]:
+    """Tenant slug → the highest role the groups `<group_prefix><slug>/<role>` grant in it
+    (a role by the provider's `tenant_roles` mapping or by its own name)."""
+    from_groups: dict[str, Granted] = {}
+    if not (provider.groups_claim and provider.group_prefix):
+        return from_groups
+    for group in _strings(claims.get(provider.groups_claim)):
+        if not group.startswith(provider.group_prefix):
+            continue
+        parts = group[len(provider.group_prefix):].strip("/").split("/")
+        if len(parts) != 2:
+            continue
+        slug, name = parts
+        role = provider.tenant_roles.get(name) or (name if name in TENANT_ROLE_RANK else "")
+        if not role:
+            continue
+        current = from_groups.get(slug)
+        if current is None or TENANT_ROLE_RANK[role] > TENANT_ROLE_RANK[current.role]:
+            from_groups[slug] = Granted(role, f"{provider.groups_claim}: {group}")
+    return from_groups
+
+
+def _withhold_below_min_acr(plan: AccessPlan) -> None:
+    """Move every platform and tenant role whose `min_acr` the sign-in's acr does not reach
+    from the plan's grants to `plan.withheld`, with the level it needs."""
+    provider, acr = plan.provider, plan.acr
     for role, granted in list(plan.platform_roles.items()):
         if needs := _too_low(provider, acr, role):
             del plan.platform_roles[role]
@@ -173,7 +193,6 @@ def access_plan(provider: OidcProvider, claims: dict) -> AccessPlan:
             del plan.tenants[slug]
             plan.withheld.append({"role": granted.role, "tenant": slug, "needs": needs,
                                   "claim": granted.claim})
-    return plan
 
 
 def _too_low(provider: OidcProvider, acr: str, role: str) -> str:

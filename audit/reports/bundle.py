@@ -121,23 +121,31 @@ def write_bundle(path: Path, *, scope: ReportScope, report_json: bytes, pdf: byt
             add(TSA_CA, [trust_pem])
         for name, data in sorted((attachments or {}).items()):
             add(f"evidence/{name}", [data])
-        document = {
-            "format": BUNDLE_FORMAT,
-            "report": report_meta,
-            "key_id": signing.platform_key_id(),
-            "audit_extract": stats,
-            "files": files,
-        }
-        if tsa.enabled():
-            document["timestamp"] = {"file": MANIFEST_TSR, "covers": MANIFEST,
-                                     "tsa_url": settings.TSA_URL,
-                                     "hash_algorithm": settings.TSA_HASH_ALGORITHM}
-        manifest = json.dumps(document, indent=1, sort_keys=True).encode()
+        manifest = _manifest(report_meta, stats, files)
         zf.writestr(MANIFEST, manifest)
         zf.writestr(MANIFEST_SIG, signing.sign(manifest))
         if tsa.enabled():
             zf.writestr(MANIFEST_TSR, _timestamp(manifest))
     _sign_archive(path)
+
+
+def _manifest(report_meta: dict[str, Any], stats: dict[str, Any],
+              files: list[dict[str, Any]]) -> bytes:
+    """manifest.json, the bytes the platform signs: the report, the signing key, the audit
+    extract's figures, every file with its SHA-256 and size, and (with timestamps on) where
+    the TSA's answer over it is."""
+    document = {
+        "format": BUNDLE_FORMAT,
+        "report": report_meta,
+        "key_id": signing.platform_key_id(),
+        "audit_extract": stats,
+        "files": files,
+    }
+    if tsa.enabled():
+        document["timestamp"] = {"file": MANIFEST_TSR, "covers": MANIFEST,
+                                 "tsa_url": settings.TSA_URL,
+                                 "hash_algorithm": settings.TSA_HASH_ALGORITHM}
+    return json.dumps(document, indent=1, sort_keys=True).encode()
 
 
 def _timestamp(manifest: bytes) -> bytes:

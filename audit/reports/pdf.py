@@ -73,17 +73,10 @@ def _chart(chart: dict[str, Any], width: float) -> Drawing:
     return drawing
 
 
-def render_pdf(report: dict[str, Any]) -> bytes:
-    """report.json's content → PDF bytes."""
-    buffer = io.BytesIO()
+def _cover(report: dict[str, Any], width: float, scope: str) -> list[Any]:
+    """The first lines: title, site and scope, the report's facts, and where the evidence is."""
     meta = report["report"]
-    doc = SimpleDocTemplate(buffer, pagesize=A4, leftMargin=16 * mm, rightMargin=16 * mm,
-                            topMargin=16 * mm, bottomMargin=16 * mm,
-                            title=f"Compliance report {meta['period']['label']}",
-                            author=meta["site_name"])
-    width = doc.width
-    scope = meta["scope"]["tenant"] or "the whole platform"
-    story: list[Any] = [
+    return [
         _p(f"Compliance report — {meta['period']['label']}", TITLE),
         _p(f"{meta['site_name']} · scope: {scope}", BODY),
         Spacer(0, 3 * mm),
@@ -99,39 +92,48 @@ def render_pdf(report: dict[str, Any]) -> bytes:
            "(report.json), the audit events of the period with their hashes, and the signed "
            "checkpoints; verify it with the platform's public key.", SMALL),
     ]
+
+
+def _findings(report: dict[str, Any]) -> list[Any]:
+    """Every section's findings in one list up front, each named by its section."""
     findings = [(s["title"], f) for s in report["sections"] for f in s["findings"]]
-    story.append(_p("Findings", H2))
+    story: list[Any] = [_p("Findings", H2)]
     if findings:
         story += [_p(f"• {title}: {text}", FINDING) for title, text in findings]
     else:
         story.append(_p("No findings: nothing in this period needs attention.", BODY))
+    return story
 
-    for section in report["sections"]:
-        story.append(HRFlowable(width="100%", color=LINE, spaceBefore=6, spaceAfter=2))
-        story.append(_p(section["title"], H2))
-        if section["intro"]:
-            story.append(_p(section["intro"], SMALL))
-        if section["figures"]:
-            story.append(Spacer(0, 2 * mm))
-            story.append(_grid([[k, v] for k, v in section["figures"].items()],
-                               widths=[70 * mm, width - 70 * mm], header=False))
-        for chart in section["charts"]:
-            if chart["values"]:
-                story.append(KeepTogether([Spacer(0, 2 * mm), _chart(chart, width)]))
-        for table in section["tables"]:
-            story.append(_p(table["title"], H3))
-            if not table["rows"]:
-                story.append(_p("None.", SMALL))
-                continue
-            rows = table["rows"][:PDF_TABLE_ROWS]
-            story.append(_grid([table["columns"], *rows]))
-            if table["total_rows"] > len(rows):
-                story.append(_p(f"Showing {len(rows)} of {table['total_rows']}; the evidence "
-                                "bundle holds every event.", SMALL))
-    story.append(Spacer(0, 6 * mm))
-    story.append(_p("Sections appear for the data this installation holds; each further part of "
-                    "the platform adds its own section when it is installed.", SMALL))
 
+def _section(section: dict[str, Any], width: float) -> list[Any]:
+    """One section: title, intro, figures, charts with values, and its tables cut at
+    PDF_TABLE_ROWS rows (the evidence bundle holds them all)."""
+    story: list[Any] = [HRFlowable(width="100%", color=LINE, spaceBefore=6, spaceAfter=2),
+                        _p(section["title"], H2)]
+    if section["intro"]:
+        story.append(_p(section["intro"], SMALL))
+    if section["figures"]:
+        story.append(Spacer(0, 2 * mm))
+        story.append(_grid([[k, v] for k, v in section["figures"].items()],
+                           widths=[70 * mm, width - 70 * mm], header=False))
+    for chart in section["charts"]:
+        if chart["values"]:
+            story.append(KeepTogether([Spacer(0, 2 * mm), _chart(chart, width)]))
+    for table in section["tables"]:
+        story.append(_p(table["title"], H3))
+        if not table["rows"]:
+            story.append(_p("None.", SMALL))
+            continue
+        rows = table["rows"][:PDF_TABLE_ROWS]
+        story.append(_grid([table["columns"], *rows]))
+        if table["total_rows"] > len(rows):
+            story.append(_p(f"Showing {len(rows)} of {table['total_rows']}; the evidence "
+                            "bundle holds every event.", SMALL))
+    return story
+
+
+def _footer(meta: dict[str, Any], scope: str):
+    """The page callback that writes site, report and scope, and the page number, at the foot."""
     def footer(canvas, document):
         canvas.saveState()
         canvas.setFont("Helvetica", 7)
@@ -141,7 +143,25 @@ def render_pdf(report: dict[str, Any]) -> bytes:
         canvas.drawRightString(A4[0] - 16 * mm, 9 * mm, f"page {document.page}")
         canvas.restoreState()
 
+    return footer
+
+
+def render_pdf(report: dict[str, Any]) -> bytes:
+    """report.json's content → PDF bytes."""
+    buffer = io.BytesIO()
+    meta = report["report"]
+    doc = SimpleDocTemplate(buffer, pagesize=A4, leftMargin=16 * mm, rightMargin=16 * mm,
+                            topMargin=16 * mm, bottomMargin=16 * mm,
+                            title=f"Compliance report {meta['period']['label']}",
+                            author=meta["site_name"])
+    width = doc.width
+    scope = meta["scope"]["tenant"] or "the whole platform"
+    story = _cover(report, width, scope) + _findings(report)
+    for section in report["sections"]:
+        story += _section(section, width)
+    story.append(Spacer(0, 6 * mm))
+    story.append(_p("Sections appear for the data this installation holds; each further part of "
+                    "the platform adds its own section when it is installed.", SMALL))
+    footer = _footer(meta, scope)
     doc.build(story, onFirstPage=footer, onLaterPages=footer)
     return buffer.getvalue()
-
-

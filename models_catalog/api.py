@@ -173,7 +173,8 @@ class VersionListApi(PortalApi):
     @extend_schema(request=VersionCreateSerializer, responses={201: VersionOutputSerializer})
     def post(self, request: Request, slug: str) -> Response:
         model = _model(request, slug)
-        data = self.validated(VersionCreateSerializer)
+        data = VersionCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)  # (its version_values() reads the checked body)
         version = services.version_create(actor=request.user, model=model,
                                           **data.version_values())
         return Response(VersionOutputSerializer(version).data, status=status.HTTP_201_CREATED)
@@ -200,7 +201,8 @@ class VersionLineageApi(PortalApi):
     @extend_schema(request=LineageSerializer, responses=LineageSerializer)
     def put(self, request: Request, slug: str, version: str) -> Response:
         mv = _version(request, slug, version)
-        data = self.validated(LineageSerializer)
+        data = LineageSerializer(data=request.data)
+        data.is_valid(raise_exception=True)  # (its lineage_values() reads the checked body)
         mv = services.version_set_lineage(actor=request.user, version=mv,
                                           **data.lineage_values())
         return Response(_lineage_out(mv))

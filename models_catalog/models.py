@@ -57,6 +57,8 @@ class Model(models.Model):
         ordering = ["name"]
 
     def __str__(self) -> str:
+        """A catalog model is shown by its slug: the name API clients send as `model` on /v1,
+        and the one audit events and statements carry."""
         return self.slug
 
 

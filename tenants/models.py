@@ -48,10 +48,14 @@ class User(AbstractUser):
         ordering = ["email"]
 
     def __str__(self) -> str:
+        """The e-mail address: unique, and what the person signs in with (`display_name` is
+        the friendlier name for pages)."""
         return self.email
 
     @property
     def audit_label(self) -> str:
+        """How the audit trail names a person: the e-mail address, which stays the same across
+        sign-in methods and reads plainly in an exported trail."""
         return self.email
 
     @property

@@ -19,7 +19,7 @@ from deployments.models import (
     ScaleMetric,
     dns_label_validator,
 )
-from models_catalog.models import Model, ModelLifecycle, ModelTask, ModelVersion
+from models_catalog.models import ArtifactKind, Model, ModelLifecycle, ModelTask, ModelVersion
 from portal.text import validate_display_name, validate_header_token
 from tenants.models import Tenant, TenantStatus
 
@@ -386,8 +386,12 @@ class UpdateVersionForm(forms.Form):
 
     def __init__(self, *args, deployment, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["version"].queryset = selectors.deployable_versions(
-            deployment.model).exclude(pk=deployment.version_id)
+        versions = selectors.deployable_versions(deployment.model).exclude(
+            pk=deployment.version_id)
+        if deployment.cluster_id and selectors.cluster_modelpack_problem(deployment.cluster):
+            # The cluster can't mount ModelPack artifacts (oci+native://): offer ModelCars only.
+            versions = versions.exclude(artifact_kind=ArtifactKind.MODELPACK)
+        self.fields["version"].queryset = versions
 
 
 class ScaleForm(forms.Form):

@@ -166,3 +166,27 @@ def test_the_wizard_offers_a_modelpack_only_where_the_cluster_can_mount_it(
     page = post_step(client, 0, {"version": version.pk, "tenant": ""}).content.decode()
     assert f'id="cluster-{cluster.pk}"' in page and f'id="cluster-{native.pk}"' in page
     assert "modelpack-note" not in page and "modelpack-problem" not in page
+
+
+def test_the_roll_out_form_offers_a_modelpack_only_where_the_cluster_can_mount_it(
+        client, msp_admin, cluster, kube, version):
+    """A deployment's roll-out form lists a ModelPack version of its model only on a cluster
+    whose check found native OCI support (before, it was listed and then refused)."""
+    deployment = services.kserve_deployment_create(actor=msp_admin,
+                                                   deployment=build(cluster, version))
+    pack = published_version(version.model, version="2.0")
+    ModelVersion.objects.filter(pk=pack.pk).update(artifact_kind=ArtifactKind.MODELPACK)
+    car = published_version(version.model, version="2.1")
+    client.force_login(msp_admin)
+
+    def offered() -> set[int]:
+        page = client.get(f"/msp/deployments/{deployment.pk}/").content.decode()
+        select = re.search(r'<select name="version".*?</select>', page, re.S).group(0)
+        return {int(pk) for pk in re.findall(r'<option value="(\d+)"', select)}
+
+    services.cluster_check(actor=msp_admin, cluster=cluster)  # Kubernetes 1.31: no support
+    assert offered() == {car.pk}
+    kube.git_version = "v1.33.4"
+    kube.kserve_config({"enableOciModelSupport": True})
+    services.cluster_check(actor=msp_admin, cluster=cluster)
+    assert offered() == {pack.pk, car.pk}

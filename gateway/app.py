@@ -269,8 +269,10 @@ class GatewayApp:
         except GatewayError as refusal:  # a 429 shows the budgets' figures too
             refusal.headers = [*refusal.headers, *await self.budget_check.finish(
                 self, budgets, enforce=False)]
+            refusal.headers += api.rate_limit_headers(refusal.headers, time.time())
             raise
         headers += await self.budget_check.finish(self, budgets)
+        headers += api.rate_limit_headers(headers, time.time())
         await Forwarder(self, scope, receive, send, request_id, started, key, tenant, route,
                         api, request, headers).run()
 

@@ -125,6 +125,12 @@ class Api(ABC):
     def error_body(self, exc: GatewayError) -> bytes:
         return exc.body()
 
+    def rate_limit_headers(self, headers: list[tuple[bytes, bytes]], now: float
+                           ) -> list[tuple[bytes, bytes]]:
+        """Headers this API's clients read for the rate limits, besides the `x-ratelimit-*`
+        ones in `headers` (OpenAI's, which every answer carries); none by default."""
+        return []
+
     def stream_error(self, exc: GatewayError) -> bytes:
         """The event that ends a stream the gateway cut off."""
         return b"data: " + exc.body() + b"\n\n"

@@ -7,6 +7,7 @@ Errors have Anthropic's shape: `{"type": "error", "error": {"type", "message"}}`
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -45,10 +46,33 @@ def messages_usage(usage: Any, known: Usage | None = None, *, final: bool = True
                  cached_input_tokens=cache_read, output_final=final)
 
 
+_RATE_LIMIT = b"x-ratelimit-"
+
+
+def anthropic_rate_limit_headers(headers: list[tuple[bytes, bytes]], now: float
+                                 ) -> list[tuple[bytes, bytes]]:
+    """Anthropic's `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}` from the
+    gateway's `x-ratelimit-*` headers: the same figures, the reset as an RFC 3339 time."""
+    translated = []
+    for name, value in headers:
+        if not name.startswith(_RATE_LIMIT):
+            continue
+        what, _, kind = name[len(_RATE_LIMIT):].decode().partition("-")  # limit-requests
+        if what == "reset":
+            seconds = int(value.decode().rstrip("s"))
+            value = datetime.fromtimestamp(int(now) + seconds, UTC).strftime(
+                "%Y-%m-%dT%H:%M:%SZ").encode()
+        translated.append((f"anthropic-ratelimit-{kind}-{what}".encode(), value))
+    return translated
+
+
 class Messages(Api):
     name, tasks, upstream_path = "messages", ("chat",), "/messages"
     missing_key_hint = ("Send it in the x-api-key header, or in the Authorization header as "
                         "'Bearer YOUR_KEY'")
+
+    def rate_limit_headers(self, headers, now):
+        return anthropic_rate_limit_headers(headers, now)
 
     def parse(self, raw: bytes) -> dict:
         request = check_body(raw, _FIELD_TYPES, _INT_RANGES)

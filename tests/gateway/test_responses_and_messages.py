@@ -5,6 +5,7 @@ cached and reasoning tokens included — and refused in each API's own error sha
 import socket
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import anthropic
@@ -231,6 +232,36 @@ def test_rate_limits_apply_to_responses_and_messages(served):
     assert limited.value.response.headers["retry-after"]
     with pytest.raises(openai.RateLimitError):
         openai_client(served, token=token).responses.create(model="chat-small", input="hi")
+
+
+def test_messages_answers_carry_anthropics_rate_limit_headers(served):
+    """Anthropic's clients read `anthropic-ratelimit-*` (reset as an RFC 3339 time); the
+    OpenAI-style `x-ratelimit-*` headers stay, and the other APIs get only those."""
+    _key, token = gateway_services.apikey_create(actor=served.actor, tenant=served.tenant,
+                                                 name="two-a-minute", rpm_limit=2)
+    time.sleep(0.6)
+    client = anthropic_client(served, token=token)
+    before = datetime.now(UTC).replace(microsecond=0)
+    raw = client.messages.with_raw_response.create(
+        model="chat-small", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    headers = raw.headers
+    assert headers["anthropic-ratelimit-requests-limit"] == "2"
+    assert headers["anthropic-ratelimit-requests-remaining"] == "1"
+    assert headers["x-ratelimit-remaining-requests"] == "1"
+    reset = datetime.fromisoformat(headers["anthropic-ratelimit-requests-reset"])
+    assert before < reset <= before + timedelta(seconds=61)
+    assert raw.parse().usage.output_tokens > 0
+    client.messages.create(model="chat-small", max_tokens=8,
+                           messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(anthropic.RateLimitError) as limited:
+        client.messages.create(model="chat-small", max_tokens=8,
+                               messages=[{"role": "user", "content": "hi"}])
+    assert limited.value.response.headers["anthropic-ratelimit-requests-remaining"] == "0"
+    chat = openai_client(served, token=token).chat.completions.with_raw_response
+    with pytest.raises(openai.RateLimitError) as chat_limited:
+        chat.create(model="chat-small", messages=[{"role": "user", "content": "hi"}])
+    assert "anthropic-ratelimit-requests-limit" not in chat_limited.value.response.headers
+    assert chat_limited.value.response.headers["x-ratelimit-remaining-requests"] == "0"
 
 
 def test_blocking_budgets_refuse_responses_and_messages(served):

@@ -374,8 +374,13 @@ class GatewayApp:
 
     def _route_for(self, model: str, key: KeyInfo, tenant: TenantInfo) -> Route:
         route = self.directory.routes.get(model)
-        if (route is None or not route.visible_to(tenant.id)
-                or (key.model_ids and route.model_id not in key.model_ids)):
+        if route is None or (key.model_ids and route.model_id not in key.model_ids):
+            raise errors.model_not_found(model)
+        if not route.visible_to(tenant.id):
+            # A retired model the tenant was entitled to: say so, and what to use instead
+            # (still OpenAI's 404 model_not_found); to others it does not exist.
+            if route.lifecycle == "retired" and route.entitles(tenant.id):
+                raise errors.model_retired(route.slug, route.successor)
             raise errors.model_not_found(model)
         return route
 

@@ -95,8 +95,11 @@ class Route:
     def disabled_for(self, tenant_id: int) -> list[Upstream]:
         return [u for u in self.upstreams if u.tenant_id in (None, tenant_id) and u.disabled]
 
+    def entitles(self, tenant_id: int) -> bool:
+        return self.all_tenants or tenant_id in self.entitled
+
     def visible_to(self, tenant_id: int) -> bool:
-        return (self.lifecycle != "retired" and (self.all_tenants or tenant_id in self.entitled)
+        return (self.lifecycle != "retired" and self.entitles(tenant_id)
                 and any(u.tenant_id in (None, tenant_id) for u in self.upstreams))
 
 

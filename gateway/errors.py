@@ -38,6 +38,15 @@ def model_not_found(model: str) -> GatewayError:
                              "to it.", code="model_not_found", param="model")
 
 
+def model_retired(model: str, successor: str) -> GatewayError:
+    """A retired model, to a tenant that was entitled to it: OpenAI's 404 for a model that
+    was shut down, with what to use instead."""
+    instead = (f"use `{successor}` instead" if successor
+               else "choose another model from GET /v1/models")
+    return GatewayError(404, f"The model `{model}` was retired and is no longer served; "
+                             f"{instead}.", code="model_not_found", param="model")
+
+
 def bad_request(message: str, *, param: str | None = None, code: str | None = None
                 ) -> GatewayError:
     return GatewayError(400, message, param=param, code=code)

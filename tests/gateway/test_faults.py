@@ -8,6 +8,7 @@ import requests
 
 from billing.models import UsageRecord
 from deployments import services as deployment_services
+from gateway import services as gateway_services
 from models_catalog import services as catalog_services
 from tenants import services as tenant_services
 from tests.factories import TenantFactory
@@ -119,6 +120,27 @@ def test_retired_and_deprecated_models(served):
                                          lifecycle="retired")
     response = wait_for(lambda: (r := post(served, CHAT)).status_code == 404 and r)
     assert_openai_error(response, 404, code="model_not_found")
+
+
+def test_a_retired_model_names_its_successor_to_the_tenants_it_served(served):
+    """OpenAI answers a shut-down model with 404 model_not_found and says what to use; so does
+    the gateway, to the tenants that were entitled to it. To others it does not exist."""
+    successor = catalog_services.model_create(actor=served.actor, slug="chat-next",
+                                              name="Chat Next", task="chat")
+    catalog_services.model_set_entitlements(actor=served.actor, model=served.chat,
+                                            all_tenants=False, tenants=[served.tenant])
+    catalog_services.model_set_lifecycle(actor=served.actor, model=served.chat,
+                                         lifecycle="retired", successor=successor)
+    response = wait_for(lambda: "retired" in (r := post(served, CHAT)).text and r)
+    assert_openai_error(response, 404, code="model_not_found", param="model",
+                        contains="`chat-small` was retired and is no longer served; use "
+                                 "`chat-next` instead")
+    other = TenantFactory(slug="globex")
+    _key, token = gateway_services.apikey_create(actor=served.actor, tenant=other,
+                                                 name="outsider")
+    outsider = wait_for(lambda: (r := post(served, CHAT, token=token)).status_code != 401 and r)
+    assert_openai_error(outsider, 404, code="model_not_found")
+    assert "retired" not in outsider.text and "chat-next" not in outsider.text
 
 
 def test_upstream_down_is_503_and_recorded_as_failed(served):

@@ -4,6 +4,8 @@ entitled to their tenant (an unentitled model is a 404)."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -249,7 +251,7 @@ class ProvenanceExportApi(PortalApi):
         return response
 
 
-class _VersionActionApi(PortalApi):
+class _VersionActionApi(PortalApi, ABC):
     """One step of the version's life; the answer is the version as it now is."""
 
     # A subclass names its body's `serializer_class` (if it takes one) and runs the service
@@ -258,8 +260,9 @@ class _VersionActionApi(PortalApi):
     platform_perms = {"POST": MANAGE}
     serializer_class = None  # the request body's serializer (read by the schema too)
 
+    @abstractmethod
     def act(self, version: ModelVersion, data: dict) -> None:
-        raise NotImplementedError
+        """Run the step's service on `version` with the checked body `data`."""
 
     @extend_schema(responses=VersionOutputSerializer)
     def post(self, request: Request, slug: str, version: str) -> Response:

@@ -111,11 +111,10 @@ class PortalPagination(LimitOffsetPagination):
         links = [(url, rel) for url, rel in (
             (self.get_next_link(), "next"), (self.get_previous_link(), "prev"),
             (self._page_link(0), "first"), (self._page_link(self._last_offset()), "last"),
-        ) if url]
-        headers = {"X-Total-Count": str(self.count)}
-        if links:
-            headers["Link"] = ", ".join(f'<{url}>; rel="{rel}"' for url, rel in links)
-        return Response(data, headers=headers)
+        ) if url]  # first and last always exist
+        return Response(data, headers={
+            "X-Total-Count": str(self.count),
+            "Link": ", ".join(f'<{url}>; rel="{rel}"' for url, rel in links)})
 
     def _last_offset(self) -> int:
         return max(0, (self.count - 1) // self.limit * self.limit) if self.count else 0

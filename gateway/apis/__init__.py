@@ -127,8 +127,8 @@ class Api(ABC):
 
     def rate_limit_headers(self, headers: list[tuple[bytes, bytes]], now: float
                            ) -> list[tuple[bytes, bytes]]:
-        """Headers this API's clients read for the rate limits, besides the `x-ratelimit-*`
-        ones in `headers` (OpenAI's, which every answer carries); none by default."""
+        """Headers this API's clients read for the rate limits, besides OpenAI's
+        `x-ratelimit-*` ones in `headers` (sent where a limit applies); none by default."""
         return []
 
     def stream_error(self, exc: GatewayError) -> bytes:
